@@ -6,7 +6,7 @@ shape (batch, 2, ..., 2); gate matrices have shape (..., d, d) with optional lea
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -29,85 +29,40 @@ _FIXED: dict[str, np.ndarray] = {
     "SWAP": np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]]),
 }
 
-Entries = list  # row-major list of (re, im) pairs; None stands for zero
+
+def _rotation_basis() -> dict[str, tuple[float, np.ndarray]]:
+    """One-parameter gates as M(t) = C + cos(f t) A + sin(f t) B: name -> (f, stack [C, A, B])."""
+    I2, I4 = np.eye(2), np.eye(4)
+    P = {k: _FIXED[k] for k in "XYZ"}
+    p0, p1 = np.diag([1.0, 0.0]), np.diag([0.0, 1.0])
+    out: dict[str, tuple[float, np.ndarray]] = {}
+    for k in "XYZ":
+        out[f"R{k}"] = (0.5, np.stack([0 * I2, I2, -1j * P[k]]))
+        out[f"CR{k}"] = (0.5, np.stack([np.kron(p0, I2), np.kron(p1, I2), np.kron(p1, -1j * P[k])]))
+        out[f"Ising{k}{k}"] = (0.5, np.stack([0 * I4, I4, -1j * np.kron(P[k], P[k])]))
+    out["PhaseShift"] = (1.0, np.stack([p0, p1, 1j * p1]))
+    return out
 
 
-def _rx(p: Tensor) -> Entries:
-    c, s = torch.cos(p[..., 0] / 2), torch.sin(p[..., 0] / 2)
-    return [(c, None), (None, -s), (None, -s), (c, None)]
+_ROTATIONS = _rotation_basis()
+_basis_cache: dict[tuple, Tensor] = {}
 
 
-def _ry(p: Tensor) -> Entries:
-    c, s = torch.cos(p[..., 0] / 2), torch.sin(p[..., 0] / 2)
-    return [(c, None), (-s, None), (s, None), (c, None)]
+def _basis(name: str, dtype: torch.dtype, device: torch.device) -> Tensor:
+    key = (name, dtype, device)
+    if key not in _basis_cache:
+        b = _ROTATIONS[name][1]
+        b = b if dtype.is_complex else b.real
+        _basis_cache[key] = torch.as_tensor(b.reshape(3, -1), dtype=dtype, device=device)
+    return _basis_cache[key]
 
 
-def _rz(p: Tensor) -> Entries:
-    c, s = torch.cos(p[..., 0] / 2), torch.sin(p[..., 0] / 2)
-    return [(c, -s), (None, None), (None, None), (c, s)]
-
-
-def _phase(p: Tensor) -> Entries:
-    one = torch.ones_like(p[..., 0])
-    return [(one, None), (None, None), (None, None), (torch.cos(p[..., 0]), torch.sin(p[..., 0]))]
-
-
-def _rot(p: Tensor) -> Entries:
-    # Rot(phi, theta, omega) = RZ(omega) RY(theta) RZ(phi)
-    phi, theta, omega = p[..., 0], p[..., 1], p[..., 2]
-    c, s = torch.cos(theta / 2), torch.sin(theta / 2)
-    a, b = (phi + omega) / 2, (phi - omega) / 2
-    return [
-        (c * torch.cos(a), -c * torch.sin(a)),
-        (-s * torch.cos(b), -s * torch.sin(b)),
-        (s * torch.cos(b), -s * torch.sin(b)),
-        (c * torch.cos(a), c * torch.sin(a)),
-    ]
-
-
-def _controlled(single: Callable[[Tensor], Entries]) -> Callable[[Tensor], Entries]:
-    def fn(p: Tensor) -> Entries:
-        one = torch.ones_like(p[..., 0])
-        u = single(p)
-        z = (None, None)
-        return [
-            (one, None), z, z, z,
-            z, (one, None), z, z,
-            z, z, u[0], u[1],
-            z, z, u[2], u[3],
-        ]  # fmt: skip
-
-    return fn
-
-
-def _ising(which: str) -> Callable[[Tensor], Entries]:
-    def fn(p: Tensor) -> Entries:
-        c, s = torch.cos(p[..., 0] / 2), torch.sin(p[..., 0] / 2)
-        z = (None, None)
-        if which == "ZZ":
-            m, q = (c, -s), (c, s)
-            return [m, z, z, z, z, q, z, z, z, z, q, z, z, z, z, m]
-        corner = (None, -s) if which == "XX" else (None, s)
-        mid = (None, -s)
-        cc = (c, None)
-        return [cc, z, z, corner, z, cc, mid, z, z, mid, cc, z, corner, z, z, cc]
-
-    return fn
-
-
-_PARAMETRIC: dict[str, Callable[[Tensor], Entries]] = {
-    "RX": _rx,
-    "RY": _ry,
-    "RZ": _rz,
-    "PhaseShift": _phase,
-    "Rot": _rot,
-    "CRX": _controlled(_rx),
-    "CRY": _controlled(_ry),
-    "CRZ": _controlled(_rz),
-    "IsingXX": _ising("XX"),
-    "IsingYY": _ising("YY"),
-    "IsingZZ": _ising("ZZ"),
-}
+def _rotation(name: str, theta: Tensor, dtype: torch.dtype) -> Tensor:
+    f, b = _ROTATIONS[name][0], _basis(name, dtype, theta.device)
+    t = theta * f
+    trig = torch.stack([torch.ones_like(t), torch.cos(t), torch.sin(t)], -1).to(dtype)
+    d = math.isqrt(b.shape[1])
+    return (trig @ b).unflatten(-1, (d, d))
 
 
 def complex_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -118,16 +73,6 @@ def complex_dtype(dtype: torch.dtype) -> torch.dtype:
 def real_dtype(dtype: torch.dtype) -> torch.dtype:
     """The real dtype with the precision of `dtype`."""
     return {torch.complex64: torch.float32, torch.complex128: torch.float64}.get(dtype, dtype)
-
-
-def _assemble(entries: Entries, ref: Tensor, dtype: torch.dtype) -> Tensor:
-    d = math.isqrt(len(entries))
-    zero = torch.zeros_like(ref)
-    re = torch.stack([zero if r is None else r for r, _ in entries], -1)
-    if not dtype.is_complex:
-        return re.unflatten(-1, (d, d)).to(dtype)
-    im = torch.stack([zero if i is None else i for _, i in entries], -1)
-    return torch.complex(re, im).unflatten(-1, (d, d)).to(dtype)
 
 
 def gate_matrix(
@@ -145,14 +90,18 @@ def gate_matrix(
         if params is not None and params.shape[:-1]:
             out = out.expand(*params.shape[:-1], *out.shape)
         return out
-    if name not in _PARAMETRIC:
+    if name not in GATES:
         raise ValueError(f"unknown gate {name!r}; known: {', '.join(GATES)}")
     if params is None or params.shape[-1] != GATES[name].n_params:
         raise ValueError(f"gate {name} needs params of shape (..., {GATES[name].n_params})")
     if not dtype.is_complex and not GATES[name].real:
         raise ValueError(f"gate {name} is complex; it cannot run in real dtype {dtype}")
     params = params.to(real_dtype(dtype))
-    return _assemble(_PARAMETRIC[name](params), params[..., 0], dtype)
+    if name == "Rot":
+        # Rot(phi, theta, omega) = RZ(omega) RY(theta) RZ(phi)
+        rz = _rotation("RZ", params[..., 0::2], dtype)
+        return rz[..., 1, :, :] @ _rotation("RY", params[..., 1], dtype) @ rz[..., 0, :, :]
+    return _rotation(name, params[..., 0], dtype)
 
 
 # --------------------------------------------------------------------------- functional API
@@ -232,7 +181,7 @@ def run_dtype(circuit: Circuit, dtype: torch.dtype) -> torch.dtype:
 
 
 class _ParamIndex:
-    """Where each gate parameter lives in the vector [inputs | weights | constants]."""
+    """Where each gate parameter lives in the source vector [inputs | weights | constants]."""
 
     def __init__(self, circuit: Circuit):
         self.n_inputs, self.n_weights = circuit.n_inputs, circuit.n_weights
@@ -249,9 +198,62 @@ class _ParamIndex:
                     consts.append(p.value)
         self.consts = np.array(consts, dtype=float)
 
-    def index(self, gate_ids: Sequence[int], n_params: int, offset: int = 0) -> list[list[int]]:
-        """Slots of the parameters of the given gates, shifted by -offset."""
-        return [[self.slots[g, p] - offset for p in range(n_params)] for g in gate_ids]
+    def gather(self, moments: list[list[int]], n_params: int) -> "_Gather":
+        """Fetcher of the parameters (..., L, m, P) of the given gates (L moments of m gates)."""
+        slots = np.array([[[self.slots[g, p] for p in range(n_params)] for g in m] for m in moments])
+        return _Gather(slots, self.n_inputs, self.n_weights)
+
+
+class _Gather:
+    """Reads parameters from the smallest source that holds them, by a slice when contiguous."""
+
+    def __init__(self, slots: np.ndarray, n_inputs: int, n_weights: int):
+        self.shape = slots.shape
+        flat = slots.ravel()
+        if flat.max() < n_inputs:
+            self.source, offset = "input", 0
+        elif flat.min() >= n_inputs and flat.max() < n_inputs + n_weights:
+            self.source, offset = "weight", n_inputs
+        elif flat.min() >= n_inputs:
+            self.source, offset = "wc", n_inputs
+        else:
+            self.source, offset = "all", 0
+        local = flat - offset
+        self.start = int(local[0])
+        self.contiguous = bool(np.array_equal(local, np.arange(self.start, self.start + local.size)))
+        self.index = torch.as_tensor(local)
+
+    def to(self, device: torch.device) -> "_Gather":
+        self.index = self.index.to(device)
+        return self
+
+    def __call__(self, sources: "_Sources") -> Tensor:
+        src = sources[self.source]
+        if self.contiguous:
+            flat = src[..., self.start : self.start + self.index.numel()]
+        else:
+            flat = src.index_select(-1, self.index)
+        return flat.unflatten(-1, self.shape)
+
+
+class _Sources:
+    """The parameter sources of one call, each built on first use."""
+
+    def __init__(self, inputs: Tensor | None, weights: Tensor, consts: Tensor):
+        self.inputs, self.weights, self.consts = inputs, weights, consts
+        self._made: dict[str, Tensor] = {}
+
+    def __getitem__(self, name: str) -> Tensor:
+        if name == "input":
+            return self.inputs
+        if name == "weight":
+            return self.weights
+        if name not in self._made:
+            wc = torch.cat([self.weights, self.consts])
+            self._made["wc"] = wc
+            if self.inputs is not None:
+                self._made["all"] = torch.cat([self.inputs, wc.expand(self.inputs.shape[0], -1)], 1)
+        return self._made[name]
 
 
 def _moments(gates: Sequence[Gate]) -> list[list[int]]:
@@ -278,58 +280,108 @@ def _bit_index(n: int, wires: Sequence[int]) -> np.ndarray:
     return out
 
 
+def _kron(a: Tensor, b: Tensor) -> Tensor:
+    """Kronecker product of (..., p, p) and (..., q, q) matrices, batch dims broadcast."""
+    out = a[..., :, None, :, None] * b[..., None, :, None, :]
+    pq = a.shape[-1] * b.shape[-1]
+    return out.reshape(out.shape[:-4] + (pq, pq))
+
+
 class _MomentFamily:
     """Moments with the same gates on the same wires, whose full matrices are built together."""
 
-    def __init__(self, circuit: Circuit, moments: list[list[int]], pindex: _ParamIndex, offset: int):
+    def __init__(self, circuit: Circuit, moments: list[list[int]], pindex: _ParamIndex):
         n = circuit.n_qubits
         first = [circuit.gates[i] for i in moments[0]]
-        self.groups = []  # (gate name, parameter index (L, m, P), row index (m, D))
         by_name: dict[str, list[int]] = {}
         for pos, g in enumerate(first):
             by_name.setdefault(g.name, []).append(pos)
+        self.n_moments = len(moments)
+        self.groups: list[tuple[str, _Gather | None, int]] = []
+        seq: list[int] = []
         for name, positions in by_name.items():
             n_params = GATES[name].n_params
-            pidx = [pindex.index([m[p] for p in positions], n_params, offset) for m in moments]
-            rows = np.stack([_bit_index(n, first[p].wires) for p in positions])
-            self.groups.append((name, torch.tensor(pidx, dtype=torch.long), torch.as_tensor(rows)))
-        busy = {w for g in first for w in g.wires}
-        idle = [w for w in range(n) if w not in busy]
-        ib = _bit_index(n, idle)
-        self.idle_mask = None if not idle else torch.as_tensor((ib[:, None] == ib[None, :]).astype(float))
+            gather = pindex.gather([[m[p] for p in positions] for m in moments], n_params) if n_params else None
+            self.groups.append((name, gather, len(positions)))
+            seq += [w for p in positions for w in first[p].wires]
+        self.n_idle = n - len(seq)
+        seq += [w for w in range(n) if w not in seq]
+        perm = _bit_index(n, seq)
+        self.perm = None if np.array_equal(perm, np.arange(2**n)) else torch.as_tensor(perm)
 
-    def to(self, device: torch.device, dtype: torch.dtype) -> "_MomentFamily":
-        self.groups = [(nm, p.to(device), r.to(device)) for nm, p, r in self.groups]
-        if self.idle_mask is not None:
-            self.idle_mask = self.idle_mask.to(device=device, dtype=dtype)
+    def to(self, device: torch.device) -> "_MomentFamily":
+        self.groups = [(nm, g and g.to(device), m) for nm, g, m in self.groups]
+        self.perm = None if self.perm is None else self.perm.to(device)
         return self
 
-    def matrices(self, source: Tensor, dtype: torch.dtype) -> Tensor:
-        """Full matrices (*lead, L, D, D) of the family's moments from a (*lead, S) parameter source."""
-        out = None
-        for name, pidx, rows in self.groups:
-            if GATES[name].n_params:
-                g = gate_matrix(name, source[..., pidx], dtype=dtype)  # (*lead, L, m, d, d)
+    def matrices(self, sources: _Sources, dtype: torch.dtype) -> Tensor:
+        """Full matrices (*batch, L, D, D) of the family's moments."""
+        device = sources.weights.device
+        k = None
+        for name, gather, m in self.groups:
+            if gather is not None:
+                g = gate_matrix(name, gather(sources), dtype)  # (*batch, L, m, d, d)
             else:
-                g = gate_matrix(name, dtype=dtype, device=source.device)
-                g = g.expand(pidx.shape[0], rows.shape[0], *g.shape)
-            m = torch.arange(rows.shape[0], device=rows.device)
-            full = g[..., m[:, None, None], rows[:, :, None], rows[:, None, :]].prod(dim=-3)
-            out = full if out is None else out * full
-        if self.idle_mask is not None:
-            out = out * self.idle_mask
-        return out
+                g = gate_matrix(name, dtype=dtype, device=device).expand(self.n_moments, m, -1, -1)
+            for j in range(m):
+                k = g[..., j, :, :] if k is None else _kron(k, g[..., j, :, :])
+        if self.n_idle:
+            k = _kron(k, torch.eye(2**self.n_idle, dtype=dtype, device=device))
+        if self.perm is not None:
+            k = k.index_select(-2, self.perm).index_select(-1, self.perm)
+        return k
 
 
 def _tree_product(mats: Tensor) -> Tensor:
-    """M_{L-1} ... M_1 M_0 for a stack (L, D, D) in application order, in log2(L) batched steps."""
+    """M_{L-1} ... M_1 M_0 for a stack (L, D, D) with L a power of two, in log2(L) batched steps."""
     while mats.shape[0] > 1:
-        tail = mats[-1:] if mats.shape[0] % 2 else None
-        even = mats[: mats.shape[0] - (tail is not None)]
-        mats = even[1::2] @ even[0::2]
-        if tail is not None:
-            mats = torch.cat([mats, tail])
+        pairs = mats.unflatten(0, (-1, 2))
+        mats = pairs[:, 1] @ pairs[:, 0]
     return mats[0]
+
+
+class _Stretch:
+    """Moments that depend on no input, multiplied into one matrix U = post (W_L pre_L) ... (W_1 pre_1)."""
+
+    def __init__(self, refs: list[tuple[str, object]], D: int, hi: torch.dtype):
+        eye = torch.eye(D, dtype=hi)
+        self.slots: list[int] = []
+        pres: list[Tensor] = []
+        pending = None  # constant since the last weight moment
+        for kind, ref in refs:
+            if kind == "c":
+                pending = ref if pending is None else ref @ pending
+            else:
+                self.slots.append(ref)
+                pres.append(eye if pending is None else pending)
+                pending = None
+        self.post = pending
+        self.pre = None if all(p is eye for p in pres) else torch.stack(pres)
+        L = len(self.slots)
+        self.pad = 0 if L == 0 else (1 << (L - 1).bit_length()) - L
+        self.index: Tensor | None = torch.as_tensor(self.slots, dtype=torch.long)
+        self.eye = eye
+
+    def to(self, device: torch.device, dtype: torch.dtype, n_weight_moments: int) -> "_Stretch":
+        if self.slots == list(range(n_weight_moments)):
+            self.index = None
+        cast = lambda t: None if t is None else t.to(device=device, dtype=dtype)  # noqa: E731
+        self.index = None if self.index is None else self.index.to(device)
+        self.pre, self.post = cast(self.pre), cast(self.post)
+        self.padding = cast(self.eye.expand(self.pad, -1, -1)) if self.pad else None
+        return self
+
+    def matrix(self, wmats: Tensor | None) -> Tensor:
+        """U for this call's weight-moment matrices wmats (Lw, D, D)."""
+        if not self.slots:
+            return self.post
+        a = wmats if self.index is None else wmats.index_select(0, self.index)
+        if self.pre is not None:
+            a = a @ self.pre
+        if self.padding is not None:
+            a = torch.cat([a, self.padding])
+        u = _tree_product(a)
+        return u if self.post is None else self.post @ u
 
 
 class CompiledCircuit:
@@ -360,82 +412,72 @@ class CompiledCircuit:
         self.consts = torch.as_tensor(self.pindex.consts, dtype=real_dtype(self.dtype), device=self.device)
         if method == "dense":
             self._compile_dense()
+        else:
+            self.gathers = [
+                self.pindex.gather([[gi]], GATES[g.name].n_params).to(self.device) if g.params else None
+                for gi, g in enumerate(circuit.gates)
+            ]
 
     # -- dense ---------------------------------------------------------------------------
     def _compile_dense(self) -> None:
         c = self.circuit
-        n, D = c.n_qubits, 2**c.n_qubits
+        D = 2**c.n_qubits
         hi = complex_dtype(torch.float64) if self.dtype.is_complex else torch.float64
         moments = _moments(c.gates)
         kinds = [c.gates[m[0]].kind for m in moments]
-        sig = lambda m: tuple((c.gates[i].name, c.gates[i].wires) for i in m)  # noqa: E731
 
-        # Constant moments: full matrices now, in float64, folded into neighbours below.
-        const_src = torch.as_tensor(self.pindex.consts, dtype=torch.float64)
-        const_of = {}
-        for mi, m in enumerate(moments):
-            if kinds[mi] == "const":
-                fam = _MomentFamily(c, [m], self.pindex, c.n_inputs + c.n_weights)
-                fam.to(torch.device("cpu"), hi)
-                const_of[mi] = fam.matrices(const_src, hi)[0]
-
-        # Weight and input moments: families of equal signature built in one batched call.
-        self.families: dict[str, list[tuple[_MomentFamily, list[int]]]] = {"weight": [], "input": []}
+        # Weight and input moments: families of equal signature, each built in one batched call.
+        self.families: dict[str, list[_MomentFamily]] = {"weight": [], "input": []}
         slot_of: dict[int, int] = {}
         for kind in ("weight", "input"):
-            groups: dict[tuple, list[int]] = {}
+            by_sig: dict[tuple, list[int]] = {}
             for mi, m in enumerate(moments):
                 if kinds[mi] == kind:
-                    groups.setdefault(sig(m), []).append(mi)
-            order = []
-            for mis in groups.values():
-                offset = self.n_offset if kind == "weight" else 0
-                fam = _MomentFamily(c, [moments[i] for i in mis], self.pindex, offset)
-                self.families[kind].append((fam.to(self.device, self.dtype), mis))
+                    by_sig.setdefault(tuple((c.gates[i].name, c.gates[i].wires) for i in m), []).append(mi)
+            order: list[int] = []
+            for mis in by_sig.values():
+                fam = _MomentFamily(c, [moments[i] for i in mis], self.pindex)
+                self.families[kind].append(fam.to(self.device))
                 order += mis
             slot_of.update({mi: pos for pos, mi in enumerate(order)})
+        n_weight_moments = sum(f.n_moments for f in self.families["weight"])
 
-        # Program: a list of steps over the moment sequence, constants folded.
-        steps: list[tuple[str, list]] = []  # ("const", [matrix]) | ("stretch", refs) | ("input", [slot])
+        # Steps over the moment sequence: input moments, and stretches between them.
+        const_src = _Sources(None, torch.zeros(c.n_weights, dtype=torch.float64), torch.as_tensor(self.pindex.consts))
+        raw: list[tuple[str, list]] = []
         for mi, kind in enumerate(kinds):
             if kind == "input":
-                steps.append(("input", [slot_of[mi]]))
+                raw.append(("input", [slot_of[mi]]))
                 continue
-            ref = ("c", const_of[mi]) if kind == "const" else ("w", slot_of[mi])
-            if steps and steps[-1][0] == "stretch":
-                refs = steps[-1][1]
-                if ref[0] == "c" and refs[-1][0] == "c":
-                    refs[-1] = ("c", ref[1] @ refs[-1][1])
-                else:
-                    refs.append(ref)
+            if kind == "const":
+                ref = ("c", _MomentFamily(c, [moments[mi]], self.pindex).matrices(const_src, hi)[0])
             else:
-                steps.append(("stretch", [ref]))
+                ref = ("w", slot_of[mi])
+            if raw and raw[-1][0] == "stretch":
+                raw[-1][1].append(ref)
+            else:
+                raw.append(("stretch", [ref]))
 
-        # A leading constant stretch acts on |0..0>: keep only the resulting state.
+        # Constants at the very start act on |0...0>: keep only the state they make.
         init = torch.zeros(D, dtype=hi)
         init[0] = 1
-        if steps and steps[0][0] == "stretch" and steps[0][1][0][0] == "c":
-            init = steps[0][1][0][1] @ init
-            steps[0][1].pop(0)
-            if not steps[0][1]:
-                steps.pop(0)
-        self.init = init.to(self.dtype).to(self.device)
-
-        self.steps = []
-        for kind, refs in steps:
+        if raw and raw[0][0] == "stretch":
+            refs = raw[0][1]
+            while refs and refs[0][0] == "c":
+                init = refs.pop(0)[1] @ init
+            if not refs:
+                raw.pop(0)
+        self.init = init.to(device=self.device, dtype=self.dtype)
+        self.steps: list[tuple[str, object]] = []
+        for kind, refs in raw:
             if kind == "input":
-                self.steps.append(("input", refs[0], None))
-                continue
-            consts = [r[1] for r in refs if r[0] == "c"]
-            cstack = torch.stack(consts).to(self.device, self.dtype) if consts else None
-            order, ci = [], 0
-            for r in refs:
-                order.append(ci if r[0] == "c" else len(consts) + r[1])
-                ci += r[0] == "c"
-            self.steps.append(("stretch", torch.tensor(order, device=self.device), cstack))
+                self.steps.append(("input", refs[0]))
+            else:
+                self.steps.append(("stretch", _Stretch(refs, D, hi).to(self.device, self.dtype, n_weight_moments)))
 
         obs = c.observables
-        self.signs = None
+        self.signs = self.obs_mats = None
+        n = c.n_qubits
         if all(o.diagonal for o in obs):
             signs = np.stack([_z_signs(len(o.wires))[_bit_index(n, o.wires)] for o in obs], 1)
             self.signs = torch.as_tensor(signs, dtype=real_dtype(self.dtype), device=self.device)
@@ -448,38 +490,26 @@ class CompiledCircuit:
                     full = full * _FIXED[p][b[:, None], b[None, :]]
                 idle = _bit_index(n, [w for w in range(n) if w not in o.wires])
                 mats.append(full * (idle[:, None] == idle[None, :]))
-            self.obs_mats = torch.as_tensor(np.stack(mats), dtype=complex_dtype(real_dtype(self.dtype)))
-            self.obs_mats = self.obs_mats.to(self.device)
-
-    @property
-    def n_offset(self) -> int:
-        """Parameter-vector offset of weight/constant slots when inputs are left out."""
-        return self.circuit.n_inputs
+            obs_dtype = complex_dtype(real_dtype(self.dtype))
+            self.obs_mats = torch.as_tensor(np.stack(mats), dtype=obs_dtype, device=self.device)
 
     def _dense(self, inputs: Tensor | None, weights: Tensor) -> Tensor:
-        wsrc = torch.cat([weights, self.consts])
-        wmats = self._family_matrices("weight", wsrc)
-        imats = None
-        if inputs is not None and self.families["input"]:
-            isrc = torch.cat([inputs, wsrc.expand(inputs.shape[0], -1)], dim=1)
-            imats = self._family_matrices("input", isrc)
+        sources = _Sources(inputs, weights, self.consts)
+        wmats = self._family_matrices("weight", sources)
+        imats = self._family_matrices("input", sources) if inputs is not None else None
         state = self.init
-        for kind, order, cstack in self.steps:
+        for kind, step in self.steps:
             if kind == "input":
-                m = imats[:, order]
-                state = torch.einsum("bij,bj->bi", m, state.expand(m.shape[0], -1))
-                continue
-            parts = [p for p in (cstack, wmats) if p is not None]
-            mats = (torch.cat(parts) if len(parts) > 1 else parts[0])[order]
-            u = _tree_product(mats)
-            state = state @ u.T
+                m = imats[:, step]
+                state = m @ state if state.dim() == 1 else (m @ state.unsqueeze(-1)).squeeze(-1)
+            else:
+                state = state @ step.matrix(wmats).T
         return state
 
-    def _family_matrices(self, kind: str, source: Tensor) -> Tensor | None:
-        fams = self.families[kind]
-        if not fams:
+    def _family_matrices(self, kind: str, sources: _Sources) -> Tensor | None:
+        mats = [fam.matrices(sources, self.dtype) for fam in self.families[kind]]
+        if not mats:
             return None
-        mats = [fam.matrices(source, self.dtype) for fam, _ in fams]
         return mats[0] if len(mats) == 1 else torch.cat(mats, dim=-3)
 
     def _dense_outputs(self, state: Tensor) -> Tensor:
@@ -492,21 +522,11 @@ class CompiledCircuit:
 
     # -- gate by gate --------------------------------------------------------------------
     def _gates(self, inputs: Tensor | None, weights: Tensor, batch: int) -> Tensor:
-        c = self.circuit
-        wsrc = torch.cat([weights, self.consts])
-        isrc = None
-        if inputs is not None:
-            isrc = torch.cat([inputs, wsrc.expand(inputs.shape[0], -1)], dim=1)
-        state = zero_state(c.n_qubits, batch, self.dtype, self.device)
-        for gi, g in enumerate(c.gates):
-            spec = GATES[g.name]
-            if spec.n_params == 0:
-                m = gate_matrix(g.name, dtype=self.dtype, device=self.device)
-            elif g.kind == "input":
-                m = gate_matrix(g.name, isrc[:, self.pindex.index([gi], spec.n_params)[0]], self.dtype)
-            else:
-                idx = self.pindex.index([gi], spec.n_params, self.n_offset)[0]
-                m = gate_matrix(g.name, wsrc[idx], self.dtype)
+        sources = _Sources(inputs, weights, self.consts)
+        state = zero_state(self.circuit.n_qubits, batch, self.dtype, self.device)
+        for g, gather in zip(self.circuit.gates, self.gathers):
+            params = None if gather is None else gather(sources)[..., 0, 0, :]
+            m = gate_matrix(g.name, params, dtype=self.dtype, device=self.device)
             state = apply_matrix(state, m, g.wires)
         return state
 

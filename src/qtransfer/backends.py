@@ -1,0 +1,146 @@
+"""Run a circuit description: the built-in engine ("torch") or any PennyLane device ("pennylane:<name>")."""
+from __future__ import annotations
+
+import importlib.util
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from .circuits import Circuit
+from .engine import CompiledCircuit
+
+
+class Backend(Protocol):
+    """Maps (circuit, inputs (batch, n_inputs), flat weights) to expectation values (batch, n_outputs)."""
+
+    name: str
+
+    def __call__(self, circuit: Circuit, inputs: Tensor, weights: Tensor) -> Tensor: ...
+
+
+class TorchBackend:
+    """The built-in batched engine; precision follows the weights' dtype (float32 or float64)."""
+
+    def __init__(self, method: str = "auto"):
+        self.name = "torch"
+        self.method = method
+        self._compiled: dict[tuple, CompiledCircuit] = {}
+
+    def compiled(self, circuit: Circuit, dtype: torch.dtype, device: torch.device) -> CompiledCircuit:
+        """The circuit compiled for this dtype and device (cached)."""
+        key = (circuit, dtype, device)
+        if key not in self._compiled:
+            self._compiled[key] = CompiledCircuit(circuit, dtype=dtype, device=device, method=self.method)
+        return self._compiled[key]
+
+    def __call__(self, circuit: Circuit, inputs: Tensor, weights: Tensor) -> Tensor:
+        dtype = torch.float64 if weights.dtype == torch.float64 else torch.float32
+        return self.compiled(circuit, dtype, weights.device)(inputs, weights)
+
+
+# PennyLane names of our gates where they differ.
+_QML_NAMES = {"H": "Hadamard", "X": "PauliX", "Y": "PauliY", "Z": "PauliZ"}
+
+# Which pip package provides a PennyLane device, for the error when it is missing.
+_DEVICE_PACKAGES = {
+    "lightning": "pennylane-lightning",
+    "qiskit": "pennylane-qiskit",
+    "braket": "amazon-braket-pennylane-plugin",
+    "cirq": "pennylane-cirq",
+    "rigetti": "pennylane-rigetti",
+    "ionq": "pennylane-ionq",
+}
+
+
+def require_pennylane() -> Any:
+    """Import PennyLane, or fail with the install command."""
+    if importlib.util.find_spec("pennylane") is None:
+        raise ImportError(
+            "the PennyLane backend needs PennyLane: pip install 'qtransfer[pennylane]'"
+        )
+    import pennylane as qml
+
+    return qml
+
+
+class PennyLaneBackend:
+    """A PennyLane device running the same circuit description through a torch-interface QNode.
+
+    Batches by parameter broadcasting (devices that cannot broadcast split the batch
+    themselves); `per_sample=True` runs one QNode call per sample, as the reference tutorial does.
+    """
+
+    def __init__(
+        self,
+        device: str = "default.qubit",
+        diff_method: str = "best",
+        device_options: dict | None = None,
+        per_sample: bool = False,
+    ):
+        self.device_name = device
+        self.name = f"pennylane:{device}"
+        self.diff_method = diff_method
+        self.device_options = dict(device_options or {})
+        self.per_sample = per_sample
+        self._qnodes: dict[Circuit, Any] = {}
+
+    def qnode(self, circuit: Circuit) -> Any:
+        """The QNode for `circuit` on this device (cached)."""
+        if circuit not in self._qnodes:
+            self._qnodes[circuit] = self._build(circuit)
+        return self._qnodes[circuit]
+
+    def _build(self, circuit: Circuit) -> Any:
+        qml = require_pennylane()
+        try:
+            dev = qml.device(self.device_name, wires=circuit.n_qubits, **self.device_options)
+        except qml.DeviceError as err:
+            family = self.device_name.split(".")[0]
+            pkg = _DEVICE_PACKAGES.get(family)
+            hint = f" It is provided by the package {pkg!r}: pip install {pkg}" if pkg else ""
+            raise ValueError(f"PennyLane device {self.device_name!r} is not available.{hint} ({err})") from err
+
+        def observable(o):
+            ops = [getattr(qml, _QML_NAMES[p])(w) for p, w in zip(o.paulis, o.wires)]
+            return ops[0] if len(ops) == 1 else qml.prod(*ops)
+
+        def apply(inputs, weights):
+            for g in circuit.gates:
+                params = []
+                for p in g.params:
+                    if p.source == "input":
+                        params.append(inputs[..., p.index])
+                    elif p.source == "weight":
+                        params.append(weights[p.index])
+                    else:
+                        params.append(p.value)
+                getattr(qml, _QML_NAMES.get(g.name, g.name))(*params, wires=list(g.wires))
+            return [qml.expval(observable(o)) for o in circuit.observables]
+
+        return qml.QNode(apply, dev, interface="torch", diff_method=self.diff_method)
+
+    def __call__(self, circuit: Circuit, inputs: Tensor, weights: Tensor) -> Tensor:
+        qnode = self.qnode(circuit)
+        if self.per_sample:
+            rows = [torch.stack(list(qnode(x, weights))) for x in inputs]
+            out = torch.stack(rows)
+        else:
+            out = torch.stack(list(qnode(inputs, weights)), dim=-1)
+            if out.dim() == 1:
+                out = out.expand(inputs.shape[0], -1)
+        return out.to(weights.dtype)
+
+
+def get_backend(spec: str | Backend = "torch", **options: Any) -> Backend:
+    """A backend from its name: 'torch' or 'pennylane:<device>' (options go to its constructor)."""
+    if not isinstance(spec, str):
+        return spec
+    if spec == "torch":
+        return TorchBackend(**options)
+    if spec.startswith("pennylane:") and spec != "pennylane:":
+        return PennyLaneBackend(spec.split(":", 1)[1], **options)
+    raise ValueError(
+        f"unknown backend {spec!r}; use 'torch' (built-in) or 'pennylane:<device>', "
+        "e.g. 'pennylane:default.qubit' or 'pennylane:lightning.qubit'"
+    )
