@@ -64,6 +64,12 @@ def require_pennylane() -> Any:
     return qml
 
 
+def _device_error(qml: Any) -> type[Exception]:
+    """PennyLane's DeviceError (moved to pennylane.exceptions in newer releases)."""
+    exceptions = getattr(qml, "exceptions", None)
+    return getattr(exceptions, "DeviceError", None) or getattr(qml, "DeviceError")
+
+
 class PennyLaneBackend:
     """A PennyLane device running the same circuit description through a torch-interface QNode.
 
@@ -95,7 +101,7 @@ class PennyLaneBackend:
         qml = require_pennylane()
         try:
             dev = qml.device(self.device_name, wires=circuit.n_qubits, **self.device_options)
-        except qml.DeviceError as err:
+        except _device_error(qml) as err:
             family = self.device_name.split(".")[0]
             pkg = _DEVICE_PACKAGES.get(family)
             hint = f" It is provided by the package {pkg!r}: pip install {pkg}" if pkg else ""
@@ -114,7 +120,8 @@ class PennyLaneBackend:
                     elif p.source == "weight":
                         params.append(weights[p.index])
                     else:
-                        params.append(p.value)
+                        # a tensor, not a float: some PennyLane ops fail on mixed float/tensor params
+                        params.append(torch.tensor(p.value, dtype=weights.dtype, device=weights.device))
                 getattr(qml, _QML_NAMES.get(g.name, g.name))(*params, wires=list(g.wires))
             return [qml.expval(observable(o)) for o in circuit.observables]
 
