@@ -280,64 +280,70 @@ def _bit_index(n: int, wires: Sequence[int]) -> np.ndarray:
     return out
 
 
-def _kron(a: Tensor, b: Tensor) -> Tensor:
-    """Kronecker product of (..., p, p) and (..., q, q) matrices, batch dims broadcast."""
-    out = a[..., :, None, :, None] * b[..., None, :, None, :]
-    pq = a.shape[-1] * b.shape[-1]
-    return out.reshape(out.shape[:-4] + (pq, pq))
-
-
 class _MomentFamily:
-    """Moments with the same gates on the same wires, whose full matrices are built together."""
+    """Moments with the same gates on the same wires, whose full matrices are built together.
+
+    Entry (r, c) of a moment's full matrix is the product over its gates of the gate-matrix entry
+    picked by the bits of r and c on the gate's wires, times 1 if the idle wires' bits agree
+    (else 0): one gather and one product for the whole family, whatever the wire order.
+    """
 
     def __init__(self, circuit: Circuit, moments: list[list[int]], pindex: _ParamIndex):
         n = circuit.n_qubits
+        D = 2**n
         first = [circuit.gates[i] for i in moments[0]]
         by_name: dict[str, list[int]] = {}
         for pos, g in enumerate(first):
             by_name.setdefault(g.name, []).append(pos)
-        self.n_moments = len(moments)
+        self.n_moments, self.D = len(moments), D
         self.groups: list[tuple[str, _Gather | None, int]] = []
-        seq: list[int] = []
+        picks, offset = [], 0
         for name, positions in by_name.items():
             n_params = GATES[name].n_params
             gather = pindex.gather([[m[p] for p in positions] for m in moments], n_params) if n_params else None
             self.groups.append((name, gather, len(positions)))
-            seq += [w for p in positions for w in first[p].wires]
-        self.n_idle = n - len(seq)
-        seq += [w for w in range(n) if w not in seq]
-        perm = _bit_index(n, seq)
-        self.perm = None if np.array_equal(perm, np.arange(2**n)) else torch.as_tensor(perm)
+            d = 2 ** GATES[name].n_wires
+            for p in positions:
+                bits = _bit_index(n, first[p].wires)
+                picks.append(offset + bits[:, None] * d + bits[None, :])
+                offset += d * d
+        self.n_gates = len(picks)
+        self.pick = torch.as_tensor(np.stack(picks).reshape(-1))
+        used = {w for g in first for w in g.wires}
+        idle = _bit_index(n, [w for w in range(n) if w not in used])
+        self.mask = None if len(used) == n else torch.as_tensor(idle[:, None] == idle[None, :])
 
     def to(self, device: torch.device) -> "_MomentFamily":
         self.groups = [(nm, g and g.to(device), m) for nm, g, m in self.groups]
-        self.perm = None if self.perm is None else self.perm.to(device)
+        self.pick = self.pick.to(device)
+        self.mask = None if self.mask is None else self.mask.to(device)
         return self
 
     def matrices(self, sources: _Sources, dtype: torch.dtype) -> Tensor:
         """Full matrices (*batch, L, D, D) of the family's moments."""
-        device = sources.weights.device
-        k = None
+        flats = []
         for name, gather, m in self.groups:
             if gather is not None:
                 g = gate_matrix(name, gather(sources), dtype)  # (*batch, L, m, d, d)
             else:
-                g = gate_matrix(name, dtype=dtype, device=device).expand(self.n_moments, m, -1, -1)
-            for j in range(m):
-                k = g[..., j, :, :] if k is None else _kron(k, g[..., j, :, :])
-        if self.n_idle:
-            k = _kron(k, torch.eye(2**self.n_idle, dtype=dtype, device=device))
-        if self.perm is not None:
-            k = k.index_select(-2, self.perm).index_select(-1, self.perm)
-        return k
+                g = gate_matrix(name, dtype=dtype, device=self.pick.device).expand(self.n_moments, m, -1, -1)
+            flats.append(g.flatten(-3))
+        if len(flats) == 1:
+            flat = flats[0]
+        else:
+            lead = torch.broadcast_shapes(*(f.shape[:-1] for f in flats))
+            flat = torch.cat([f.expand(*lead, f.shape[-1]) for f in flats], -1)
+        entries = flat.index_select(-1, self.pick).unflatten(-1, (self.n_gates, self.D, self.D))
+        full = entries[..., 0, :, :] if self.n_gates == 1 else entries.prod(-3)
+        return full if self.mask is None else full * self.mask
 
 
 def _tree_product(mats: Tensor) -> Tensor:
     """M_{L-1} ... M_1 M_0 for a stack (L, D, D) with L a power of two, in log2(L) batched steps."""
     while mats.shape[0] > 1:
-        pairs = mats.unflatten(0, (-1, 2))
-        mats = pairs[:, 1] @ pairs[:, 0]
-    return mats[0]
+        first, second = mats.unflatten(0, (-1, 2)).unbind(1)
+        mats = second @ first
+    return mats.squeeze(0)
 
 
 class _Stretch:
