@@ -20,11 +20,15 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """The built-in batched engine; precision follows the weights' dtype (float32 or float64)."""
+    """The built-in batched engine; precision follows the weights' dtype (float32 or float64).
 
-    def __init__(self, method: str = "auto"):
+    `per_sample=True` simulates one sample per call, as the reference tutorial does (same values, slower).
+    """
+
+    def __init__(self, method: str = "auto", per_sample: bool = False):
         self.name = "torch"
         self.method = method
+        self.per_sample = per_sample
         self._compiled: dict[tuple, CompiledCircuit] = {}
 
     def compiled(self, circuit: Circuit, dtype: torch.dtype, device: torch.device) -> CompiledCircuit:
@@ -36,7 +40,10 @@ class TorchBackend:
 
     def __call__(self, circuit: Circuit, inputs: Tensor, weights: Tensor) -> Tensor:
         dtype = torch.float64 if weights.dtype == torch.float64 else torch.float32
-        return self.compiled(circuit, dtype, weights.device)(inputs, weights)
+        compiled = self.compiled(circuit, dtype, weights.device)
+        if self.per_sample:
+            return torch.cat([compiled(x[None], weights) for x in inputs])
+        return compiled(inputs, weights)
 
 
 # PennyLane names of our gates where they differ.

@@ -1,0 +1,6 @@
+"""`python -m qtransfer`."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

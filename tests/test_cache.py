@@ -1,0 +1,105 @@
+"""The feature cache: computed once, reused, safe against torn entries and concurrent writers."""
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from qtransfer.cache import FeatureCache, cached_features, extractor_key
+
+
+class CountingImages(Dataset):
+    """Stand-in image files: item i is a tensor made from file i's bytes; counts reads."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths, self.reads = paths, 0
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        self.reads += 1
+        data = torch.tensor(list(self.paths[i].read_bytes()[:4]), dtype=torch.float32)
+        return data, 0
+
+
+def _files(tmp_path: Path, n: int) -> list[Path]:
+    paths = []
+    for i in range(n):
+        p = tmp_path / "images" / f"img {i}.bin"
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(bytes([i, i + 1, i + 2, i + 3]))
+        paths.append(p)
+    return paths
+
+
+BACKBONE = nn.Linear(4, 3)
+
+
+def _features(paths, cache):
+    ds = CountingImages(paths)
+    feats, computed = cached_features(BACKBONE, ds, paths, cache, torch.device("cpu"), batch_size=2)
+    return feats, computed, ds.reads
+
+
+def test_second_run_reads_no_image_and_gives_identical_features(tmp_path: Path) -> None:
+    paths = _files(tmp_path, 5)
+    key = extractor_key("toy", "w1", "transform")
+    first, computed, reads = _features(paths, FeatureCache(tmp_path / "cache", key))
+    assert computed == 5 and reads == 5
+    again, computed, reads = _features(paths, FeatureCache(tmp_path / "cache", key))
+    assert computed == 0 and reads == 0
+    assert torch.equal(first, again)
+    with torch.no_grad():
+        torch.testing.assert_close(first, BACKBONE(torch.stack([CountingImages(paths)[i][0] for i in range(5)])))
+
+
+def test_only_new_images_are_computed_and_keys_separate_extractors(tmp_path: Path) -> None:
+    paths = _files(tmp_path, 6)
+    cache = FeatureCache(tmp_path / "cache", extractor_key("toy", "w1", "t"))
+    _features(paths[:4], cache)
+    _, computed, reads = _features(paths, FeatureCache(tmp_path / "cache", extractor_key("toy", "w1", "t")))
+    assert computed == 2 and reads == 2
+    other = FeatureCache(tmp_path / "cache", extractor_key("toy", "w2", "t"))  # other weights: nothing shared
+    assert other.lookup() == {}
+
+
+def test_a_corrupt_entry_is_detected_and_recomputed(tmp_path: Path) -> None:
+    paths = _files(tmp_path, 3)
+    key = extractor_key("toy", "w", "t")
+    first, _, _ = _features(paths, FeatureCache(tmp_path / "cache", key))
+    (shard,) = (tmp_path / "cache" / "features" / key).glob("*.pt")
+    shard.write_bytes(shard.read_bytes()[:100])  # truncated
+    with pytest.warns(UserWarning, match="corrupt"):
+        again, computed, _ = _features(paths, FeatureCache(tmp_path / "cache", key))
+    assert computed == 3 and torch.equal(first, again)
+
+
+def _writer(root: str, paths: list[str], out: "multiprocessing.Queue") -> None:
+    cache = FeatureCache(Path(root), extractor_key("toy", "w", "t"))
+    feats, _, _ = _features([Path(p) for p in paths], cache)
+    out.put(feats.tolist())
+
+
+def test_two_processes_sharing_a_cache_leave_no_corrupt_entry(tmp_path: Path) -> None:
+    paths = [str(p) for p in _files(tmp_path, 40)]
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path / "cache"), paths, out)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    assert results[0] == results[1]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a corrupt shard would warn
+        feats, computed, _ = _features([Path(p) for p in paths], FeatureCache(tmp_path / "cache", extractor_key("toy", "w", "t")))
+    assert computed == 0 and feats.tolist() == results[0]

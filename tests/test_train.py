@@ -1,0 +1,123 @@
+"""End to end on the real ants/bees images with the pretrained EfficientNet-Lite0 backbone."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from qtransfer.config import TrainConfig
+from qtransfer.train import TrainedModel, train
+
+RUN_FILES = ["config.json", "metrics.jsonl", "summary.json", "best.pt", "last.pt",
+             "curves.png", "predictions.png", "confusion.png"]
+METRICS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("feature-cache")
+
+
+def _config(data: Path, cache_dir: Path, out: Path, **changes) -> TrainConfig:
+    values = dict(data=str(data), backbone="efficientnet_lite0", epochs=2, cache_dir=str(cache_dir),
+                  out=str(out), num_workers=0)
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def two_epoch_run(hymenoptera: Path, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("runs")
+    return train(_config(hymenoptera, cache_dir, out))
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: r[k] for k in METRICS} for r in rows]
+
+
+def test_two_epochs_write_every_file_with_sane_values(two_epoch_run) -> None:
+    run_dir, summary = two_epoch_run
+    for name in RUN_FILES:
+        assert (run_dir / name).stat().st_size > 0, name
+    rows = _metrics(run_dir)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert summary["counts"] == {"train": {"ants": 123, "bees": 121}, "val": {"ants": 70, "bees": 83}}
+    assert summary["features_computed"]["train"] in (0, 244)
+    # pretrained features separate ants from bees even after two short epochs
+    assert summary["best_val_acc"] > 0.7
+    assert summary["best_val_acc"] == max(r["val_acc"] for r in rows)
+    assert sum(map(sum, summary["confusion"])) == 153
+    for name in ["curves.png", "predictions.png", "confusion.png"]:
+        assert Image.open(run_dir / name).size[0] > 400
+
+
+def test_second_run_hits_the_cache_and_gives_identical_features(two_epoch_run, hymenoptera, cache_dir, tmp_path) -> None:
+    run_dir, _ = two_epoch_run
+    again_dir, summary = train(_config(hymenoptera, cache_dir, tmp_path))
+    assert summary["features_computed"] == {"train": 0, "val": 0}
+    assert _metrics(again_dir) == _metrics(run_dir)  # same features, same seed: same run
+
+
+def test_resume_ends_with_the_metrics_of_an_uninterrupted_run(hymenoptera, cache_dir, tmp_path) -> None:
+    full_dir, _ = train(_config(hymenoptera, cache_dir, tmp_path / "full", epochs=4, step_size=2))
+    cut_dir, _ = train(_config(hymenoptera, cache_dir, tmp_path / "cut", epochs=2, step_size=2))
+    config = json.loads((cut_dir / "config.json").read_text())
+    config["epochs"] = 4  # as if the 4-epoch run had been stopped after epoch 2
+    (cut_dir / "config.json").write_text(json.dumps(config))
+    train(TrainConfig(), resume=cut_dir)
+    assert _metrics(cut_dir) == _metrics(full_dir)
+    full = torch.load(full_dir / "best.pt", weights_only=True)
+    resumed = torch.load(cut_dir / "best.pt", weights_only=True)
+    for key, value in full["head"].items():
+        assert torch.equal(value, resumed["head"][key]), key
+
+
+def test_evaluate_and_predict_on_real_images(two_epoch_run, hymenoptera) -> None:
+    run_dir, summary = two_epoch_run
+    model = TrainedModel.load(run_dir)
+    result = model.evaluate()
+    assert result["images"] == 153
+    assert result["accuracy"] == pytest.approx(summary["best_val_acc"], abs=1e-6)
+    ants = sorted((hymenoptera / "val" / "ants").glob("*.jpg"))[:2]
+    preds = model.predict(ants)
+    assert [p["image"] for p in preds] == [str(a) for a in ants]
+    for p in preds:
+        assert p["class"] in ("ants", "bees") and 0.5 <= p["probability"] <= 1
+        assert sum(p["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+
+
+def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "qtransfer", *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_cli_train_evaluate_predict_info(hymenoptera, cache_dir, tmp_path) -> None:
+    done = _cli("train", "--data", str(hymenoptera), "--backbone", "efficientnet_lite0", "--epochs", "1",
+                "--cache-dir", str(cache_dir), "--out", str(tmp_path), "--name", "cli", "--workers", "0")
+    assert done.returncode == 0, done.stderr
+    assert "best epoch 1" in done.stdout
+    (run_dir,) = tmp_path.glob("*-cli")
+    done = _cli("evaluate", str(run_dir), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["images"] == 153
+    bee = next((hymenoptera / "val" / "bees").glob("*.jpg"))
+    done = _cli("predict", str(run_dir), str(bee), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)[0]["class"] in ("ants", "bees")
+    done = _cli("info", env_extra={"QTRANSFER_CACHE": str(cache_dir)})
+    assert done.returncode == 0 and json.loads(done.stdout)["cache"]["bytes"] > 0
+
+
+def test_cli_errors_are_one_clear_line(tmp_path) -> None:
+    done = _cli("train", "--data", str(tmp_path / "nowhere"), "--backbone", "efficientnet_lite0")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and "nowhere" in done.stderr
+    done = _cli("train", "--data", str(tmp_path), "--lr", "0")
+    assert done.returncode == 2 and "learning rate must be > 0" in done.stderr
