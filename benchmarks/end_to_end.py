@@ -160,7 +160,7 @@ def main() -> None:
     p.add_argument("--backbones", nargs="+", default=["resnet18:none", "efficientnet_lite0:default"],
                    help="backbone:weights pairs ('none' = random weights, fine for timing)")
     p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=-1)
     p.add_argument("--tutorial-steps", type=int, default=None, help="time only this many tutorial steps and scale up")
     p.add_argument("--accuracy", action="store_true", help="also train EfficientNet-Lite0 over seeds")
     p.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44, 45, 46])

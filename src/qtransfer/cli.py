@@ -32,7 +32,7 @@ TRAIN_FLAGS = {
     "out": ("--out", "where run directories are made"),
     "name": ("--name", "run name (the directory is <time>-<name>)"),
     "cache_dir": ("--cache-dir", "feature cache folder (default $QTRANSFER_CACHE or ~/.cache/qtransfer)"),
-    "num_workers": ("--workers", "image-decoding worker processes"),
+    "num_workers": ("--workers", "image-decoding worker processes (-1: from the CPU count)"),
 }
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ class TrainConfig:
     name: str = ""
     cache_dir: str = ""  # empty: $QTRANSFER_CACHE or the user's cache directory
     no_cache: bool = False
-    num_workers: int = 2
+    num_workers: int = -1  # -1: chosen from the CPU count
     seed_parity: bool = False
 
     def validate(self) -> "TrainConfig":
@@ -45,7 +46,7 @@ class TrainConfig:
             (self.step_size >= 1, f"step size must be >= 1, got {self.step_size}"),
             (0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}"),
             (self.q_delta >= 0, f"q_delta must be >= 0, got {self.q_delta}"),
-            (self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}"),
+            (self.num_workers >= -1, f"workers must be >= 0 (or -1 for automatic), got {self.num_workers}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -53,6 +54,13 @@ class TrainConfig:
         if not self.data:
             raise ValueError("no data folder given: pass --data DIR (a folder with train/ and val/)")
         return self
+
+    def workers(self) -> int:
+        """Image-decoding worker processes: the setting, or for -1 none on a 2-core machine (the backbone
+        needs both cores; decoding is a tenth of the work) and up to 4 on larger ones."""
+        if self.num_workers >= 0:
+            return self.num_workers
+        return max(0, min(4, (os.cpu_count() or 1) // 2 - 1))
 
     def head_options(self) -> dict[str, Any]:
         """Keyword arguments for create_head."""

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from PIL import Image  # noqa: E402
 from torch import Tensor  # noqa: E402
 
@@ -34,6 +35,7 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: Path) -> None:
         ax.plot(epochs, [r[f"val_{metric}"] for r in rows], "s-", ms=3, label="validation")
         ax.axvline(best["epoch"], color="grey", ls=":", label=f"best epoch ({best['epoch']})")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()

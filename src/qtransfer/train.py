@@ -71,7 +71,7 @@ def _feature_splits(
         ds = splits[name]
         paths = [p for p, _ in ds.samples]
         feats, computed = cached_features(
-            backbone, ds, paths, cache, device, batch_size=32, num_workers=config.num_workers, desc=f"{name} features"
+            backbone, ds, paths, cache, device, batch_size=32, num_workers=config.workers(), desc=f"{name} features"
         )
         out[name] = FeatureSplit(feats, torch.tensor(ds.targets), paths, computed)
     return out
@@ -156,7 +156,7 @@ class Run:
     def _image_loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(
             self.splits[split], batch_size=self.config.batch_size, shuffle=shuffle,
-            generator=self.generator if shuffle else None, num_workers=self.config.num_workers,
+            generator=self.generator if shuffle else None, num_workers=self.config.workers(),
         )
 
     # -- epochs --------------------------------------------------------------------------
