@@ -121,3 +121,29 @@ def test_cli_errors_are_one_clear_line(tmp_path) -> None:
     assert "Traceback" not in done.stderr and "nowhere" in done.stderr
     done = _cli("train", "--data", str(tmp_path), "--lr", "0")
     assert done.returncode == 2 and "learning rate must be > 0" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def small_data(hymenoptera: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four images per class and split, copied from the real dataset."""
+    root = tmp_path_factory.mktemp("small")
+    for split in ("train", "val"):
+        for cls in ("ants", "bees"):
+            (root / split / cls).mkdir(parents=True)
+            for src in sorted((hymenoptera / split / cls).glob("*.jpg"))[:4]:
+                (root / split / cls / src.name).write_bytes(src.read_bytes())
+    return root
+
+
+def test_seed_parity_runs_the_backbone_in_train_mode_every_step(small_data, tmp_path) -> None:
+    from qtransfer.backbones import create_backbone
+
+    run_dir, summary = train(_config(small_data, tmp_path / "cache", tmp_path, epochs=1, seed_parity=True))
+    assert summary["features_computed"] == {}  # no cache in this mode
+    assert not (tmp_path / "cache").exists()
+    best = torch.load(run_dir / "best.pt", weights_only=True)
+    fresh = dict(create_backbone("efficientnet_lite0").named_buffers())
+    drifted = [k for k, v in best["backbone_buffers"].items() if v.is_floating_point() and not torch.equal(v, fresh[k])]
+    assert drifted  # BatchNorm running statistics moved, as in the tutorial
+    model = TrainedModel.load(run_dir)
+    assert model.evaluate()["accuracy"] == pytest.approx(summary["best_val_acc"], abs=1e-6)

@@ -404,7 +404,8 @@ class TrainedModel:
         if ds.classes != self.classes:
             raise ValueError(f"{root} has classes {ds.classes}; the run was trained on {self.classes}")
         cache = None
-        if not self.config.no_cache:
+        # seed-parity runs drifted the backbone's BatchNorm statistics: their features are not the cached ones
+        if not (self.config.no_cache or self.config.seed_parity):
             cache_root = Path(self.config.cache_dir) if self.config.cache_dir else default_cache_dir()
             cache = FeatureCache(cache_root, extractor_key(self.config.backbone, self.backbone.weights_id, self.backbone.transform))
         paths = [p for p, _ in ds.samples]
