@@ -157,7 +157,7 @@ def accuracy(data: Path, seeds: list[int], epochs: int, workers: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data", type=Path, default=_default_data())
-    p.add_argument("--backbones", nargs="+", default=["resnet18:none", "efficientnet_lite0:default"],
+    p.add_argument("--backbones", nargs="*", default=["resnet18:none", "efficientnet_lite0:default"],
                    help="backbone:weights pairs ('none' = random weights, fine for timing)")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--workers", type=int, default=-1)

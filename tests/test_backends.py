@@ -56,3 +56,12 @@ def test_unknown_backend_and_missing_device_say_what_to_do() -> None:
     backend = get_backend("pennylane:qiskit.aer")
     with pytest.raises(ValueError, match="pip install pennylane-qiskit"):
         backend(make_circuit("tutorial", 2, 1), torch.rand(1, 2), torch.rand(2))
+
+
+def test_pennylane_is_imported_only_when_used() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, qtransfer; qtransfer.DressedQuantumHead(8, 2); print('pennylane' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -22,6 +22,8 @@ from torchvision import transforms
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from tqdm import tqdm
 
+from .storage import file_sha256
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LAYOUT = "root/train/<class>/*.jpg and root/val/<class>/*.jpg"
@@ -259,7 +261,7 @@ def download_dataset(
     url = url or source.url
     archive = dest / f"{source.folder}.zip"
     if archive.is_file():
-        _require_sha256(_sha256(archive), expected, str(archive), "delete it to download it again")
+        _require_sha256(file_sha256(archive), expected, str(archive), "delete it to download it again")
     else:
         dest.mkdir(parents=True, exist_ok=True)
         try:
@@ -350,7 +352,7 @@ def _mismatches(root: Path, source: DatasetSource) -> list[str]:
         path = root / relative
         if not path.is_file():
             problems.append(f"{relative}: missing")
-        elif (actual := _sha256(path)) != expected:
+        elif (actual := file_sha256(path)) != expected:
             problems.append(f"{relative}: sha256 {actual}, expected {expected}")
     return problems
 
@@ -362,11 +364,3 @@ def _manifest(source: DatasetSource) -> dict[str, str]:
     text = (resources.files("qtransfer") / "checksums" / source.manifest).read_text(encoding="utf-8")
     entries = (line.split(maxsplit=1) for line in text.splitlines() if line.strip())
     return {os.path.normpath(path.lstrip("*")): digest for digest, path in entries}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
