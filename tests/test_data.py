@@ -355,3 +355,21 @@ def test_archive_member_escaping_dest_is_refused(http_server, tmp_path):
         download_dataset("hymenoptera", dest, url=http_server(served) + "/hymenoptera_data.zip", progress=False)
     assert not (dest / "evil").exists() and not (tmp_path / "evil").exists()
     assert not (dest / "hymenoptera_data").exists()
+
+
+def test_cli_data_command_downloads_through_the_local_server(archive, http_server, tmp_path):
+    import subprocess
+    import sys
+
+    url = http_server(archive.parent) + "/hymenoptera_data.zip"
+    done = subprocess.run(
+        [sys.executable, "-m", "qtransfer", "data", "hymenoptera", "--dest", str(tmp_path), "--url", url],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert str(tmp_path / "hymenoptera_data") in done.stdout
+    done = subprocess.run(
+        [sys.executable, "-m", "qtransfer", "data", "hymenoptera", "--dest", str(tmp_path / "x"), "--url", closed_port_url()],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "could not download" in done.stderr
