@@ -112,8 +112,9 @@ def _evaluate(model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], device
 class Run:
     """A training run in its directory: model, optimizer, RNG, metrics, checkpoints."""
 
-    def __init__(self, config: TrainConfig, run_dir: Path, device: torch.device):
-        self.config, self.dir, self.device = config, run_dir, device
+    def __init__(self, config: TrainConfig, device: torch.device):
+        self.config, self.device = config, device
+        self.dir = Path(config.out)
         self.backbone = create_backbone(config.backbone, weights=_weights_arg(config.weights))
         self.splits = _splits(config, self.backbone)
         self.classes = self.splits["train"].classes
@@ -339,15 +340,15 @@ def train(config: TrainConfig, resume: Path | None = None) -> tuple[Path, dict[s
         config = TrainConfig.load(resume / "config.json")
     config.validate()
     device = resolve_device(config.device)
-    run_dir = resume or new_run_dir(config)
-    atomic_write_text(run_dir / "config.json", config.to_json())
-    run = Run(config, run_dir, device)
+    run = Run(config, device)  # loads the backbone and checks the data before any directory is made
+    run.dir = resume or new_run_dir(config)
+    atomic_write_text(run.dir / "config.json", config.to_json())
     if resume is not None:
         run.restore(torch.load(resume / "last.pt", map_location="cpu", weights_only=True))
     run.prepare()
     run.fit()
     summary = run.finish()
-    return run_dir, summary
+    return run.dir, summary
 
 
 # ------------------------------------------------------------------------------------- use a trained run
