@@ -285,7 +285,9 @@ class _MomentFamily:
 
     Entry (r, c) of a moment's full matrix is the product over its gates of the gate-matrix entry
     picked by the bits of r and c on the gate's wires, times 1 if the idle wires' bits agree
-    (else 0): one gather and one product for the whole family, whatever the wire order.
+    (else 0). For one-parameter gates the picked entries are [1, cos ft, sin ft] @ (picked basis),
+    so a family costs a handful of batched ops whatever its wires; the idle mask and the entries of
+    parameter-free gates are constants folded into those bases at compile time.
     """
 
     def __init__(self, circuit: Circuit, moments: list[list[int]], pindex: _ParamIndex):
@@ -296,50 +298,107 @@ class _MomentFamily:
         for pos, g in enumerate(first):
             by_name.setdefault(g.name, []).append(pos)
         self.n_moments, self.D = len(moments), D
-        self.groups: list[tuple[str, _Gather | None, int]] = []
-        picks, offset = [], 0
-        for name, positions in by_name.items():
-            n_params = GATES[name].n_params
-            gather = pindex.gather([[m[p] for p in positions] for m in moments], n_params) if n_params else None
-            self.groups.append((name, gather, len(positions)))
-            d = 2 ** GATES[name].n_wires
-            for p in positions:
-                bits = _bit_index(n, first[p].wires)
-                picks.append(offset + bits[:, None] * d + bits[None, :])
-                offset += d * d
-        self.n_gates = len(picks)
-        self.pick = torch.as_tensor(np.stack(picks).reshape(-1))
         used = {w for g in first for w in g.wires}
         idle = _bit_index(n, [w for w in range(n) if w not in used])
-        self.mask = None if len(used) == n else torch.as_tensor(idle[:, None] == idle[None, :])
+        const = (idle[:, None] == idle[None, :]).astype(float).reshape(-1)
+        self.rotations: list[tuple[_Gather, float, np.ndarray]] = []  # (params, f, picked bases (m, 3, D*D))
+        self.general: list[tuple[str, _Gather, np.ndarray]] = []  # (name, params, flat picks)
+        for name, positions in by_name.items():
+            d = 2 ** GATES[name].n_wires
+            picks = [_pick(n, first[p].wires, d) for p in positions]
+            n_params = GATES[name].n_params
+            if n_params == 0:
+                for pick in picks:
+                    const = const * _FIXED[name].reshape(-1)[pick]
+                continue
+            gather = pindex.gather([[m[p] for p in positions] for m in moments], n_params)
+            if name in _ROTATIONS:
+                f, basis = _ROTATIONS[name]
+                self.rotations.append((gather, f, np.stack([basis.reshape(3, -1)[:, pick] for pick in picks])))
+            else:
+                self.general.append((name, gather, np.concatenate([k * d * d + pick for k, pick in enumerate(picks)])))
+        if self.rotations:  # fold the constant factor into the first rotation's first gate
+            gather, f, bases = self.rotations[0]
+            bases = bases.astype(np.result_type(bases, const))
+            bases[0] = bases[0] * const
+            self.rotations[0] = (gather, f, bases)
+            const = None
+        self.const = const
+        self._cast: dict[tuple, tuple[list[Tensor], list[Tensor], Tensor | None, list[Tensor]]] = {}
 
     def to(self, device: torch.device) -> "_MomentFamily":
-        self.groups = [(nm, g and g.to(device), m) for nm, g, m in self.groups]
-        self.pick = self.pick.to(device)
-        self.mask = None if self.mask is None else self.mask.to(device)
+        self.rotations = [(g.to(device), f, b) for g, f, b in self.rotations]
+        self.general = [(nm, g.to(device), p) for nm, g, p in self.general]
         return self
+
+    def _tensors(self, dtype: torch.dtype, device: torch.device) -> tuple[list[Tensor], list[Tensor], Tensor | None, list[Tensor]]:
+        """Per rotation group (f, f) and phases so cos(f t - phase) = [1, cos ft, sin ft], its bases; the constant; picks."""
+        key = (dtype, device)
+        if key not in self._cast:
+            rd = real_dtype(dtype)
+            pick = lambda a: a if dtype.is_complex else a.real  # noqa: E731
+            scales = [torch.tensor([0.0, f, f], dtype=rd, device=device) for _, f, _ in self.rotations]
+            bases = [torch.as_tensor(pick(b), dtype=dtype, device=device) for _, _, b in self.rotations]
+            const = None if self.const is None else torch.as_tensor(pick(self.const), dtype=dtype, device=device)
+            picks = [torch.as_tensor(p, device=device) for _, _, p in self.general]
+            self._cast[key] = (scales, bases, const, picks)
+        return self._cast[key]
 
     def matrices(self, sources: _Sources, dtype: torch.dtype) -> Tensor:
         """Full matrices (*batch, L, D, D) of the family's moments."""
-        flats = []
-        for name, gather, m in self.groups:
-            if gather is not None:
-                g = gate_matrix(name, gather(sources), dtype)  # (*batch, L, m, d, d)
-            else:
-                g = gate_matrix(name, dtype=dtype, device=self.pick.device).expand(self.n_moments, m, -1, -1)
-            flats.append(g.flatten(-3))
-        if len(flats) == 1:
-            flat = flats[0]
+        device = sources.weights.device
+        scales, bases, const, picks = self._tensors(dtype, device)
+        phase = _phase(real_dtype(dtype), device)
+        parts = []
+        for (gather, _, _), scale, basis in zip(self.rotations, scales, bases):
+            theta = gather(sources)  # (*batch, L, m, 1)
+            trig = torch.cos(torch.addcmul(phase, theta.to(scale.dtype), scale)).to(dtype)
+            parts.append((trig.unsqueeze(-2) @ basis).squeeze(-2))  # (*batch, L, m, D*D)
+        for (name, gather, _), pick in zip(self.general, picks):
+            g = gate_matrix(name, gather(sources), dtype)  # (*batch, L, m, d, d)
+            parts.append(g.flatten(-3).index_select(-1, pick).unflatten(-1, (-1, self.D * self.D)))
+        if not parts:
+            full = const.expand(self.n_moments, -1)
         else:
-            lead = torch.broadcast_shapes(*(f.shape[:-1] for f in flats))
-            flat = torch.cat([f.expand(*lead, f.shape[-1]) for f in flats], -1)
-        entries = flat.index_select(-1, self.pick).unflatten(-1, (self.n_gates, self.D, self.D))
-        full = entries[..., 0, :, :] if self.n_gates == 1 else entries.prod(-3)
-        return full if self.mask is None else full * self.mask
+            if len(parts) > 1:
+                lead = torch.broadcast_shapes(*(p.shape[:-2] for p in parts))
+                parts = [torch.cat([p.expand(*lead, *p.shape[-2:]) for p in parts], -2)]
+            entries = parts[0]
+            full = entries.squeeze(-2) if entries.shape[-2] == 1 else entries.prod(-2)
+            if const is not None:
+                full = full * const
+        return full.unflatten(-1, (self.D, self.D))
 
 
-def _tree_product(mats: Tensor) -> Tensor:
-    """M_{L-1} ... M_1 M_0 for a stack (L, D, D) with L a power of two, in log2(L) batched steps."""
+_phases: dict[tuple, Tensor] = {}
+
+
+def _phase(dtype: torch.dtype, device: torch.device) -> Tensor:
+    """(0, 0, -pi/2): cos(0) = 1, cos(ft), cos(ft - pi/2) = sin(ft)."""
+    key = (dtype, device)
+    if key not in _phases:
+        _phases[key] = torch.tensor([0.0, 0.0, -math.pi / 2], dtype=dtype, device=device)
+    return _phases[key]
+
+
+def _pick(n: int, wires: Sequence[int], d: int) -> np.ndarray:
+    """For every entry (r, c) of a full matrix, flat, the entry of a gate on `wires` it picks."""
+    bits = _bit_index(n, wires)
+    return (bits[:, None] * d + bits[None, :]).reshape(-1)
+
+
+def _chain_product(mats: Tensor) -> Tensor:
+    """M_{L-1} ... M_1 M_0 for a stack (L, D, D): a matmul per factor, or log2(L) batched steps when long."""
+    if mats.shape[0] <= 8:
+        factors = mats.unbind(0)
+        out = factors[0]
+        for m in factors[1:]:
+            out = m @ out
+        return out
+    pad = (1 << (mats.shape[0] - 1).bit_length()) - mats.shape[0]
+    if pad:
+        eye = torch.eye(mats.shape[-1], dtype=mats.dtype, device=mats.device)
+        mats = torch.cat([mats, eye.expand(pad, -1, -1)])
     while mats.shape[0] > 1:
         first, second = mats.unflatten(0, (-1, 2)).unbind(1)
         mats = second @ first
@@ -363,10 +422,7 @@ class _Stretch:
                 pending = None
         self.post = pending
         self.pre = None if all(p is eye for p in pres) else torch.stack(pres)
-        L = len(self.slots)
-        self.pad = 0 if L == 0 else (1 << (L - 1).bit_length()) - L
         self.index: Tensor | None = torch.as_tensor(self.slots, dtype=torch.long)
-        self.eye = eye
 
     def to(self, device: torch.device, dtype: torch.dtype, n_weight_moments: int) -> "_Stretch":
         if self.slots == list(range(n_weight_moments)):
@@ -374,7 +430,6 @@ class _Stretch:
         cast = lambda t: None if t is None else t.to(device=device, dtype=dtype)  # noqa: E731
         self.index = None if self.index is None else self.index.to(device)
         self.pre, self.post = cast(self.pre), cast(self.post)
-        self.padding = cast(self.eye.expand(self.pad, -1, -1)) if self.pad else None
         return self
 
     def matrix(self, wmats: Tensor | None) -> Tensor:
@@ -384,9 +439,7 @@ class _Stretch:
         a = wmats if self.index is None else wmats.index_select(0, self.index)
         if self.pre is not None:
             a = a @ self.pre
-        if self.padding is not None:
-            a = torch.cat([a, self.padding])
-        u = _tree_product(a)
+        u = _chain_product(a)
         return u if self.post is None else self.post @ u
 
 
