@@ -105,6 +105,8 @@ def tutorial_epoch_seconds(data: Path, backbone_name: str, weights: str | None, 
 
 def timing(data: Path, backbone: str, weights: str, epochs: int, workers: int, tutorial_steps: int | None) -> dict:
     """Cold, warm, floor and tutorial times for one backbone."""
+    from qtransfer.config import TrainConfig
+
     weights_arg = None if weights == "none" else weights
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -114,6 +116,7 @@ def timing(data: Path, backbone: str, weights: str, epochs: int, workers: int, t
         _log(f"[{backbone}] warm 30-epoch run")
         warm = cli_train(data, backbone, weights, tmp / "cache", tmp / "runs", epochs, extra)
     imports = import_seconds()
+    workers = TrainConfig(num_workers=workers).workers()  # -1: as `qtransfer train` chooses
     _log(f"[{backbone}] floor")
     floor = floor_seconds(data, backbone, weights_arg, workers)
     _log(f"[{backbone}] tutorial pipeline epoch")
