@@ -38,15 +38,19 @@ def import_seconds() -> float:
     return time.perf_counter() - t
 
 
-def cli_train(data: Path, backbone: str, weights: str, cache: Path, out: Path, epochs: int, extra: list[str]) -> float:
-    """Wall time of one `qtransfer train` subprocess."""
+def cli_train(data: Path, backbone: str, weights: str, cache: Path, out: Path, epochs: int, extra: list[str]) -> dict:
+    """Wall time of one `qtransfer train` subprocess, and its own timings (from summary.json)."""
     cmd = [sys.executable, "-m", "qtransfer", "train", "--data", str(data), "--backbone", backbone,
            "--weights", weights, "--epochs", str(epochs), "--cache-dir", str(cache), "--out", str(out), *extra]
+    before = set(out.glob("*")) if out.exists() else set()
     t = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
-    return time.perf_counter() - t
+    (run_dir,) = set(out.glob("*")) - before
+    timings = json.loads((run_dir / "summary.json").read_text())["timings"]
+    return {"wall": wall, **timings}
 
 
 def _images(data: Path, transform) -> "torch.utils.data.ConcatDataset":
@@ -121,16 +125,20 @@ def timing(data: Path, backbone: str, weights: str, epochs: int, workers: int, t
     floor = floor_seconds(data, backbone, weights_arg, workers)
     _log(f"[{backbone}] tutorial pipeline epoch")
     tutorial = tutorial_epoch_seconds(data, backbone, weights_arg, workers, tutorial_steps) * epochs
+    # "after imports": the run's own clock, from train() to its figures (imports happen before it starts)
+    warm_after = warm["total_s"]
     return {
         "weights": weights,
-        "seconds": {"cold_run": cold, "warm_run": warm, "imports": imports,
-                    "warm_run_after_imports": warm - imports, "floor_one_pass": floor,
+        "seconds": {"cold_run_wall": cold["wall"], "warm_run_wall": warm["wall"], "python_imports": imports,
+                    "cold_run_after_imports": cold["total_s"], "warm_run_after_imports": warm_after,
+                    "warm_run_training": warm["train_s"], "floor_one_pass": floor,
                     "tutorial_pipeline_30_epochs": tutorial},
-        "ratios": {"cold_over_floor": cold / floor, "tutorial_over_cold": tutorial / cold},
+        "ratios": {"cold_over_floor": cold["wall"] / floor, "cold_after_imports_over_floor": cold["total_s"] / floor,
+                   "tutorial_over_cold": tutorial / cold["wall"]},
         "targets": {
-            "cold within 1.5x floor": cold / floor <= 1.5,
-            "warm under 3 s after imports": warm - imports < 3.0,
-            "at least 30x faster than tutorial": tutorial / cold >= 30,
+            "cold within 1.5x floor": cold["wall"] / floor <= 1.5,
+            "warm under 3 s after imports": warm_after < 3.0,
+            "at least 30x faster than tutorial": tutorial / cold["wall"] >= 30,
         },
     }
 

@@ -5,6 +5,7 @@ shape (batch, 2, ..., 2); gate matrices have shape (..., d, d) with optional lea
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -197,63 +198,37 @@ class _ParamIndex:
                     self.slots[gi, pi] = self.n_inputs + self.n_weights + len(consts)
                     consts.append(p.value)
         self.consts = np.array(consts, dtype=float)
+        self.sizes = {
+            "input": self.n_inputs,
+            "weight": self.n_weights,
+            "wc": self.n_weights + len(consts),
+            "all": self.n_inputs + self.n_weights + len(consts),
+        }
 
-    def gather(self, moments: list[list[int]], n_params: int) -> "_Gather":
-        """Fetcher of the parameters (..., L, m, P) of the given gates (L moments of m gates)."""
-        slots = np.array([[[self.slots[g, p] for p in range(n_params)] for g in m] for m in moments])
-        return _Gather(slots, self.n_inputs, self.n_weights)
-
-
-class _Gather:
-    """Reads parameters from the smallest source that holds them, by a slice when contiguous."""
-
-    def __init__(self, slots: np.ndarray, n_inputs: int, n_weights: int):
-        self.shape = slots.shape
-        flat = slots.ravel()
-        if flat.max() < n_inputs:
-            self.source, offset = "input", 0
-        elif flat.min() >= n_inputs and flat.max() < n_inputs + n_weights:
-            self.source, offset = "weight", n_inputs
-        elif flat.min() >= n_inputs:
-            self.source, offset = "wc", n_inputs
-        else:
-            self.source, offset = "all", 0
-        local = flat - offset
-        self.start = int(local[0])
-        self.contiguous = bool(np.array_equal(local, np.arange(self.start, self.start + local.size)))
-        self.index = torch.as_tensor(local)
-
-    def to(self, device: torch.device) -> "_Gather":
-        self.index = self.index.to(device)
-        return self
-
-    def __call__(self, sources: "_Sources") -> Tensor:
-        src = sources[self.source]
-        if self.contiguous:
-            flat = src[..., self.start : self.start + self.index.numel()]
-        else:
-            flat = src.index_select(-1, self.index)
-        return flat.unflatten(-1, self.shape)
+    def locate(self, slots: np.ndarray) -> tuple[str, np.ndarray]:
+        """The smallest source holding all `slots`, and the slots' positions in it."""
+        n_in, n_w = self.n_inputs, self.n_weights
+        if slots.max() < n_in:
+            return "input", slots
+        if slots.min() >= n_in:
+            return ("weight" if slots.max() < n_in + n_w else "wc"), slots - n_in
+        return "all", slots
 
 
 class _Sources:
-    """The parameter sources of one call, each built on first use."""
+    """The parameter sources of one call, (batch, size) or (size,), each built on first use."""
 
     def __init__(self, inputs: Tensor | None, weights: Tensor, consts: Tensor):
-        self.inputs, self.weights, self.consts = inputs, weights, consts
-        self._made: dict[str, Tensor] = {}
+        self.made: dict[str, Tensor | None] = {"input": inputs, "weight": weights}
+        self.consts = consts
 
     def __getitem__(self, name: str) -> Tensor:
-        if name == "input":
-            return self.inputs
-        if name == "weight":
-            return self.weights
-        if name not in self._made:
-            wc = torch.cat([self.weights, self.consts])
-            self._made["wc"] = wc
-            if self.inputs is not None:
-                self._made["all"] = torch.cat([self.inputs, wc.expand(self.inputs.shape[0], -1)], 1)
-        return self._made[name]
+        made = self.made
+        if name not in made:
+            wc = made["wc"] = torch.cat([made["weight"], self.consts])
+            inputs = made["input"]
+            made["all"] = None if inputs is None else torch.cat([inputs, wc.expand(inputs.shape[0], -1)], 1)
+        return made[name]
 
 
 def _moments(gates: Sequence[Gate]) -> list[list[int]]:
@@ -280,138 +255,164 @@ def _bit_index(n: int, wires: Sequence[int]) -> np.ndarray:
     return out
 
 
-class _MomentFamily:
-    """Moments with the same gates on the same wires, whose full matrices are built together.
-
-    Entry (r, c) of a moment's full matrix is the product over its gates of the gate-matrix entry
-    picked by the bits of r and c on the gate's wires, times 1 if the idle wires' bits agree
-    (else 0). For one-parameter gates the picked entries are [1, cos ft, sin ft] @ (picked basis),
-    so a family costs a handful of batched ops whatever its wires; the idle mask and the entries of
-    parameter-free gates are constants folded into those bases at compile time.
-    """
-
-    def __init__(self, circuit: Circuit, moments: list[list[int]], pindex: _ParamIndex):
-        n = circuit.n_qubits
-        D = 2**n
-        first = [circuit.gates[i] for i in moments[0]]
-        by_name: dict[str, list[int]] = {}
-        for pos, g in enumerate(first):
-            by_name.setdefault(g.name, []).append(pos)
-        self.n_moments, self.D = len(moments), D
-        used = {w for g in first for w in g.wires}
-        idle = _bit_index(n, [w for w in range(n) if w not in used])
-        const = (idle[:, None] == idle[None, :]).astype(float).reshape(-1)
-        self.rotations: list[tuple[_Gather, float, np.ndarray]] = []  # (params, f, picked bases (m, 3, D*D))
-        self.general: list[tuple[str, _Gather, np.ndarray]] = []  # (name, params, flat picks)
-        for name, positions in by_name.items():
-            d = 2 ** GATES[name].n_wires
-            picks = [_pick(n, first[p].wires, d) for p in positions]
-            n_params = GATES[name].n_params
-            if n_params == 0:
-                for pick in picks:
-                    const = const * _FIXED[name].reshape(-1)[pick]
-                continue
-            gather = pindex.gather([[m[p] for p in positions] for m in moments], n_params)
-            if name in _ROTATIONS:
-                f, basis = _ROTATIONS[name]
-                self.rotations.append((gather, f, np.stack([basis.reshape(3, -1)[:, pick] for pick in picks])))
-            else:
-                self.general.append((name, gather, np.concatenate([k * d * d + pick for k, pick in enumerate(picks)])))
-        if self.rotations:  # fold the constant factor into the first rotation's first gate
-            gather, f, bases = self.rotations[0]
-            bases = bases.astype(np.result_type(bases, const))
-            bases[0] = bases[0] * const
-            self.rotations[0] = (gather, f, bases)
-            const = None
-        self.const = const
-        self._cast: dict[tuple, tuple[list[Tensor], list[Tensor], Tensor | None, list[Tensor]]] = {}
-
-    def to(self, device: torch.device) -> "_MomentFamily":
-        self.rotations = [(g.to(device), f, b) for g, f, b in self.rotations]
-        self.general = [(nm, g.to(device), p) for nm, g, p in self.general]
-        return self
-
-    def _tensors(self, dtype: torch.dtype, device: torch.device) -> tuple[list[Tensor], list[Tensor], Tensor | None, list[Tensor]]:
-        """Per rotation group (f, f) and phases so cos(f t - phase) = [1, cos ft, sin ft], its bases; the constant; picks."""
-        key = (dtype, device)
-        if key not in self._cast:
-            rd = real_dtype(dtype)
-            pick = lambda a: a if dtype.is_complex else a.real  # noqa: E731
-            scales = [torch.tensor([0.0, f, f], dtype=rd, device=device) for _, f, _ in self.rotations]
-            bases = [torch.as_tensor(pick(b), dtype=dtype, device=device) for _, _, b in self.rotations]
-            const = None if self.const is None else torch.as_tensor(pick(self.const), dtype=dtype, device=device)
-            picks = [torch.as_tensor(p, device=device) for _, _, p in self.general]
-            self._cast[key] = (scales, bases, const, picks)
-        return self._cast[key]
-
-    def matrices(self, sources: _Sources, dtype: torch.dtype) -> Tensor:
-        """Full matrices (*batch, L, D, D) of the family's moments."""
-        device = sources.weights.device
-        scales, bases, const, picks = self._tensors(dtype, device)
-        phase = _phase(real_dtype(dtype), device)
-        parts = []
-        for (gather, _, _), scale, basis in zip(self.rotations, scales, bases):
-            theta = gather(sources)  # (*batch, L, m, 1)
-            trig = torch.cos(torch.addcmul(phase, theta.to(scale.dtype), scale)).to(dtype)
-            parts.append((trig.unsqueeze(-2) @ basis).squeeze(-2))  # (*batch, L, m, D*D)
-        for (name, gather, _), pick in zip(self.general, picks):
-            g = gate_matrix(name, gather(sources), dtype)  # (*batch, L, m, d, d)
-            parts.append(g.flatten(-3).index_select(-1, pick).unflatten(-1, (-1, self.D * self.D)))
-        if not parts:
-            full = const.expand(self.n_moments, -1)
-        else:
-            if len(parts) > 1:
-                lead = torch.broadcast_shapes(*(p.shape[:-2] for p in parts))
-                parts = [torch.cat([p.expand(*lead, *p.shape[-2:]) for p in parts], -2)]
-            entries = parts[0]
-            full = entries.squeeze(-2) if entries.shape[-2] == 1 else entries.prod(-2)
-            if const is not None:
-                full = full * const
-        return full.unflatten(-1, (self.D, self.D))
-
-
-_phases: dict[tuple, Tensor] = {}
-
-
-def _phase(dtype: torch.dtype, device: torch.device) -> Tensor:
-    """(0, 0, -pi/2): cos(0) = 1, cos(ft), cos(ft - pi/2) = sin(ft)."""
-    key = (dtype, device)
-    if key not in _phases:
-        _phases[key] = torch.tensor([0.0, 0.0, -math.pi / 2], dtype=dtype, device=device)
-    return _phases[key]
-
-
 def _pick(n: int, wires: Sequence[int], d: int) -> np.ndarray:
     """For every entry (r, c) of a full matrix, flat, the entry of a gate on `wires` it picks."""
     bits = _bit_index(n, wires)
     return (bits[:, None] * d + bits[None, :]).reshape(-1)
 
 
-def _chain_product(mats: Tensor) -> Tensor:
-    """M_{L-1} ... M_1 M_0 for a stack (L, D, D): a matmul per factor, or log2(L) batched steps when long."""
-    if mats.shape[0] <= 8:
-        factors = mats.unbind(0)
-        out = factors[0]
-        for m in factors[1:]:
-            out = m @ out
-        return out
-    pad = (1 << (mats.shape[0] - 1).bit_length()) - mats.shape[0]
-    if pad:
-        eye = torch.eye(mats.shape[-1], dtype=mats.dtype, device=mats.device)
-        mats = torch.cat([mats, eye.expand(pad, -1, -1)])
-    while mats.shape[0] > 1:
-        first, second = mats.unflatten(0, (-1, 2)).unbind(1)
-        mats = second @ first
-    return mats.squeeze(0)
+def _idle(n: int, wires: Sequence[int]) -> np.ndarray:
+    """Flat full-matrix mask: 1 where row and column agree on every wire not in `wires`."""
+    idle = _bit_index(n, [w for w in range(n) if w not in wires])
+    return (idle[:, None] == idle[None, :]).reshape(-1).astype(float)
+
+
+def _embed(n: int, wires: Sequence[int], m: np.ndarray) -> np.ndarray:
+    """The flat full matrix of `m` acting on `wires` (identity elsewhere)."""
+    return m.reshape(-1)[_pick(n, wires, m.shape[0])] * _idle(n, wires)
+
+
+def _generator(name: str) -> np.ndarray:
+    """K with dM/dt = K M(t) for a one-parameter gate: M(t) = exp(tK) M(0), so K = M'(0) M(0)^-1."""
+    f, (c, a, b) = _ROTATIONS[name]
+    return f * b @ np.linalg.inv(c + a)
+
+
+_PAULI_GENERATORS = {p: -0.5j * _FIXED[p] for p in "XYZ"}  # of RX, RY, RZ
+
+
+class _Family:
+    """Moments with the same gates on the same wires, whose full matrices are built together.
+
+    Every gate parameter is a factor M(t) = C + cos(f t) A + sin(f t) B (Rot(phi, theta, omega) gives
+    three: its entry (a, b) is RZ(omega)[a, a] RY(theta)[a, b] RZ(phi)[b, b]). Entry (r, c) of a
+    moment's full matrix is the product over factors of the entry picked by the bits of r and c on
+    the gate's wires, times constants (idle wires' bits agree, parameter-free gates) folded into the
+    first factor's basis at compile time. So a family costs a handful of batched ops whatever its wires.
+
+    A moment's derivative by a parameter is K M, K the parameter's generator on its gate's wires:
+    constant for one-parameter gates; for Rot a mix of its wire's Paulis weighted by its own angles.
+    Input families are batched: their matrices have shape (L, batch, D, D).
+    """
+
+    def __init__(self, circuit: Circuit, moments: list[list[int]], pindex: _ParamIndex):
+        n = circuit.n_qubits
+        first = [circuit.gates[i] for i in moments[0]]
+        self.n_moments, self.D = len(moments), 2**n
+        D = self.D
+        const = _idle(n, [w for g in first for w in g.wires]).astype(complex)
+        refs: list[tuple[int, int]] = []  # (position in moment, param index) per factor
+        scales: list[float] = []
+        bases: list[np.ndarray] = []  # picked (3, D*D) per factor
+        gens: list[np.ndarray] = []  # flat full generator (D*D,) per factor
+        rots: list[tuple[int, int, int]] = []  # factors (phi, theta, omega) of each Rot
+        for pos, g in enumerate(first):
+            if g.name in _FIXED:
+                const = const * _FIXED[g.name].reshape(-1)[_pick(n, g.wires, 2 ** len(g.wires))]
+            elif g.name == "Rot":
+                diag = 3 * _bit_index(n, g.wires)  # flat index of RZ's diagonal entry for a row's / column's bit
+                rows, cols = (np.broadcast_to(a, (D, D)).reshape(-1) for a in (diag[:, None], diag[None, :]))
+                rz, ry = _ROTATIONS["RZ"][1].reshape(3, -1), _ROTATIONS["RY"][1].reshape(3, -1)
+                rots.append((len(refs), len(refs) + 1, len(refs) + 2))
+                bases += [rz[:, cols], ry[:, _pick(n, g.wires, 2)], rz[:, rows]]
+                gens += [_embed(n, g.wires, _PAULI_GENERATORS[p]) for p in "XYZ"]
+                refs += [(pos, 0), (pos, 1), (pos, 2)]
+                scales += [0.5] * 3
+            else:
+                f, basis = _ROTATIONS[g.name]
+                bases.append(basis.reshape(3, -1)[:, _pick(n, g.wires, basis.shape[-1])])
+                gens.append(_embed(n, g.wires, _generator(g.name)))
+                refs.append((pos, 0))
+                scales.append(f)
+        self.n_factors = F = len(refs)
+        self.const = const
+        if not refs:
+            return
+        bases[0] = bases[0] * const
+        slots = np.array([[pindex.slots[m[pos], p] for pos, p in refs] for m in moments], dtype=np.int64)
+        self.source, local = pindex.locate(slots)  # (L, F)
+        self.size = pindex.sizes[self.source]
+        self.batched = self.source in ("input", "all")
+        self.whole = np.array_equal(local.ravel(), np.arange(self.size))
+        # the forward reads each parameter thrice, in order (factor, trig term, moment): cos(scale t + phase)
+        self.np_index = np.broadcast_to(local.T[:, None, :], (F, 3, self.n_moments)).reshape(-1)
+        trig_scale = np.array(scales)[:, None, None] * np.array([0.0, 1.0, 1.0])[:, None]
+        self.np_scale = np.broadcast_to(trig_scale, (F, 3, self.n_moments)).reshape(-1)
+        self.np_phase = np.broadcast_to(np.array([0.0, 0.0, -math.pi / 2])[:, None], (F, 3, self.n_moments)).reshape(-1)
+        self.np_slots, self.np_basis, self.np_gens, self.np_rots = local.ravel(), np.stack(bases), np.stack(gens, 1), rots
+
+    def prepare(self, dtype: torch.dtype, device: torch.device) -> "_Family":
+        """Cast the compile-time arrays to the run dtype and device."""
+        if not self.n_factors:
+            return self
+        rd, shape = real_dtype(dtype), ((-1, 1) if self.batched else (-1,))
+        cast = lambda a: torch.as_tensor(a if dtype.is_complex else a.real, dtype=dtype, device=device)  # noqa: E731
+        index = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.long, device=device)  # noqa: E731
+        self.dtype = dtype
+        self.index = index(self.np_index)
+        self.scale = torch.as_tensor(self.np_scale, dtype=rd, device=device).reshape(shape)
+        self.phase = torch.as_tensor(self.np_phase, dtype=rd, device=device).reshape(shape)
+        self.basis = cast(self.np_basis)  # (F, 3, D*D)
+        self.gens_t = cast(self.np_gens.reshape(self.D, self.D, -1).transpose(1, 0, 2).reshape(self.D**2, -1))
+        self.slots = index(self.np_slots)
+        rots = np.array(self.np_rots, dtype=np.int64).reshape(-1, 3)
+        self.rots = (index(rots.T.ravel()), index(rots[:, 1:].T.ravel()), index(rots[:, :2].T.ravel())) if len(rots) else None
+        return self
+
+    def constant(self, consts: np.ndarray) -> np.ndarray:
+        """The full matrix (D, D) of a single moment whose parameters are all constants."""
+        full = self.const if not self.n_factors else None
+        if full is None:
+            t = consts[self.np_slots - (self.size - len(consts))] * self.np_scale.reshape(self.n_factors, 3)[:, 1]
+            trig = np.stack([np.ones_like(t), np.cos(t), np.sin(t)], 1)
+            full = np.einsum("fk,fke->fe", trig, self.np_basis).prod(0)
+        return full.reshape(self.D, self.D)
+
+    def matrices(self, src: Tensor) -> Tensor:
+        """Full matrices (L, D, D), or (L, batch, D, D), from this call's source (size,) or (size, batch)."""
+        trig = torch.cos(torch.addcmul(self.phase, src.index_select(0, self.index), self.scale))
+        if trig.dtype != self.dtype:
+            trig = trig.to(self.dtype)
+        entries = torch.bmm(trig.view(self.n_factors, 3, -1).mT, self.basis)  # (F, L * batch, D*D)
+        full = entries[0] if self.n_factors == 1 else entries.prod(0)
+        return full.view(self.n_moments, -1, self.D, self.D) if self.batched else full.view(-1, self.D, self.D)
+
+    def grads(self, y: Tensor, src: Tensor) -> Tensor:
+        """dL/dsource (..., size) from Y = dL/dM^H M = (conj(dL/dM) M^T)^T per moment: dL/dt = Re sum(K^T * Y)."""
+        u = y.flatten(-2) @ self.gens_t  # (L, F) or (L, batch, F)
+        if u.is_complex():
+            u = u.real
+        if self.batched:
+            u = u.transpose(0, 1)
+        if self.rots is not None:
+            u = self._mix_rot(u, src.index_select(-1, self.slots).view(u.shape))
+        u = u.flatten(-2)
+        if self.whole:
+            return u
+        return u.new_zeros(*u.shape[:-1], self.size).index_add_(-1, self.slots, u)
+
+    def _mix_rot(self, u: Tensor, theta: Tensor) -> Tensor:
+        """Rot's generators from those of its wire's X, Y, Z (in u at its phi, theta, omega factors).
+
+        d/domega: Z; d/dtheta: RZ(omega) Y RZ(omega)^+ = cos(omega) Y - sin(omega) X;
+        d/dphi: RZ(omega) RY(theta) Z (...)^+ = cos(theta) Z + sin(theta) (cos(omega) X + sin(omega) Y).
+        """
+        uxyz, angles, mixed = self.rots
+        ux, uy, uz = u.index_select(-1, uxyz).unflatten(-1, (3, -1)).unbind(-2)
+        th, om = theta.index_select(-1, angles).unflatten(-1, (2, -1)).unbind(-2)
+        ct, st, co, so = torch.cos(th), torch.sin(th), torch.cos(om), torch.sin(om)
+        d_phi = ct * uz + st * (co * ux + so * uy)
+        d_theta = co * uy - so * ux
+        return u.index_copy(-1, mixed, torch.cat([d_phi, d_theta], -1))
 
 
 class _Stretch:
-    """Moments that depend on no input, multiplied into one matrix U = post (W_L pre_L) ... (W_1 pre_1)."""
+    """Moments that depend on no input, multiplied into one matrix U = post A_L ... A_1, A_l = W_l pre_l."""
 
-    def __init__(self, refs: list[tuple[str, object]], D: int, hi: torch.dtype):
-        eye = torch.eye(D, dtype=hi)
+    def __init__(self, refs: list[tuple[str, object]], D: int):
+        eye = np.eye(D)
         self.slots: list[int] = []
-        pres: list[Tensor] = []
+        pres: list[np.ndarray] = []
         pending = None  # constant since the last weight moment
         for kind, ref in refs:
             if kind == "c":
@@ -420,27 +421,59 @@ class _Stretch:
                 self.slots.append(ref)
                 pres.append(eye if pending is None else pending)
                 pending = None
-        self.post = pending
-        self.pre = None if all(p is eye for p in pres) else torch.stack(pres)
-        self.index: Tensor | None = torch.as_tensor(self.slots, dtype=torch.long)
+        self.np_post = pending
+        self.np_pre = None if all(p is eye for p in pres) else np.stack(pres)
 
-    def to(self, device: torch.device, dtype: torch.dtype, n_weight_moments: int) -> "_Stretch":
-        if self.slots == list(range(n_weight_moments)):
-            self.index = None
-        cast = lambda t: None if t is None else t.to(device=device, dtype=dtype)  # noqa: E731
-        self.index = None if self.index is None else self.index.to(device)
-        self.pre, self.post = cast(self.pre), cast(self.post)
+    def prepare(self, dtype: torch.dtype, device: torch.device, n_weight_moments: int) -> "_Stretch":
+        """Cast the constants to the run dtype and device."""
+        cast = lambda a: None if a is None else torch.as_tensor(a if dtype.is_complex else a.real, dtype=dtype, device=device)  # noqa: E731
+        self.all_slots = self.slots == list(range(n_weight_moments))  # every weight moment, in order
+        self.index = torch.as_tensor(self.slots, dtype=torch.long, device=device)
+        self.pre, self.post = cast(self.np_pre), cast(self.np_post)
         return self
 
-    def matrix(self, wmats: Tensor | None) -> Tensor:
-        """U for this call's weight-moment matrices wmats (Lw, D, D)."""
+    def forward(self, wmats: Tensor | None, keep: bool) -> tuple[Tensor, tuple | None]:
+        """U for this call's weight-moment matrices wmats (Lw, D, D); with keep, the A_l and Q_l = A_l ... A_1."""
         if not self.slots:
-            return self.post
-        a = wmats if self.index is None else wmats.index_select(0, self.index)
+            return self.post, None
+        a = wmats if self.all_slots else wmats.index_select(0, self.index)
         if self.pre is not None:
-            a = a @ self.pre
-        u = _chain_product(a)
-        return u if self.post is None else self.post @ u
+            a = torch.bmm(a, self.pre)
+        a = a.unbind(0)
+        q = [a[0]]
+        for m in a[1:]:
+            q.append(torch.mm(m, q[-1]))
+        u = q[-1] if self.post is None else torch.mm(self.post, q[-1])
+        return u, ((a, torch.stack(q)) if keep else None)
+
+    def grads(self, state_in: Tensor, lam: Tensor, saved: tuple) -> Tensor:
+        """Y_l = Q_l C_l (L, D, D) for lam = conj(dL/dstate_out): C_L = (conj(dL/dU))^T post, C_{l-1} = C_l A_l."""
+        a, q = saved
+        c = torch.outer(state_in, lam) if state_in.dim() == 1 else state_in.mT @ lam
+        cs = [c if self.post is None else c @ self.post]
+        for m in a[:0:-1]:
+            cs.append(cs[-1] @ m)
+        return torch.bmm(q, torch.stack(cs[::-1]))
+
+
+class _DenseSimulation(torch.autograd.Function):
+    """The dense simulation as one autograd node whose backward is the adjoint method."""
+
+    @staticmethod
+    def forward(ctx, sim: "CompiledCircuit", observe: bool, inputs: Tensor | None, weights: Tensor) -> Tensor:  # type: ignore[override]
+        tape: list = []
+        out = sim._dense(inputs, weights, observe, tape)
+        ctx.save_for_backward(inputs, weights)
+        ctx.sim, ctx.observe, ctx.tape = sim, observe, tape
+        return out if observe else out.clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[None, None, Tensor | None, Tensor | None]:  # type: ignore[override]
+        inputs, weights = ctx.saved_tensors
+        gi, gw = ctx.sim._dense_backward(ctx.tape, grad, ctx.observe, inputs, weights)
+        need = ctx.needs_input_grad
+        return None, None, gi if need[2] else None, gw if need[3] else None
 
 
 class CompiledCircuit:
@@ -448,7 +481,8 @@ class CompiledCircuit:
 
     method "dense" builds the full 2^n x 2^n matrix of every moment (gates on disjoint wires),
     folds constant moments at compile time and multiplies each stretch that depends only on
-    weights into one matrix per call; "gates" applies gate by gate to the state.
+    weights into one matrix per call; its gradient is the adjoint method, in one autograd node.
+    "gates" applies gate by gate to the state, differentiated by torch autograd.
     """
 
     DENSE_MAX_QUBITS = 6
@@ -472,21 +506,17 @@ class CompiledCircuit:
         if method == "dense":
             self._compile_dense()
         else:
-            self.gathers = [
-                self.pindex.gather([[gi]], GATES[g.name].n_params).to(self.device) if g.params else None
-                for gi, g in enumerate(circuit.gates)
-            ]
+            self.gathers = [self._gate_gather(gi, len(g.params)) if g.params else None for gi, g in enumerate(circuit.gates)]
 
     # -- dense ---------------------------------------------------------------------------
     def _compile_dense(self) -> None:
         c = self.circuit
-        D = 2**c.n_qubits
-        hi = complex_dtype(torch.float64) if self.dtype.is_complex else torch.float64
+        D = self.D = 2**c.n_qubits
         moments = _moments(c.gates)
         kinds = [c.gates[m[0]].kind for m in moments]
 
         # Weight and input moments: families of equal signature, each built in one batched call.
-        self.families: dict[str, list[_MomentFamily]] = {"weight": [], "input": []}
+        self.families: dict[str, list[_Family]] = {"weight": [], "input": []}
         slot_of: dict[int, int] = {}
         for kind in ("weight", "input"):
             by_sig: dict[tuple, list[int]] = {}
@@ -495,21 +525,20 @@ class CompiledCircuit:
                     by_sig.setdefault(tuple((c.gates[i].name, c.gates[i].wires) for i in m), []).append(mi)
             order: list[int] = []
             for mis in by_sig.values():
-                fam = _MomentFamily(c, [moments[i] for i in mis], self.pindex)
-                self.families[kind].append(fam.to(self.device))
+                fam = _Family(c, [moments[i] for i in mis], self.pindex)
+                self.families[kind].append(fam.prepare(self.dtype, self.device))
                 order += mis
             slot_of.update({mi: pos for pos, mi in enumerate(order)})
-        n_weight_moments = sum(f.n_moments for f in self.families["weight"])
+        self.n_moments = {k: sum(f.n_moments for f in fams) for k, fams in self.families.items()}
 
         # Steps over the moment sequence: input moments, and stretches between them.
-        const_src = _Sources(None, torch.zeros(c.n_weights, dtype=torch.float64), torch.as_tensor(self.pindex.consts))
         raw: list[tuple[str, list]] = []
         for mi, kind in enumerate(kinds):
             if kind == "input":
                 raw.append(("input", [slot_of[mi]]))
                 continue
             if kind == "const":
-                ref = ("c", _MomentFamily(c, [moments[mi]], self.pindex).matrices(const_src, hi)[0])
+                ref = ("c", _Family(c, [moments[mi]], self.pindex).constant(self.pindex.consts))
             else:
                 ref = ("w", slot_of[mi])
             if raw and raw[-1][0] == "stretch":
@@ -518,7 +547,7 @@ class CompiledCircuit:
                 raw.append(("stretch", [ref]))
 
         # Constants at the very start act on |0...0>: keep only the state they make.
-        init = torch.zeros(D, dtype=hi)
+        init = np.zeros(D, dtype=complex)
         init[0] = 1
         if raw and raw[0][0] == "stretch":
             refs = raw[0][1]
@@ -526,65 +555,137 @@ class CompiledCircuit:
                 init = refs.pop(0)[1] @ init
             if not refs:
                 raw.pop(0)
-        self.init = init.to(device=self.device, dtype=self.dtype)
+        self.init = torch.as_tensor(init if self.dtype.is_complex else init.real, dtype=self.dtype, device=self.device)
         self.steps: list[tuple[str, object]] = []
         for kind, refs in raw:
             if kind == "input":
                 self.steps.append(("input", refs[0]))
             else:
-                self.steps.append(("stretch", _Stretch(refs, D, hi).to(self.device, self.dtype, n_weight_moments)))
+                self.steps.append(("stretch", _Stretch(refs, D).prepare(self.dtype, self.device, self.n_moments["weight"])))
+        # the backward stops at the first step with parameters
+        has_params = [kind == "input" or bool(step.slots) for kind, step in self.steps]
+        self.first_param_step = has_params.index(True) if any(has_params) else len(self.steps)
 
         obs = c.observables
-        self.signs = self.obs_mats = None
+        self.signs = self.signs2 = self.obs_mats = None
         n = c.n_qubits
         if all(o.diagonal for o in obs):
             signs = np.stack([_z_signs(len(o.wires))[_bit_index(n, o.wires)] for o in obs], 1)
             self.signs = torch.as_tensor(signs, dtype=real_dtype(self.dtype), device=self.device)
+            self.signs2 = (2 * self.signs).T.contiguous()  # maps dL/d<obs> to dL/d|psi|^2, doubled
         else:
-            mats = []
-            for o in obs:
-                full = np.ones((D, D), dtype=complex)
-                for p, w in zip(o.paulis, o.wires):
-                    b = _bit_index(n, [w])
-                    full = full * _FIXED[p][b[:, None], b[None, :]]
-                idle = _bit_index(n, [w for w in range(n) if w not in o.wires])
-                mats.append(full * (idle[:, None] == idle[None, :]))
-            obs_dtype = complex_dtype(real_dtype(self.dtype))
-            self.obs_mats = torch.as_tensor(np.stack(mats), dtype=obs_dtype, device=self.device)
+            mats = np.stack([_embed(n, o.wires, functools.reduce(np.kron, [_FIXED[p] for p in o.paulis])) for o in obs])
+            mats = mats.reshape(len(obs) * D, D)  # row k * D + i is row i of observable k
+            self.obs_mats = torch.as_tensor(mats if self.dtype.is_complex else mats.real, dtype=self.dtype, device=self.device)
 
-    def _dense(self, inputs: Tensor | None, weights: Tensor) -> Tensor:
+    def _family_matrices(self, kind: str, sources: _Sources) -> Tensor | None:
+        mats = []
+        for fam in self.families[kind]:
+            src = sources[fam.source]
+            mats.append(fam.matrices(src.T if fam.batched else src))
+        if not mats:
+            return None
+        return mats[0] if len(mats) == 1 else torch.cat(mats)
+
+    def _dense(self, inputs: Tensor | None, weights: Tensor, observe: bool, tape: list | None = None) -> Tensor:
+        """Outputs (batch, n_outputs) or final state (batch, D); no batch dim when no input moment ran."""
         sources = _Sources(inputs, weights, self.consts)
         wmats = self._family_matrices("weight", sources)
         imats = self._family_matrices("input", sources) if inputs is not None else None
+        keep = tape is not None
         state = self.init
         for kind, step in self.steps:
             if kind == "input":
-                m = imats[:, step]
-                state = m @ state if state.dim() == 1 else (m @ state.unsqueeze(-1)).squeeze(-1)
+                m = imats[step]  # (batch, D, D)
+                new = m @ state if state.dim() == 1 else torch.bmm(m, state.unsqueeze(-1)).squeeze(-1)
+                record = (m, state.dim(), new)
             else:
-                state = state @ step.matrix(wmats).T
-        return state
-
-    def _family_matrices(self, kind: str, sources: _Sources) -> Tensor | None:
-        mats = [fam.matrices(sources, self.dtype) for fam in self.families[kind]]
-        if not mats:
-            return None
-        return mats[0] if len(mats) == 1 else torch.cat(mats, dim=-3)
-
-    def _dense_outputs(self, state: Tensor) -> Tensor:
+                u, saved = step.forward(wmats, keep)
+                new = state @ u.mT
+                record = (state, u, saved)
+            if keep:
+                tape.append(record)
+            state = new
+        if not observe:
+            return state
+        if keep:
+            tape.append(state)
         if self.signs is not None:
-            p = state.real**2 + state.imag**2 if state.is_complex() else state**2
+            p = (state * state.conj()).real if state.is_complex() else state * state
             return p @ self.signs
-        psi = state.to(self.obs_mats.dtype)
-        ophi = torch.einsum("kij,bj->bki", self.obs_mats, psi)
-        return (psi.conj().unsqueeze(1) * ophi).sum(-1).real.to(real_dtype(self.dtype))
+        ophi = (state @ self.obs_mats.mT).unflatten(-1, (-1, self.D))  # (..., K, D): O_k psi
+        if keep:
+            tape.append(ophi)
+        out = (ophi * state.conj().unsqueeze(-2)).sum(-1)
+        return out.real if out.is_complex() else out
+
+    def _dense_backward(
+        self, tape: list, grad: Tensor, observe: bool, inputs: Tensor | None, weights: Tensor
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """Gradients wrt inputs and weights by the adjoint method; lam is conj(dL/dstate) as it goes back."""
+        if not observe:
+            lam = grad.conj()
+        elif self.signs is not None:
+            lam = tape[len(self.steps)].conj() * (grad @ self.signs2)
+        else:
+            lam = 2 * (grad.to(self.dtype).unsqueeze(-2) @ tape[-1].conj()).squeeze(-2)
+        yw: Tensor | None = None
+        yi: list[Tensor] = [None] * self.n_moments["input"]  # type: ignore[list-item]
+        first = self.first_param_step
+        for k in range(len(self.steps) - 1, first - 1, -1):
+            kind, step = self.steps[k]
+            if kind == "input":
+                m, dim_in, out = tape[k]
+                yi[step] = out.unsqueeze(-1) * lam.unsqueeze(-2)
+                if k > first:
+                    lam = (lam.unsqueeze(-2) @ m).squeeze(-2)
+                    lam = lam.sum(0) if dim_in == 1 else lam
+                continue
+            state_in, u, saved = tape[k]
+            if saved is not None:
+                y = step.grads(state_in, lam, saved)
+                if step.all_slots:
+                    yw = y
+                else:
+                    yw = y.new_zeros(self.n_moments["weight"], self.D, self.D) if yw is None else yw
+                    yw.index_copy_(0, step.index, y)
+            if k > first:
+                lam = lam @ u
+        sources = _Sources(inputs, weights, self.consts)
+        gi = gw = None
+        ys = {"weight": yw, "input": (yi[0].unsqueeze(0) if len(yi) == 1 else torch.stack(yi)) if yi else None}
+        n_in, n_w = self.circuit.n_inputs, self.circuit.n_weights
+        for kind, y in ys.items():
+            fams, start = self.families[kind], 0
+            for fam in fams:
+                g = fam.grads(y if len(fams) == 1 else y[start : start + fam.n_moments], sources[fam.source])
+                start += fam.n_moments
+                if fam.source == "input":
+                    gi = g if gi is None else gi + g
+                    continue
+                if fam.source == "all":
+                    gi = g[:, :n_in] if gi is None else gi + g[:, :n_in]
+                    g = g[:, n_in:].sum(0)
+                g = g if fam.source == "weight" else g[:n_w]
+                gw = g if gw is None else gw + g
+        return gi, gw
+
+    def _dense_run(self, inputs: Tensor | None, weights: Tensor, observe: bool) -> Tensor:
+        """The dense simulation, through the adjoint autograd node when a gradient may be asked for."""
+        if torch.is_grad_enabled() and (weights.requires_grad or (inputs is not None and inputs.requires_grad)):
+            return _DenseSimulation.apply(self, observe, inputs, weights)
+        return self._dense(inputs, weights, observe)
 
     # -- gate by gate --------------------------------------------------------------------
+    def _gate_gather(self, gi: int, n_params: int) -> tuple[str, Tensor]:
+        source, local = self.pindex.locate(np.array([self.pindex.slots[gi, p] for p in range(n_params)]))
+        return source, torch.as_tensor(local, device=self.device)
+
     def _gates(self, inputs: Tensor | None, weights: Tensor, batch: int) -> Tensor:
         sources = _Sources(inputs, weights, self.consts)
         state = zero_state(self.circuit.n_qubits, batch, self.dtype, self.device)
         for g, gather in zip(self.circuit.gates, self.gathers):
-            params = None if gather is None else gather(sources)[..., 0, 0, :]
+            params = None if gather is None else sources[gather[0]].index_select(-1, gather[1])
             m = gate_matrix(g.name, params, dtype=self.dtype, device=self.device)
             state = apply_matrix(state, m, g.wires)
         return state
@@ -594,7 +695,7 @@ class CompiledCircuit:
         """Final state, shape (batch, 2, ..., 2), for inputs (batch, n_inputs) and flat weights."""
         inputs, weights, batch = self._check(inputs, weights)
         if self.method == "dense":
-            s = self._dense(inputs, weights)
+            s = self._dense_run(inputs, weights, observe=False)
             s = s.expand(batch, -1) if s.dim() == 1 else s
             return s.reshape((batch,) + (2,) * self.circuit.n_qubits)
         return self._gates(inputs, weights, batch)
@@ -603,15 +704,15 @@ class CompiledCircuit:
         """Expectation values of the circuit's observables, shape (batch, n_outputs)."""
         inputs, weights, batch = self._check(inputs, weights)
         if self.method == "dense":
-            s = self._dense(inputs, weights)
-            out = self._dense_outputs(s.unsqueeze(0) if s.dim() == 1 else s)
-            return out.expand(batch, -1) if out.shape[0] != batch else out
+            out = self._dense_run(inputs, weights, observe=True)
+            return out.expand(batch, -1) if out.dim() == 1 else out
         state = self._gates(inputs, weights, batch)
         return torch.stack([expval(state, o) for o in self.circuit.observables], dim=1)
 
     def _check(self, inputs: Tensor | None, weights: Tensor) -> tuple[Tensor | None, Tensor, int]:
         c, rd = self.circuit, real_dtype(self.dtype)
-        weights = weights.reshape(-1).to(rd)
+        weights = weights if weights.dim() == 1 else weights.reshape(-1)
+        weights = weights if weights.dtype == rd else weights.to(rd)
         if weights.numel() != c.n_weights:
             raise ValueError(
                 f"weights have {weights.numel()} values; circuit {c.name!r} needs {c.n_weights} "
@@ -622,7 +723,7 @@ class CompiledCircuit:
         if inputs is None or inputs.dim() != 2 or inputs.shape[1] != c.n_inputs:
             got = None if inputs is None else tuple(inputs.shape)
             raise ValueError(f"inputs must have shape (batch, {c.n_inputs}), got {got}")
-        return inputs.to(rd), weights, inputs.shape[0]
+        return (inputs if inputs.dtype == rd else inputs.to(rd)), weights, inputs.shape[0]
 
 
 def simulate(

@@ -59,13 +59,19 @@ def _splits(config: TrainConfig, backbone: nn.Module) -> dict[str, ImageFolderDa
     return splits
 
 
+def feature_cache(config: TrainConfig, backbone: nn.Module) -> FeatureCache | None:
+    """The run's feature cache, or None with --no-cache and in seed-parity mode."""
+    # seed-parity runs drift the backbone's BatchNorm statistics: their features are not the cached ones
+    if config.no_cache or config.seed_parity:
+        return None
+    root = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
+    return FeatureCache(root, extractor_key(config.backbone, backbone.weights_id, backbone.transform))
+
+
 def _feature_splits(
     config: TrainConfig, backbone: nn.Module, splits: dict[str, ImageFolderDataset], device: torch.device
 ) -> dict[str, FeatureSplit]:
-    cache = None
-    if not config.no_cache:
-        root = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
-        cache = FeatureCache(root, extractor_key(config.backbone, backbone.weights_id, backbone.transform))
+    cache = feature_cache(config, backbone)
     out = {}
     for name in ("train", "val"):
         ds = splits[name]
@@ -235,8 +241,8 @@ class Run:
         self.rows, self.best, self.timings = list(last["rows"]), dict(last["best"]), dict(last["timings"])
 
     # -- results -------------------------------------------------------------------------
-    def finish(self) -> dict[str, Any]:
-        """Load the best epoch's weights, evaluate it, and write summary.json and the figures."""
+    def finish(self, started: float) -> dict[str, Any]:
+        """Evaluate the best epoch, draw the figures, write summary.json (total_s counts from `started`)."""
         best = torch.load(self.dir / "best.pt", map_location="cpu", weights_only=True)
         self.head.load_state_dict(best["head"])
         if "backbone_buffers" in best:
@@ -244,6 +250,11 @@ class Run:
         val = _evaluate(self.model, self._val_batches(), self.device)
         val_paths = [p for p, _ in self.splits["val"].samples]
         confusion = report.confusion_matrix(val["labels"], val["pred"], len(self.classes))
+        report.plot_curves(self.rows, self.dir / "curves.png")
+        report.plot_confusion(confusion, self.classes, self.dir / "confusion.png")
+        report.plot_predictions(val_paths, val["labels"], val["pred"], val["probs"], self.classes,
+                                self.dir / "predictions.png", load=load_image)
+        self.timings["total_s"] = time.perf_counter() - started
         summary = {
             "best_epoch": self.best["epoch"],
             "best_val_acc": self.best["val_acc"],
@@ -262,10 +273,6 @@ class Run:
             "versions": package_versions(),
         }
         atomic_write_text(self.dir / "summary.json", json.dumps(summary, indent=2))
-        report.plot_curves(self.rows, self.dir / "curves.png")
-        report.plot_confusion(confusion, self.classes, self.dir / "confusion.png")
-        report.plot_predictions(val_paths, val["labels"], val["pred"], val["probs"], self.classes,
-                                self.dir / "predictions.png", load=load_image)
         return summary
 
 
@@ -333,6 +340,7 @@ def new_run_dir(config: TrainConfig) -> Path:
 
 def train(config: TrainConfig, resume: Path | None = None) -> tuple[Path, dict[str, Any]]:
     """Run (or resume) a training; returns the run directory and its summary."""
+    started = time.perf_counter()
     if resume is not None:
         resume = Path(resume)
         if not (resume / "last.pt").exists():
@@ -347,7 +355,7 @@ def train(config: TrainConfig, resume: Path | None = None) -> tuple[Path, dict[s
         run.restore(torch.load(resume / "last.pt", map_location="cpu", weights_only=True))
     run.prepare()
     run.fit()
-    summary = run.finish()
+    summary = run.finish(started)
     return run.dir, summary
 
 
@@ -404,11 +412,7 @@ class TrainedModel:
         ds = splits[split]
         if ds.classes != self.classes:
             raise ValueError(f"{root} has classes {ds.classes}; the run was trained on {self.classes}")
-        cache = None
-        # seed-parity runs drifted the backbone's BatchNorm statistics: their features are not the cached ones
-        if not (self.config.no_cache or self.config.seed_parity):
-            cache_root = Path(self.config.cache_dir) if self.config.cache_dir else default_cache_dir()
-            cache = FeatureCache(cache_root, extractor_key(self.config.backbone, self.backbone.weights_id, self.backbone.transform))
+        cache = feature_cache(self.config, self.backbone)
         paths = [p for p, _ in ds.samples]
         feats, _ = cached_features(self.backbone, ds, paths, cache, self.device, desc=f"{split} features")
         labels = torch.tensor(ds.targets)
