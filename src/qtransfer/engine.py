@@ -335,10 +335,11 @@ class _Family:
         self.batched = self.source in ("input", "all")
         self.whole = np.array_equal(local.ravel(), np.arange(self.size))
         # the forward reads each parameter thrice, in order (factor, trig term, moment): cos(scale t + phase)
-        self.np_index = np.broadcast_to(local.T[:, None, :], (F, 3, self.n_moments)).reshape(-1)
-        trig_scale = np.array(scales)[:, None, None] * np.array([0.0, 1.0, 1.0])[:, None]
-        self.np_scale = np.broadcast_to(trig_scale, (F, 3, self.n_moments)).reshape(-1)
-        self.np_phase = np.broadcast_to(np.array([0.0, 0.0, -math.pi / 2])[:, None], (F, 3, self.n_moments)).reshape(-1)
+        # gives [1, cos(f t), sin(f t)]
+        shape = (F, 3, self.n_moments)
+        self.np_index = np.broadcast_to(local.T[:, None, :], shape).flatten()
+        self.np_scale = np.broadcast_to(np.outer(scales, [0.0, 1.0, 1.0])[:, :, None], shape).flatten()
+        self.np_phase = np.broadcast_to(np.array([0.0, 0.0, -math.pi / 2])[:, None], shape).flatten()
         self.np_slots, self.np_basis, self.np_gens, self.np_rots = local.ravel(), np.stack(bases), np.stack(gens, 1), rots
 
     def prepare(self, dtype: torch.dtype, device: torch.device) -> "_Family":
@@ -352,7 +353,8 @@ class _Family:
         self.index = index(self.np_index)
         self.scale = torch.as_tensor(self.np_scale, dtype=rd, device=device).reshape(shape)
         self.phase = torch.as_tensor(self.np_phase, dtype=rd, device=device).reshape(shape)
-        self.basis = cast(self.np_basis)  # (F, 3, D*D)
+        basis = cast(self.np_basis)  # (F, 3, D*D); complex as real pairs, since the trig terms are real
+        self.basis = torch.view_as_real(basis).flatten(-2) if dtype.is_complex else basis
         self.gens_t = cast(self.np_gens.reshape(self.D, self.D, -1).transpose(1, 0, 2).reshape(self.D**2, -1))
         self.slots = index(self.np_slots)
         rots = np.array(self.np_rots, dtype=np.int64).reshape(-1, 3)
@@ -371,9 +373,9 @@ class _Family:
     def matrices(self, src: Tensor) -> Tensor:
         """Full matrices (L, D, D), or (L, batch, D, D), from this call's source (size,) or (size, batch)."""
         trig = torch.cos(torch.addcmul(self.phase, src.index_select(0, self.index), self.scale))
-        if trig.dtype != self.dtype:
-            trig = trig.to(self.dtype)
         entries = torch.bmm(trig.view(self.n_factors, 3, -1).mT, self.basis)  # (F, L * batch, D*D)
+        if self.dtype.is_complex:
+            entries = torch.view_as_complex(entries.unflatten(-1, (-1, 2)))
         full = entries[0] if self.n_factors == 1 else entries.prod(0)
         return full.view(self.n_moments, -1, self.D, self.D) if self.batched else full.view(-1, self.D, self.D)
 

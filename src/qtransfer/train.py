@@ -105,7 +105,7 @@ def _evaluate(model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], device
     pred = torch.cat(preds)
     return {
         "loss": float(torch.stack(losses).sum() / len(y)),
-        "acc": float((pred == y).float().mean()),
+        "acc": int((pred == y).sum()) / len(y),
         "pred": pred,
         "probs": torch.cat(probs),
         "labels": y,
