@@ -37,6 +37,7 @@ def _files(tmp_path: Path, n: int) -> list[Path]:
     return paths
 
 
+torch.manual_seed(0)  # every spawned process must build the same stand-in backbone
 BACKBONE = nn.Linear(4, 3)
 
 
