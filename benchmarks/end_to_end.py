@@ -53,7 +53,7 @@ def cli_train(data: Path, backbone: str, weights: str, cache: Path, out: Path, e
     return {"wall": wall, **timings}
 
 
-def _images(data: Path, transform) -> "torch.utils.data.ConcatDataset":
+def _images(data: Path, transform) -> torch.utils.data.ConcatDataset:
     from qtransfer.data import load_splits
 
     splits = load_splits(data, transform)

@@ -34,14 +34,21 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 import qtransfer
-from qtransfer import DressedClassicalHead, DressedQuantumHead, PennyLaneBackend, TorchBackend, make_circuit
+from qtransfer import (
+    DressedClassicalHead,
+    DressedQuantumHead,
+    PennyLaneBackend,
+    TorchBackend,
+    make_circuit,
+)
 from qtransfer.engine import run_dtype
 
 N_SAMPLES, N_FEATURES, N_CLASSES = 244, 512, 2

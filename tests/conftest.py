@@ -5,8 +5,8 @@ import functools
 import http.server
 import os
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -55,3 +55,9 @@ def http_server() -> Iterator[Callable[[Path], str]]:
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One feature cache for the whole session, so real-data tests extract each backbone's features once."""
+    return tmp_path_factory.mktemp("shared-feature-cache")

@@ -4,7 +4,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qtransfer import DressedQuantumHead, PennyLaneBackend, TorchBackend, get_backend, make_circuit
+from qtransfer import (
+    DressedQuantumHead,
+    PennyLaneBackend,
+    TorchBackend,
+    get_backend,
+    make_circuit,
+)
 
 
 @pytest.mark.parametrize("template", ["tutorial", "strongly_entangling", "basic_entangler"])

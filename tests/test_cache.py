@@ -80,7 +80,7 @@ def test_a_corrupt_entry_is_detected_and_recomputed(tmp_path: Path) -> None:
     assert computed == 3 and torch.equal(first, again)
 
 
-def _writer(root: str, paths: list[str], out: "multiprocessing.Queue") -> None:
+def _writer(root: str, paths: list[str], out: multiprocessing.Queue) -> None:
     cache = FeatureCache(Path(root), extractor_key("toy", "w", "t"))
     feats, _, _ = _features([Path(p) for p in paths], cache)
     out.put(feats.tolist())

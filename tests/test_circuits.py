@@ -5,7 +5,15 @@ import pennylane as qml
 import pytest
 import torch
 
-from qtransfer import Circuit, CompiledCircuit, Gate, Observable, inp, make_circuit, weight
+from qtransfer import (
+    Circuit,
+    CompiledCircuit,
+    Gate,
+    Observable,
+    inp,
+    make_circuit,
+    weight,
+)
 
 
 def _pennylane_template(name: str, n: int, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -1,30 +1,48 @@
 """qtransfer: hybrid classical-quantum transfer learning with a fast batched circuit engine."""
 from .backbones import BACKBONES, Backbone, create_backbone, register_backbone
 from .backends import PennyLaneBackend, TorchBackend, get_backend
-from .circuits import TEMPLATES, Circuit, Gate, Observable, Param, const, inp, make_circuit, register_template, weight
+from .circuits import (
+    TEMPLATES,
+    Circuit,
+    Gate,
+    Observable,
+    Param,
+    const,
+    inp,
+    make_circuit,
+    register_template,
+    weight,
+)
 from .config import TrainConfig
 from .data import ImageFolderDataset, download_dataset, load_splits, reference_transform
 from .engine import CompiledCircuit, simulate
-from .heads import HEADS, DressedClassicalHead, DressedQuantumHead, LinearHead, create_head, register_head
+from .heads import (
+    HEADS,
+    DressedClassicalHead,
+    DressedQuantumHead,
+    LinearHead,
+    create_head,
+    register_head,
+)
 from .train import TrainedModel, train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BACKBONES",
+    "HEADS",
+    "TEMPLATES",
     "Backbone",
     "Circuit",
     "CompiledCircuit",
     "DressedClassicalHead",
     "DressedQuantumHead",
     "Gate",
-    "HEADS",
     "ImageFolderDataset",
     "LinearHead",
     "Observable",
     "Param",
     "PennyLaneBackend",
-    "TEMPLATES",
     "TorchBackend",
     "TrainConfig",
     "TrainedModel",

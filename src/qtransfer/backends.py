@@ -74,7 +74,7 @@ def require_pennylane() -> Any:
 def _device_error(qml: Any) -> type[Exception]:
     """PennyLane's DeviceError (moved to pennylane.exceptions in newer releases)."""
     exceptions = getattr(qml, "exceptions", None)
-    return getattr(exceptions, "DeviceError", None) or getattr(qml, "DeviceError")
+    return getattr(exceptions, "DeviceError", None) or qml.DeviceError
 
 
 class PennyLaneBackend:

@@ -6,8 +6,8 @@ import json
 import os
 import uuid
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -99,17 +99,18 @@ def compute_features(
 def cached_features(
     backbone: nn.Module,
     dataset: Dataset,
-    paths: Sequence[Path],
+    keys: Sequence[Path | str],
     cache: FeatureCache | None,
     device: torch.device,
     batch_size: int = 32,
     num_workers: int = 0,
     desc: str = "features",
 ) -> tuple[Tensor, int]:
-    """Features (N, F) of the images at `paths` (dataset item i is paths[i]); returns them and how many were computed."""
+    """Features (N, F) of a dataset and how many were computed; item i is keyed by keys[i]: an image file
+    (keyed by its content hash) or a ready content key."""
     if cache is None:
-        return compute_features(backbone, dataset, device, batch_size, num_workers, desc), len(paths)
-    hashes = [file_sha256(p) for p in paths]
+        return compute_features(backbone, dataset, device, batch_size, num_workers, desc), len(keys)
+    hashes = [file_sha256(k) if isinstance(k, Path) else k for k in keys]
     known = cache.lookup()
     missing = sorted({h: i for i, h in enumerate(hashes) if h not in known}.values())
     if missing:

@@ -5,9 +5,9 @@ import argparse
 import json
 import sys
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Callable, Sequence
 
 from .config import TrainConfig
 
@@ -36,14 +36,25 @@ TRAIN_FLAGS = {
 }
 
 
-def _add_train_flags(p: argparse.ArgumentParser) -> None:
+def _add_config_flags(p: argparse.ArgumentParser, exclude: Sequence[str] = ()) -> None:
     defaults = TrainConfig()
     types = {f.name: f.type for f in fields(TrainConfig)}
     for field_name, (flag, help_text) in TRAIN_FLAGS.items():
+        if field_name in exclude:
+            continue
         default = getattr(defaults, field_name)
         kind = {"int": int, "float": float}.get(str(types[field_name]), str)
         p.add_argument(flag, dest=field_name, type=kind, default=default, help=f"{help_text} (default: {default!r})")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+
+
+def _config(args: argparse.Namespace, **extra: object) -> TrainConfig:
+    values = {name: getattr(args, name) for name in TRAIN_FLAGS if hasattr(args, name)}
+    return TrainConfig(**values, no_cache=args.no_cache, **extra)  # type: ignore[arg-type]
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    _add_config_flags(p)
     p.add_argument("--seed-parity", action="store_true",
                    help="the tutorial's way: no cache, backbone in train() mode every step, circuit per sample")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run from its last.pt")
@@ -53,8 +64,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .report import epoch_table
     from .train import train
 
-    values = {name: getattr(args, name) for name in TRAIN_FLAGS}
-    config = TrainConfig(**values, no_cache=args.no_cache, seed_parity=args.seed_parity)
+    config = _config(args, seed_parity=args.seed_parity)
     run_dir, summary = train(config, resume=args.resume)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     print(epoch_table(rows))
@@ -90,6 +100,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         for r in results:
             print(f"{r['class']:>12} {r['probability']:.3f}  {r['image']}")
+    return 0
+
+
+def _seeds(args: argparse.Namespace) -> list[int]:
+    if args.seed_list:
+        return list(args.seed_list)
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    return list(range(args.seed, args.seed + args.seeds))
+
+
+def _add_seed_flags(p: argparse.ArgumentParser, count: int) -> None:
+    p.add_argument("--seeds", type=int, default=count,
+                   help=f"number of seeds, counting up from --seed (default: {count})")
+    p.add_argument("--seed-list", type=int, nargs="+", metavar="SEED", help="these seeds instead of --seeds")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import CompareSettings, compare
+
+    settings = CompareSettings(_config(args), list(args.heads), _seeds(args), args.augment_views)
+    run_dir, _ = compare(settings, resume=args.resume)
+    print((run_dir / "compare.md").read_text())
+    print(f"comparison directory {run_dir}")
     return 0
 
 
@@ -134,6 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a head on a pretrained backbone's features")
     _add_train_flags(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("compare", help="heads over several seeds on the same cached features, with statistics")
+    p.add_argument("--heads", nargs="+", default=["quantum", "classical", "linear"], metavar="HEAD",
+                   help="heads by name, with settings: quantum classical linear quantum:depth=2,qubits=6 "
+                        "(default: quantum classical linear)")
+    _add_config_flags(p, exclude=("head",))
+    _add_seed_flags(p, 5)
+    p.add_argument("--augment-views", type=int, default=0, metavar="K",
+                   help="also train every head on K cached augmented views of each training image (default: 0)")
+    p.add_argument("--resume", type=Path, metavar="DIR", help="finish an interrupted comparison")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("evaluate", help="score a trained run on its validation split (or another folder)")
     p.add_argument("run_dir", type=Path)

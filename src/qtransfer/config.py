@@ -35,7 +35,7 @@ class TrainConfig:
     num_workers: int = -1  # -1: chosen from the CPU count
     seed_parity: bool = False
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Refuse settings outside their range, naming the allowed range."""
         checks = [
             (self.n_qubits >= 1, f"n_qubits must be >= 1, got {self.n_qubits}"),
@@ -74,7 +74,7 @@ class TrainConfig:
         return json.dumps(asdict(self), indent=2)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Settings from a dict, refusing unknown keys."""
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
@@ -83,6 +83,6 @@ class TrainConfig:
         return cls(**values)
 
     @classmethod
-    def load(cls, path: Path) -> "TrainConfig":
+    def load(cls, path: Path) -> TrainConfig:
         """Settings from a run directory's config.json."""
         return cls.from_dict(json.loads(Path(path).read_text()))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -342,13 +342,13 @@ class _Family:
         self.np_phase = np.broadcast_to(np.array([0.0, 0.0, -math.pi / 2])[:, None], shape).flatten()
         self.np_slots, self.np_basis, self.np_gens, self.np_rots = local.ravel(), np.stack(bases), np.stack(gens, 1), rots
 
-    def prepare(self, dtype: torch.dtype, device: torch.device) -> "_Family":
+    def prepare(self, dtype: torch.dtype, device: torch.device) -> _Family:
         """Cast the compile-time arrays to the run dtype and device."""
         if not self.n_factors:
             return self
         rd, shape = real_dtype(dtype), ((-1, 1) if self.batched else (-1,))
-        cast = lambda a: torch.as_tensor(a if dtype.is_complex else a.real, dtype=dtype, device=device)  # noqa: E731
-        index = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.long, device=device)  # noqa: E731
+        cast = lambda a: torch.as_tensor(a if dtype.is_complex else a.real, dtype=dtype, device=device)
+        index = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.long, device=device)
         self.dtype = dtype
         self.index = index(self.np_index)
         self.scale = torch.as_tensor(self.np_scale, dtype=rd, device=device).reshape(shape)
@@ -426,9 +426,9 @@ class _Stretch:
         self.np_post = pending
         self.np_pre = None if all(p is eye for p in pres) else np.stack(pres)
 
-    def prepare(self, dtype: torch.dtype, device: torch.device, n_weight_moments: int) -> "_Stretch":
+    def prepare(self, dtype: torch.dtype, device: torch.device, n_weight_moments: int) -> _Stretch:
         """Cast the constants to the run dtype and device."""
-        cast = lambda a: None if a is None else torch.as_tensor(a if dtype.is_complex else a.real, dtype=dtype, device=device)  # noqa: E731
+        cast = lambda a: None if a is None else torch.as_tensor(a if dtype.is_complex else a.real, dtype=dtype, device=device)
         self.all_slots = self.slots == list(range(n_weight_moments))  # every weight moment, in order
         self.index = torch.as_tensor(self.slots, dtype=torch.long, device=device)
         self.pre, self.post = cast(self.np_pre), cast(self.np_post)
@@ -462,7 +462,7 @@ class _DenseSimulation(torch.autograd.Function):
     """The dense simulation as one autograd node whose backward is the adjoint method."""
 
     @staticmethod
-    def forward(ctx, sim: "CompiledCircuit", observe: bool, inputs: Tensor | None, weights: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, sim: CompiledCircuit, observe: bool, inputs: Tensor | None, weights: Tensor) -> Tensor:  # type: ignore[override]
         tape: list = []
         out = sim._dense(inputs, weights, observe, tape)
         ctx.save_for_backward(inputs, weights)

@@ -1,17 +1,18 @@
 """What a run leaves for people: curves, a prediction grid, a confusion matrix, a short table."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-from PIL import Image  # noqa: E402
-from torch import Tensor  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.ticker import MaxNLocator
+from PIL import Image
+from torch import Tensor
 
 
 def confusion_matrix(labels: Tensor, preds: Tensor, n_classes: int) -> Tensor:
@@ -104,3 +105,103 @@ def epoch_table(rows: Sequence[dict[str, Any]]) -> str:
             f"{r['val_loss']:>9.4f} {r['val_acc']:>8.4f} {r['epoch_s']:>6.2f}"
         )
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------- comparisons
+
+
+def _pm(stats: dict[str, Any], digits: int = 4) -> str:
+    if stats["n"] < 2:
+        return f"{stats['mean']:.{digits}f}"
+    return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
+
+
+def compare_table(heads: dict[str, dict[str, Any]]) -> str:
+    """Markdown table: one row per head, statistics over its seeds."""
+    lines = [
+        "| head | seeds | best val acc (selected on val) | min | max | final val acc | best val loss"
+        + " | trainable parameters | head training s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, h in heads.items():
+        acc = h["best_val_acc"]
+        lines.append(
+            f"| `{label}` | {acc['n']} | {_pm(acc)} | {acc['min']:.4f} | {acc['max']:.4f} "
+            f"| {_pm(h['final_val_acc'])} | {_pm(h['best_val_loss'])} | {int(h['parameters']['mean'])} "
+            f"| {h['train_s']['mean']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def paired_table(pairs: Sequence[dict[str, Any]]) -> str:
+    """Markdown table of paired differences a − b over common seeds with bootstrap 95% intervals."""
+    lines = ["| a − b | metric | seeds | mean difference | 95% bootstrap interval | a better / tie / worse |",
+             "|---|---|---|---|---|---|"]
+    for p in pairs:
+        lines.append(
+            f"| `{p['a']}` − `{p['b']}` | {p['metric']} | {p['n']} | {p['mean']:+.4f} "
+            f"| [{p['ci95_low']:+.4f}, {p['ci95_high']:+.4f}] | {p['wins']} / {p['ties']} / {p['losses']} |"
+        )
+    return "\n".join(lines)
+
+
+def compare_markdown(result: dict[str, Any]) -> str:
+    """compare.md: the settings, the per-head table and the paired differences."""
+    counts = result["counts"]
+    text = [
+        f"# Comparison of heads on {result['backbone']} features",
+        "",
+        f"Data `{result['data']}` ({counts['train']} train / {counts['val']} val images, classes "
+        f"{', '.join(result['classes'])}); {result['epochs']} epochs; seeds {result['seeds']}"
+        + (f"; {result['augment_views']} augmented views per training image" if result["augment_views"] else "")
+        + ".",
+        "",
+        "\"Best val acc\" is the accuracy of the epoch selected on the validation split itself, as the reference"
+        + " reports it: it is biased upward. \"Final\" is the last epoch's.",
+        "",
+        compare_table(result["heads"]),
+        "",
+    ]
+    if result["paired"]:
+        text += ["## Paired differences over seeds", "", paired_table(result["paired"]), ""]
+    return "\n".join(text)
+
+
+def plot_compare(result: dict[str, Any], path: Path) -> None:
+    """Per-seed best val accuracy with mean ± std per head, and the mean validation curves."""
+    import numpy as np
+
+    labels = list(result["heads"])
+    by_label: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
+    for r in result["runs"]:
+        key = f"{r['label']}+aug{result['augment_views']}" if r["augmented"] else r["label"]
+        by_label[key].append(r)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [1, 1.3]})
+    rng = np.random.default_rng(0)
+    for i, label in enumerate(labels):
+        color = colors[i % len(colors)]
+        best = [r["best_val_acc"] for r in by_label[label]]
+        final = [r["final_val_acc"] for r in by_label[label]]
+        left.scatter(i - 0.12 + rng.uniform(-0.05, 0.05, len(best)), best, color=color, s=22, zorder=3)
+        left.scatter(i + 0.12 + rng.uniform(-0.05, 0.05, len(final)), final, facecolors="none", edgecolors=color,
+                     s=22, zorder=3)
+        left.errorbar(i - 0.12, np.mean(best), yerr=np.std(best, ddof=1) if len(best) > 1 else 0, fmt="_",
+                      color="black", ms=18, capsize=4, zorder=4)
+        curves = np.array([r["curves"]["val_acc"] for r in by_label[label]])
+        epochs = np.arange(1, curves.shape[1] + 1)
+        mean, std = curves.mean(0), curves.std(0)
+        right.plot(epochs, mean, color=color, label=label)
+        right.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.1)
+    left.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
+    left.set_ylabel("validation accuracy")
+    left.set_title("per seed: ● best epoch (selected on val), ○ final epoch\nbar: mean ± std of best")
+    left.grid(alpha=0.3, axis="y")
+    right.set_xlabel("epoch")
+    right.xaxis.set_major_locator(MaxNLocator(integer=True))
+    right.set_ylabel("validation accuracy")
+    right.set_title(f"mean ± std over seeds {result['seeds']}")
+    right.grid(alpha=0.3)
+    right.legend(fontsize=9, loc="lower right")
+    fig.suptitle(f"{result['backbone']} features, {result['epochs']} epochs")
+    _save(fig, path)

@@ -5,11 +5,12 @@ import json
 import math
 import platform
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -48,6 +49,10 @@ class FeatureSplit:
     paths: list[Path]
     computed: int = 0
 
+    def to_device(self, device: torch.device) -> FeatureSplit:
+        """The same split with its features on `device` (labels stay on the CPU)."""
+        return FeatureSplit(self.features.to(device), self.labels, self.paths, self.computed)
+
 
 # ------------------------------------------------------------------------------------- setup
 
@@ -84,10 +89,12 @@ def _feature_splits(
 
 
 def _batches(x: Tensor, y: Tensor, batch_size: int, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+    """Shuffled mini-batches; x of shape (N, views, F) gives each sample one view drawn at random."""
     order = torch.randperm(len(x), generator=generator)
+    views = torch.randint(x.shape[1], (len(x),), generator=generator) if x.dim() == 3 else None
     for i in range(0, len(x), batch_size):
         idx = order[i : i + batch_size]
-        yield x[idx], y[idx]
+        yield (x[idx] if views is None else x[idx, views[idx]]), y[idx]
 
 
 def _evaluate(model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], device: torch.device) -> dict[str, Any]:
@@ -110,6 +117,38 @@ def _evaluate(model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], device
         "probs": torch.cat(probs),
         "labels": y,
     }
+
+
+def train_steps(
+    model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], optimizer: torch.optim.Optimizer,
+    device: torch.device, epoch: int, hint: str = "",
+) -> tuple[float, float]:
+    """One epoch of optimizer steps; returns mean training loss and accuracy."""
+    total_loss, correct, seen = 0.0, 0, 0
+    for step, (x, y) in enumerate(batches, 1):
+        x, y = x.to(device), y.to(device)
+        optimizer.zero_grad()
+        logits = model(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        if not torch.isfinite(loss):
+            lr = optimizer.param_groups[0]["lr"]
+            raise NonFiniteLoss(
+                f"loss is {loss.item()} at epoch {epoch}, step {step}{'; ' + hint if hint else ''}. "
+                f"Try a lower --lr (now {lr:g})."
+            )
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.item() * len(y)
+        correct += int((logits.argmax(1) == y).sum())
+        seen += len(y)
+    return total_loss / seen, correct / seen
+
+
+def set_batchnorm_train(module: nn.Module) -> None:
+    """Put only the BatchNorm layers of `module` in train mode (dropout and drop-connect stay off)."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.train()
 
 
 # ------------------------------------------------------------------------------------- fit
@@ -170,28 +209,16 @@ class Run:
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         """One pass over the training set, then validation; returns the metrics row."""
         t = time.perf_counter()
-        self.model.train()  # seed-parity: the backbone's BatchNorm uses batch statistics, as in the tutorial
-        total_loss, correct, seen = 0.0, 0, 0
-        for step, (x, y) in enumerate(self._train_batches(), 1):
-            x, y = x.to(self.device), y.to(self.device)
-            self.optimizer.zero_grad()
-            logits = self.model(x)
-            loss = nn.functional.cross_entropy(logits, y)
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(
-                    f"loss is {loss.item()} at epoch {epoch}, step {step}; the best checkpoint so far is kept in "
-                    f"{self.dir / 'best.pt'}. Try a lower --lr (now {self.config.lr})."
-                )
-            loss.backward()
-            self.optimizer.step()
-            total_loss += loss.item() * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(y)
+        self.head.train()
+        if self.config.seed_parity:  # the tutorial's model.train(): only BatchNorm changes behaviour in a ResNet
+            set_batchnorm_train(self.backbone)
+        hint = f"the best checkpoint so far is kept in {self.dir / 'best.pt'}"
+        train_loss, train_acc = train_steps(self.model, self._train_batches(), self.optimizer, self.device, epoch, hint)
         self.scheduler.step()
         train_s = time.perf_counter() - t
         val = _evaluate(self.model, self._val_batches(), self.device)
         return {
-            "epoch": epoch, "train_loss": total_loss / seen, "train_acc": correct / seen,
+            "epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
             "val_loss": val["loss"], "val_acc": val["acc"],
             "lr": self.optimizer.param_groups[0]["lr"], "train_s": train_s, "epoch_s": time.perf_counter() - t,
         }
@@ -373,7 +400,7 @@ class TrainedModel:
     device: torch.device
 
     @classmethod
-    def load(cls, run_dir: Path, device: str = "auto") -> "TrainedModel":
+    def load(cls, run_dir: Path, device: str = "auto") -> TrainedModel:
         """The best checkpoint of a run directory."""
         run_dir = Path(run_dir)
         for needed in ("config.json", "best.pt"):

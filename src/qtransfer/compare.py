@@ -1,0 +1,303 @@
+"""Heads compared over seeds on one set of cached features: runs, summaries, paired differences."""
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from . import report
+from .augment import view_features
+from .backbones import create_backbone
+from .cache import default_cache_dir
+from .config import TrainConfig
+from .heads import HEADS, create_head
+from .stats import describe, paired_difference
+from .storage import atomic_write_text
+from .train import (
+    FeatureSplit,
+    _batches,
+    _evaluate,
+    _feature_splits,
+    _splits,
+    _weights_arg,
+    new_run_dir,
+    package_versions,
+    resolve_device,
+    train_steps,
+)
+
+# Settings a head spec may change ("quantum:depth=2,qubits=8"): spec key -> TrainConfig field.
+SPEC_KEYS = {
+    "qubits": "n_qubits", "n_qubits": "n_qubits", "depth": "depth", "template": "template", "backend": "backend",
+    "q_delta": "q_delta", "lr": "lr", "epochs": "epochs", "batch_size": "batch_size", "step_size": "step_size",
+    "gamma": "gamma",
+}
+METRICS = ("best_val_acc", "final_val_acc", "best_val_loss", "final_val_loss", "parameters", "train_s")
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """A head by name with settings that differ from the run's: 'quantum', 'quantum:depth=2'."""
+
+    label: str
+    head: str
+    settings: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def quantum(self) -> bool:
+        """Whether network B is a quantum circuit."""
+        return self.head == "quantum"
+
+    def config(self, base: TrainConfig) -> TrainConfig:
+        """The run's settings with this spec's head and settings."""
+        return replace(base, head=self.head, **dict(self.settings))
+
+
+def parse_head(text: str) -> HeadSpec:
+    """'name' or 'name:key=value,key=value' (keys: qubits, depth, template, backend, q_delta, lr, ...)."""
+    name, _, rest = text.strip().partition(":")
+    if name not in HEADS:
+        close = difflib.get_close_matches(name, HEADS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown head {name!r} in {text!r}.{hint} Known: {', '.join(sorted(HEADS))}")
+    types = {f.name: f.type for f in fields(TrainConfig)}
+    settings = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or key.strip() not in SPEC_KEYS:
+            raise ValueError(
+                f"bad head setting {item!r} in {text!r}: use key=value with key one of {', '.join(sorted(SPEC_KEYS))}"
+            )
+        target = SPEC_KEYS[key.strip()]
+        kind = {"int": int, "float": float}.get(str(types[target]), str)
+        try:
+            settings[target] = kind(value.strip())
+        except ValueError:
+            raise ValueError(f"head setting {item!r} in {text!r} needs a {kind.__name__} value") from None
+    return HeadSpec(text.strip(), name, tuple(sorted(settings.items())))
+
+
+# ------------------------------------------------------------------------------------- one fit
+
+
+@dataclass
+class FitResult:
+    """Per-epoch metrics, the best epoch, and the best weights of one head trained on features."""
+
+    rows: list[dict[str, Any]]
+    best: dict[str, Any]
+    parameters: int
+    seconds: float
+    state: dict[str, Tensor] = field(repr=False)
+
+
+def fit_features(
+    config: TrainConfig, train: FeatureSplit, val: FeatureSplit, n_classes: int, device: torch.device
+) -> FitResult:
+    """Train config's head on features as `qtransfer train` does (same seed, same batches, same selection)."""
+    torch.manual_seed(config.seed)
+    head = create_head(config.head, train.features.shape[-1], n_classes, **config.head_options()).to(device)
+    optimizer = torch.optim.Adam(head.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
+    generator = torch.Generator().manual_seed(config.seed)
+    rows: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"epoch": 0, "val_acc": -1.0, "val_loss": math.inf}
+    state: dict[str, Tensor] = {}
+    t = time.perf_counter()
+    for epoch in range(1, config.epochs + 1):
+        head.train()
+        batches = _batches(train.features, train.labels, config.batch_size, generator)
+        train_loss, train_acc = train_steps(head, batches, optimizer, device, epoch)
+        scheduler.step()
+        v = _evaluate(head, iter([(val.features, val.labels)]), device)
+        rows.append({"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
+                     "val_loss": v["loss"], "val_acc": v["acc"]})
+        if (v["acc"], -v["loss"]) > (best["val_acc"], -best["val_loss"]):
+            best = {"epoch": epoch, "val_acc": v["acc"], "val_loss": v["loss"]}
+            state = copy.deepcopy(head.state_dict())
+    seconds = time.perf_counter() - t
+    parameters = sum(p.numel() for p in head.parameters() if p.requires_grad)
+    return FitResult(rows, best, parameters, seconds, state)
+
+
+def record(spec: HeadSpec, seed: int, augmented: bool, fit: FitResult) -> dict[str, Any]:
+    """One line of runs.jsonl: what ran and how it did."""
+    last = fit.rows[-1]
+    return {
+        "label": spec.label, "head": spec.head, "settings": dict(spec.settings), "seed": seed,
+        "augmented": augmented, "best_epoch": fit.best["epoch"], "best_val_acc": fit.best["val_acc"],
+        "best_val_loss": fit.best["val_loss"], "final_val_acc": last["val_acc"], "final_val_loss": last["val_loss"],
+        "parameters": fit.parameters, "train_s": fit.seconds,
+        "curves": {k: [r[k] for r in fit.rows] for k in ("train_loss", "train_acc", "val_loss", "val_acc")},
+    }
+
+
+# ------------------------------------------------------------------------------------- many fits
+
+
+@dataclass
+class Features:
+    """Train and val features of one backbone on one dataset, and augmented train views when asked for."""
+
+    train: FeatureSplit
+    val: FeatureSplit
+    classes: list[str]
+    backbone: str
+    weights_id: str
+    views: Tensor | None = None
+
+    @property
+    def augmented_train(self) -> FeatureSplit:
+        """The train split with features (N, 1 + views, F)."""
+        assert self.views is not None
+        return FeatureSplit(self.views, self.train.labels, self.train.paths)
+
+
+def load_features(config: TrainConfig, augment_views: int = 0) -> Features:
+    """Backbone features of the data's train and val splits (from the cache when there), plus augmented views."""
+    device = resolve_device(config.device)
+    backbone = create_backbone(config.backbone, weights=_weights_arg(config.weights))
+    splits = _splits(config, backbone)
+    feats = _feature_splits(config, backbone, splits, device)
+    views = None
+    if augment_views > 0:
+        root = None if config.no_cache else (Path(config.cache_dir) if config.cache_dir else default_cache_dir())
+        views = view_features(backbone, splits["train"], augment_views, config.seed, root, device,
+                              feats["train"].features, num_workers=config.workers())
+    return Features(feats["train"], feats["val"], splits["train"].classes, config.backbone, backbone.weights_id, views)
+
+
+def run_grid(
+    config: TrainConfig,
+    features: Features,
+    specs: Sequence[HeadSpec],
+    seeds: Sequence[int],
+    run_dir: Path,
+    augmented: Iterable[bool] = (False,),
+) -> list[dict[str, Any]]:
+    """Every (spec, augmented, seed) fitted once; runs.jsonl in run_dir keeps finished ones, so a rerun resumes."""
+    path = run_dir / "runs.jsonl"
+    done = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    have = {(r["label"], r["augmented"], r["seed"]) for r in done}
+    todo = [(s, a, seed) for s in specs for a in augmented for seed in seeds if (s.label, a, seed) not in have]
+    device = resolve_device(config.device)
+    train, val = features.train.to_device(device), features.val.to_device(device)
+    aug = features.augmented_train.to_device(device) if features.views is not None else None
+    for spec, augment, seed in tqdm(todo, desc="runs", unit="run"):
+        cfg = replace(spec.config(config), seed=seed)
+        cfg.validate()
+        fit = fit_features(cfg, aug if augment else train, val, len(features.classes), device)
+        done.append(record(spec, seed, augment, fit))
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in done))
+    return done
+
+
+def group_label(r: dict[str, Any], views: int) -> str:
+    """The row's head label, marked '+aug<K>' when it trained on augmented views."""
+    return f"{r['label']}+aug{views}" if r["augmented"] else r["label"]
+
+
+def summarize(runs: Sequence[dict[str, Any]], views: int = 0) -> dict[str, Any]:
+    """Per head: statistics of every metric over seeds; paired quantum − classical and aug − plain differences."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault(group_label(r, views), []).append(r)
+    heads = {
+        label: {"head": rs[0]["head"], "settings": rs[0]["settings"], "augmented": rs[0]["augmented"],
+                "seeds": [r["seed"] for r in rs], **{m: describe([r[m] for r in rs]) for m in METRICS}}
+        for label, rs in groups.items()
+    }
+    pairs = []
+    for a, ra in groups.items():
+        for b, rb in groups.items():
+            quantum_vs_classical = (
+                ra[0]["head"] == "quantum" and rb[0]["head"] != "quantum" and ra[0]["augmented"] == rb[0]["augmented"]
+            )
+            aug_vs_plain = ra[0]["augmented"] and not rb[0]["augmented"] and ra[0]["label"] == rb[0]["label"]
+            if quantum_vs_classical or aug_vs_plain:
+                pairs.extend(_paired(a, ra, b, rb))
+    return {"heads": heads, "paired": pairs}
+
+
+def _paired(a: str, ra: list[dict[str, Any]], b: str, rb: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_seed_a, by_seed_b = {r["seed"]: r for r in ra}, {r["seed"]: r for r in rb}
+    seeds = sorted(by_seed_a.keys() & by_seed_b.keys())
+    if not seeds:
+        return []
+    return [
+        {"a": a, "b": b, "metric": m, "seeds": seeds,
+         **paired_difference([by_seed_a[s][m] for s in seeds], [by_seed_b[s][m] for s in seeds])}
+        for m in ("best_val_acc", "final_val_acc")
+    ]
+
+
+# ------------------------------------------------------------------------------------- the command
+
+
+@dataclass
+class CompareSettings:
+    """What a comparison runs: the base training settings, the heads, the seeds, augmented views."""
+
+    config: TrainConfig
+    heads: list[str]
+    seeds: list[int]
+    augment_views: int = 0
+
+    def to_json(self) -> str:
+        """The settings as indented JSON."""
+        return json.dumps({**asdict(self), "config": asdict(self.config)}, indent=2)
+
+    @classmethod
+    def load(cls, path: Path) -> CompareSettings:
+        """Settings from a comparison directory's compare_config.json."""
+        values = json.loads(Path(path).read_text())
+        return cls(TrainConfig.from_dict(values.pop("config")), **values)
+
+
+def compare(settings: CompareSettings, resume: Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """Train every head over every seed on cached features; write compare.json, compare.md, compare.png."""
+    if resume is not None:
+        if not (Path(resume) / "compare_config.json").exists():
+            raise FileNotFoundError(f"{resume} has no compare_config.json; start a new comparison without --resume")
+        settings = CompareSettings.load(Path(resume) / "compare_config.json")
+    specs = [parse_head(h) for h in settings.heads]
+    _check_settings(settings, specs)
+    started = time.perf_counter()
+    features = load_features(settings.config, settings.augment_views)
+    run_dir = Path(resume) if resume else new_run_dir(replace(settings.config, name=settings.config.name or "compare"))
+    atomic_write_text(run_dir / "compare_config.json", settings.to_json())
+    augmented = (False, True) if settings.augment_views else (False,)
+    runs = run_grid(settings.config, features, specs, settings.seeds, run_dir, augmented)
+    summary = summarize(runs, settings.augment_views)
+    result = {
+        "backbone": features.backbone, "weights_id": features.weights_id, "data": settings.config.data,
+        "classes": features.classes, "counts": {"train": len(features.train.labels), "val": len(features.val.labels)},
+        "epochs": settings.config.epochs, "seeds": settings.seeds, "augment_views": settings.augment_views,
+        **summary, "runs": runs, "total_s": time.perf_counter() - started, "versions": package_versions(),
+    }
+    atomic_write_text(run_dir / "compare.json", json.dumps(result, indent=2))
+    atomic_write_text(run_dir / "compare.md", report.compare_markdown(result))
+    report.plot_compare(result, run_dir / "compare.png")
+    return run_dir, result
+
+
+def _check_settings(settings: CompareSettings, specs: Sequence[HeadSpec]) -> None:
+    if not settings.seeds:
+        raise ValueError("no seeds: pass --seeds N (a count) or --seed-list 1 2 3")
+    if settings.augment_views < 0:
+        raise ValueError(f"--augment-views must be >= 0, got {settings.augment_views}")
+    labels = [s.label for s in specs]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"a head is given twice: {labels}")
+    for spec in specs:
+        spec.config(settings.config).validate()
