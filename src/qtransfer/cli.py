@@ -127,6 +127,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import SweepSettings, sweep
+
+    settings = SweepSettings(_config(args), list(args.depths), list(args.qubit_counts), _seeds(args),
+                             classical=not args.no_classical)
+    run_dir, _ = sweep(settings, resume=args.resume)
+    print((run_dir / "sweep.md").read_text())
+    print(f"sweep directory {run_dir}")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     import torch
 
@@ -179,6 +190,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also train every head on K cached augmented views of each training image (default: 0)")
     p.add_argument("--resume", type=Path, metavar="DIR", help="finish an interrupted comparison")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("sweep", help="accuracy against circuit depth and qubit count, over seeds, with a plot")
+    _add_config_flags(p, exclude=("head",))
+    p.add_argument("--depths", type=int, nargs="+", default=list(range(0, 11)), metavar="D",
+                   help="depths at --qubits (default: 0 to 10; 0 keeps only the embedding)")
+    p.add_argument("--qubit-counts", type=int, nargs="+", default=list(range(2, 13)), metavar="Q",
+                   help="qubit counts at --depth (default: 2 to 12)")
+    p.add_argument("--no-classical", action="store_true", help="leave out the classical heads of the same widths")
+    _add_seed_flags(p, 5)
+    p.add_argument("--resume", type=Path, metavar="DIR", help="finish an interrupted sweep")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("evaluate", help="score a trained run on its validation split (or another folder)")
     p.add_argument("run_dir", type=Path)

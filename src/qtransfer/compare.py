@@ -266,29 +266,39 @@ class CompareSettings:
 
 def compare(settings: CompareSettings, resume: Path | None = None) -> tuple[Path, dict[str, Any]]:
     """Train every head over every seed on cached features; write compare.json, compare.md, compare.png."""
-    if resume is not None:
-        if not (Path(resume) / "compare_config.json").exists():
-            raise FileNotFoundError(f"{resume} has no compare_config.json; start a new comparison without --resume")
-        settings = CompareSettings.load(Path(resume) / "compare_config.json")
-    specs = [parse_head(h) for h in settings.heads]
-    _check_settings(settings, specs)
-    started = time.perf_counter()
-    features = load_features(settings.config, settings.augment_views)
-    run_dir = Path(resume) if resume else new_run_dir(replace(settings.config, name=settings.config.name or "compare"))
-    atomic_write_text(run_dir / "compare_config.json", settings.to_json())
-    augmented = (False, True) if settings.augment_views else (False,)
-    runs = run_grid(settings.config, features, specs, settings.seeds, run_dir, augmented)
-    summary = summarize(runs, settings.augment_views)
-    result = {
-        "backbone": features.backbone, "weights_id": features.weights_id, "data": settings.config.data,
-        "classes": features.classes, "counts": {"train": len(features.train.labels), "val": len(features.val.labels)},
-        "epochs": settings.config.epochs, "seeds": settings.seeds, "augment_views": settings.augment_views,
-        **summary, "runs": runs, "total_s": time.perf_counter() - started, "versions": package_versions(),
-    }
+    run_dir, result = run_comparison(settings, resume, "compare")
     atomic_write_text(run_dir / "compare.json", json.dumps(result, indent=2))
     atomic_write_text(run_dir / "compare.md", report.compare_markdown(result))
     report.plot_compare(result, run_dir / "compare.png")
     return run_dir, result
+
+
+def run_comparison(settings: CompareSettings, resume: Path | None, name: str) -> tuple[Path, dict[str, Any]]:
+    """Features, then every (head, seed) fit, resumable from runs.jsonl; returns the directory and the result."""
+    if resume is not None:
+        settings = CompareSettings.load(_resumable(Path(resume), "compare_config.json"))
+    specs = [parse_head(h) for h in settings.heads]
+    _check_settings(settings, specs)
+    started = time.perf_counter()
+    features = load_features(settings.config, settings.augment_views)
+    run_dir = Path(resume) if resume else new_run_dir(replace(settings.config, name=settings.config.name or name))
+    atomic_write_text(run_dir / "compare_config.json", settings.to_json())
+    augmented = (False, True) if settings.augment_views else (False,)
+    runs = run_grid(settings.config, features, specs, settings.seeds, run_dir, augmented)
+    result = {
+        "backbone": features.backbone, "weights_id": features.weights_id, "data": settings.config.data,
+        "classes": features.classes, "counts": {"train": len(features.train.labels), "val": len(features.val.labels)},
+        "epochs": settings.config.epochs, "seeds": settings.seeds, "augment_views": settings.augment_views,
+        **summarize(runs, settings.augment_views), "runs": runs, "total_s": time.perf_counter() - started,
+        "versions": package_versions(),
+    }
+    return run_dir, result
+
+
+def _resumable(run_dir: Path, name: str) -> Path:
+    if not (run_dir / name).exists():
+        raise FileNotFoundError(f"{run_dir} has no {name}; start anew without --resume")
+    return run_dir / name
 
 
 def _check_settings(settings: CompareSettings, specs: Sequence[HeadSpec]) -> None:

@@ -205,3 +205,81 @@ def plot_compare(result: dict[str, Any], path: Path) -> None:
     right.legend(fontsize=9, loc="lower right")
     fig.suptitle(f"{result['backbone']} features, {result['epochs']} epochs")
     _save(fig, path)
+
+
+def sweep_markdown(result: dict[str, Any]) -> str:
+    """sweep.md: accuracy per depth and per qubit count, mean ± std over seeds."""
+    ax = result["axes"]
+    text = [
+        f"# Circuit sweep on {result['backbone']} features",
+        "",
+        f"Data `{result['data']}`; {result['epochs']} epochs; seeds {result['seeds']}. Accuracies are the best "
+        + "epoch's, selected on the validation split itself (biased upward), and the final epoch's.",
+        "",
+        f"## Depth ({ax['depth']['fixed']['qubits']} qubits; depth 0 keeps only the embedding)",
+        "",
+        "| depth | best val acc | final val acc | trainable parameters | head training s |",
+        "|---|---|---|---|---|",
+    ]
+    for p in ax["depth"]["quantum"]:
+        text.append(f"| {p['x']} | {_pm(p['best_val_acc'])} | {_pm(p['final_val_acc'])} | {int(p['parameters'])} "
+                    f"| {p['train_s']:.2f} |")
+    for p in ax["depth"].get("classical", []):
+        text.append(f"| classical head | {_pm(p['best_val_acc'])} | {_pm(p['final_val_acc'])} "
+                    f"| {int(p['parameters'])} | {p['train_s']:.2f} |")
+    text += [
+        "",
+        f"## Qubits (depth {ax['qubits']['fixed']['depth']}; the classical head has the same width)",
+        "",
+        "| qubits | quantum best val acc | quantum final | classical best val acc | classical final "
+        + "| parameters (quantum / classical) | head training s (quantum / classical) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    classical = {p["x"]: p for p in ax["qubits"].get("classical", [])}
+    for p in ax["qubits"]["quantum"]:
+        c = classical.get(p["x"])
+        cells = (f"{_pm(c['best_val_acc'])} | {_pm(c['final_val_acc'])}", f"{int(c['parameters'])}",
+                 f"{c['train_s']:.2f}") if c else ("– | –", "–", "–")
+        text.append(f"| {p['x']} | {_pm(p['best_val_acc'])} | {_pm(p['final_val_acc'])} | {cells[0]} "
+                    f"| {int(p['parameters'])} / {cells[1]} | {p['train_s']:.2f} / {cells[2]} |")
+    return "\n".join(text) + "\n"
+
+
+def plot_sweep(result: dict[str, Any], path: Path) -> None:
+    """Best val accuracy against depth and against qubits: per-seed points, mean ± std, classical beside."""
+    import numpy as np
+
+    by_label: dict[str, list[float]] = {}
+    for r in result["runs"]:
+        by_label.setdefault(r["label"], []).append(r["best_val_acc"])
+    ax_data = result["axes"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharey=True)
+    styles = {"quantum": ("tab:blue", "o", "dressed quantum"), "classical": ("tab:orange", "s", "classical, same width")}
+    for ax, name, xlabel in ((axes[0], "depth", "variational layers (depth)"), (axes[1], "qubits", "qubits")):
+        for kind, points in ax_data[name].items():
+            if kind == "fixed":
+                continue
+            color, marker, label = styles[kind]
+            if name == "depth" and kind == "classical":
+                p = points[0]
+                m, s = p["best_val_acc"]["mean"], p["best_val_acc"]["std"]
+                ax.axhline(m, color=color, ls="--", label=f"{label} (mean ± std)")
+                ax.axhspan(m - s, m + s, color=color, alpha=0.12)
+                continue
+            xs = np.array([p["x"] for p in points], dtype=float)
+            offset = 0.12 if kind == "classical" else -0.12
+            for x, p in zip(xs, points):
+                seeds = by_label[p["label"]]
+                ax.scatter(np.full(len(seeds), x + offset), seeds, color=color, s=10, alpha=0.45, zorder=2)
+            means = [p["best_val_acc"]["mean"] for p in points]
+            stds = [p["best_val_acc"]["std"] for p in points]
+            ax.errorbar(xs + offset, means, yerr=stds, color=color, marker=marker, capsize=3, label=label, zorder=3)
+        fixed = ", ".join(f"{k} {v}" for k, v in ax_data[name]["fixed"].items())
+        ax.set_title(f"against {name} ({fixed})")
+        ax.set_xlabel(xlabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=9, loc="lower right")
+    axes[0].set_ylabel("best val accuracy (selected on val)")
+    fig.suptitle(f"{result['backbone']} features, {result['epochs']} epochs, seeds {result['seeds']}")
+    _save(fig, path)
