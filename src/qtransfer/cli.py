@@ -138,6 +138,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import ReproduceOptions, command_line, reproduce
+
+    options = ReproduceOptions(
+        data=str(args.data) if args.data else None, out=args.out, seeds=args.seed_list, epochs=args.epochs,
+        steps=args.steps, augment_views=args.augment_views, backbones=args.backbones, cache_dir=args.cache_dir,
+        device=args.device, num_workers=args.num_workers,
+    )
+    options.command = command_line(args.name, options, args.report)
+    result = reproduce(args.name, options, report=args.report)
+    print((result.run_dir / "reproduction.md").read_text())
+    print(f"reproduction directory {result.run_dir} ({result.seconds / 60:.1f} min)")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     import torch
 
@@ -193,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="accuracy against circuit depth and qubit count, over seeds, with a plot")
     _add_config_flags(p, exclude=("head",))
-    p.add_argument("--depths", type=int, nargs="+", default=list(range(0, 11)), metavar="D",
+    p.add_argument("--depths", type=int, nargs="+", default=list(range(11)), metavar="D",
                    help="depths at --qubits (default: 0 to 10; 0 keeps only the embedding)")
     p.add_argument("--qubit-counts", type=int, nargs="+", default=list(range(2, 13)), metavar="Q",
                    help="qubit counts at --depth (default: 2 to 12)")
@@ -201,6 +216,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_seed_flags(p, 5)
     p.add_argument("--resume", type=Path, metavar="DIR", help="finish an interrupted sweep")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("reproduce", help="rerun one of the paper's experiments: spirals, ants-bees, cifar")
+    p.add_argument("name", help="spirals, ants-bees or cifar")
+    p.add_argument("--data", type=Path, help="dataset folder (ants-bees: hymenoptera_data; cifar: CIFAR-10 root)")
+    p.add_argument("--seed-list", type=int, nargs="+", metavar="SEED", help="seeds (default: the experiment's five)")
+    p.add_argument("--epochs", type=int, help="epochs (default: the paper's)")
+    p.add_argument("--steps", type=int, help="spirals: optimizer steps (default: 1000)")
+    p.add_argument("--augment-views", type=int, default=10, metavar="K",
+                   help="ants-bees: also train on K augmented views per training image (default: 10; 0: off)")
+    p.add_argument("--backbones", nargs="+", metavar="NAME",
+                   help="ants-bees: backbones (default: resnet18 where its weights are present, efficientnet_lite0)")
+    p.add_argument("--report", type=Path, metavar="FILE", help="also write this experiment's section into FILE "
+                   "(docs/REPRODUCTION.md), with its figures beside it")
+    p.add_argument("--out", default="runs", help="where run directories are made (default: runs)")
+    p.add_argument("--cache-dir", default="", help="feature cache folder")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", dest="num_workers", type=int, default=-1, help="image-decoding processes")
+    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("evaluate", help="score a trained run on its validation split (or another folder)")
     p.add_argument("run_dir", type=Path)

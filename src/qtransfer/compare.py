@@ -267,10 +267,15 @@ class CompareSettings:
 def compare(settings: CompareSettings, resume: Path | None = None) -> tuple[Path, dict[str, Any]]:
     """Train every head over every seed on cached features; write compare.json, compare.md, compare.png."""
     run_dir, result = run_comparison(settings, resume, "compare")
+    write_comparison(run_dir, result)
+    return run_dir, result
+
+
+def write_comparison(run_dir: Path, result: dict[str, Any]) -> None:
+    """compare.json, compare.md and compare.png of a comparison's result."""
     atomic_write_text(run_dir / "compare.json", json.dumps(result, indent=2))
     atomic_write_text(run_dir / "compare.md", report.compare_markdown(result))
     report.plot_compare(result, run_dir / "compare.png")
-    return run_dir, result
 
 
 def run_comparison(settings: CompareSettings, resume: Path | None, name: str) -> tuple[Path, dict[str, Any]]:
@@ -283,16 +288,21 @@ def run_comparison(settings: CompareSettings, resume: Path | None, name: str) ->
     features = load_features(settings.config, settings.augment_views)
     run_dir = Path(resume) if resume else new_run_dir(replace(settings.config, name=settings.config.name or name))
     atomic_write_text(run_dir / "compare_config.json", settings.to_json())
+    return run_dir, compare_on(settings, features, run_dir, started)
+
+
+def compare_on(settings: CompareSettings, features: Features, run_dir: Path, started: float) -> dict[str, Any]:
+    """Every (head, seed) fitted on given features; the comparison's result (timed from `started`)."""
     augmented = (False, True) if settings.augment_views else (False,)
+    specs = [parse_head(h) for h in settings.heads]
     runs = run_grid(settings.config, features, specs, settings.seeds, run_dir, augmented)
-    result = {
+    return {
         "backbone": features.backbone, "weights_id": features.weights_id, "data": settings.config.data,
         "classes": features.classes, "counts": {"train": len(features.train.labels), "val": len(features.val.labels)},
         "epochs": settings.config.epochs, "seeds": settings.seeds, "augment_views": settings.augment_views,
         **summarize(runs, settings.augment_views), "runs": runs, "total_s": time.perf_counter() - started,
         "versions": package_versions(),
     }
-    return run_dir, result
 
 
 def _resumable(run_dir: Path, name: str) -> Path:

@@ -17,7 +17,7 @@ class SweepSettings:
     """The base settings, the depths and qubit counts to visit, the seeds, and whether to add classical heads."""
 
     config: TrainConfig
-    depths: list[int] = field(default_factory=lambda: list(range(0, 11)))
+    depths: list[int] = field(default_factory=lambda: list(range(11)))
     qubits: list[int] = field(default_factory=lambda: list(range(2, 13)))
     seeds: list[int] = field(default_factory=lambda: [42, 43, 44, 45, 46])
     classical: bool = True

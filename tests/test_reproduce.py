@@ -1,0 +1,92 @@
+"""The paper's experiments as commands: sections, figures, the generated report, and CIFAR's data checks."""
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qtransfer.reproduce import ReproduceOptions, reproduce
+
+
+def test_spirals_writes_its_section_figures_and_report(tmp_path: Path) -> None:
+    report = tmp_path / "docs" / "REPRODUCTION.md"
+    options = ReproduceOptions(out=str(tmp_path / "runs"), seeds=[0], steps=60, command="qtransfer reproduce spirals")
+    result = reproduce("spirals", options, report=report)
+    for name in ("reproduction.md", "reproduction.json", "spirals_boundaries.png", "spirals_curves.png"):
+        assert (result.run_dir / name).stat().st_size > 0, name
+    runs = result.results["runs"]
+    assert sorted((r["turns"], r["head"]) for r in runs) == [(1.52, "classical"), (1.52, "quantum"),
+                                                            (2.0, "classical"), (2.0, "quantum")]
+    assert all(0.0 <= r["test_acc"] <= 1.0 for r in runs)
+    text = report.read_text()
+    assert "0.970" in text and "0.855" in text  # the paper's figures beside ours
+    assert (report.parent / "reproduction" / "spirals" / "spirals_boundaries.png").exists()
+    assert "](reproduction/spirals/spirals_boundaries.png)" in text
+    # a second run replaces its section; other sections stay
+    report.write_text(text + "<!-- begin other -->\n## Other\nkept\n<!-- end other -->\n")
+    reproduce("spirals", options, report=report)
+    again = report.read_text()
+    assert again.count("<!-- begin spirals -->") == 1 and "## Other\nkept" in again
+
+
+def test_ants_bees_labels_its_backbones_and_says_which_weights_were_missing(
+    hymenoptera: Path, shared_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # no ResNet18 weights here
+    options = ReproduceOptions(data=str(hymenoptera), out=str(tmp_path), seeds=[42], epochs=1, augment_views=0,
+                               cache_dir=str(shared_cache), num_workers=0)
+    result = reproduce("ants-bees", options)
+    assert result.results["missing_weights"] == ["resnet18"]
+    text = (result.run_dir / "reproduction.md").read_text()
+    assert "| efficientnet_lite0 | `quantum` | 1 |" in text and "| efficientnet_lite0 | `linear` | 1 |" in text
+    assert "0.9673" in text and "ResNet18 is not in this table" in text
+    assert (result.run_dir / "ants_bees_efficientnet_lite0.png").exists()
+
+
+def test_cifar_without_data_says_how_to_get_it(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cifar-10-python.tar.gz"):
+        reproduce("cifar", ReproduceOptions(out=str(tmp_path)))
+    with pytest.raises(ValueError, match="no cifar-10-batches-py"):
+        reproduce("cifar", ReproduceOptions(data=str(tmp_path), out=str(tmp_path)))
+    done = subprocess.run([sys.executable, "-m", "qtransfer", "reproduce", "cifar", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "cifar-10-python.tar.gz" in done.stderr
+
+
+def _fake_cifar(root: Path, per_class: int) -> None:
+    """CIFAR-10's python layout with a few random images per class (torchvision's md5 check is patched out)."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+
+    def batch(n: int) -> dict:
+        labels = [c for c in range(10) for _ in range(n)]
+        data = rng.integers(0, 256, size=(len(labels), 3072), dtype=np.uint8)
+        data[:, :1024] = (np.array(labels)[:, None] * 25).astype(np.uint8)  # the red channel tells the class
+        return {"data": data, "labels": labels}
+
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / name).write_bytes(pickle.dumps(batch(per_class)))
+    meta = {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta))
+
+
+def test_cifar_pairs_run_on_a_cifar_shaped_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision.datasets.cifar as tv_cifar
+
+    monkeypatch.setattr(tv_cifar.CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *args, **kwargs: True)
+    _fake_cifar(tmp_path / "cifar", per_class=2)
+    options = ReproduceOptions(data=str(tmp_path / "cifar"), out=str(tmp_path / "runs"), seeds=[0], epochs=1,
+                               backbones=["efficientnet_lite0"], cache_dir=str(tmp_path / "cache"), num_workers=0)
+    result = reproduce("cifar", options)
+    pairs = result.results["pairs"]
+    assert set(pairs) == {"dogs-cats/efficientnet_lite0", "planes-cars/efficientnet_lite0"}
+    assert pairs["dogs-cats/efficientnet_lite0"]["counts"] == {"train": 20, "val": 4}
+    text = (result.run_dir / "reproduction.md").read_text()
+    assert "0.8270" in text and "0.9605" in text and "| dogs-cats | efficientnet_lite0 | `quantum` |" in text
