@@ -66,7 +66,7 @@ def test_depth_zero_keeps_only_the_embedding() -> None:
         (lambda: Circuit(2, 1, (1,), (Gate("RY", (2,), (inp(0),)),), (Observable("Z", (0,)),)), r"in 0\.\.1"),
         (lambda: Circuit(2, 1, (1,), (Gate("RY", (0,), (weight(1),)),), (Observable("Z", (0,)),)), "weight index 1"),
         (lambda: Circuit(2, 1, (1,), (Gate("RY", (0,)),), (Observable("Z", (0,)),)), "needs 1 parameter"),
-        (lambda: Circuit(2, 1, (1,), (Gate("CNOTT", (0, 1)),), (Observable("Z", (0,)),)), "did you mean 'CNOT'"),
+        (lambda: Circuit(2, 1, (1,), (Gate("CNOTT", (0, 1)),), (Observable("Z", (0,)),)), "Did you mean 'CNOT'"),
         (lambda: Circuit(2, 1, (1,), (), (Observable("Q", (0,)),)), "one of X, Y, Z"),
         (lambda: Circuit(2, 1, (1,), (), ()), "at least one observable"),
         (lambda: make_circuit("tutorail", 4, 6), "Did you mean 'tutorial'"),

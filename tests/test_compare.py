@@ -115,7 +115,7 @@ def test_head_specs_parse(text: str, head: str, settings: dict) -> None:
 
 @pytest.mark.parametrize(
     "text, message",
-    [("quantun", "Did you mean 'quantum'"), ("quantum:dept=2", "key one of"), ("quantum:depth=two", "needs a int"),
+    [("quantun", "Did you mean 'quantum'"), ("quantum:dept=2", "key one of"), ("quantum:depth=two", "needs a value of type int"),
      ("quantum:depth", "key=value")],
 )
 def test_bad_head_specs_say_what_is_wrong(text: str, message: str) -> None:

@@ -372,4 +372,4 @@ def test_cli_data_command_downloads_through_the_local_server(archive, http_serve
         [sys.executable, "-m", "qtransfer", "data", "hymenoptera", "--dest", str(tmp_path / "x"), "--url", closed_port_url()],
         capture_output=True, text=True, timeout=300,
     )
-    assert done.returncode == 2 and "Traceback" not in done.stderr and "could not download" in done.stderr
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "could not download" in done.stderr

@@ -118,11 +118,11 @@ def test_cli_train_evaluate_predict_info(hymenoptera, cache_dir, tmp_path) -> No
 def test_cli_errors_are_one_clear_line(tmp_path) -> None:
     done = _cli("train", "--data", str(tmp_path / "nowhere"), "--backbone", "efficientnet_lite0",
                 "--out", str(tmp_path / "runs"))
-    assert done.returncode == 2
+    assert done.returncode == 1
     assert "Traceback" not in done.stderr and "nowhere" in done.stderr
     assert not (tmp_path / "runs").exists()  # nothing is made before the inputs are checked
     done = _cli("train", "--data", str(tmp_path), "--lr", "0", "--out", str(tmp_path / "runs"))
-    assert done.returncode == 2 and "learning rate must be > 0" in done.stderr
+    assert done.returncode == 1 and "learning rate must be > 0" in done.stderr
 
 
 @pytest.fixture(scope="module")

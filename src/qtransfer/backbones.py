@@ -1,7 +1,6 @@
 """Network A: pretrained feature extractors with their last layer removed, looked up by name."""
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tempfile
@@ -17,6 +16,7 @@ from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 
 from .data import IMAGENET_MEAN, IMAGENET_STD
+from .names import unknown_name
 from .storage import file_sha256
 
 # torchvision names its files <name>-<first hex digits of the sha256>.pth and checks that prefix.
@@ -120,9 +120,7 @@ def create_backbone(
 def get_spec(name: str) -> BackboneSpec:
     """The spec registered as `name`; an unknown name gets the closest known one suggested."""
     if name not in BACKBONES:
-        close = difflib.get_close_matches(name, BACKBONES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown backbone {name!r}.{hint} Known: {', '.join(sorted(BACKBONES))}")
+        raise unknown_name("backbone", name, BACKBONES)
     return BACKBONES[name]
 
 

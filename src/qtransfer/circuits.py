@@ -1,11 +1,12 @@
 """Circuits as data: gates fed by inputs, trainable weights or constants, and named templates."""
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
+
+from .names import unknown_name
 
 Source = Literal["input", "weight", "const"]
 
@@ -150,9 +151,7 @@ def _check_wires(wires: tuple[int, ...], n_qubits: int, what: str) -> None:
 
 def _check_gate(g: Gate, i: int, n_qubits: int, n_inputs: int, n_weights: int) -> None:
     if g.name not in GATES:
-        close = difflib.get_close_matches(g.name, GATES, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"gate {i}: unknown gate {g.name!r}{hint} Known: {', '.join(GATES)}")
+        raise unknown_name("gate", g.name, GATES, where=f"gate {i}")
     spec = GATES[g.name]
     what = f"gate {i} ({g.name})"
     if len(g.wires) != spec.n_wires:
@@ -183,9 +182,7 @@ def register_template(name: str) -> Callable[[TemplateFn], TemplateFn]:
 def make_circuit(template: str, n_qubits: int, depth: int) -> Circuit:
     """Build the named template circuit for `n_qubits` qubits and `depth` variational layers."""
     if template not in TEMPLATES:
-        close = difflib.get_close_matches(template, TEMPLATES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown template {template!r}.{hint} Known: {', '.join(sorted(TEMPLATES))}")
+        raise unknown_name("template", template, TEMPLATES)
     if n_qubits < 1:
         raise ValueError(f"n_qubits must be >= 1, got {n_qubits}")
     if depth < 0:

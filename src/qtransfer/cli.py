@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -189,6 +190,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="qtransfer", description="Hybrid classical-quantum transfer learning.")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a head on a pretrained backbone's features")
@@ -217,8 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, metavar="DIR", help="finish an interrupted sweep")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("reproduce", help="rerun one of the paper's experiments: spirals, ants-bees, cifar")
-    p.add_argument("name", help="spirals, ants-bees or cifar")
+    p = sub.add_parser("reproduce", help="rerun one of the paper's experiments: spirals, ants-bees, circuit-sweep, cifar")
+    p.add_argument("name", help="spirals, ants-bees, circuit-sweep or cifar")
     p.add_argument("--data", type=Path, help="dataset folder (ants-bees: hymenoptera_data; cifar: CIFAR-10 root)")
     p.add_argument("--seed-list", type=int, nargs="+", metavar="SEED", help="seeds (default: the experiment's five)")
     p.add_argument("--epochs", type=int, help="epochs (default: the paper's)")
@@ -271,15 +273,26 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `qtransfer` and `python -m qtransfer`."""
+    """Entry point of `qtransfer` and `python -m qtransfer`: 0 done, 1 user error, 2 usage error, 130 interrupted."""
     args = build_parser().parse_args(argv)
     warnings.simplefilter("default")
     handler: Callable[[argparse.Namespace], int] = args.func
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return handler(args)
-    except KeyboardInterrupt:
-        print("interrupted; a run can continue with `qtransfer train --resume RUN_DIR`", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        if args.debug:
+            raise
+        print(f"qtransfer {args.command}: {err or 'interrupted'}", file=sys.stderr)
         return 130
     except _user_errors() as err:
+        if args.debug:
+            raise
         print(f"qtransfer {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

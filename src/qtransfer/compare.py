@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 import math
 import time
@@ -21,10 +20,12 @@ from .backbones import create_backbone
 from .cache import default_cache_dir
 from .config import TrainConfig
 from .heads import HEADS, create_head
+from .names import unknown_name
 from .stats import describe, paired_difference
 from .storage import atomic_write_text
 from .train import (
     FeatureSplit,
+    Interrupted,
     _batches,
     _evaluate,
     _feature_splits,
@@ -67,9 +68,7 @@ def parse_head(text: str) -> HeadSpec:
     """'name' or 'name:key=value,key=value' (keys: qubits, depth, template, backend, q_delta, lr, ...)."""
     name, _, rest = text.strip().partition(":")
     if name not in HEADS:
-        close = difflib.get_close_matches(name, HEADS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown head {name!r} in {text!r}.{hint} Known: {', '.join(sorted(HEADS))}")
+        raise unknown_name("head", name, HEADS, where=repr(text))
     types = {f.name: f.type for f in fields(TrainConfig)}
     settings = {}
     for item in filter(None, (part.strip() for part in rest.split(","))):
@@ -83,7 +82,7 @@ def parse_head(text: str) -> HeadSpec:
         try:
             settings[target] = kind(value.strip())
         except ValueError:
-            raise ValueError(f"head setting {item!r} in {text!r} needs a {kind.__name__} value") from None
+            raise ValueError(f"head setting {item!r} in {text!r} needs a value of type {kind.__name__}") from None
     return HeadSpec(text.strip(), name, tuple(sorted(settings.items())))
 
 
@@ -288,7 +287,13 @@ def run_comparison(settings: CompareSettings, resume: Path | None, name: str) ->
     features = load_features(settings.config, settings.augment_views)
     run_dir = Path(resume) if resume else new_run_dir(replace(settings.config, name=settings.config.name or name))
     atomic_write_text(run_dir / "compare_config.json", settings.to_json())
-    return run_dir, compare_on(settings, features, run_dir, started)
+    try:
+        return run_dir, compare_on(settings, features, run_dir, started)
+    except KeyboardInterrupt:
+        path = run_dir / "runs.jsonl"
+        done = len(path.read_text().splitlines()) if path.exists() else 0
+        raise Interrupted(f"interrupted; {done} finished run(s) are kept in {path}. "
+                          f"Continue with: qtransfer {name} --resume {run_dir}") from None
 
 
 def compare_on(settings: CompareSettings, features: Features, run_dir: Path, started: float) -> dict[str, Any]:

@@ -51,9 +51,38 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        self._check_names()
         if not self.data:
             raise ValueError("no data folder given: pass --data DIR (a folder with train/ and val/)")
         return self
+
+    def _check_names(self) -> None:
+        """Backbone, head, template and backend must exist, and the circuit must fit in memory."""
+        from .backbones import get_spec
+        from .backends import PennyLaneBackend, get_backend
+        from .circuits import make_circuit
+        from .heads import HEADS
+        from .names import unknown_name
+        from .resources import check_fits
+
+        get_spec(self.backbone)
+        if self.head not in HEADS:
+            raise unknown_name("head", self.head, HEADS)
+        if self.head != "quantum":
+            return
+        circuit = make_circuit(self.template, self.n_qubits, self.depth)
+        backend = get_backend(self.backend)
+        if isinstance(backend, PennyLaneBackend):
+            backend.qnode(circuit)  # a missing device or plugin fails here, naming its package
+        else:
+            check_fits(circuit, self.batch_size, self._device_kind())
+
+    def _device_kind(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
 
     def workers(self) -> int:
         """Image-decoding worker processes: the setting, or for -1 none on a 2-core machine (the backbone

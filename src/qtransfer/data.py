@@ -146,10 +146,24 @@ def _find_classes(split: Path) -> list[str]:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    """Files with an image extension under `folder`, in torchvision's make_dataset order."""
+    """Files with an image extension under `folder`, in torchvision's make_dataset order.
+
+    Symbolic links to folders are followed, but a folder already visited (a link loop) is not entered again.
+    """
+    seen: set[str] = set()
+    walked = []
+    for dirpath, dirnames, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            warnings.warn(f"{dirpath} leads back to {real}, already read (a symbolic link loop); skipped",
+                          stacklevel=2)
+            dirnames.clear()
+            continue
+        seen.add(real)
+        walked.append((dirpath, names))
     return [
         Path(dirpath) / name
-        for dirpath, _, names in sorted(os.walk(folder, followlinks=True))
+        for dirpath, names in sorted(walked)
         for name in sorted(names)
         if name.lower().endswith(IMG_EXTENSIONS)
     ]

@@ -1,7 +1,6 @@
 """Network B: the dressed quantum head and classical baselines, looked up by name."""
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +10,7 @@ from torch import Tensor, nn
 
 from .backends import Backend, get_backend
 from .circuits import make_circuit
+from .names import unknown_name
 
 HEADS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -38,9 +38,7 @@ def register_head(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..
 def create_head(name: str, in_features: int, n_classes: int, **kwargs: Any) -> nn.Module:
     """Build the head registered as `name`."""
     if name not in HEADS:
-        close = difflib.get_close_matches(name, HEADS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown head {name!r}.{hint} Known: {', '.join(sorted(HEADS))}")
+        raise unknown_name("head", name, HEADS)
     return HEADS[name](in_features, n_classes, **kwargs)
 
 

@@ -5,7 +5,7 @@ import json
 import math
 import platform
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
@@ -38,6 +38,31 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 class NonFiniteLoss(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C or SIGTERM; every finished epoch is saved."""
+
+
+def load_checkpoint(path: Path, resume: bool = False) -> dict[str, Any]:
+    """A checkpoint written by qtransfer, loaded as plain tensors and lists (never by running pickled code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; is {path.parent} a qtransfer run directory?")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torn zip, foreign pickle, objects refused by weights_only: all "not ours"
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        advice = ("start a new run (its best.pt may still be usable with `qtransfer evaluate`)" if resume
+                  else "retrain, or use a checkpoint qtransfer wrote")
+        raise ValueError(f"{path} is not a readable qtransfer checkpoint: it is damaged, truncated or not ours "
+                         f"({reason}); it was not loaded. {advice[0].upper() + advice[1:]}.") from err
+    needed = {"head", "classes", "config"} | ({"optimizer", "rows", "best"} if resume else set())
+    if not isinstance(state, dict) or not needed <= state.keys():
+        have = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{path} is not a qtransfer checkpoint (it holds {have}; a checkpoint holds "
+                         f"{sorted(needed)}); it was not used")
+    return state
 
 
 @dataclass
@@ -212,7 +237,8 @@ class Run:
         self.head.train()
         if self.config.seed_parity:  # the tutorial's model.train(): only BatchNorm changes behaviour in a ResNet
             set_batchnorm_train(self.backbone)
-        hint = f"the best checkpoint so far is kept in {self.dir / 'best.pt'}"
+        hint = f"the best checkpoint so far (epoch {self.best['epoch']}) is kept in {self.dir / 'best.pt'}" \
+            if self.best["epoch"] else "no epoch finished, so there is no checkpoint"
         train_loss, train_acc = train_steps(self.model, self._train_batches(), self.optimizer, self.device, epoch, hint)
         self.scheduler.step()
         train_s = time.perf_counter() - t
@@ -232,7 +258,7 @@ class Run:
             self.rows.append(row)
             if (row["val_acc"], -row["val_loss"]) > (self.best["val_acc"], -self.best["val_loss"]):
                 self.best = {"epoch": epoch, "val_acc": row["val_acc"], "val_loss": row["val_loss"]}
-                atomic_torch_save(self._model_state(), self.dir / "best.pt")
+                self._write(self.dir / "best.pt", lambda path: atomic_torch_save(self._model_state(), path))
             self._save_last()
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{row['val_acc']:.3f}", best=f"{self.best['val_acc']:.3f}")
         self.timings["train_s"] = self.timings.get("train_s", 0.0) + time.perf_counter() - t
@@ -252,8 +278,19 @@ class Run:
             generator=self.generator.get_state(), torch_rng=torch.get_rng_state(),
             rows=self.rows, best=self.best, timings=self.timings,
         )
-        atomic_torch_save(state, self.dir / "last.pt")
-        atomic_write_text(self.dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.rows))
+        self._write(self.dir / "last.pt", lambda path: atomic_torch_save(state, path))
+        metrics = "".join(json.dumps(r) + "\n" for r in self.rows)
+        self._write(self.dir / "metrics.jsonl", lambda path: atomic_write_text(path, metrics))
+
+    def _write(self, path: Path, write: Callable[[Path], None]) -> None:
+        """Write a run file atomically; a failure (a full disk) leaves the previous version and says so."""
+        try:
+            write(path)
+        except OSError as err:
+            raise OSError(
+                f"could not write {path} ({err.strerror or err}); the previous {path.name} is intact. "
+                f"Free disk space, then continue with: qtransfer train --resume {self.dir}"
+            ) from err
 
     def restore(self, last: dict[str, Any]) -> None:
         """Continue from a last.pt written by this run's settings."""
@@ -270,7 +307,7 @@ class Run:
     # -- results -------------------------------------------------------------------------
     def finish(self, started: float) -> dict[str, Any]:
         """Evaluate the best epoch, draw the figures, write summary.json (total_s counts from `started`)."""
-        best = torch.load(self.dir / "best.pt", map_location="cpu", weights_only=True)
+        best = load_checkpoint(self.dir / "best.pt")
         self.head.load_state_dict(best["head"])
         if "backbone_buffers" in best:
             _load_buffers(self.backbone, best["backbone_buffers"])
@@ -379,9 +416,15 @@ def train(config: TrainConfig, resume: Path | None = None) -> tuple[Path, dict[s
     run.dir = resume or new_run_dir(config)
     atomic_write_text(run.dir / "config.json", config.to_json())
     if resume is not None:
-        run.restore(torch.load(resume / "last.pt", map_location="cpu", weights_only=True))
+        run.restore(load_checkpoint(resume / "last.pt", resume=True))
     run.prepare()
-    run.fit()
+    try:
+        run.fit()
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted; {len(run.rows)} finished epoch(s) are saved in {run.dir / 'last.pt'} and metrics.jsonl. "
+            f"Continue with: qtransfer train --resume {run.dir}"
+        ) from None
     summary = run.finish(started)
     return run.dir, summary
 
@@ -407,7 +450,7 @@ class TrainedModel:
             if not (run_dir / needed).exists():
                 raise FileNotFoundError(f"{run_dir} has no {needed}; is it a finished qtransfer run directory?")
         config = TrainConfig.load(run_dir / "config.json")
-        best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)
+        best = load_checkpoint(run_dir / "best.pt")
         backbone = create_backbone(config.backbone, weights=_weights_arg(config.weights))
         if "backbone_buffers" in best:
             _load_buffers(backbone, best["backbone_buffers"])
