@@ -8,7 +8,9 @@ import torch
 from torch import Tensor
 
 from .circuits import Circuit
-from .engine import CompiledCircuit
+from .engine import CompiledCircuit, probabilities
+from .noise import DensityMatrixSimulator, NoiseModel
+from .shots import Estimator, ParameterShift, Unrolled, angles, shift_rules, unroll
 
 
 class Backend(Protocol):
@@ -23,13 +25,38 @@ class TorchBackend:
     """The built-in batched engine; precision follows the weights' dtype (float32 or float64).
 
     `per_sample=True` simulates one sample per call, as the reference tutorial does (same values, slower).
+    `shots=N` estimates every expectation value from N sampled bit strings (seeded by `seed`) and takes
+    gradients by the parameter-shift rule, as on hardware; `diff_method="parameter-shift"` does so without
+    shots. `noise` (a NoiseModel or its text, e.g. "depolarizing=0.01,readout=0.02") simulates density
+    matrices with channels after gates, and readout error.
     """
 
-    def __init__(self, method: str = "auto", per_sample: bool = False):
-        self.name = "torch"
-        self.method = method
-        self.per_sample = per_sample
+    def __init__(
+        self,
+        method: str = "auto",
+        per_sample: bool = False,
+        shots: int | None = None,
+        diff_method: str = "best",
+        seed: int = 0,
+        noise: NoiseModel | str | None = None,
+    ):
+        if shots is not None and shots < 1:
+            raise ValueError(f"shots must be >= 1 (or None for exact values), got {shots}")
+        if diff_method not in ("best", "adjoint", "backprop", "parameter-shift"):
+            raise ValueError(f"diff_method must be best, adjoint, backprop or parameter-shift, got {diff_method!r}")
+        self.method, self.per_sample, self.shots, self.seed = method, per_sample, shots, seed
+        self.noise = NoiseModel.parse(noise) if isinstance(noise, str) else noise
+        self.diff_method = "parameter-shift" if shots else diff_method
+        self.name = "torch" + "".join(
+            f", {k}={v}" for k, v in (("shots", shots), ("noise", self.noise and self.noise.text or None)) if v
+        )
         self._compiled: dict[tuple, CompiledCircuit] = {}
+        self._estimators: dict[tuple, tuple[Unrolled, Estimator]] = {}
+
+    @property
+    def exact_pure(self) -> bool:
+        """Whether circuits run on the plain statevector engine (no shots, no noise, analytic gradients)."""
+        return not self.shots and self.noise is None and self.diff_method != "parameter-shift"
 
     def compiled(self, circuit: Circuit, dtype: torch.dtype, device: torch.device) -> CompiledCircuit:
         """The circuit compiled for this dtype and device (cached)."""
@@ -40,10 +67,40 @@ class TorchBackend:
 
     def __call__(self, circuit: Circuit, inputs: Tensor, weights: Tensor) -> Tensor:
         dtype = torch.float64 if weights.dtype == torch.float64 else torch.float32
+        if not self.exact_pure:
+            return self._measured(circuit, inputs, weights.to(dtype))
         compiled = self.compiled(circuit, dtype, weights.device)
         if self.per_sample:
             return torch.cat([compiled(x[None], weights) for x in inputs])
         return compiled(inputs, weights)
+
+    def _measured(self, circuit: Circuit, inputs: Tensor, weights: Tensor) -> Tensor:
+        key = (circuit, weights.dtype, weights.device)
+        if key not in self._estimators:
+            unrolled = unroll(circuit)
+            readout = self.noise.readout if self.noise else (0.0, 0.0)
+            probs = self._probabilities_fn(weights.dtype, weights.device, len(unrolled.circuit.gates))
+            self._estimators[key] = (unrolled, Estimator(unrolled, probs, self.shots, readout, self.seed))
+        unrolled, estimator = self._estimators[key]
+        a = angles(unrolled, inputs.to(weights.dtype), weights)
+        if self.diff_method == "parameter-shift":
+            return ParameterShift.apply(a, estimator, shift_rules(unrolled))
+        return estimator(a)
+
+    def _probabilities_fn(self, dtype: torch.dtype, device: torch.device, noisy_gates: int):
+        empty = torch.zeros(0, dtype=dtype, device=device)
+        simulators: dict[Circuit, DensityMatrixSimulator] = {}
+
+        def pure(circuit: Circuit, a: Tensor) -> Tensor:
+            return probabilities(self.compiled(circuit, dtype, device).state(a, empty))
+
+        def mixed(circuit: Circuit, a: Tensor) -> Tensor:
+            if circuit not in simulators:
+                simulators[circuit] = DensityMatrixSimulator(circuit, self.noise, dtype, device,  # type: ignore[arg-type]
+                                                             noisy_gates)
+            return simulators[circuit].probabilities(a, empty, a.shape[0])
+
+        return mixed if self.noise is not None and self.noise.channels else pure
 
 
 # PennyLane names of our gates where they differ.
