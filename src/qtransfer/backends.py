@@ -9,6 +9,7 @@ from torch import Tensor
 
 from .circuits import Circuit
 from .engine import CompiledCircuit, probabilities
+from .names import unknown_name
 from .noise import DensityMatrixSimulator, NoiseModel
 from .shots import Estimator, ParameterShift, Unrolled, angles, shift_rules, unroll
 
@@ -163,8 +164,12 @@ class PennyLaneBackend:
 
     def _build(self, circuit: Circuit) -> Any:
         qml = require_pennylane()
+        options = dict(self.device_options)
+        shots = options.pop("shots", None)
+        if isinstance(options.get("noise_model"), str):
+            options["noise_model"] = fake_backend_noise_model(options["noise_model"])
         try:
-            dev = qml.device(self.device_name, wires=circuit.n_qubits, **self.device_options)
+            dev = qml.device(self.device_name, wires=circuit.n_qubits, **options)
         except _device_error(qml) as err:
             family = self.device_name.split(".")[0]
             pkg = _DEVICE_PACKAGES.get(family)
@@ -189,7 +194,8 @@ class PennyLaneBackend:
                 getattr(qml, _QML_NAMES.get(g.name, g.name))(*params, wires=list(g.wires))
             return [qml.expval(observable(o)) for o in circuit.observables]
 
-        return qml.QNode(apply, dev, interface="torch", diff_method=self.diff_method)
+        qnode = qml.QNode(apply, dev, interface="torch", diff_method=self.diff_method)
+        return qml.set_shots(qnode, shots=shots) if shots else qnode
 
     def __call__(self, circuit: Circuit, inputs: Tensor, weights: Tensor) -> Tensor:
         qnode = self.qnode(circuit)
@@ -201,6 +207,27 @@ class PennyLaneBackend:
             if out.dim() == 1:
                 out = out.expand(inputs.shape[0], -1)
         return out.to(weights.dtype)
+
+
+def make_backend(
+    name: str, shots: int | None = None, noise: str | None = None, device_options: dict | None = None, seed: int = 0
+) -> Backend:
+    """A backend from the run's settings: the engine with shots and noise, or a PennyLane device with options."""
+    if name.startswith("pennylane:"):
+        if noise:
+            raise ValueError(
+                "--noise is simulated by the built-in engine (--backend torch); a PennyLane device takes its own "
+                "noise, e.g. --device-options '{\"noise_model\": \"FakeManilaV2\"}' for pennylane:qiskit.aer"
+            )
+        options = dict(device_options or {})
+        if shots:
+            options["shots"] = shots
+        return PennyLaneBackend(name.split(":", 1)[1], device_options=options)
+    if device_options:
+        raise ValueError("--device-options are for PennyLane devices (--backend pennylane:<device>)")
+    if name == "torch":
+        return TorchBackend(shots=shots or None, noise=noise or None, seed=seed)
+    return get_backend(name)
 
 
 def get_backend(spec: str | Backend = "torch", **options: Any) -> Backend:
@@ -215,3 +242,16 @@ def get_backend(spec: str | Backend = "torch", **options: Any) -> Backend:
         f"unknown backend {spec!r}; use 'torch' (built-in) or 'pennylane:<device>', "
         "e.g. 'pennylane:default.qubit' or 'pennylane:lightning.qubit'"
     )
+
+
+def fake_backend_noise_model(name: str) -> Any:
+    """Qiskit Aer's noise model of one of IBM's fake (offline, recorded) backends, e.g. 'FakeManilaV2'."""
+    if importlib.util.find_spec("qiskit_ibm_runtime") is None or importlib.util.find_spec("qiskit_aer") is None:
+        raise ImportError("a fake IBM backend's noise model needs qiskit: pip install 'qtransfer[qiskit]'")
+    from qiskit_aer.noise import NoiseModel as AerNoiseModel
+    from qiskit_ibm_runtime import fake_provider
+
+    known = [n for n in dir(fake_provider) if n.startswith("Fake") and n.endswith("V2")]
+    if name not in known:
+        raise unknown_name("fake IBM backend", name, known)
+    return AerNoiseModel.from_backend(getattr(fake_provider, name)())

@@ -34,6 +34,9 @@ TRAIN_FLAGS = {
     "name": ("--name", "run name (the directory is <time>-<name>)"),
     "cache_dir": ("--cache-dir", "feature cache folder (default $QTRANSFER_CACHE or ~/.cache/qtransfer)"),
     "num_workers": ("--workers", "image-decoding worker processes (-1: from the CPU count)"),
+    "shots": ("--shots", "measurements per expectation value (0: exact); training then uses parameter shifts"),
+    "noise": ("--noise", "built-in engine noise, e.g. 'depolarizing=0.01,amplitude_damping=0.02@CNOT,readout=0.03'"),
+    "device_options": ("--device-options", "PennyLane device options as JSON, e.g. '{\"noise_model\": \"FakeManilaV2\"}'"),
 }
 
 
@@ -77,15 +80,45 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .stats import describe
     from .train import TrainedModel
 
-    result = TrainedModel.load(args.run_dir, device=args.device).evaluate(args.data, split=args.split)
+    model = TrainedModel.load(args.run_dir, device=args.device)
+    settings = {"backend": args.backend, "shots": args.shots, "noise": args.noise, "device_options": args.device_options}
+    if any(v is not None for v in settings.values()):
+        model = model.simulated(**settings)
+    split = model.features(args.data, split=args.split)
+    results = [model.simulated(seed=args.seed + r).score(split) if r else model.score(split)
+               for r in range(args.repeats)] if model.config.shots else [model.score(split)]
+    result = {**results[0], "data": str(split.root), "split": args.split, "images": len(split.labels),
+              "skipped": split.skipped, "backend": model.head.backend.name if hasattr(model.head, "backend") else None,
+              "shots": model.config.shots or None, "noise": model.config.noise or None}
+    if len(results) > 1:
+        result["accuracy_repeats"] = describe([r["accuracy"] for r in results])
     if args.json:
         print(json.dumps(result, indent=2))
-    else:
-        print(f"{result['split']} of {result['data']}: {result['images']} images, "
-              f"accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}")
-        print(f"confusion (rows true, columns predicted, classes {result['classes']}): {result['confusion']}")
+        return 0
+    acc = result.get("accuracy_repeats")
+    accuracy = f"{acc['mean']:.4f} ± {acc['std']:.4f} over {acc['n']} repetitions" if acc else f"{result['accuracy']:.4f}"
+    print(f"{result['split']} of {result['data']}: {result['images']} images, accuracy {accuracy}, "
+          f"loss {result['loss']:.4f}" + (f" ({result['backend']})" if result["backend"] else ""))
+    print(f"confusion (rows true, columns predicted, classes {result['classes']}): {result['confusion']}")
+    return 0
+
+
+def cmd_noise_scan(args: argparse.Namespace) -> int:
+    from .noise_scan import ScanSettings, noise_scan
+
+    defaults = ScanSettings()
+    settings = ScanSettings(args.channel, args.strengths or defaults.strengths, args.shots_list or defaults.shots,
+                            args.repeats, args.readout)
+    result = noise_scan(args.run_dir, settings, data=args.data, device=args.device)
+    print(f"exact accuracy {result['exact_accuracy']:.4f}")
+    for r in result["noise"]:
+        print(f"{result['channel']} p={r['p']:<8g} accuracy {r['accuracy']:.4f}")
+    for r in result["shots"]:
+        print(f"shots {r['shots']:>6}: accuracy {r['accuracy_mean']:.4f} ± {r['accuracy_std']:.4f}")
+    print(f"written: {args.run_dir / 'noise_scan.json'} and noise_scan.png ({result['seconds']:.0f} s)")
     return 0
 
 
@@ -242,8 +275,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="another folder with the same classes")
     p.add_argument("--split", default="val", help="which split to score (default: val)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--backend", help="run the trained circuit on 'torch' or 'pennylane:<device>' instead")
+    p.add_argument("--shots", type=int, help="measurements per expectation value (0: exact)")
+    p.add_argument("--noise", help="built-in engine noise, e.g. 'depolarizing=0.01,readout=0.02'")
+    p.add_argument("--device-options", help="PennyLane device options as JSON, e.g. '{\"noise_model\": \"FakeManilaV2\"}'")
+    p.add_argument("--repeats", type=int, default=1, help="with --shots: repetitions with seeds --seed, --seed+1, ...")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first repetition's shots (default: 0)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("noise-scan", help="accuracy of a trained quantum head against noise strength and shots")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--channel", default="depolarizing", help="depolarizing, amplitude_damping, phase_damping, "
+                   "bit_flip or phase_flip, after every gate (default: depolarizing)")
+    p.add_argument("--strengths", type=float, nargs="+", metavar="P", help="channel strengths (default: 0 to 0.3)")
+    p.add_argument("--shots-list", type=int, nargs="+", metavar="N", help="shot counts (default: 16 to 4096)")
+    p.add_argument("--repeats", type=int, default=5, help="repetitions of each shot count (default: 5)")
+    p.add_argument("--readout", type=float, default=0.0, help="readout error added to every noise point")
+    p.add_argument("--data", type=Path, help="another folder with the same classes")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_noise_scan)
 
     p = sub.add_parser("predict", help="class and probability of image files")
     p.add_argument("run_dir", type=Path)

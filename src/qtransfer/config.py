@@ -34,6 +34,9 @@ class TrainConfig:
     no_cache: bool = False
     num_workers: int = -1  # -1: chosen from the CPU count
     seed_parity: bool = False
+    shots: int = 0  # 0: exact expectation values; N: estimated from N measurements, gradients by parameter shift
+    noise: str = ""  # built-in engine: "depolarizing=0.01,readout=0.02", see NoiseModel.parse
+    device_options: str = ""  # PennyLane devices: JSON keyword arguments, e.g. {"noise_model": "FakeManilaV2"}
 
     def validate(self) -> TrainConfig:
         """Refuse settings outside their range, naming the allowed range."""
@@ -47,6 +50,7 @@ class TrainConfig:
             (0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}"),
             (self.q_delta >= 0, f"q_delta must be >= 0, got {self.q_delta}"),
             (self.num_workers >= -1, f"workers must be >= 0 (or -1 for automatic), got {self.num_workers}"),
+            (self.shots >= 0, f"shots must be >= 0 (0: exact expectation values), got {self.shots}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -71,11 +75,13 @@ class TrainConfig:
         if self.head != "quantum":
             return
         circuit = make_circuit(self.template, self.n_qubits, self.depth)
-        backend = get_backend(self.backend)
+        backend = self.head_options()["backend"]
+        backend = get_backend(backend) if isinstance(backend, str) else backend
         if isinstance(backend, PennyLaneBackend):
             backend.qnode(circuit)  # a missing device or plugin fails here, naming its package
         else:
-            check_fits(circuit, self.batch_size, self._device_kind())
+            density = backend.noise is not None and backend.noise.channels
+            check_fits(circuit, self.batch_size, self._device_kind(), density=density)
 
     def _device_kind(self) -> str:
         if self.device != "auto":
@@ -92,11 +98,27 @@ class TrainConfig:
         return max(0, min(4, (os.cpu_count() or 1) // 2 - 1))
 
     def head_options(self) -> dict[str, Any]:
-        """Keyword arguments for create_head."""
-        return dict(
-            n_qubits=self.n_qubits, depth=self.depth, template=self.template,
-            backend=self.backend, q_delta=self.q_delta,
-        )
+        """Keyword arguments for create_head (the backend built with its shots, noise and device options)."""
+        options: dict[str, Any] = {"n_qubits": self.n_qubits, "depth": self.depth, "template": self.template,
+                                   "q_delta": self.q_delta, "backend": self.backend}
+        if self.head == "quantum" and (self.shots or self.noise or self.device_options):
+            from .backends import make_backend
+
+            options["backend"] = make_backend(self.backend, self.shots, self.noise, self.parsed_device_options(),
+                                              seed=self.seed)
+        return options
+
+    def parsed_device_options(self) -> dict[str, Any]:
+        """--device-options as a dict."""
+        if not self.device_options:
+            return {}
+        try:
+            value = json.loads(self.device_options)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--device-options must be a JSON object, e.g. '{{\"shots\": 1024}}': {err}") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"--device-options must be a JSON object, got {self.device_options!r}")
+        return value
 
     def to_json(self) -> str:
         """The settings as indented JSON."""

@@ -6,7 +6,7 @@ import math
 import platform
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
@@ -477,17 +477,48 @@ class TrainedModel:
 
     def evaluate(self, data: Path | None = None, split: str = "val") -> dict[str, Any]:
         """Loss, accuracy and confusion matrix on a split of the run's data (or of `data`)."""
+        split_features = self.features(data, split)
+        return {**self.score(split_features), "data": str(split_features.root), "split": split,
+                "images": len(split_features.labels), "skipped": split_features.skipped}
+
+    def features(self, data: Path | None = None, split: str = "val") -> EvaluationSplit:
+        """Backbone features and labels of a split (from the feature cache when there)."""
         root = Path(data) if data else Path(self.config.data)
         splits = load_splits(root, self.backbone.transform)
+        if split not in splits:
+            raise ValueError(f"{root} has no {split} split; it has {', '.join(splits)}")
         ds = splits[split]
         if ds.classes != self.classes:
             raise ValueError(f"{root} has classes {ds.classes}; the run was trained on {self.classes}")
         cache = feature_cache(self.config, self.backbone)
         paths = [p for p, _ in ds.samples]
         feats, _ = cached_features(self.backbone, ds, paths, cache, self.device, desc=f"{split} features")
-        labels = torch.tensor(ds.targets)
-        result = _evaluate(self.head, iter([(feats, labels)]), self.device)
+        return EvaluationSplit(feats, torch.tensor(ds.targets), root, [str(p) for p, _ in ds.skipped])
+
+    def score(self, split: EvaluationSplit) -> dict[str, Any]:
+        """Loss, accuracy and confusion matrix of the head on a split's features."""
+        result = _evaluate(self.head, iter([(split.features, split.labels)]), self.device)
         matrix = report.confusion_matrix(result["labels"], result["pred"], len(self.classes))
-        return {"data": str(root), "split": split, "images": len(ds), "loss": result["loss"],
-                "accuracy": result["acc"], "confusion": matrix.tolist(), "classes": self.classes,
-                "skipped": [str(p) for p, _ in ds.skipped]}
+        return {"loss": result["loss"], "accuracy": result["acc"], "confusion": matrix.tolist(),
+                "classes": self.classes}
+
+    def simulated(self, **settings: Any) -> TrainedModel:
+        """The same trained weights on another simulation: backend, shots, noise, device_options, seed."""
+        allowed = {"backend", "shots", "noise", "device_options", "seed"}
+        if set(settings) - allowed:
+            raise ValueError(f"cannot change {sorted(set(settings) - allowed)} of a trained run; only {sorted(allowed)}")
+        config = replace(self.config, **{k: v for k, v in settings.items() if v is not None})
+        config.validate()
+        head = create_head(config.head, self.backbone.out_features, len(self.classes), **config.head_options())
+        head.load_state_dict(self.head.state_dict())
+        return TrainedModel(config, self.backbone, head.to(self.device).eval(), self.classes, self.device)
+
+
+@dataclass
+class EvaluationSplit:
+    """Features and labels of one split of a dataset, for scoring trained heads."""
+
+    features: Tensor
+    labels: Tensor
+    root: Path
+    skipped: list[str]

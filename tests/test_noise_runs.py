@@ -1,0 +1,81 @@
+"""A trained head under shots and noise, end to end on real images: evaluate, noise-scan, training with shots."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from qtransfer.config import TrainConfig
+from qtransfer.noise_scan import ScanSettings, noise_scan
+from qtransfer.train import TrainedModel, train
+
+
+@pytest.fixture(scope="module")
+def trained(hymenoptera: Path, shared_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    config = TrainConfig(data=str(hymenoptera), backbone="efficientnet_lite0", epochs=3, cache_dir=str(shared_cache),
+                         out=str(tmp_path_factory.mktemp("runs")), num_workers=0)
+    run_dir, _ = train(config)
+    return run_dir
+
+
+def _evaluate(*args: str) -> dict:
+    done = subprocess.run([sys.executable, "-m", "qtransfer", "evaluate", *args, "--json"], capture_output=True,
+                          text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_a_trained_head_runs_on_qiskit_aer_with_a_fake_ibm_backend_noise_model(trained: Path) -> None:
+    pytest.importorskip("qiskit_aer")
+    exact = _evaluate(str(trained))
+    noisy = _evaluate(str(trained), "--backend", "pennylane:qiskit.aer", "--shots", "1024",
+                      "--device-options", '{"noise_model": "FakeManilaV2"}')
+    assert noisy["images"] == 153 and noisy["backend"] == "pennylane:qiskit.aer" and noisy["shots"] == 1024
+    assert 0.5 < noisy["accuracy"] <= 1.0 and abs(noisy["accuracy"] - exact["accuracy"]) < 0.15
+    assert noisy["loss"] != exact["loss"]
+
+
+def test_any_pennylane_device_scores_like_the_engine(trained: Path) -> None:
+    exact = _evaluate(str(trained))
+    for device in ("pennylane:default.qubit", "pennylane:lightning.qubit"):
+        other = _evaluate(str(trained), "--backend", device, "--device-options", "{}")
+        assert other["accuracy"] == exact["accuracy"]
+        assert other["loss"] == pytest.approx(exact["loss"], rel=1e-5)
+
+
+def test_evaluate_with_shots_and_noise_in_the_engine(trained: Path) -> None:
+    shots = _evaluate(str(trained), "--shots", "256", "--repeats", "3")
+    assert shots["accuracy_repeats"]["n"] == 3 and 0.5 < shots["accuracy_repeats"]["mean"] <= 1
+    noisy = _evaluate(str(trained), "--noise", "amplitude_damping=0.05,readout=0.02")
+    assert noisy["noise"] == "amplitude_damping=0.05,readout=0.02" and 0 <= noisy["accuracy"] <= 1
+    model = TrainedModel.load(trained)
+    split = model.features()
+    a, b = (model.simulated(shots=64, seed=s).score(split)["loss"] for s in (1, 2))
+    assert a != b  # each repetition draws its own shots
+
+
+def test_noise_scan_writes_json_and_plot(trained: Path) -> None:
+    result = noise_scan(trained, ScanSettings(strengths=[0.0, 0.01, 0.5], shots=[32, 512], repeats=2))
+    assert (trained / "noise_scan.json").exists() and Image.open(trained / "noise_scan.png").size[0] > 800
+    accuracies = [r["accuracy"] for r in result["noise"]]
+    assert accuracies[0] == result["exact_accuracy"] and all(0 <= a <= 1 for a in accuracies)
+    assert accuracies[2] < result["exact_accuracy"]  # p = 0.5 depolarizing after every gate destroys the signal
+    assert [r["shots"] for r in result["shots"]] == [32, 512] and all(len(r["accuracies"]) == 2 for r in result["shots"])
+    other = trained.parent / "linear"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({**json.loads((trained / "config.json").read_text()), "head": "linear"}))
+    with pytest.raises(ValueError, match="a noise scan needs a quantum head"):
+        noise_scan(other, ScanSettings())
+
+
+def test_training_with_shots_takes_parameter_shift_gradients(hymenoptera: Path, shared_cache: Path, tmp_path: Path) -> None:
+    config = TrainConfig(data=str(hymenoptera), backbone="efficientnet_lite0", epochs=2, cache_dir=str(shared_cache),
+                         out=str(tmp_path), num_workers=0, shots=128, seed=3)
+    run_dir, summary = train(config)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert summary["best_val_acc"] > 0.7 and rows[1]["train_loss"] < rows[0]["train_loss"]
+    assert json.loads((run_dir / "config.json").read_text())["shots"] == 128
