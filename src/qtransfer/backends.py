@@ -168,6 +168,12 @@ class PennyLaneBackend:
         shots = options.pop("shots", None)
         if isinstance(options.get("noise_model"), str):
             options["noise_model"] = fake_backend_noise_model(options["noise_model"])
+        if self.device_name == "qiskit.remote" and isinstance(options.get("backend"), str):
+            from qiskit_ibm_runtime import (
+                QiskitRuntimeService,  # the account saved with QiskitRuntimeService.save_account
+            )
+
+            options["backend"] = QiskitRuntimeService().backend(options["backend"])
         try:
             dev = qml.device(self.device_name, wires=circuit.n_qubits, **options)
         except _device_error(qml) as err:

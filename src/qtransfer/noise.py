@@ -126,8 +126,18 @@ class DensityMatrixSimulator:
                 source, local = self.pindex.locate(np.array([self.pindex.slots[i, p] for p in range(len(g.params))]))
                 self.gathers[i] = (source, torch.as_tensor(local, device=device))
 
+    CHUNK_BYTES = 2**31  # density matrices held at once when gradients are needed, per chunk of samples
+
     def probabilities(self, inputs: Tensor | None, weights: Tensor, batch: int) -> Tensor:
-        """Basis-state probabilities (batch, 2^n) of the noisy final state."""
+        """Basis-state probabilities (batch, 2^n) of the noisy final state, in chunks of samples that fit."""
+        n = self.circuit.n_qubits
+        per_sample = 4**n * torch.finfo(self.dtype).bits // 4 * (2 * math.isqrt(len(self.ops)) + 2)
+        chunk = max(1, self.CHUNK_BYTES // per_sample)
+        if inputs is None or batch <= chunk:
+            return self._probabilities(inputs, weights, batch)
+        return torch.cat([self._probabilities(part, weights, len(part)) for part in inputs.split(chunk)])
+
+    def _probabilities(self, inputs: Tensor | None, weights: Tensor, batch: int) -> Tensor:
         n = self.circuit.n_qubits
         rho = torch.zeros((batch, 4**n), dtype=self.dtype, device=self.device)
         rho[:, 0] = 1
