@@ -187,6 +187,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cv(args: argparse.Namespace) -> int:
+    from .cv import CVSettings, cross_validate
+
+    settings = CVSettings(_config(args), list(args.heads), args.folds, args.keep_val, args.inner_fraction,
+                          list(args.metrics))
+    run_dir, _ = cross_validate(settings)
+    print((run_dir / "cv.md").read_text())
+    print(f"cross-validation directory {run_dir}")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     import torch
 
@@ -269,6 +280,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", dest="num_workers", type=int, default=-1, help="image-decoding processes")
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("cv", help="k-fold cross-validation: epoch selected on an inner split, scored on held-out folds")
+    _add_config_flags(p, exclude=("head",))
+    p.add_argument("--heads", nargs="+", default=["quantum"], metavar="HEAD", help="heads (default: quantum)")
+    p.add_argument("--folds", type=int, default=5, help="number of folds (default: 5)")
+    p.add_argument("--keep-val", action="store_true", help="pool train/ only and leave val/ aside (default: pool both)")
+    p.add_argument("--inner-fraction", type=float, default=0.2,
+                   help="share of each fold's training part that selects the epoch (default: 0.2)")
+    p.add_argument("--metrics", nargs="+", default=["accuracy", "balanced_accuracy", "roc_auc"], metavar="NAME",
+                   help="columns of the table: accuracy balanced_accuracy precision recall f1 roc_auc confusion")
+    p.set_defaults(func=cmd_cv)
 
     p = sub.add_parser("evaluate", help="score a trained run on its validation split (or another folder)")
     p.add_argument("run_dir", type=Path)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import report
@@ -20,6 +20,7 @@ from .backbones import create_backbone
 from .cache import default_cache_dir
 from .config import TrainConfig
 from .heads import HEADS, create_head
+from .metrics import classification_metrics
 from .names import unknown_name
 from .stats import describe, paired_difference
 from .storage import atomic_write_text
@@ -91,19 +92,23 @@ def parse_head(text: str) -> HeadSpec:
 
 @dataclass
 class FitResult:
-    """Per-epoch metrics, the best epoch, and the best weights of one head trained on features."""
+    """Per-epoch metrics, the best epoch (selected on val), the head with its best weights, and that head's
+    held-out metrics when a test split was given."""
 
     rows: list[dict[str, Any]]
     best: dict[str, Any]
     parameters: int
     seconds: float
-    state: dict[str, Tensor] = field(repr=False)
+    model: nn.Module = field(repr=False)
+    test: dict[str, Any] | None = None
 
 
 def fit_features(
-    config: TrainConfig, train: FeatureSplit, val: FeatureSplit, n_classes: int, device: torch.device
+    config: TrainConfig, train: FeatureSplit, val: FeatureSplit, n_classes: int, device: torch.device,
+    test: FeatureSplit | None = None, classes: Sequence[str] | None = None,
 ) -> FitResult:
-    """Train config's head on features as `qtransfer train` does (same seed, same batches, same selection)."""
+    """Train config's head on features as `qtransfer train` does (same seed, same batches, same selection on
+    val); then score the selected epoch's head on `test`, which plays no part in training or selection."""
     torch.manual_seed(config.seed)
     head = create_head(config.head, train.features.shape[-1], n_classes, **config.head_options()).to(device)
     optimizer = torch.optim.Adam(head.parameters(), lr=config.lr)
@@ -126,7 +131,13 @@ def fit_features(
             state = copy.deepcopy(head.state_dict())
     seconds = time.perf_counter() - t
     parameters = sum(p.numel() for p in head.parameters() if p.requires_grad)
-    return FitResult(rows, best, parameters, seconds, state)
+    head.load_state_dict(state)
+    head.eval()
+    held_out = None
+    if test is not None:
+        held_out = classification_metrics(test.labels, _evaluate(head, iter([(test.features, test.labels)]), device)["probs"],
+                                          list(classes or range(n_classes)))
+    return FitResult(rows, best, parameters, seconds, head, held_out)
 
 
 def record(spec: HeadSpec, seed: int, augmented: bool, fit: FitResult) -> dict[str, Any]:

@@ -1,0 +1,99 @@
+"""Select on one split, report on another: stratified splits, held-out metrics, cross-validation."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import qtransfer.cv as cv_module
+from qtransfer.compare import fit_features
+from qtransfer.config import TrainConfig
+from qtransfer.cv import CVSettings, cross_validate, t_interval
+from qtransfer.metrics import classification_metrics, roc_auc
+from qtransfer.splits import stratified_folds, stratified_holdout
+from qtransfer.train import FeatureSplit
+
+
+def test_holdout_is_stratified_disjoint_and_reproducible() -> None:
+    labels = [0] * 123 + [1] * 121
+    kept, held = stratified_holdout(labels, 0.2, seed=5)
+    assert not set(kept) & set(held) and sorted(kept + held) == list(range(244))
+    assert sum(labels[i] for i in held) == round(0.2 * 121) and len(held) == round(0.2 * 123) + round(0.2 * 121)
+    assert stratified_holdout(labels, 0.2, seed=5) == (kept, held)
+    assert stratified_holdout(labels, 0.2, seed=6) != (kept, held)
+    with pytest.raises(ValueError, match=r"must lie in \(0, 1\)"):
+        stratified_holdout(labels, 1.0, seed=0)
+
+
+def test_folds_are_stratified_disjoint_cover_everything_and_reproducible() -> None:
+    labels = [0] * 70 + [1] * 83 + [2] * 10
+    folds = stratified_folds(labels, 5, seed=1)
+    assert sorted(i for f in folds for i in f) == list(range(len(labels)))
+    for f in folds:
+        counts = [sum(1 for i in f if labels[i] == c) for c in range(3)]
+        assert counts[0] in (14,) and counts[1] in (16, 17) and counts[2] == 2
+    assert stratified_folds(labels, 5, seed=1) == folds and stratified_folds(labels, 5, seed=2) != folds
+    with pytest.raises(ValueError, match="at least 5 samples of every class"):
+        stratified_folds([0] * 10 + [1] * 3, 5, seed=0)
+
+
+def test_metrics_match_hand_computed_values() -> None:
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 1, 1])
+    p1 = torch.tensor([0.1, 0.6, 0.3, 0.8, 0.7, 0.4, 0.9, 0.55])
+    m = classification_metrics(labels, torch.stack([1 - p1, p1], 1), ["ants", "bees"])
+    # predictions: 0 1 0 1 1 0 1 1 -> confusion [[2, 1], [1, 4]]
+    assert m["confusion"] == [[2, 1], [1, 4]] and m["accuracy"] == pytest.approx(6 / 8)
+    assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 4 / 5) / 2)
+    assert m["precision"] == pytest.approx({"ants": 2 / 3, "bees": 4 / 5})
+    assert m["recall"] == pytest.approx({"ants": 2 / 3, "bees": 4 / 5})
+    assert m["f1"]["bees"] == pytest.approx(0.8)
+    # AUC: pairs (positive score > negative score) over 5 x 3 pairs: 13 of 15
+    assert m["roc_auc"] == pytest.approx(13 / 15) and roc_auc(labels, p1.double()) == m["roc_auc"]
+    assert t_interval([0.9, 0.92, 0.94])[0] < 0.92 < t_interval([0.9, 0.92, 0.94])[1]
+
+
+def test_selecting_on_val_inflates_accuracy_on_pure_noise_labels_while_held_out_stays_at_chance() -> None:
+    g = torch.Generator().manual_seed(0)
+
+    def split(n: int) -> FeatureSplit:
+        return FeatureSplit(torch.randn(n, 64, generator=g), torch.randint(0, 2, (n,), generator=g), [])
+
+    train, val, test = split(200), split(60), split(2000)
+    selected, held = [], []
+    for seed in range(6):
+        config = TrainConfig(head="quantum", epochs=40, lr=0.2, gamma=1.0, batch_size=4, seed=seed)
+        fit = fit_features(config, train, val, 2, torch.device("cpu"), test=test, classes=["a", "b"])
+        selected.append(fit.best["val_acc"])
+        held.append(fit.test["accuracy"])
+    assert sum(selected) / 6 > 0.57  # the best of 40 epochs on 60 noise labels looks like learning
+    assert abs(sum(held) / 6 - 0.5) < 0.03  # on 2000 samples it never saw, it is a coin
+    assert min(s - h for s, h in zip(selected, held)) > 0.02
+
+
+def test_cross_validation_on_the_real_dataset(hymenoptera: Path, shared_cache: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[set, set]] = []
+    real_fit = cv_module.fit_features
+
+    def spy(config, train, select, n_classes, device, test=None, classes=None):
+        seen.append(({str(p) for p in train.paths} | {str(p) for p in select.paths}, {str(p) for p in test.paths}))
+        return real_fit(config, train, select, n_classes, device, test=test, classes=classes)
+
+    monkeypatch.setattr(cv_module, "fit_features", spy)
+    config = TrainConfig(data=str(hymenoptera), backbone="efficientnet_lite0", epochs=2, cache_dir=str(shared_cache),
+                         out=str(tmp_path), num_workers=0)
+    run_dir, result = cross_validate(CVSettings(config, heads=["quantum", "linear"], folds=3))
+    assert (run_dir / "cv.md").exists() and json.loads((run_dir / "cv.json").read_text())["samples"] == 397
+    assert [(r["head"], r["fold"]) for r in result["folds"]] == [(h, k) for h in ("quantum", "linear") for k in range(3)]
+    for r in result["folds"]:
+        assert r["train"] + r["select"] + r["test"] == 397
+        for m in ("accuracy", "balanced_accuracy", "roc_auc"):
+            assert 0.0 <= r["held_out"][m] <= 1.0
+    for fitted, tested in seen:  # no held-out file reaches training or selection
+        assert fitted and tested and not fitted & tested
+    assert set().union(*(t for _, t in seen[:3])) == {str(p) for p in (hymenoptera / "train").rglob("*.jp*g")} | {
+        str(p) for p in (hymenoptera / "val").rglob("*.jp*g")} | {str(p) for p in (hymenoptera).rglob("*.png")}
+    h = result["summary"]["quantum"]["held_out_accuracy"]
+    assert h["n"] == 3 and h["ci95"][0] <= h["mean"] <= h["ci95"][1]
