@@ -23,8 +23,9 @@ import time
 import torch
 
 
-def _time(fn, repeats: int = 3) -> float:
-    fn()  # warm-up: compilation, caches
+def _time(fn, repeats: int = 3, warm_up: bool = True) -> float:
+    if warm_up:
+        fn()  # compilation, caches
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -52,8 +53,8 @@ def density_point(n_qubits: int, batch: int, budget: float) -> dict:
         xx, ww = x.clone().requires_grad_(), w.clone().requires_grad_()
         ours(circuit, xx, ww).sum().backward()
 
-    repeats = 3 if n_qubits <= 8 else 1
-    t_ours = _time(run_ours, repeats)
+    small = n_qubits <= 8
+    t_ours = _time(run_ours, 3 if small else 1, warm_up=small)
 
     dev = qml.device("default.mixed", wires=n_qubits)
 
@@ -76,7 +77,7 @@ def density_point(n_qubits: int, batch: int, budget: float) -> dict:
     run_theirs(1)
     one = time.perf_counter() - t
     samples = batch if one * batch <= budget else max(1, int(budget / max(one, 1e-9)))
-    t_theirs = _time(lambda: run_theirs(samples), 1) * batch / samples
+    t_theirs = _time(lambda: run_theirs(samples), 1, warm_up=False) * batch / samples
     return {"qubits": n_qubits, "batch": batch, "qtransfer_s": t_ours, "default_mixed_s": t_theirs,
             "default_mixed_samples_timed": samples, "ratio": t_theirs / t_ours}
 
