@@ -36,6 +36,8 @@ TRAIN_FLAGS = {
     "num_workers": ("--workers", "image-decoding worker processes (-1: from the CPU count)"),
     "shots": ("--shots", "measurements per expectation value (0: exact); training then uses parameter shifts"),
     "noise": ("--noise", "built-in engine noise, e.g. 'depolarizing=0.01,amplitude_damping=0.02@CNOT,readout=0.03'"),
+    "holdout": ("--holdout", "hold out this stratified fraction of train as a test split, when there is no test/"),
+    "holdout_list": ("--holdout-list", "hold out the files listed in a run's holdout.json (to compare runs)"),
     "device_options": ("--device-options", "PennyLane device options as JSON, e.g. '{\"noise_model\": \"FakeManilaV2\"}'"),
 }
 
@@ -73,9 +75,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     print(epoch_table(rows))
     print(
-        f"\nbest epoch {summary['best_epoch']}: val accuracy {summary['best_val_acc']:.4f} "
-        f"(loss {summary['best_val_loss']:.4f}); run directory {run_dir}"
+        f"\nbest epoch {summary['best_epoch']}: val accuracy {summary['best_val_acc']:.4f} (selected on val, "
+        f"loss {summary['best_val_loss']:.4f}); run directory {run_dir}"
     )
+    held = summary.get("held_out")
+    if held:
+        print(f"held-out test accuracy {held['accuracy']:.4f}, balanced {held['balanced_accuracy']:.4f} "
+              f"({held['images']} images, {held['source']})")
     return 0
 
 

@@ -45,6 +45,7 @@ SPEC_KEYS = {
     "gamma": "gamma",
 }
 METRICS = ("best_val_acc", "final_val_acc", "best_val_loss", "final_val_loss", "parameters", "train_s")
+HELD_OUT = ("held_out_acc", "held_out_balanced_acc", "held_out_roc_auc")
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,8 @@ def record(spec: HeadSpec, seed: int, augmented: bool, fit: FitResult) -> dict[s
         "best_val_loss": fit.best["val_loss"], "final_val_acc": last["val_acc"], "final_val_loss": last["val_loss"],
         "parameters": fit.parameters, "train_s": fit.seconds,
         "curves": {k: [r[k] for r in fit.rows] for k in ("train_loss", "train_acc", "val_loss", "val_acc")},
+        **({"held_out_acc": fit.test["accuracy"], "held_out_balanced_acc": fit.test["balanced_accuracy"],
+            "held_out_roc_auc": fit.test["roc_auc"]} if fit.test else {}),
     }
 
 
@@ -165,6 +168,7 @@ class Features:
     backbone: str
     weights_id: str
     views: Tensor | None = None
+    test: FeatureSplit | None = None  # held out: never used for training or selection
 
     @property
     def augmented_train(self) -> FeatureSplit:
@@ -177,14 +181,15 @@ def load_features(config: TrainConfig, augment_views: int = 0) -> Features:
     """Backbone features of the data's train and val splits (from the cache when there), plus augmented views."""
     device = resolve_device(config.device)
     backbone = create_backbone(config.backbone, weights=_weights_arg(config.weights))
-    splits = _splits(config, backbone)
+    splits, _ = _splits(config, backbone)
     feats = _feature_splits(config, backbone, splits, device)
     views = None
     if augment_views > 0:
         root = None if config.no_cache else (Path(config.cache_dir) if config.cache_dir else default_cache_dir())
         views = view_features(backbone, splits["train"], augment_views, config.seed, root, device,
                               feats["train"].features, num_workers=config.workers())
-    return Features(feats["train"], feats["val"], splits["train"].classes, config.backbone, backbone.weights_id, views)
+    return Features(feats["train"], feats["val"], splits["train"].classes, config.backbone, backbone.weights_id, views,
+                    feats.get("test"))
 
 
 def run_grid(
@@ -203,10 +208,11 @@ def run_grid(
     device = resolve_device(config.device)
     train, val = features.train.to_device(device), features.val.to_device(device)
     aug = features.augmented_train.to_device(device) if features.views is not None else None
+    test = features.test.to_device(device) if features.test is not None else None
     for spec, augment, seed in tqdm(todo, desc="runs", unit="run"):
         cfg = replace(spec.config(config), seed=seed)
         cfg.validate()
-        fit = fit_features(cfg, aug if augment else train, val, len(features.classes), device)
+        fit = fit_features(cfg, aug if augment else train, val, len(features.classes), device, test, features.classes)
         done.append(record(spec, seed, augment, fit))
         atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in done))
     return done
@@ -224,7 +230,8 @@ def summarize(runs: Sequence[dict[str, Any]], views: int = 0) -> dict[str, Any]:
         groups.setdefault(group_label(r, views), []).append(r)
     heads = {
         label: {"head": rs[0]["head"], "settings": rs[0]["settings"], "augmented": rs[0]["augmented"],
-                "seeds": [r["seed"] for r in rs], **{m: describe([r[m] for r in rs]) for m in METRICS}}
+                "seeds": [r["seed"] for r in rs],
+                **{m: describe([r[m] for r in rs]) for m in METRICS + HELD_OUT if rs[0].get(m) is not None}}
         for label, rs in groups.items()
     }
     pairs = []
@@ -247,7 +254,7 @@ def _paired(a: str, ra: list[dict[str, Any]], b: str, rb: list[dict[str, Any]]) 
     return [
         {"a": a, "b": b, "metric": m, "seeds": seeds,
          **paired_difference([by_seed_a[s][m] for s in seeds], [by_seed_b[s][m] for s in seeds])}
-        for m in ("best_val_acc", "final_val_acc")
+        for m in ("best_val_acc", "final_val_acc", "held_out_acc") if ra[0].get(m) is not None
     ]
 
 

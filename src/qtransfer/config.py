@@ -37,6 +37,8 @@ class TrainConfig:
     shots: int = 0  # 0: exact expectation values; N: estimated from N measurements, gradients by parameter shift
     noise: str = ""  # built-in engine: "depolarizing=0.01,readout=0.02", see NoiseModel.parse
     device_options: str = ""  # PennyLane devices: JSON keyword arguments, e.g. {"noise_model": "FakeManilaV2"}
+    holdout: float = 0.0  # carve this stratified fraction of train into a held-out test split (when no test/)
+    holdout_list: str = ""  # or hold out the files a previous run's holdout.json lists
 
     def validate(self) -> TrainConfig:
         """Refuse settings outside their range, naming the allowed range."""
@@ -51,6 +53,7 @@ class TrainConfig:
             (self.q_delta >= 0, f"q_delta must be >= 0, got {self.q_delta}"),
             (self.num_workers >= -1, f"workers must be >= 0 (or -1 for automatic), got {self.num_workers}"),
             (self.shots >= 0, f"shots must be >= 0 (0: exact expectation values), got {self.shots}"),
+            (0 <= self.holdout < 1, f"holdout must be a fraction in [0, 1), got {self.holdout}"),
         ]
         for ok, message in checks:
             if not ok:

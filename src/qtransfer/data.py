@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import copy
 import os
 import tempfile
 import urllib.error
@@ -207,6 +208,14 @@ class ImageFolderDataset(Dataset):
                     f"class folder {self.root / name} has no readable images "
                     f"(extensions read: {' '.join(IMG_EXTENSIONS)}); add images or remove the folder"
                 )
+
+    def subset(self, indices: Sequence[int]) -> ImageFolderDataset:
+        """The same dataset restricted to the samples at `indices` (nothing is read again)."""
+        part = copy.copy(self)
+        part.samples = [self.samples[i] for i in indices]
+        part.targets = [label for _, label in part.samples]
+        part.skipped = []
+        return part
 
     def counts(self) -> dict[str, int]:
         """Number of images per class, in class order."""

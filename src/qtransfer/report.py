@@ -117,17 +117,23 @@ def _pm(stats: dict[str, Any], digits: int = 4) -> str:
 
 
 def compare_table(heads: dict[str, dict[str, Any]]) -> str:
-    """Markdown table: one row per head, statistics over its seeds."""
+    """Markdown table: one row per head, statistics over its seeds; held-out columns when there was a test split."""
+    held = any("held_out_acc" in h for h in heads.values())
+    extra = " | held-out test acc | held-out balanced acc | gap (selected − held-out)" if held else ""
     lines = [
         "| head | seeds | best val acc (selected on val) | min | max | final val acc | best val loss"
-        + " | trainable parameters | head training s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        + extra + " | trainable parameters | head training s |",
+        "|---|---|---|---|---|---|---|" + ("---|---|---|" if held else "") + "---|---|",
     ]
     for label, h in heads.items():
         acc = h["best_val_acc"]
+        cells = ""
+        if held:
+            gap = acc["mean"] - h["held_out_acc"]["mean"]
+            cells = f" | {_pm(h['held_out_acc'])} | {_pm(h['held_out_balanced_acc'])} | {gap:+.4f}"
         lines.append(
             f"| `{label}` | {acc['n']} | {_pm(acc)} | {acc['min']:.4f} | {acc['max']:.4f} "
-            f"| {_pm(h['final_val_acc'])} | {_pm(h['best_val_loss'])} | {int(h['parameters']['mean'])} "
+            f"| {_pm(h['final_val_acc'])} | {_pm(h['best_val_loss'])}{cells} | {int(h['parameters']['mean'])} "
             f"| {h['train_s']['mean']:.2f} |"
         )
     return "\n".join(lines)
@@ -157,7 +163,8 @@ def compare_markdown(result: dict[str, Any]) -> str:
         + ".",
         "",
         "\"Best val acc\" is the accuracy of the epoch selected on the validation split itself, as the reference"
-        + " reports it: it is biased upward. \"Final\" is the last epoch's.",
+        + " reports it: it is biased upward. \"Final\" is the last epoch's. \"Held-out\" accuracies (when the data"
+        + " has a test split, or --holdout carves one) score the selected epoch on images never used to train or select.",
         "",
         compare_table(result["heads"]),
         "",

@@ -1,9 +1,13 @@
 """Honest splits: stratified, seeded held-out sets and cross-validation folds, by index."""
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
+
+from .data import ImageFolderDataset
 
 
 def _by_class(labels: Sequence[int], seed: int) -> dict[int, list[int]]:
@@ -44,3 +48,27 @@ def stratified_folds(labels: Sequence[int], folds: int, seed: int) -> list[list[
             out[(j + offset) % folds].append(i)
         offset += len(idx)  # the next class starts where this one stopped, so fold sizes stay even
     return [sorted(f) for f in out]
+
+
+def carve_holdout(
+    splits: dict[str, ImageFolderDataset], fraction: float, seed: int, listed: Path | None = None
+) -> tuple[dict[str, ImageFolderDataset], dict]:
+    """Splits with a stratified `fraction` of train moved to a new 'test' split (or the files a holdout.json
+    lists); returns them and the record to save as holdout.json (files relative to the train folder)."""
+    if "test" in splits:
+        raise ValueError("the data already has a test/ split; drop --holdout, or remove test/ to carve one")
+    train = splits["train"]
+    names = [p.relative_to(train.root).as_posix() for p, _ in train.samples]
+    if listed is not None:
+        record = json.loads(Path(listed).read_text())
+        wanted = set(record.get("files", []))
+        held = [i for i, n in enumerate(names) if n in wanted]
+        missing = wanted - set(names)
+        if missing:
+            raise ValueError(f"{listed} lists {len(missing)} file(s) not in {train.root}, e.g. {sorted(missing)[:3]}")
+        kept = [i for i in range(len(names)) if i not in set(held)]
+    else:
+        kept, held = stratified_holdout(train.targets, fraction, seed)
+        record = {"fraction": fraction, "seed": seed}
+    record = {**record, "train_root": str(train.root), "files": [names[i] for i in held]}
+    return {**splits, "train": train.subset(kept), "test": train.subset(held)}, record

@@ -23,6 +23,8 @@ from .cache import FeatureCache, cached_features, default_cache_dir, extractor_k
 from .config import TrainConfig
 from .data import ImageFolderDataset, load_image, load_splits
 from .heads import create_head
+from .metrics import classification_metrics
+from .splits import carve_holdout
 from .storage import atomic_torch_save, atomic_write_text
 
 
@@ -82,11 +84,15 @@ class FeatureSplit:
 # ------------------------------------------------------------------------------------- setup
 
 
-def _splits(config: TrainConfig, backbone: nn.Module) -> dict[str, ImageFolderDataset]:
+def _splits(config: TrainConfig, backbone: nn.Module) -> tuple[dict[str, ImageFolderDataset], dict | None]:
+    """The data's splits, with a held-out test split carved from train when asked; and the carved file list."""
     splits = load_splits(Path(config.data), backbone.transform)
     if "val" not in splits:
         raise ValueError(f"{config.data} has no val/ (or validation/) folder; training selects its epoch on it")
-    return splits
+    if config.holdout or config.holdout_list:
+        listed = Path(config.holdout_list) if config.holdout_list else None
+        return carve_holdout(splits, config.holdout, config.seed, listed)
+    return splits, None
 
 
 def feature_cache(config: TrainConfig, backbone: nn.Module) -> FeatureCache | None:
@@ -103,7 +109,7 @@ def _feature_splits(
 ) -> dict[str, FeatureSplit]:
     cache = feature_cache(config, backbone)
     out = {}
-    for name in ("train", "val"):
+    for name in [n for n in ("train", "val", "test") if n in splits]:
         ds = splits[name]
         paths = [p for p, _ in ds.samples]
         feats, computed = cached_features(
@@ -186,7 +192,7 @@ class Run:
         self.config, self.device = config, device
         self.dir = Path(config.out)
         self.backbone = create_backbone(config.backbone, weights=_weights_arg(config.weights))
-        self.splits = _splits(config, self.backbone)
+        self.splits, self.holdout = _splits(config, self.backbone)
         self.classes = self.splits["train"].classes
         torch.manual_seed(config.seed)
         self.head = create_head(config.head, self.backbone.out_features, len(self.classes), **_head_options(config))
@@ -264,6 +270,20 @@ class Run:
         self.timings["train_s"] = self.timings.get("train_s", 0.0) + time.perf_counter() - t
 
     # -- checkpoints ---------------------------------------------------------------------
+    def _held_out(self) -> dict[str, Any] | None:
+        """Metrics of the selected epoch's model on the test split, which played no part in training or selection."""
+        if "test" not in self.splits:
+            return None
+        if self.features is not None:
+            f = self.features["test"]
+            batches = iter(zip(f.features.split(256), f.labels.split(256)))
+        else:
+            batches = iter(self._image_loader("test", shuffle=False))
+        test = _evaluate(self.model, batches, self.device)
+        source = "carved from train (holdout.json)" if self.holdout else "test/ folder"
+        return {"split": "test", "source": source, "images": len(test["labels"]),
+                **classification_metrics(test["labels"], test["probs"], self.classes)}
+
     def _model_state(self) -> dict[str, Any]:
         state = {"head": self.head.state_dict(), "classes": self.classes, "epoch": self.best["epoch"],
                  "config": json.loads(self.config.to_json())}
@@ -312,6 +332,7 @@ class Run:
         if "backbone_buffers" in best:
             _load_buffers(self.backbone, best["backbone_buffers"])
         val = _evaluate(self.model, self._val_batches(), self.device)
+        held_out = self._held_out()
         val_paths = [p for p, _ in self.splits["val"].samples]
         confusion = report.confusion_matrix(val["labels"], val["pred"], len(self.classes))
         report.plot_curves(self.rows, self.dir / "curves.png")
@@ -324,6 +345,10 @@ class Run:
             "best_val_acc": self.best["val_acc"],
             "best_val_loss": self.best["val_loss"],
             "final_val_acc": self.rows[-1]["val_acc"],
+            # which number is which: the epoch is selected on val, so best_val_acc is biased upward
+            "accuracy": {"selected_on_val": self.best["val_acc"],
+                         "held_out": held_out["accuracy"] if held_out else None},
+            "held_out": held_out,
             "epochs": len(self.rows),
             "confusion": confusion.tolist(),
             "classes": self.classes,
@@ -415,6 +440,8 @@ def train(config: TrainConfig, resume: Path | None = None) -> tuple[Path, dict[s
     run = Run(config, device)  # loads the backbone and checks the data before any directory is made
     run.dir = resume or new_run_dir(config)
     atomic_write_text(run.dir / "config.json", config.to_json())
+    if run.holdout is not None:
+        atomic_write_text(run.dir / "holdout.json", json.dumps(run.holdout, indent=2))
     if resume is not None:
         run.restore(load_checkpoint(resume / "last.pt", resume=True))
     run.prepare()
@@ -441,6 +468,7 @@ class TrainedModel:
     head: nn.Module
     classes: list[str]
     device: torch.device
+    run_dir: Path | None = None
 
     @classmethod
     def load(cls, run_dir: Path, device: str = "auto") -> TrainedModel:
@@ -458,7 +486,7 @@ class TrainedModel:
         _check_compatible(best, best["classes"], head)
         head.load_state_dict(best["head"])
         dev = resolve_device(device)
-        return cls(config, backbone.to(dev).eval(), head.to(dev).eval(), list(best["classes"]), dev)
+        return cls(config, backbone.to(dev).eval(), head.to(dev).eval(), list(best["classes"]), dev, run_dir)
 
     def probabilities(self, images: Tensor) -> Tensor:
         """Class probabilities (N, classes) for transformed images (N, 3, H, W)."""
@@ -485,6 +513,9 @@ class TrainedModel:
         """Backbone features and labels of a split (from the feature cache when there)."""
         root = Path(data) if data else Path(self.config.data)
         splits = load_splits(root, self.backbone.transform)
+        holdout = self.run_dir / "holdout.json" if self.run_dir else None
+        if split == "test" and "test" not in splits and data is None and holdout is not None and holdout.exists():
+            splits, _ = carve_holdout(splits, 0.0, 0, holdout)  # the files this run held out
         if split not in splits:
             raise ValueError(f"{root} has no {split} split; it has {', '.join(splits)}")
         ds = splits[split]
@@ -511,7 +542,7 @@ class TrainedModel:
         config.validate()
         head = create_head(config.head, self.backbone.out_features, len(self.classes), **config.head_options())
         head.load_state_dict(self.head.state_dict())
-        return TrainedModel(config, self.backbone, head.to(self.device).eval(), self.classes, self.device)
+        return TrainedModel(config, self.backbone, head.to(self.device).eval(), self.classes, self.device, self.run_dir)
 
 
 @dataclass
