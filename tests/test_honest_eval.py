@@ -97,3 +97,62 @@ def test_cross_validation_on_the_real_dataset(hymenoptera: Path, shared_cache: P
         str(p) for p in (hymenoptera / "val").rglob("*.jp*g")} | {str(p) for p in (hymenoptera).rglob("*.png")}
     h = result["summary"]["quantum"]["held_out_accuracy"]
     assert h["n"] == 3 and h["ci95"][0] <= h["mean"] <= h["ci95"][1]
+
+
+def test_a_holdout_carved_from_train_never_reaches_training_and_can_be_reused(
+    hymenoptera: Path, shared_cache: Path, tmp_path: Path
+) -> None:
+    from qtransfer.train import TrainedModel, train
+
+    config = TrainConfig(data=str(hymenoptera), backbone="efficientnet_lite0", epochs=2, cache_dir=str(shared_cache),
+                         out=str(tmp_path / "a"), num_workers=0, holdout=0.2)
+    run_dir, summary = train(config)
+    record = json.loads((run_dir / "holdout.json").read_text())
+    held = {str(hymenoptera / "train" / f) for f in record["files"]}
+    assert summary["counts"]["test"] == {"ants": 25, "bees": 24} and len(held) == 49
+    assert summary["counts"]["train"] == {"ants": 98, "bees": 97}
+    h = summary["held_out"]
+    assert h["images"] == 49 and 0 <= h["accuracy"] <= 1 and summary["accuracy"]["held_out"] == h["accuracy"]
+    assert summary["accuracy"]["selected_on_val"] == summary["best_val_acc"]
+    assert set(h) >= {"balanced_accuracy", "precision", "recall", "f1", "roc_auc", "confusion"}
+    # the run's own model scores the same held-out files again
+    again = TrainedModel.load(run_dir).evaluate(split="test")
+    assert again["accuracy"] == h["accuracy"] and again["images"] == 49
+    # the same list reused by another run holds out exactly those files
+    reused, summary2 = train(TrainConfig(**{**json.loads((run_dir / "config.json").read_text()), "holdout": 0.0,
+                                            "holdout_list": str(run_dir / "holdout.json"), "out": str(tmp_path / "b")}))
+    assert json.loads((reused / "holdout.json").read_text())["files"] == record["files"]
+    assert summary2["counts"]["test"] == summary["counts"]["test"]
+
+
+def test_a_test_folder_is_the_held_out_split(hymenoptera: Path, shared_cache: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from qtransfer.train import train
+
+    root = tmp_path / "data"
+    shutil.copytree(hymenoptera / "train", root / "train")
+    shutil.copytree(hymenoptera / "val", root / "val")
+    for cls in ("ants", "bees"):  # a test split made of some val images moved out of val
+        (root / "test" / cls).mkdir(parents=True)
+        for f in sorted((root / "val" / cls).glob("*.jpg"))[:10]:
+            f.rename(root / "test" / cls / f.name)
+    config = TrainConfig(data=str(root), backbone="efficientnet_lite0", epochs=1, cache_dir=str(shared_cache),
+                         out=str(tmp_path / "runs"), num_workers=0)
+    _, summary = train(config)
+    assert summary["held_out"]["source"] == "test/ folder" and summary["held_out"]["images"] == 20
+    assert summary["counts"]["val"] == {"ants": 60, "bees": 73}
+    with pytest.raises(ValueError, match="already has a test/ split"):
+        train(TrainConfig(**{**config.__dict__, "holdout": 0.2}))
+
+
+def test_compare_reports_held_out_columns_and_pairs(hymenoptera: Path, shared_cache: Path, tmp_path: Path) -> None:
+    from qtransfer.compare import CompareSettings, compare
+
+    config = TrainConfig(data=str(hymenoptera), backbone="efficientnet_lite0", epochs=2, cache_dir=str(shared_cache),
+                         out=str(tmp_path), num_workers=0, holdout=0.2)
+    run_dir, result = compare(CompareSettings(config, ["quantum", "linear"], [1, 2]))
+    assert all(0 <= r["held_out_acc"] <= 1 for r in result["runs"])
+    assert "held_out_acc" in result["heads"]["quantum"]
+    assert any(p["metric"] == "held_out_acc" for p in result["paired"])
+    assert "held-out test acc" in (run_dir / "compare.md").read_text()

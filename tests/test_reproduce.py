@@ -44,6 +44,8 @@ def test_ants_bees_labels_its_backbones_and_says_which_weights_were_missing(
     text = (result.run_dir / "reproduction.md").read_text()
     assert "| efficientnet_lite0 | `quantum` | 1 |" in text and "| efficientnet_lite0 | `linear` | 1 |" in text
     assert "0.9673" in text and "ResNet18 is not in this table" in text
+    assert "### Selected-on versus held-out accuracy" in text and "| `classical` |" in text.split("### Selected-on")[1]
+    assert set(result.results["backbones"]["cross_validation"]["per_head"]) == {"quantum", "classical", "linear"}
     assert (result.run_dir / "ants_bees_efficientnet_lite0.png").exists()
 
 
