@@ -156,3 +156,18 @@ def test_compare_reports_held_out_columns_and_pairs(hymenoptera: Path, shared_ca
     assert "held_out_acc" in result["heads"]["quantum"]
     assert any(p["metric"] == "held_out_acc" for p in result["paired"])
     assert "held-out test acc" in (run_dir / "compare.md").read_text()
+
+
+def test_carved_test_files_are_exactly_the_listed_ones_and_never_in_train(hymenoptera: Path, tmp_path: Path) -> None:
+    from qtransfer.data import load_splits
+    from qtransfer.splits import carve_holdout
+
+    splits, record = carve_holdout(load_splits(hymenoptera, check=False), 0.25, seed=3)
+    train = {p for p, _ in splits["train"].samples}
+    test = {p for p, _ in splits["test"].samples}
+    val = {p for p, _ in splits["val"].samples}
+    assert not train & test and not val & test and len(train) + len(test) == 244
+    assert {p.relative_to(hymenoptera / "train").as_posix() for p in test} == set(record["files"])
+    (tmp_path / "holdout.json").write_text(json.dumps(record))
+    again, _ = carve_holdout(load_splits(hymenoptera, check=False), 0.0, seed=0, listed=tmp_path / "holdout.json")
+    assert {p for p, _ in again["test"].samples} == test
