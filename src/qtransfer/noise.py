@@ -114,12 +114,20 @@ class DensityMatrixSimulator:
         self.dtype = complex_dtype(dtype)
         self.pindex = _ParamIndex(circuit)
         self.consts = torch.as_tensor(self.pindex.consts, dtype=dtype, device=device)
-        self.ops = noise.operations(circuit, noisy_gates)
-        self.kraus: dict[tuple[str, float], list[Tensor]] = {}
-        for kind, what in self.ops:
-            if kind == "kraus":
-                name, p, _ = what  # type: ignore[misc]
-                self.kraus[(name, p)] = [torch.as_tensor(k, dtype=self.dtype, device=device) for k in CHANNELS[name](p)]
+        # Each gate and the channels after it act as one superoperator on its wires: 4^k x 4^k entries, one pass
+        # over the density matrix instead of one per Kraus operator.
+        self.steps: list[tuple[int, Tensor | None]] = []
+        for kind, what in noise.operations(circuit, noisy_gates):
+            if kind == "gate":
+                self.steps.append((what, None))  # type: ignore[arg-type]
+                continue
+            name, p, wire = what  # type: ignore[misc]
+            gi, before = self.steps[-1]
+            after = _channel_superoperator(CHANNELS[name](p), circuit.gates[gi].wires.index(wire),
+                                           len(circuit.gates[gi].wires))
+            self.steps[-1] = (gi, after if before is None else after @ before)  # type: ignore[assignment]
+        self.steps = [(gi, None if m is None else torch.as_tensor(m, dtype=self.dtype, device=device))
+                      for gi, m in self.steps]
         self.gathers: dict[int, tuple[str, Tensor]] = {}
         for i, g in enumerate(circuit.gates):
             if g.params:
@@ -131,7 +139,7 @@ class DensityMatrixSimulator:
     def probabilities(self, inputs: Tensor | None, weights: Tensor, batch: int) -> Tensor:
         """Basis-state probabilities (batch, 2^n) of the noisy final state, in chunks of samples that fit."""
         n = self.circuit.n_qubits
-        per_sample = 4**n * torch.finfo(self.dtype).bits // 4 * (2 * math.isqrt(len(self.ops)) + 2)
+        per_sample = 4**n * torch.finfo(self.dtype).bits // 4 * (2 * math.isqrt(len(self.steps)) + 2)
         chunk = max(1, self.CHUNK_BYTES // per_sample)
         if inputs is None or batch <= chunk:
             return self._probabilities(inputs, weights, batch)
@@ -142,10 +150,10 @@ class DensityMatrixSimulator:
         rho = torch.zeros((batch, 4**n), dtype=self.dtype, device=self.device)
         rho[:, 0] = 1
         rho = rho.view((batch,) + (2,) * (2 * n))
-        segment = max(1, math.isqrt(len(self.ops)))
+        segment = max(1, math.isqrt(len(self.steps)))
         grad = torch.is_grad_enabled() and (weights.requires_grad or (inputs is not None and inputs.requires_grad))
-        for start in range(0, len(self.ops), segment):
-            ops = self.ops[start:start + segment]
+        for start in range(0, len(self.steps), segment):
+            ops = self.steps[start:start + segment]
             if grad and n >= 6:  # keep only segment boundaries, recompute inside: memory ~ sqrt(operations)
                 rho = checkpoint(self._run, rho, inputs, weights, ops, use_reentrant=False)
             else:
@@ -153,19 +161,33 @@ class DensityMatrixSimulator:
         diag = rho.reshape(batch, 2**n, 2**n).diagonal(dim1=1, dim2=2)
         return diag.real
 
-    def _run(self, rho: Tensor, inputs: Tensor | None, weights: Tensor, ops: list) -> Tensor:
+    def _run(self, rho: Tensor, inputs: Tensor | None, weights: Tensor, steps: list) -> Tensor:
         n = self.circuit.n_qubits
         sources = _Sources(inputs, weights, self.consts)
-        for kind, what in ops:
-            if kind == "gate":
-                g = self.circuit.gates[what]
-                params = None
-                if what in self.gathers:
-                    source, local = self.gathers[what]
-                    params = sources[source].index_select(-1, local)
-                m = gate_matrix(g.name, params, dtype=self.dtype, device=self.device)
-                rho = apply_matrix(apply_matrix(rho, m, g.wires), m.conj(), [n + w for w in g.wires])
+        for gi, channels in steps:
+            g = self.circuit.gates[gi]
+            params = None
+            if gi in self.gathers:
+                source, local = self.gathers[gi]
+                params = sources[source].index_select(-1, local)
+            u = gate_matrix(g.name, params, dtype=self.dtype, device=self.device)
+            d = u.shape[-1]
+            if u.dim() == 2:
+                superop = torch.kron(u, u.conj())
             else:
-                name, p, wire = what
-                rho = apply_channel(rho, self.kraus[(name, p)], wire, n)
+                superop = torch.einsum("bij,bkl->bikjl", u, u.conj()).reshape(-1, d * d, d * d)
+            if channels is not None:
+                superop = channels @ superop
+            rho = apply_matrix(rho, superop, [*g.wires, *(n + w for w in g.wires)])
         return rho
+
+
+def _channel_superoperator(kraus: Sequence[np.ndarray], position: int, k: int) -> np.ndarray:
+    """Σ K ⊗ K* of a one-qubit channel at `position` among a gate's k wires, on (rows, columns) of those wires."""
+    out = 0
+    for op in kraus:
+        full = np.array([[1.0]])
+        for j in range(k):
+            full = np.kron(full, op if j == position else np.eye(2))
+        out = out + np.kron(full, full.conj())
+    return out
