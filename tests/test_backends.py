@@ -59,8 +59,8 @@ def test_a_head_runs_on_a_pennylane_device_by_name() -> None:
 def test_unknown_backend_and_missing_device_say_what_to_do() -> None:
     with pytest.raises(ValueError, match="pennylane:<device>"):
         get_backend("qiskit")
-    backend = get_backend("pennylane:qiskit.aer")
-    with pytest.raises(ValueError, match="pip install pennylane-qiskit"):
+    backend = get_backend("pennylane:braket.local.qubit")  # a plugin the dev install does not include
+    with pytest.raises(ValueError, match="pip install amazon-braket-pennylane-plugin"):
         backend(make_circuit("tutorial", 2, 1), torch.rand(1, 2), torch.rand(2))
 
 

@@ -370,7 +370,7 @@ def test_a_signal_mid_run_keeps_every_finished_epoch_and_resume_matches(
 ) -> None:
     out = tmp_path / "runs"
     args = ["train", "--data", str(hymenoptera), "--backbone", "efficientnet_lite0", "--cache-dir", str(shared_cache),
-            "--out", str(out), "--workers", "0", "--epochs", "12", "--qubits", "8", "--name", "interrupted"]
+            "--out", str(out), "--workers", "0", "--epochs", "12", "--qubits", "7", "--name", "interrupted"]
     proc = subprocess.Popen([sys.executable, "-m", "qtransfer", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
@@ -391,7 +391,7 @@ def test_a_signal_mid_run_keeps_every_finished_epoch_and_resume_matches(
 
     resumed = cli("train", "--resume", str(run_dir))
     assert resumed.returncode == 0, resumed.stderr
-    straight, _ = train(config(hymenoptera, tmp_path / "straight", shared_cache, epochs=12, n_qubits=8))
+    straight, _ = train(config(hymenoptera, tmp_path / "straight", shared_cache, epochs=12, n_qubits=7))
     ours, theirs = _metrics(run_dir), _metrics(straight)
     assert [r["epoch"] for r in ours] == list(range(1, 13))
     for a, b in zip(ours, theirs):

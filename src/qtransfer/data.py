@@ -1,9 +1,9 @@
 """Folders of images -> checked datasets and the reference transforms; dataset download with checksums."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import http.client
-import copy
 import os
 import tempfile
 import urllib.error
