@@ -1,7 +1,6 @@
 """Summaries over seeds: mean, spread, and bootstrap intervals of paired differences."""
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -39,10 +38,3 @@ def paired_difference(a: Sequence[float], b: Sequence[float], seed: int = 0) -> 
     low, high = bootstrap_mean_ci(d, seed=seed)
     return {"n": int(d.size), "mean": float(d.mean()), "ci95_low": low, "ci95_high": high,
             "wins": int((d > 0).sum()), "ties": int((d == 0).sum()), "losses": int((d < 0).sum())}
-
-
-def mean_pm_std(stats: dict[str, float], digits: int = 4) -> str:
-    """'0.9412 ± 0.0123' from a describe() dict."""
-    if math.isnan(stats["std"]) or stats["n"] < 2:
-        return f"{stats['mean']:.{digits}f}"
-    return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
