@@ -121,7 +121,7 @@ def update_report(report: Path, result: Reproduction, command: str) -> None:
     pending = [n for n in EXPERIMENTS if n not in sections]
     if pending:
         body += "\n## Not yet run here\n\n" + "".join(
-            f"- `{n}`: `qtransfer reproduce {n} --data DIR --report {report.name}`" + (
+            f"- `{n}`: `qtransfer reproduce {n} --data DIR --report {report.as_posix()}`" + (
                 " (needs a local CIFAR-10 copy; `qtransfer reproduce cifar` without --data says how to get one)"
                 if n == "cifar" else "") + "\n" for n in pending)
     atomic_write_text(report, REPORT_HEAD + "\n" + body)
