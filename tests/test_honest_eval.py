@@ -151,11 +151,14 @@ def test_compare_reports_held_out_columns_and_pairs(hymenoptera: Path, shared_ca
 
     config = TrainConfig(data=str(hymenoptera), backbone="efficientnet_lite0", epochs=2, cache_dir=str(shared_cache),
                          out=str(tmp_path), num_workers=0, holdout=0.2)
-    run_dir, result = compare(CompareSettings(config, ["quantum", "linear"], [1, 2]))
-    assert all(0 <= r["held_out_acc"] <= 1 for r in result["runs"])
+    run_dir, result = compare(CompareSettings(config, ["quantum", "linear"], [1, 2], metrics=["accuracy", "roc_auc"]))
+    assert all(0 <= r["held_out_acc"] <= 1 and 0 <= r["held_out_roc_auc"] <= 1 for r in result["runs"])
     assert "held_out_acc" in result["heads"]["quantum"]
     assert any(p["metric"] == "held_out_acc" for p in result["paired"])
-    assert "held-out test acc" in (run_dir / "compare.md").read_text()
+    text = (run_dir / "compare.md").read_text()
+    assert "held-out test acc" in text and "held-out ROC-AUC" in text and "held-out balanced acc" not in text
+    with pytest.raises(ValueError, match="unknown held-out metrics"):
+        compare(CompareSettings(config, ["linear"], [1], metrics=["f2"]))
 
 
 def test_carved_test_files_are_exactly_the_listed_ones_and_never_in_train(hymenoptera: Path, tmp_path: Path) -> None:

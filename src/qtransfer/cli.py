@@ -160,7 +160,7 @@ def _add_seed_flags(p: argparse.ArgumentParser, count: int) -> None:
 def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import CompareSettings, compare
 
-    settings = CompareSettings(_config(args), list(args.heads), _seeds(args), args.augment_views)
+    settings = CompareSettings(_config(args), list(args.heads), _seeds(args), args.augment_views, list(args.metrics))
     run_dir, _ = compare(settings, resume=args.resume)
     print((run_dir / "compare.md").read_text())
     print(f"comparison directory {run_dir}")
@@ -255,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_seed_flags(p, 5)
     p.add_argument("--augment-views", type=int, default=0, metavar="K",
                    help="also train every head on K cached augmented views of each training image (default: 0)")
+    p.add_argument("--metrics", nargs="+", default=["accuracy", "balanced_accuracy"], metavar="NAME",
+                   help="held-out columns when there is a test split: accuracy balanced_accuracy roc_auc")
     p.add_argument("--resume", type=Path, metavar="DIR", help="finish an interrupted comparison")
     p.set_defaults(func=cmd_compare)
 

@@ -46,6 +46,7 @@ SPEC_KEYS = {
 }
 METRICS = ("best_val_acc", "final_val_acc", "best_val_loss", "final_val_loss", "parameters", "train_s")
 HELD_OUT = ("held_out_acc", "held_out_balanced_acc", "held_out_roc_auc")
+HELD_OUT_KEYS = {"accuracy": "held_out_acc", "balanced_accuracy": "held_out_balanced_acc", "roc_auc": "held_out_roc_auc"}
 
 
 @dataclass(frozen=True)
@@ -269,6 +270,7 @@ class CompareSettings:
     heads: list[str]
     seeds: list[int]
     augment_views: int = 0
+    metrics: list[str] = field(default_factory=lambda: ["accuracy", "balanced_accuracy"])  # held-out columns
 
     def to_json(self) -> str:
         """The settings as indented JSON."""
@@ -323,6 +325,7 @@ def compare_on(settings: CompareSettings, features: Features, run_dir: Path, sta
         "backbone": features.backbone, "weights_id": features.weights_id, "data": settings.config.data,
         "classes": features.classes, "counts": {"train": len(features.train.labels), "val": len(features.val.labels)},
         "epochs": settings.config.epochs, "seeds": settings.seeds, "augment_views": settings.augment_views,
+        "metrics": settings.metrics,
         **summarize(runs, settings.augment_views), "runs": runs, "total_s": time.perf_counter() - started,
         "versions": package_versions(),
     }
@@ -335,6 +338,9 @@ def _resumable(run_dir: Path, name: str) -> Path:
 
 
 def _check_settings(settings: CompareSettings, specs: Sequence[HeadSpec]) -> None:
+    unknown = set(settings.metrics) - set(HELD_OUT_KEYS)
+    if unknown:
+        raise ValueError(f"unknown held-out metrics {sorted(unknown)}; compare shows {', '.join(HELD_OUT_KEYS)}")
     if not settings.seeds:
         raise ValueError("no seeds: pass --seeds N (a count) or --seed-list 1 2 3")
     if settings.augment_views < 0:

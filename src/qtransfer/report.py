@@ -116,21 +116,27 @@ def _pm(stats: dict[str, Any], digits: int = 4) -> str:
     return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
 
 
-def compare_table(heads: dict[str, dict[str, Any]]) -> str:
-    """Markdown table: one row per head, statistics over its seeds; held-out columns when there was a test split."""
-    held = any("held_out_acc" in h for h in heads.values())
-    extra = " | held-out test acc | held-out balanced acc | gap (selected − held-out)" if held else ""
+HELD_OUT_COLUMNS = {"accuracy": ("held_out_acc", "held-out test acc"),
+                    "balanced_accuracy": ("held_out_balanced_acc", "held-out balanced acc"),
+                    "roc_auc": ("held_out_roc_auc", "held-out ROC-AUC")}
+
+
+def compare_table(heads: dict[str, dict[str, Any]], metrics: Sequence[str] = ("accuracy", "balanced_accuracy")) -> str:
+    """Markdown table: one row per head, statistics over its seeds; the chosen held-out metrics when there was a
+    test split, and the gap between selected-on and held-out accuracy."""
+    held = [m for m in metrics if any(HELD_OUT_COLUMNS[m][0] in h for h in heads.values())]
+    gap = any("held_out_acc" in h for h in heads.values())
+    extra = "".join(f" | {HELD_OUT_COLUMNS[m][1]}" for m in held) + (" | gap (selected − held-out)" if gap else "")
     lines = [
         "| head | seeds | best val acc (selected on val) | min | max | final val acc | best val loss"
         + extra + " | trainable parameters | head training s |",
-        "|---|---|---|---|---|---|---|" + ("---|---|---|" if held else "") + "---|---|",
+        "|---|---|---|---|---|---|---|" + "---|" * (len(held) + gap) + "---|---|",
     ]
     for label, h in heads.items():
         acc = h["best_val_acc"]
-        cells = ""
-        if held:
-            gap = acc["mean"] - h["held_out_acc"]["mean"]
-            cells = f" | {_pm(h['held_out_acc'])} | {_pm(h['held_out_balanced_acc'])} | {gap:+.4f}"
+        cells = "".join(f" | {_pm(h[HELD_OUT_COLUMNS[m][0]])}" for m in held)
+        if gap:
+            cells += f" | {acc['mean'] - h['held_out_acc']['mean']:+.4f}"
         lines.append(
             f"| `{label}` | {acc['n']} | {_pm(acc)} | {acc['min']:.4f} | {acc['max']:.4f} "
             f"| {_pm(h['final_val_acc'])} | {_pm(h['best_val_loss'])}{cells} | {int(h['parameters']['mean'])} "
@@ -166,7 +172,7 @@ def compare_markdown(result: dict[str, Any]) -> str:
         + " reports it: it is biased upward. \"Final\" is the last epoch's. \"Held-out\" accuracies (when the data"
         + " has a test split, or --holdout carves one) score the selected epoch on images never used to train or select.",
         "",
-        compare_table(result["heads"]),
+        compare_table(result["heads"], result.get("metrics", ("accuracy", "balanced_accuracy"))),
         "",
     ]
     if result["paired"]:
