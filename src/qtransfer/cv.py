@@ -15,7 +15,7 @@ from .compare import FitResult, fit_features, load_features, parse_head
 from .config import TrainConfig
 from .metrics import METRIC_NAMES
 from .splits import stratified_folds, stratified_holdout
-from .stats import describe
+from .stats import describe, pm
 from .storage import atomic_write_text
 from .train import FeatureSplit, new_run_dir, package_versions, resolve_device
 
@@ -127,7 +127,7 @@ def cv_markdown(result: dict[str, Any], metrics: list[str]) -> str:
     for head, h in result["summary"].items():
         sel, acc = h["selected_on_inner_val_acc"], h.get("held_out_accuracy")
         if acc:
-            lines.append(f"| `{head}` | {sel['mean']:.4f} ± {sel['std']:.4f} | {acc['mean']:.4f} ± {acc['std']:.4f} "
+            lines.append(f"| `{head}` | {pm(sel)} | {pm(acc)} "
                          f"| [{acc['ci95'][0]:.4f}, {acc['ci95'][1]:.4f}] | {sel['mean'] - acc['mean']:+.4f} |")
     return "\n".join(lines) + "\n"
 

@@ -95,15 +95,6 @@ class NoiseModel:
         return ops
 
 
-def apply_channel(rho: Tensor, kraus: Sequence[Tensor], wire: int, n_qubits: int) -> Tensor:
-    """Σ_k K ρ K† on one wire of a (batch, 2, ..., 2) density matrix with 2n wires (rows, then columns)."""
-    out = None
-    for k in kraus:
-        term = apply_matrix(apply_matrix(rho, k, [wire]), k.conj(), [n_qubits + wire])
-        out = term if out is None else out + term
-    return out  # type: ignore[return-value]
-
-
 class DensityMatrixSimulator:
     """A circuit with noise on batched density matrices; differentiable by torch autograd (checkpointed)."""
 

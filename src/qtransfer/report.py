@@ -9,15 +9,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import torch
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 from torch import Tensor
 
-
-def confusion_matrix(labels: Tensor, preds: Tensor, n_classes: int) -> Tensor:
-    """Counts (true class, predicted class)."""
-    return torch.bincount(labels * n_classes + preds, minlength=n_classes**2).reshape(n_classes, n_classes)
+from .stats import pm
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -110,12 +106,6 @@ def epoch_table(rows: Sequence[dict[str, Any]]) -> str:
 # ------------------------------------------------------------------------------------- comparisons
 
 
-def _pm(stats: dict[str, Any], digits: int = 4) -> str:
-    if stats["n"] < 2:
-        return f"{stats['mean']:.{digits}f}"
-    return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
-
-
 HELD_OUT_COLUMNS = {"accuracy": ("held_out_acc", "held-out test acc"),
                     "balanced_accuracy": ("held_out_balanced_acc", "held-out balanced acc"),
                     "roc_auc": ("held_out_roc_auc", "held-out ROC-AUC")}
@@ -134,12 +124,12 @@ def compare_table(heads: dict[str, dict[str, Any]], metrics: Sequence[str] = ("a
     ]
     for label, h in heads.items():
         acc = h["best_val_acc"]
-        cells = "".join(f" | {_pm(h[HELD_OUT_COLUMNS[m][0]])}" for m in held)
+        cells = "".join(f" | {pm(h[HELD_OUT_COLUMNS[m][0]])}" for m in held)
         if gap:
             cells += f" | {acc['mean'] - h['held_out_acc']['mean']:+.4f}"
         lines.append(
-            f"| `{label}` | {acc['n']} | {_pm(acc)} | {acc['min']:.4f} | {acc['max']:.4f} "
-            f"| {_pm(h['final_val_acc'])} | {_pm(h['best_val_loss'])}{cells} | {int(h['parameters']['mean'])} "
+            f"| `{label}` | {acc['n']} | {pm(acc)} | {acc['min']:.4f} | {acc['max']:.4f} "
+            f"| {pm(h['final_val_acc'])} | {pm(h['best_val_loss'])}{cells} | {int(h['parameters']['mean'])} "
             f"| {h['train_s']['mean']:.2f} |"
         )
     return "\n".join(lines)
@@ -235,10 +225,10 @@ def sweep_markdown(result: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     for p in ax["depth"]["quantum"]:
-        text.append(f"| {p['x']} | {_pm(p['best_val_acc'])} | {_pm(p['final_val_acc'])} | {int(p['parameters'])} "
+        text.append(f"| {p['x']} | {pm(p['best_val_acc'])} | {pm(p['final_val_acc'])} | {int(p['parameters'])} "
                     f"| {p['train_s']:.2f} |")
     for p in ax["depth"].get("classical", []):
-        text.append(f"| classical head | {_pm(p['best_val_acc'])} | {_pm(p['final_val_acc'])} "
+        text.append(f"| classical head | {pm(p['best_val_acc'])} | {pm(p['final_val_acc'])} "
                     f"| {int(p['parameters'])} | {p['train_s']:.2f} |")
     text += [
         "",
@@ -251,9 +241,9 @@ def sweep_markdown(result: dict[str, Any]) -> str:
     classical = {p["x"]: p for p in ax["qubits"].get("classical", [])}
     for p in ax["qubits"]["quantum"]:
         c = classical.get(p["x"])
-        cells = (f"{_pm(c['best_val_acc'])} | {_pm(c['final_val_acc'])}", f"{int(c['parameters'])}",
+        cells = (f"{pm(c['best_val_acc'])} | {pm(c['final_val_acc'])}", f"{int(c['parameters'])}",
                  f"{c['train_s']:.2f}") if c else ("– | –", "–", "–")
-        text.append(f"| {p['x']} | {_pm(p['best_val_acc'])} | {_pm(p['final_val_acc'])} | {cells[0]} "
+        text.append(f"| {p['x']} | {pm(p['best_val_acc'])} | {pm(p['final_val_acc'])} | {cells[0]} "
                     f"| {int(p['parameters'])} / {cells[1]} | {p['train_s']:.2f} / {cells[2]} |")
     return "\n".join(text) + "\n"
 

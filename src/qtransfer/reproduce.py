@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig
-from .stats import describe, paired_difference
+from .stats import describe, paired_difference, pm
 from .storage import atomic_write_text
 
 # Figures of Mari et al., arXiv:1912.08278, quoted from the paper and its notebooks.
@@ -142,11 +142,6 @@ def _read_sections(report: Path) -> dict[str, str]:
     return sections
 
 
-def _pm(values: list[float]) -> str:
-    d = describe(values)
-    return f"{d['mean']:.4f} ± {d['std']:.4f}" if d["n"] > 1 else f"{d['mean']:.4f}"
-
-
 def _ci(p: dict[str, Any]) -> str:
     return f"{p['mean']:+.4f} [{p['ci95_low']:+.4f}, {p['ci95_high']:+.4f}]"
 
@@ -211,7 +206,7 @@ def _spirals(options: ReproduceOptions, run_dir: Path) -> Reproduction:
         for head in ("classical", "quantum"):
             d = describe(acc[head])
             secs = describe([r["seconds"] for r in runs if r["turns"] == turns and r["head"] == head])["mean"]
-            rows.append(f"| {turns} | {HEAD_TITLES[head]} | {_pm(acc[head])} | {d['min']:.3f} | {d['max']:.3f} "
+            rows.append(f"| {turns} | {HEAD_TITLES[head]} | {pm(d)} | {d['min']:.3f} | {d['max']:.3f} "
                         f"| {PAPER_SPIRALS[turns][head]:.3f} | {secs:.2f} |")
         p = paired_difference(acc["quantum"], acc["classical"])
         paired[str(turns)] = p
@@ -277,8 +272,8 @@ def _ants_bees(options: ReproduceOptions, run_dir: Path) -> Reproduction:
         for label, h in res["heads"].items():
             paper = f"{PAPER_ANTS_BEES:.4f} (ResNet18, one run)" if label == "quantum" else "–"
             b, f = h["best_val_acc"], h["final_val_acc"]
-            rows.append(f"| {backbone} | `{label}` | {b['n']} | {_stat(b)} | {b['min']:.4f} | {b['max']:.4f} "
-                        f"| {_stat(f)} | {paper} |")
+            rows.append(f"| {backbone} | `{label}` | {b['n']} | {pm(b)} | {b['min']:.4f} | {b['max']:.4f} "
+                        f"| {pm(f)} | {paper} |")
     pairs = ["| backbone | a − b | metric | mean [95% bootstrap interval] | a better / tie / worse |",
              "|---|---|---|---|---|"]
     for backbone, res in results.items():
@@ -343,7 +338,7 @@ def _honest(base: TrainConfig, backbone: str, seeds: list[int], run_dir: Path, r
              "|---|---|---|---|"]
     for h in heads:
         gap = paired_difference(rows[h]["selected"], rows[h]["held"])
-        table.append(f"| `{h}` | {_pm(rows[h]['selected'])} | {_pm(rows[h]['held'])} | {_ci(gap)} |")
+        table.append(f"| `{h}` | {pm(describe(rows[h]['selected']))} | {pm(describe(rows[h]['held']))} | {_ci(gap)} |")
     return f"""### Selected-on versus held-out accuracy
 
 The table above reports the accuracy of the epoch selected on the same images (selected-on). For an unbiased
@@ -353,10 +348,6 @@ std over seeds {seeds} (the seed also draws the folds). `qtransfer cv` runs one 
 
 {chr(10).join(table)}
 """
-
-
-def _stat(d: dict[str, Any]) -> str:
-    return f"{d['mean']:.4f} ± {d['std']:.4f}" if d["n"] > 1 else f"{d['mean']:.4f}"
 
 
 def _file_name(backbone: str) -> str:
@@ -421,8 +412,8 @@ def _cifar(options: ReproduceOptions, run_dir: Path) -> Reproduction:
         pair, backbone_name = key.split("/")
         for label, h in res["heads"].items():
             paper = f"{CIFAR_PAIRS[pair]['paper']:.4f} (ResNet18, one run)" if label == "quantum" else "–"
-            rows.append(f"| {pair} | {backbone_name} | `{label}` | {h['best_val_acc']['n']} | {_stat(h['best_val_acc'])} "
-                        f"| {_stat(h['final_val_acc'])} | {paper} |")
+            rows.append(f"| {pair} | {backbone_name} | `{label}` | {h['best_val_acc']['n']} | {pm(h['best_val_acc'])} "
+                        f"| {pm(h['final_val_acc'])} | {paper} |")
     counts = next(iter(results.values()))["counts"]
     body = f"""
 CQ on pairs of CIFAR-10 classes, with the notebooks' settings (4 qubits; dogs/cats depth 5, lr 1e-3; planes/cars

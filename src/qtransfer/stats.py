@@ -38,3 +38,10 @@ def paired_difference(a: Sequence[float], b: Sequence[float], seed: int = 0) -> 
     low, high = bootstrap_mean_ci(d, seed=seed)
     return {"n": int(d.size), "mean": float(d.mean()), "ci95_low": low, "ci95_high": high,
             "wins": int((d > 0).sum()), "ties": int((d == 0).sum()), "losses": int((d < 0).sum())}
+
+
+def pm(stats: dict[str, float], digits: int = 4) -> str:
+    """'0.9412 ± 0.0123' from a describe() dict (the mean alone for one value)."""
+    if stats["n"] < 2:
+        return f"{stats['mean']:.{digits}f}"
+    return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"

@@ -23,7 +23,7 @@ from .cache import FeatureCache, cached_features, default_cache_dir, extractor_k
 from .config import TrainConfig
 from .data import ImageFolderDataset, load_image, load_splits
 from .heads import create_head
-from .metrics import classification_metrics
+from .metrics import classification_metrics, confusion
 from .splits import carve_holdout
 from .storage import atomic_torch_save, atomic_write_text
 
@@ -224,11 +224,11 @@ class Run:
             return _batches(f.features, f.labels, self.config.batch_size, self.generator)
         return iter(self._image_loader("train", shuffle=True))
 
-    def _val_batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def _val_batches(self, split: str = "val") -> Iterator[tuple[Tensor, Tensor]]:
         if self.features is not None:
-            f = self.features["val"]
+            f = self.features[split]
             return iter(zip(f.features.split(256), f.labels.split(256)))
-        return iter(self._image_loader("val", shuffle=False))
+        return iter(self._image_loader(split, shuffle=False))
 
     def _image_loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(
@@ -274,12 +274,7 @@ class Run:
         """Metrics of the selected epoch's model on the test split, which played no part in training or selection."""
         if "test" not in self.splits:
             return None
-        if self.features is not None:
-            f = self.features["test"]
-            batches = iter(zip(f.features.split(256), f.labels.split(256)))
-        else:
-            batches = iter(self._image_loader("test", shuffle=False))
-        test = _evaluate(self.model, batches, self.device)
+        test = _evaluate(self.model, self._val_batches("test"), self.device)
         source = "carved from train (holdout.json)" if self.holdout else "test/ folder"
         return {"split": "test", "source": source, "images": len(test["labels"]),
                 **classification_metrics(test["labels"], test["probs"], self.classes)}
@@ -334,9 +329,9 @@ class Run:
         val = _evaluate(self.model, self._val_batches(), self.device)
         held_out = self._held_out()
         val_paths = [p for p, _ in self.splits["val"].samples]
-        confusion = report.confusion_matrix(val["labels"], val["pred"], len(self.classes))
+        matrix = confusion(val["labels"], val["pred"], len(self.classes))
         report.plot_curves(self.rows, self.dir / "curves.png")
-        report.plot_confusion(confusion, self.classes, self.dir / "confusion.png")
+        report.plot_confusion(matrix, self.classes, self.dir / "confusion.png")
         report.plot_predictions(val_paths, val["labels"], val["pred"], val["probs"], self.classes,
                                 self.dir / "predictions.png", load=load_image)
         self.timings["total_s"] = time.perf_counter() - started
@@ -350,7 +345,7 @@ class Run:
                          "held_out": held_out["accuracy"] if held_out else None},
             "held_out": held_out,
             "epochs": len(self.rows),
-            "confusion": confusion.tolist(),
+            "confusion": matrix.tolist(),
             "classes": self.classes,
             "counts": {name: ds.counts() for name, ds in self.splits.items()},
             "skipped": [{"path": str(p), "reason": r} for ds in self.splits.values() for p, r in ds.skipped],
@@ -529,7 +524,7 @@ class TrainedModel:
     def score(self, split: EvaluationSplit) -> dict[str, Any]:
         """Loss, accuracy and confusion matrix of the head on a split's features."""
         result = _evaluate(self.head, iter([(split.features, split.labels)]), self.device)
-        matrix = report.confusion_matrix(result["labels"], result["pred"], len(self.classes))
+        matrix = confusion(result["labels"], result["pred"], len(self.classes))
         return {"loss": result["loss"], "accuracy": result["acc"], "confusion": matrix.tolist(),
                 "classes": self.classes}
 
