@@ -34,6 +34,12 @@ def hymenoptera() -> Path:
     return require_path(shared_data_dir() / "hymenoptera_data", "the hymenoptera dataset")
 
 
+@pytest.fixture(scope="session")
+def mari2019() -> Path:
+    """The paper's pretrained CV weights (trained_params.npy, circuit_A.npy)."""
+    return require_path(shared_data_dir() / "mari2019", "the paper's pretrained CV weights (mari2019/)")
+
+
 @pytest.fixture
 def http_server() -> Iterator[Callable[[Path], str]]:
     """Start a server on 127.0.0.1 for a directory; returns its base URL (no trailing slash)."""

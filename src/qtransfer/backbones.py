@@ -184,20 +184,25 @@ def _download(spec: BackboneSpec, target: Path, progress: bool) -> None:
     """Fetch the spec's URL into `target`, verified before it is renamed into place."""
     if spec.url is None:
         raise WeightsUnavailable(f"backbone {spec.name!r} has no download URL; pass --weights PATH")
+    fetch_verified(
+        spec.url, target, expected_sha256(spec, target), f"the {spec.name} weights",
+        f"Put that file at {target} or pass --weights PATH; or use --backbone efficientnet_lite0, whose ImageNet "
+        "weights install with qtransfer and work offline", progress,
+    )
+
+
+def fetch_verified(url: str, target: Path, sha256: str | None, what: str, hint: str, progress: bool = True) -> None:
+    """Download `url` to `target` through a temporary file, checked against `sha256` before the rename."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         try:
-            torch.hub.download_url_to_file(spec.url, str(tmp), progress=progress)
+            torch.hub.download_url_to_file(url, str(tmp), progress=progress)
         except OSError as err:  # offline, DNS, refused, HTTP errors (URLError is an OSError)
-            raise WeightsUnavailable(
-                f"cannot download the {spec.name} weights from {spec.url} ({err}). Put that file at {target} "
-                "or pass --weights PATH; or use --backbone efficientnet_lite0, whose ImageNet weights install "
-                "with qtransfer and work offline"
-            ) from err
-        verify_file(tmp, expected_sha256(spec, target), source=spec.url)
+            raise WeightsUnavailable(f"cannot download {what} from {url} ({err}). {hint}") from err
+        verify_file(tmp, sha256, source=url)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

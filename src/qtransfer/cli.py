@@ -271,12 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, metavar="DIR", help="finish an interrupted sweep")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("reproduce", help="rerun one of the paper's experiments: spirals, ants-bees, circuit-sweep, cifar")
-    p.add_argument("name", help="spirals, ants-bees, circuit-sweep or cifar")
-    p.add_argument("--data", type=Path, help="dataset folder (ants-bees: hymenoptera_data; cifar: CIFAR-10 root)")
+    p = sub.add_parser("reproduce", help="rerun one of the paper's experiments: spirals, ants-bees, circuit-sweep, cifar, qc, qq")
+    p.add_argument("name", help="spirals, ants-bees, circuit-sweep, cifar, qc or qq")
+    p.add_argument("--data", type=Path, help="dataset folder (ants-bees: hymenoptera_data; cifar: CIFAR-10 root; "
+                   "qc, qq: the folder with the paper's pretrained .npy files, else they are fetched and cached)")
     p.add_argument("--seed-list", type=int, nargs="+", metavar="SEED", help="seeds (default: the experiment's five)")
     p.add_argument("--epochs", type=int, help="epochs (default: the paper's)")
-    p.add_argument("--steps", type=int, help="spirals: optimizer steps (default: 1000)")
+    p.add_argument("--steps", type=int, help="spirals, qc, qq: training steps (default: the paper's)")
     p.add_argument("--augment-views", type=int, default=10, metavar="K",
                    help="ants-bees: also train on K augmented views per training image (default: 10; 0: off)")
     p.add_argument("--backbones", nargs="+", metavar="NAME",

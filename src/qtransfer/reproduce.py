@@ -51,7 +51,7 @@ class Reproduction:
 
 
 EXPERIMENTS: dict[str, Callable[[ReproduceOptions, Path], Reproduction]] = {}
-ORDER = ["spirals", "ants-bees", "circuit-sweep", "cifar"]
+ORDER = ["spirals", "ants-bees", "circuit-sweep", "cifar", "qc", "qq"]
 
 
 def register_experiment(name: str) -> Callable[[Callable[..., Reproduction]], Callable[..., Reproduction]]:
@@ -457,3 +457,6 @@ Linear → tanh·π/2 → −sin → Linear: the ablation that shows whether the
 """
     return Reproduction("circuit-sweep", "Circuit sweep: accuracy against depth and qubit count", body, [figure],
                         run_dir, 0.0, {"axes": result["axes"], "seeds": seeds})
+
+
+from . import reproduce_schemes  # noqa: E402,F401  (registers qc and qq)
