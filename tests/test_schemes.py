@@ -1,0 +1,128 @@
+"""Schemes QC and QQ: their datasets, networks, gradients and short trainings that must learn."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from qtransfer.quantum_backbones import QubitNetwork, TetrominoNetwork, create_quantum_backbone, pretrain_qubit_tetromino
+from qtransfer.quantum_to_classical import (
+    classical_network,
+    features_by_depth,
+    noisy_coherent_states,
+    train_classifier,
+)
+from qtransfer.quantum_to_quantum import (
+    GaussianityBatch,
+    GaussianityClassifier,
+    QubitTransferClassifier,
+    gaussianity_batches,
+    train_gaussianity,
+    vacuum_loss,
+)
+
+
+def test_the_noisy_coherent_states_are_balanced_seeded_and_have_the_papers_noise() -> None:
+    x, y = noisy_coherent_states(2000, seed=3)
+    assert x.shape == (14000, 4) and torch.bincount(y).tolist() == [2000] * 7
+    torch.testing.assert_close(noisy_coherent_states(2000, seed=3)[0], x)
+    centre = torch.tensor([1.4, 0.0, 1.4, 0.0], dtype=torch.float64)
+    assert (x[y == 0] - centre).std(0).sub(0.6).abs().max() < 0.03
+
+
+def test_features_at_every_cut_in_one_pass_equal_separately_cut_networks(mari2019: Path) -> None:
+    network = create_quantum_backbone("cv-tetromino", depth=6, weights=mari2019)
+    x, _ = noisy_coherent_states(3, seed=0)
+    by_depth = features_by_depth(network, x, [0, 2, 6], chunk=8)
+    for d in (0, 2, 6):
+        torch.testing.assert_close(by_depth[d], TetrominoNetwork(network.params, d)(x))
+
+
+def test_qc_learns_from_the_cut_network_where_photon_counting_alone_cannot(mari2019: Path) -> None:
+    network = create_quantum_backbone("cv-tetromino", depth=15, weights=mari2019)
+    train_x, train_y = noisy_coherent_states(300, seed=1)
+    test_x, test_y = noisy_coherent_states(100, seed=2)
+    train_f, test_f = features_by_depth(network, train_x, [0, 15]), features_by_depth(network, test_x, [0, 15])
+    acc = {}
+    for d in (0, 15):
+        torch.manual_seed(0)
+        tr, te = train_f[d], test_f[d]
+        run = train_classifier(classical_network(16, 7), tr, train_y, te, test_y, lr=0.05)
+        acc[d] = run.test_acc
+        if d == 15:
+            assert run.train_loss[-1] < 0.8 * run.train_loss[0]
+    assert acc[15] > 0.6 and acc[0] < 0.3  # chance is 1/7
+
+
+def test_gaussianity_inputs_are_coherent_or_one_photon_states() -> None:
+    labels = torch.tensor([0, 1])
+    zero = torch.zeros(2, dtype=torch.float64)
+    states = GaussianityBatch(labels, zero, zero, zero).states(cutoff=20)
+    p = states.probabilities()
+    assert p[0, 0].item() == pytest.approx(math.exp(-1), abs=1e-12)  # |α=1>
+    assert p[1, 1].item() == pytest.approx(1.0) and p[1, 0].item() == 0  # |1>
+    batches = gaussianity_batches(50, 8, seed=0)
+    assert len(batches) == 50 and all(len(b.labels) == 8 for b in batches)
+    sq = torch.cat([b.squeezing for b in batches])
+    assert sq.abs().max() <= 0.5 and set(torch.cat([b.labels for b in batches]).tolist()) == {0, 1}
+
+
+def test_qq_gradients_reach_only_network_b_and_equal_finite_differences(mari2019: Path) -> None:
+    network_a = create_quantum_backbone("cv-gaussianity", weights=mari2019)
+    torch.manual_seed(0)
+    model = GaussianityClassifier(network_a, layers=2, cutoff=12, init_sd=0.3)
+    batch = gaussianity_batches(1, 4, seed=5)[0]
+
+    def loss() -> torch.Tensor:
+        return vacuum_loss(model(batch)[0], batch.labels)
+
+    value = loss()
+    value.backward()
+    grad = model.trainable.params.grad.clone()
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["trainable.params"]
+    eps = 1e-6
+    with torch.no_grad():
+        for index in [(0, 0), (1, 1), (2, 0), (5, 1), (4, 1)]:
+            model.trainable.params[index] += eps
+            up = loss().item()
+            model.trainable.params[index] -= 2 * eps
+            down = loss().item()
+            model.trainable.params[index] += eps
+            assert grad[index].item() == pytest.approx((up - down) / (2 * eps), abs=1e-7)
+
+
+def test_qq_training_separates_the_vacuum_probabilities_of_the_two_classes(mari2019: Path) -> None:
+    network_a = create_quantum_backbone("cv-gaussianity", weights=mari2019, squeeze_in_layer=False)
+    torch.manual_seed(0)
+    model = GaussianityClassifier(network_a, layers=3, cutoff=15)
+    test = gaussianity_batches(40, 8, seed=9)
+    labels = torch.cat([b.labels for b in test])
+
+    def separation() -> float:
+        with torch.no_grad():
+            p0 = torch.cat([model(b)[0] for b in test])
+        return (p0[labels == 1].mean() - p0[labels == 0].mean()).item()
+
+    untrained = separation()
+    run = train_gaussianity(model, gaussianity_batches(150, 8, seed=0), test, lr=0.05)
+    assert run.train_loss[-1] < run.train_loss[10] and run.test_loss < math.log(2)
+    assert separation() > untrained + 0.1
+    assert 0 < run.norm <= 1
+
+
+def test_qubit_qq_keeps_network_a_fixed_and_outputs_class_log_probabilities() -> None:
+    network_a = QubitNetwork(pretrain_qubit_tetromino(steps=50), 3)
+    torch.manual_seed(0)
+    model = QubitTransferClassifier(network_a, "strongly_entangling", 4, 1.0, layers=2, classes=7)
+    x, y = noisy_coherent_states(2, seed=0)
+    log_p = model(x)
+    torch.testing.assert_close(log_p.exp().sum(1), torch.ones(14, dtype=torch.float64), atol=1e-5, rtol=0)
+    assert model.weights.numel() == 2 * 4 * 3 and model.fixed.numel() == 3 * 4 * 3
+    before = model.fixed.clone()
+    run = train_classifier(model, *noisy_coherent_states(60, seed=1), x, y, lr=0.05)
+    torch.testing.assert_close(model.fixed, before)
+    assert run.train_loss[-1] < run.train_loss[0]
+    assert np.isfinite(run.test_loss)
