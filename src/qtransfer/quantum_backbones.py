@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .backbones import checkpoint_dir, fetch_verified, verify_file
+from . import fock_gates as gates
 from .fock import FockState
 from .names import unknown_name
 from .storage import atomic_torch_save
@@ -85,6 +86,7 @@ class TetrominoNetwork(nn.Module):
         self.register_buffer("params", params[:, :depth].clone())
         self.depth, self.cutoff, self.features, self.image = depth, cutoff, features, image
         self.out_features = image * image
+        self._gates: tuple[torch.device, list] | None = None
 
     def states(self, x: Tensor) -> Iterator[FockState]:
         """The state before the first layer and after each kept layer, for inputs x (B, 4)."""
@@ -93,14 +95,31 @@ class TetrominoNetwork(nn.Module):
         s = FockState.vacuum(2, self.cutoff, batch=len(x), dtype=torch.complex128, device=x.device)
         s = s.displace(a1.abs(), a1.angle(), 0).displace(a2.abs(), a2.angle(), 1)
         yield s
-        for layer in range(self.depth):
-            p = dict(zip(self.ROWS, self.params[:, layer]))
-            s = s.beamsplitter(p["theta1"], p["phi1"]).rotate(p["r1"], 0)
-            s = s.squeeze(_clip(p["sqr1"]), p["sqphi1"], 0).squeeze(_clip(p["sqr2"]), p["sqphi2"], 1)
-            s = s.beamsplitter(p["theta2"], p["phi2"]).rotate(p["r2"], 0)
-            s = s.displace(_clip(p["dr1"]), p["dphi1"], 0).displace(_clip(p["dr2"]), p["dphi2"], 1)
-            s = s.kerr(_clip(p["kappa1"]), 0).kerr(_clip(p["kappa2"]), 1)
+        for layer in self._layer_gates():
+            for kind, matrix, where in layer:
+                s = {"one": s.apply, "diagonal": s.apply_diagonal, "two": s.apply_two}[kind](matrix, where)
             yield s
+
+    def _layer_gates(self) -> list[list[tuple[str, Tensor, Any]]]:
+        """Every layer's gate matrices, built once per device: the weights are frozen."""
+        if self._gates is None or self._gates[0] != self.params.device:
+            c, layers = self.cutoff, []
+            for column in self.params.T:
+                p = dict(zip(self.ROWS, column))
+                layers.append([
+                    ("two", gates.beamsplitter(p["theta1"], p["phi1"], c), (0, 1)),
+                    ("diagonal", gates.rotation(p["r1"], c), 0),
+                    ("one", gates.squeezing(_clip(p["sqr1"]), p["sqphi1"], c), 0),
+                    ("one", gates.squeezing(_clip(p["sqr2"]), p["sqphi2"], c), 1),
+                    ("two", gates.beamsplitter(p["theta2"], p["phi2"], c), (0, 1)),
+                    ("diagonal", gates.rotation(p["r2"], c), 0),
+                    ("one", gates.displacement(_clip(p["dr1"]), p["dphi1"], c), 0),
+                    ("one", gates.displacement(_clip(p["dr2"]), p["dphi2"], c), 1),
+                    ("diagonal", gates.kerr(_clip(p["kappa1"]), c), 0),
+                    ("diagonal", gates.kerr(_clip(p["kappa2"]), c), 1),
+                ])
+            self._gates = (self.params.device, layers)
+        return self._gates[1]
 
     def state(self, x: Tensor) -> FockState:
         """Output state of the cut network for inputs x (B, 4)."""
