@@ -92,3 +92,20 @@ def test_cifar_pairs_run_on_a_cifar_shaped_folder(tmp_path: Path, monkeypatch: p
     assert pairs["dogs-cats/efficientnet_lite0"]["counts"] == {"train": 20, "val": 4}
     text = (result.run_dir / "reproduction.md").read_text()
     assert "0.8270" in text and "0.9605" in text and "| dogs-cats | efficientnet_lite0 | `quantum` |" in text
+
+
+def test_qc_and_qq_write_their_tables_beside_the_papers_figures(tmp_path: Path, mari2019: Path) -> None:
+    report = tmp_path / "REPRODUCTION.md"
+    for name, steps, figures in [("qc", 40, ("qc_features.png", "qc_loss.png", "qc_depth.png")),
+                                 ("qq", 4, ("qq_loss.png", "qq_qubit_loss.png"))]:
+        options = ReproduceOptions(data=str(mari2019), out=str(tmp_path / "runs"), seeds=[0], steps=steps,
+                                   command=f"qtransfer reproduce {name}")
+        result = reproduce(name, options, report=report)
+        for figure in figures:
+            assert (result.run_dir / figure).stat().st_size > 0, figure
+        assert (result.run_dir / "qubit_tetromino.pt").exists()
+    text = report.read_text()
+    assert "| CV, cut after 15 of 25 layers, amplitude features (the paper's) |" in text and "0.8067" in text
+    assert "| A (as the notebook) + B, lr 0.01 (the paper's settings) |" in text and "0.8755" in text
+    assert "qubit A (5 of 8 layers, frozen) + 2 trainable layers" in text
+    assert (tmp_path / "reproduction" / "qc" / "qc_features.png").exists()
