@@ -115,3 +115,10 @@ def test_unknown_quantum_backbones_get_the_closest_name() -> None:
     assert set(QUANTUM_BACKBONES) == {"cv-tetromino", "cv-gaussianity", "qubit-tetromino"}
     with pytest.raises(ValueError, match="cv-tetromino"):
         create_quantum_backbone("cv-tetromnio")
+
+
+def test_a_quantum_network_a_given_as_an_image_backbone_says_where_it_belongs() -> None:
+    from qtransfer.backbones import get_spec
+
+    with pytest.raises(ValueError, match="qtransfer reproduce qc"):
+        get_spec("cv-tetromino")

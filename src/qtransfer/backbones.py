@@ -120,6 +120,11 @@ def create_backbone(
 def get_spec(name: str) -> BackboneSpec:
     """The spec registered as `name`; an unknown name gets the closest known one suggested."""
     if name not in BACKBONES:
+        from .quantum_backbones import QUANTUM_BACKBONES
+
+        if name in QUANTUM_BACKBONES:
+            raise ValueError(f"{name} is a quantum network A (its inputs are quantum states, not images): use "
+                             "`qtransfer reproduce qc|qq` or qtransfer.quantum_backbones.create_quantum_backbone")
         raise unknown_name("backbone", name, BACKBONES)
     return BACKBONES[name]
 

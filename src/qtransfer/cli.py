@@ -211,6 +211,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .cache import default_cache_dir
     from .circuits import TEMPLATES
     from .heads import HEADS
+    from .quantum_backbones import QUANTUM_BACKBONES
     from .train import package_versions, resolve_device
 
     cache = default_cache_dir()
@@ -222,6 +223,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "threads": torch.get_num_threads(),
         "cache": {"path": str(cache), "bytes": size},
         "backbones": sorted(BACKBONES),
+        "quantum_backbones": {name: spec.description for name, spec in QUANTUM_BACKBONES.items()},
         "heads": sorted(HEADS),
         "templates": sorted(TEMPLATES),
     }
