@@ -62,7 +62,11 @@ def generic_step(modes: int, cutoff: int, batch: int = 8, layers: int = 2):
 def paper_points(weights: str | None, repeats: int) -> dict:
     from qtransfer.quantum_backbones import create_quantum_backbone
     from qtransfer.quantum_to_classical import classical_network, noisy_coherent_states
-    from qtransfer.quantum_to_quantum import GaussianityClassifier, gaussianity_batches, vacuum_loss
+    from qtransfer.quantum_to_quantum import (
+        GaussianityClassifier,
+        gaussianity_batches,
+        vacuum_loss,
+    )
 
     out = {}
     network_a = create_quantum_backbone("cv-gaussianity", weights=weights, squeeze_in_layer=False)

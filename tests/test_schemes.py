@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from qtransfer.quantum_backbones import QubitNetwork, TetrominoNetwork, create_quantum_backbone, pretrain_qubit_tetromino
+from qtransfer.quantum_backbones import (
+    QubitNetwork,
+    TetrominoNetwork,
+    create_quantum_backbone,
+    pretrain_qubit_tetromino,
+)
 from qtransfer.quantum_to_classical import (
     classical_network,
     features_by_depth,

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .backbones import checkpoint_dir, fetch_verified, verify_file
 from . import fock_gates as gates
+from .backbones import checkpoint_dir, fetch_verified, verify_file
 from .fock import FockState
 from .names import unknown_name
 from .storage import atomic_torch_save

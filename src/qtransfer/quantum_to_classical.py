@@ -90,7 +90,7 @@ def plot_feature_images(images: dict[str, Tensor], path: Path) -> None:
     fig, axes = plt.subplots(len(images), len(CLASSES), figsize=(1.5 * len(CLASSES), 1.7 * len(images) + 0.3),
                              squeeze=False)
     for row, (title, feats) in enumerate(images.items()):
-        side = int(round(feats.shape[1] ** 0.5))
+        side = round(feats.shape[1] ** 0.5)
         for col, name in enumerate(CLASSES):
             ax = axes[row][col]
             ax.imshow(feats[col].reshape(side, side).numpy(), cmap="viridis", vmin=0)

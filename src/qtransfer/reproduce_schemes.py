@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .reproduce import Reproduction, ReproduceOptions, register_experiment
+from .reproduce import ReproduceOptions, Reproduction, register_experiment
 from .stats import describe, paired_difference, pm
 
 PAPER_QC = 0.8067  # q2c notebook: test accuracy, CV network cut after 15 layers, linear network B, one run
@@ -43,7 +43,11 @@ def _pretrained_qubit_network(run_dir: Path) -> tuple[Path, Any]:
 
 @register_experiment("qc")
 def _qc(options: ReproduceOptions, run_dir: Path) -> Reproduction:
-    from .quantum_backbones import QubitNetwork, create_quantum_backbone, tetromino_inputs
+    from .quantum_backbones import (
+        QubitNetwork,
+        create_quantum_backbone,
+        tetromino_inputs,
+    )
     from .quantum_to_classical import (
         classical_network,
         features_by_depth,
@@ -58,7 +62,7 @@ def _qc(options: ReproduceOptions, run_dir: Path) -> Reproduction:
     steps = options.steps or 1000
     run_dir.mkdir(parents=True, exist_ok=True)
     cv = create_quantum_backbone("cv-tetromino", depth=max(CV_DEPTHS), weights=options.data)
-    qubit_path, qubit_file = _pretrained_qubit_network(run_dir)
+    _, qubit_file = _pretrained_qubit_network(run_dir)
     qubit_depths = list(range(qubit_file.weights.shape[0] + 1))
     test_x, test_y = noisy_coherent_states(1000, seed=10**6)
 
@@ -160,7 +164,11 @@ def _learning_rate_note(paper_lr: list[float], faster: list[float], steps: int) 
 @register_experiment("qq")
 def _qq(options: ReproduceOptions, run_dir: Path) -> Reproduction:
     from .quantum_backbones import QubitNetwork, create_quantum_backbone
-    from .quantum_to_classical import noisy_coherent_states, plot_loss_curves, train_classifier
+    from .quantum_to_classical import (
+        noisy_coherent_states,
+        plot_loss_curves,
+        train_classifier,
+    )
     from .quantum_to_quantum import (
         GaussianityClassifier,
         QubitTransferClassifier,
