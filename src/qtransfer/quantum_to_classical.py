@@ -106,19 +106,27 @@ def plot_feature_images(images: dict[str, Tensor], path: Path) -> None:
 
 
 def plot_loss_curves(curves: dict[str, list[list[float]]], path: Path, title: str) -> None:
-    """Running training loss per step, mean over seeds with the seeds' range shaded."""
+    """Training loss per step (moving average), mean over seeds with the seeds' range shaded; from running means."""
     import matplotlib.pyplot as plt
 
     from .spirals import _save_png
 
     fig, ax = plt.subplots(figsize=(7, 4))
+    top = 0.0
     for label, runs in curves.items():
-        arr = np.asarray(runs)
-        steps = np.arange(1, arr.shape[1] + 1)
-        ax.plot(steps, arr.mean(0), label=label)
-        ax.fill_between(steps, arr.min(0), arr.max(0), alpha=0.2)
+        running = np.asarray(runs)
+        steps = np.arange(1, running.shape[1] + 1)
+        per_step = running * steps - np.concatenate([np.zeros((len(running), 1)), running[:, :-1] * steps[:-1]], 1)
+        window = max(1, len(steps) // 40)
+        kernel = np.ones(window) / window
+        smooth = np.array([np.convolve(r, kernel, mode="valid") for r in per_step])
+        x = steps[window - 1:]
+        ax.plot(x, smooth.mean(0), label=label)
+        ax.fill_between(x, smooth.min(0), smooth.max(0), alpha=0.2)
+        top = max(top, float(smooth.mean(0)[len(x) // 20:].max()))
+    ax.set_ylim(0, 1.15 * top)
     ax.set_xlabel("training step")
-    ax.set_ylabel("running training loss")
+    ax.set_ylabel(f"training loss (moving average of {window} steps)")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
