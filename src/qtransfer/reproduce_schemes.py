@@ -99,7 +99,7 @@ def _qc(options: ReproduceOptions, run_dir: Path) -> Reproduction:
         "qubits, 5 layers": qubit_nets[5](clean) ** 2,
         "qubits, 8 layers": qubit_nets[8](clean) ** 2,
     }, figures[0])
-    plot_loss_curves(curves, figures[1], f"QC: linear network B, running training loss ({len(seeds)} seeds)")
+    plot_loss_curves(curves, figures[1], f"QC: linear network B, training loss ({len(seeds)} seeds)")
     plot_accuracy_by_depth({
         "CV network (Killoran et al.)": {d: acc[("cv", d, "amplitude")] for d in CV_DEPTHS},
         "qubit network (pretrained here)": {d: acc[("qubit", d, "amplitude")] for d in qubit_depths},
@@ -216,8 +216,8 @@ def _qq(options: ReproduceOptions, run_dir: Path) -> Reproduction:
             qubit_curves.setdefault(label, []).append(run.train_loss)
 
     figures = [run_dir / "qq_loss.png", run_dir / "qq_qubit_loss.png"]
-    plot_loss_curves(curves, figures[0], f"QQ (CV): running training loss of network B ({len(seeds)} seeds)")
-    plot_loss_curves(qubit_curves, figures[1], f"QQ (qubits): running training loss ({len(seeds)} seeds)")
+    plot_loss_curves(curves, figures[0], f"QQ (CV): training loss of network B ({len(seeds)} seeds)")
+    plot_loss_curves(qubit_curves, figures[1], f"QQ (qubits): training loss of network B ({len(seeds)} seeds)")
     rows = [(label, acc[label], f"{PAPER_QQ:.4f}" if "paper" in label else "–") for label in variants]
     norm_rows = "\n".join(f"| {label} | {np.mean(norms[label]):.3f} |" for label in variants)
     first, fast, squeeze, alone = variants
