@@ -73,7 +73,7 @@ def test_a_corrupt_entry_is_detected_and_recomputed(tmp_path: Path) -> None:
     paths = _files(tmp_path, 3)
     key = extractor_key("toy", "w", "t")
     first, _, _ = _features(paths, FeatureCache(tmp_path / "cache", key))
-    (shard,) = (tmp_path / "cache" / "features" / key).glob("*.pt")
+    (shard,) = (tmp_path / "cache" / "features" / key).glob("*.npy")
     shard.write_bytes(shard.read_bytes()[:100])  # truncated
     with pytest.warns(UserWarning, match="corrupt"):
         again, computed, _ = _features(paths, FeatureCache(tmp_path / "cache", key))
