@@ -164,3 +164,45 @@ def test_a_memory_mapped_cache_trains_to_the_same_metrics_as_in_memory_features(
     run = Run(TrainConfig(**settings, cache_dir=str(tmp_path / "cache")), torch.device("cpu"))
     run.prepare()  # what train streams from: the cache's shards, not one tensor of every feature
     assert isinstance(run.features["train"].features, MappedFeatures)
+
+
+TRAIN_UNDER_A_MEMORY_LIMIT = """
+import resource, sys
+import torch
+from qtransfer.cache import FeatureCache
+from qtransfer.compare import fit_features
+from qtransfer.config import TrainConfig
+from qtransfer.train import FeatureSplit
+
+n = int(sys.argv[2])
+features = FeatureCache(sys.argv[1], "big").mapped([f"{i:08d}" for i in range(n)])
+val = FeatureSplit(torch.zeros(8, 1024), torch.zeros(8, dtype=torch.long), [])
+used = int(next(line for line in open("/proc/self/status") if line.startswith("VmData")).split()[1]) * 1024
+# private memory capped at what the process uses now + half the features; mapped files do not count
+resource.setrlimit(resource.RLIMIT_DATA, (used + n * 1024 * 4 // 2, resource.RLIM_INFINITY))
+try:
+    features.tensor()
+    print("materialized")
+except MemoryError:
+    print("features exceed the memory")
+fit = fit_features(TrainConfig(head="linear", epochs=1, batch_size=1024), FeatureSplit(features, torch.arange(n) % 2, []),
+                   val, 2, torch.device("cpu"))
+print("trained", fit.rows[0]["train_acc"])
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's RLIMIT_DATA and /proc")
+def test_features_larger_than_the_memory_limit_still_train(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    n, chunk = 32768, 8192  # 128 MiB of float32 features, in 4 shards
+    cache = FeatureCache(tmp_path / "cache", "big")
+    generator = torch.Generator().manual_seed(0)
+    for start in range(0, n, chunk):
+        cache.add([f"{i:08d}" for i in range(start, start + chunk)], torch.randn(chunk, 1024, generator=generator))
+    done = subprocess.run([sys.executable, "-c", TRAIN_UNDER_A_MEMORY_LIMIT, str(tmp_path / "cache"), str(n)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == "features exceed the memory" and lines[1].startswith("trained")
