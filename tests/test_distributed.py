@@ -131,6 +131,24 @@ def test_distributed_compare_equals_single_process_table(data: Path, tmp_path: P
     assert len(rows(run)) == 4 and rows(run) == rows(single)
 
 
+def test_distributed_sweep_equals_single_process_sweep(data: Path, tmp_path: Path) -> None:
+    flags = ["--data", str(data), *BACKBONE, "--epochs", "2", "--depths", "1", "--qubit-counts", "2", "--seeds", "2",
+             "--cache-dir", str(tmp_path / "cache")]
+    with one_thread():
+        main(["sweep", *flags, "--out", str(tmp_path / "one")])  # extracts; the launch below reads the cache
+    done = torchrun("sweep", *flags, "--out", str(tmp_path / "two"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (single,), (run,) = (tmp_path / "one").iterdir(), (tmp_path / "two").iterdir()
+    one, two = (json.loads((d / "sweep.json").read_text()) for d in (single, run))
+    untimed = lambda runs: [{k: v for k, v in r.items() if k != "train_s"} for r in runs]  # noqa: E731
+    assert len(two["runs"]) == 8 and untimed(two["runs"]) == untimed(one["runs"])
+    for axis in ("depth", "qubits"):
+        for kind, points in one["axes"][axis].items():
+            if kind != "fixed":
+                assert [p["best_val_acc"] for p in two["axes"][axis][kind]] == [p["best_val_acc"] for p in points]
+    assert (run / "sweep.png").exists() and (run / "sweep.md").exists()
+
+
 def test_a_global_batch_the_processes_cannot_share_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(distributed, "world_size", lambda: 3)
     with pytest.raises(ValueError, match=r"--batch-size 4 .* among the 3 processes; use a multiple of 3"):
