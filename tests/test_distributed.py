@@ -160,5 +160,6 @@ def test_an_error_on_every_rank_ends_the_launch_with_the_message(data: Path, tmp
     done = torchrun("train", "--data", str(data), *BACKBONE, "--batch-size", "3", "--out", str(tmp_path / "runs"),
                     "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
     assert done.returncode != 0
+    assert "qtransfer train (rank 1): error: --batch-size 3" in done.stderr  # each rank reports, none hangs
     assert "must divide evenly among the 2 processes" in done.stderr
     assert not (tmp_path / "runs").exists()

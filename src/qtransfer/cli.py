@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import warnings
@@ -402,12 +403,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as err:
         if args.debug:
             raise
-        print(f"qtransfer {args.command}: {err or 'interrupted'}", file=sys.stderr)
+        print(f"qtransfer {args.command}{_rank_label()}: {err or 'interrupted'}", file=sys.stderr)
         return 130
     except _user_errors() as err:
         if args.debug:
             raise
-        print(f"qtransfer {args.command}: error: {err}", file=sys.stderr)
+        print(f"qtransfer {args.command}{_rank_label()}: error: {err}", file=sys.stderr)
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -428,6 +429,13 @@ def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace)
                          f"(torchrun shares {', '.join(DISTRIBUTED_COMMANDS)})")
     with distributed.session():
         return handler(args)
+
+
+def _rank_label() -> str:
+    """' (rank R)' under torchrun, where every process reports its own errors; else nothing."""
+    from . import distributed
+
+    return f" (rank {os.environ.get('RANK', '?')})" if distributed.launched() else ""
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
