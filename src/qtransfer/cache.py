@@ -178,7 +178,7 @@ def cached_features(
     memory-mapped shards. Under torchrun the ranks share the missing images' extraction."""
     if cache is None:
         return compute_features(backbone, dataset, device, batch_size, num_workers, desc), len(keys)
-    hashes = [file_sha256(k) if isinstance(k, Path) else k for k in keys]
+    hashes = content_keys(keys)
     known = cache.lookup()
     # every rank must split the same list, even if another run adds shards meanwhile: rank 0's view decides
     missing = distributed.broadcast(sorted({h: i for i, h in enumerate(hashes) if h not in known}.values()))
@@ -194,6 +194,17 @@ def cached_features(
             )
     features = cache.mapped(hashes)
     return (features if mapped else features.tensor()), len(missing)
+
+
+def content_keys(keys: Sequence[Path | str]) -> list[str]:
+    """Each key as a content key: an image file's sha256, or the key itself; under torchrun each rank reads
+    every world-th file and the ranks exchange the hashes, so no file is read by every rank."""
+    share = distributed.share(range(len(keys)))
+    mine = {i: file_sha256(keys[i]) if isinstance(keys[i], Path) else keys[i] for i in share}
+    merged: dict[int, str] = {}
+    for part in distributed.gather(mine):
+        merged.update(part)
+    return [merged[i] for i in range(len(keys))]
 
 
 def extract(
