@@ -1,6 +1,7 @@
 """The feature cache: computed once, reused, safe against torn entries and concurrent writers."""
 from __future__ import annotations
 
+import json
 import multiprocessing
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def test_a_corrupt_entry_is_detected_and_recomputed(tmp_path: Path) -> None:
     paths = _files(tmp_path, 3)
     key = extractor_key("toy", "w", "t")
     first, _, _ = _features(paths, FeatureCache(tmp_path / "cache", key))
-    (shard,) = (tmp_path / "cache" / "features" / key).glob("*.pt")
+    (shard,) = (tmp_path / "cache" / "features" / key).glob("*.npy")
     shard.write_bytes(shard.read_bytes()[:100])  # truncated
     with pytest.warns(UserWarning, match="corrupt"):
         again, computed, _ = _features(paths, FeatureCache(tmp_path / "cache", key))
@@ -104,3 +105,104 @@ def test_two_processes_sharing_a_cache_leave_no_corrupt_entry(tmp_path: Path) ->
         warnings.simplefilter("error")  # a corrupt shard would warn
         feats, computed, _ = _features([Path(p) for p in paths], FeatureCache(tmp_path / "cache", extractor_key("toy", "w", "t")))
     assert computed == 0 and feats.tolist() == results[0]
+
+
+# ------------------------------------------------------------------------------------- memory-mapped shards
+
+
+def test_features_are_read_memory_mapped_and_equal_the_in_memory_ones(tmp_path: Path) -> None:
+    import numpy as np
+
+    from qtransfer.cache import MappedFeatures
+
+    paths = _files(tmp_path, 7)
+    cache = FeatureCache(tmp_path / "cache", extractor_key("toy", "w", "t"))
+    in_memory, _, _ = _features(paths[:4], cache)  # one shard, then a second for the rest
+    mapped, computed = cached_features(BACKBONE, CountingImages(paths), paths, cache, torch.device("cpu"),
+                                       batch_size=2, mapped=True)
+    assert computed == 3 and isinstance(mapped, MappedFeatures) and mapped.shape == (7, 3)
+    assert all(isinstance(a, np.memmap) for a in mapped.arrays) and len(mapped.arrays) == 2
+    full = mapped.tensor()
+    assert torch.equal(full[:4], in_memory)
+    assert torch.equal(mapped[torch.tensor([6, 0, 5])], full[[6, 0, 5]])
+    assert torch.equal(mapped[2:6], full[2:6]) and torch.equal(mapped[3], full[3])
+
+
+def test_a_corrupt_index_file_is_detected_and_recomputed(tmp_path: Path) -> None:
+    paths = _files(tmp_path, 3)
+    key = extractor_key("toy", "w", "t")
+    first, _, _ = _features(paths, FeatureCache(tmp_path / "cache", key))
+    (index,) = (tmp_path / "cache" / "features" / key).glob("*.json")
+    index.write_text(index.read_text().replace('"sha256": "', '"sha256": "0'))
+    with pytest.warns(UserWarning, match="corrupt"):
+        again, computed, _ = _features(paths, FeatureCache(tmp_path / "cache", key))
+    assert computed == 3 and torch.equal(first, again)
+
+
+def test_a_memory_mapped_cache_trains_to_the_same_metrics_as_in_memory_features(
+    hymenoptera: Path, tmp_path: Path
+) -> None:
+    from qtransfer.cache import MappedFeatures
+    from qtransfer.config import TrainConfig
+    from qtransfer.train import Run, train
+
+    root = tmp_path / "data"
+    for split in ("train", "val"):
+        for name in ("ants", "bees"):
+            (root / split / name).mkdir(parents=True)
+            for p in sorted((hymenoptera / split / name).glob("*.jpg"))[:5]:
+                (root / split / name / p.name).symlink_to(p)
+    settings = {"data": str(root), "backbone": "efficientnet_lite0", "epochs": 3, "batch_size": 3}
+    mapped_dir, _ = train(TrainConfig(**settings, cache_dir=str(tmp_path / "cache"), out=str(tmp_path / "a")))
+    memory_dir, _ = train(TrainConfig(**settings, no_cache=True, out=str(tmp_path / "b")))
+
+    def rows(run_dir: Path) -> list[dict]:
+        return [{k: v for k, v in json.loads(line).items() if not k.endswith("_s")}
+                for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+    assert rows(mapped_dir) == rows(memory_dir)
+    run = Run(TrainConfig(**settings, cache_dir=str(tmp_path / "cache")), torch.device("cpu"))
+    run.prepare()  # what train streams from: the cache's shards, not one tensor of every feature
+    assert isinstance(run.features["train"].features, MappedFeatures)
+
+
+TRAIN_UNDER_A_MEMORY_LIMIT = """
+import resource, sys
+import torch
+from qtransfer.cache import FeatureCache
+from qtransfer.compare import fit_features
+from qtransfer.config import TrainConfig
+from qtransfer.train import FeatureSplit
+
+n = int(sys.argv[2])
+features = FeatureCache(sys.argv[1], "big").mapped([f"{i:08d}" for i in range(n)])
+val = FeatureSplit(torch.zeros(8, 1024), torch.zeros(8, dtype=torch.long), [])
+used = int(next(line for line in open("/proc/self/status") if line.startswith("VmData")).split()[1]) * 1024
+# private memory capped at what the process uses now + half the features; mapped files do not count
+resource.setrlimit(resource.RLIMIT_DATA, (used + n * 1024 * 4 // 2, resource.RLIM_INFINITY))
+try:
+    features.tensor()
+    print("materialized")
+except MemoryError:
+    print("features exceed the memory")
+fit = fit_features(TrainConfig(head="linear", epochs=1, batch_size=1024), FeatureSplit(features, torch.arange(n) % 2, []),
+                   val, 2, torch.device("cpu"))
+print("trained", fit.rows[0]["train_acc"])
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's RLIMIT_DATA and /proc")
+def test_features_larger_than_the_memory_limit_still_train(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    n, chunk = 32768, 8192  # 128 MiB of float32 features, in 4 shards
+    cache = FeatureCache(tmp_path / "cache", "big")
+    generator = torch.Generator().manual_seed(0)
+    for start in range(0, n, chunk):
+        cache.add([f"{i:08d}" for i in range(start, start + chunk)], torch.randn(chunk, 1024, generator=generator))
+    done = subprocess.run([sys.executable, "-c", TRAIN_UNDER_A_MEMORY_LIMIT, str(tmp_path / "cache"), str(n)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == "features exceed the memory" and lines[1].startswith("trained")

@@ -346,7 +346,7 @@ def test_a_checkpoint_of_another_head_shape_or_class_list_says_what_differs(fini
 def test_a_corrupt_cache_entry_is_recomputed(hymenoptera: Path, tmp_path: Path) -> None:
     root = small_dataset(hymenoptera, tmp_path / "data", per_class=2)
     first, _ = train(config(root, tmp_path / "runs", tmp_path / "cache", epochs=1))
-    shards = list((tmp_path / "cache").rglob("*.pt"))
+    shards = list((tmp_path / "cache").rglob("*.npy"))
     assert shards
     for shard in shards:
         shard.write_bytes(shard.read_bytes()[:100])

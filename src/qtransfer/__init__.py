@@ -16,6 +16,7 @@ from .circuits import (
 from .config import TrainConfig
 from .data import ImageFolderDataset, download_dataset, load_splits, reference_transform
 from .engine import CompiledCircuit, simulate
+from .extraction import extract_dataset
 from .heads import (
     HEADS,
     DressedClassicalHead,
@@ -50,6 +51,7 @@ __all__ = [
     "create_backbone",
     "create_head",
     "download_dataset",
+    "extract_dataset",
     "get_backend",
     "inp",
     "load_splits",

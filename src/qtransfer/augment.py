@@ -11,9 +11,8 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 
 from .backbones import Backbone
-from .cache import FeatureCache, cached_features, extractor_key
+from .cache import FeatureCache, cached_features, content_keys, extractor_key
 from .data import ImageFolderDataset, load_image
-from .storage import file_sha256
 
 
 def augment_transform(backbone: Backbone) -> transforms.Compose:
@@ -60,7 +59,7 @@ def view_features(
     num_workers: int = 0,
 ) -> Tensor:
     """Features (N, 1 + views, F): the un-augmented features `clean` first, then `views` augmented views."""
-    hashes = [file_sha256(p) for p, _ in dataset.samples]
+    hashes = content_keys([p for p, _ in dataset.samples])
     transform = augment_transform(backbone)
     out = [clean]
     for view in range(views):

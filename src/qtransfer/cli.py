@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import warnings
@@ -72,6 +73,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = _config(args, seed_parity=args.seed_parity)
     run_dir, summary = train(config, resume=args.resume)
+    if not _main_rank():
+        return 0
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     print(epoch_table(rows))
     print(
@@ -83,6 +86,29 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"held-out test accuracy {held['accuracy']:.4f}, balanced {held['balanced_accuracy']:.4f} "
               f"({held['images']} images, {held['source']})")
     return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from .extraction import extract_dataset
+
+    config = TrainConfig(data=args.data, backbone=args.backbone, weights=args.weights, device=args.device,
+                         cache_dir=args.cache_dir, num_workers=args.num_workers)
+    result = extract_dataset(config, batch_size=args.batch_size)
+    if not _main_rank():
+        return 0
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    rate = f", {result['images_per_s']:.1f} images/s" if result["images_per_s"] else ""
+    print(f"{result['images']} images, {result['computed']} computed, {result['seconds']:.1f} s{rate}; "
+          f"cache {result['cache']}")
+    return 0
+
+
+def _main_rank() -> bool:
+    from . import distributed
+
+    return distributed.is_main()
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -162,6 +188,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     settings = CompareSettings(_config(args), list(args.heads), _seeds(args), args.augment_views, list(args.metrics))
     run_dir, _ = compare(settings, resume=args.resume)
+    if not _main_rank():
+        return 0
     print((run_dir / "compare.md").read_text())
     print(f"comparison directory {run_dir}")
     return 0
@@ -173,6 +201,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     settings = SweepSettings(_config(args), list(args.depths), list(args.qubit_counts), _seeds(args),
                              classical=not args.no_classical)
     run_dir, _ = sweep(settings, resume=args.resume)
+    if not _main_rank():
+        return 0
     print((run_dir / "sweep.md").read_text())
     print(f"sweep directory {run_dir}")
     return 0
@@ -248,6 +278,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a head on a pretrained backbone's features")
     _add_train_flags(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("extract", help="fill the feature cache for every split of a dataset (under torchrun: shared)")
+    for field_name in ("data", "backbone", "weights", "device", "cache_dir", "num_workers"):
+        flag, help_text = TRAIN_FLAGS[field_name]
+        default = getattr(TrainConfig(), field_name)
+        p.add_argument(flag, dest=field_name, type=type(default), default=default, help=f"{help_text} (default: {default!r})")
+    p.add_argument("--batch-size", type=int, default=32, help="images per backbone batch (default: 32)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("compare", help="heads over several seeds on the same cached features, with statistics")
     p.add_argument("--heads", nargs="+", default=["quantum", "classical", "linear"], metavar="HEAD",
@@ -363,19 +402,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.func
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        return handler(args)
+        return _run(handler, args)
     except KeyboardInterrupt as err:
         if args.debug:
             raise
-        print(f"qtransfer {args.command}: {err or 'interrupted'}", file=sys.stderr)
+        print(f"qtransfer {args.command}{_rank_label()}: {err or 'interrupted'}", file=sys.stderr)
         return 130
     except _user_errors() as err:
         if args.debug:
             raise
-        print(f"qtransfer {args.command}: error: {err}", file=sys.stderr)
+        print(f"qtransfer {args.command}{_rank_label()}: error: {err}", file=sys.stderr)
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+# Commands that share their work among torchrun's processes; the others run in one process.
+DISTRIBUTED_COMMANDS = ("extract", "train", "compare", "sweep")
+
+
+def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Call the command, inside a torch.distributed process group when torchrun launched several processes."""
+    from . import distributed
+
+    if not distributed.launched():
+        return handler(args)
+    if args.command not in DISTRIBUTED_COMMANDS:
+        raise ValueError(f"`qtransfer {args.command}` runs in one process; launch it without torchrun "
+                         f"(torchrun shares {', '.join(DISTRIBUTED_COMMANDS)})")
+    with distributed.session():
+        return handler(args)
+
+
+def _rank_label() -> str:
+    """' (rank R)' under torchrun, where every process reports its own errors; else nothing."""
+    from . import distributed
+
+    return f" (rank {os.environ.get('RANK', '?')})" if distributed.launched() else ""
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

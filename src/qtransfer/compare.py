@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import report
+from . import distributed, report
 from .augment import view_features
 from .backbones import create_backbone
 from .cache import default_cache_dir
@@ -201,20 +201,30 @@ def run_grid(
     run_dir: Path,
     augmented: Iterable[bool] = (False,),
 ) -> list[dict[str, Any]]:
-    """Every (spec, augmented, seed) fitted once; runs.jsonl in run_dir keeps finished ones, so a rerun resumes."""
+    """Every (spec, augmented, seed) fitted once; runs.jsonl in run_dir keeps finished ones, so a rerun resumes.
+    Under torchrun each rank fits every world-th run and rank 0 gathers them, in the single-process order."""
     path = run_dir / "runs.jsonl"
     done = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    done = distributed.broadcast(done if distributed.is_main() else None)  # rank 0's file decides what is left
     have = {(r["label"], r["augmented"], r["seed"]) for r in done}
     todo = [(s, a, seed) for s in specs for a in augmented for seed in seeds if (s.label, a, seed) not in have]
     device = resolve_device(config.device)
     train, val = features.train.to_device(device), features.val.to_device(device)
     aug = features.augmented_train.to_device(device) if features.views is not None else None
     test = features.test.to_device(device) if features.test is not None else None
-    for spec, augment, seed in tqdm(todo, desc="runs", unit="run"):
+    mine: list[dict[str, Any]] = []
+    for spec, augment, seed in tqdm(distributed.share(todo), desc="runs", unit="run", disable=not distributed.is_main()):
         cfg = replace(spec.config(config), seed=seed)
         cfg.validate()
         fit = fit_features(cfg, aug if augment else train, val, len(features.classes), device, test, features.classes)
-        done.append(record(spec, seed, augment, fit))
+        mine.append(record(spec, seed, augment, fit))
+        if distributed.is_main():  # rank 0's finished runs survive an interruption; the others' arrive at the end
+            atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in done + mine))
+    if not distributed.is_distributed():
+        return done + mine
+    runs = {(r["label"], r["augmented"], r["seed"]): r for part in distributed.gather(mine) for r in part}
+    done = done + [runs[(s.label, a, seed)] for s, a, seed in todo]
+    if distributed.is_main():
         atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in done))
     return done
 
@@ -291,7 +301,9 @@ def compare(settings: CompareSettings, resume: Path | None = None) -> tuple[Path
 
 
 def write_comparison(run_dir: Path, result: dict[str, Any]) -> None:
-    """compare.json, compare.md and compare.png of a comparison's result."""
+    """compare.json, compare.md and compare.png of a comparison's result (rank 0 only)."""
+    if not distributed.is_main():
+        return
     atomic_write_text(run_dir / "compare.json", json.dumps(result, indent=2))
     atomic_write_text(run_dir / "compare.md", report.compare_markdown(result))
     report.plot_compare(result, run_dir / "compare.png")
@@ -305,8 +317,11 @@ def run_comparison(settings: CompareSettings, resume: Path | None, name: str) ->
     _check_settings(settings, specs)
     started = time.perf_counter()
     features = load_features(settings.config, settings.augment_views)
-    run_dir = Path(resume) if resume else new_run_dir(replace(settings.config, name=settings.config.name or name))
-    atomic_write_text(run_dir / "compare_config.json", settings.to_json())
+    run_dir = None
+    if distributed.is_main():
+        run_dir = Path(resume) if resume else new_run_dir(replace(settings.config, name=settings.config.name or name))
+        atomic_write_text(run_dir / "compare_config.json", settings.to_json())
+    run_dir = distributed.broadcast(run_dir)
     try:
         return run_dir, compare_on(settings, features, run_dir, started)
     except KeyboardInterrupt:

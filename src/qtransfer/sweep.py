@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import report
+from . import distributed, report
 from .compare import CompareSettings, _resumable, run_comparison
 from .config import TrainConfig
 from .storage import atomic_write_text
@@ -50,8 +50,10 @@ def sweep(settings: SweepSettings, resume: Path | None = None) -> tuple[Path, di
             raise ValueError(f"sweep {name} must be a non-empty list of integers >= {low}, got {values}")
     compare_settings = CompareSettings(settings.config, settings.heads(), settings.seeds)
     run_dir, result = run_comparison(compare_settings, resume, "sweep")
-    atomic_write_text(run_dir / "sweep_config.json", settings.to_json())
     result["axes"] = axes(settings, result["heads"])
+    if not distributed.is_main():
+        return run_dir, result
+    atomic_write_text(run_dir / "sweep_config.json", settings.to_json())
     atomic_write_text(run_dir / "sweep.json", json.dumps(result, indent=2))
     atomic_write_text(run_dir / "sweep.md", report.sweep_markdown(result))
     report.plot_sweep(result, run_dir / "sweep.png")

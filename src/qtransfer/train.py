@@ -17,9 +17,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from . import report
+from . import distributed, parallel, report
 from .backbones import create_backbone
-from .cache import FeatureCache, cached_features, default_cache_dir, extractor_key
+from .cache import FeatureCache, MappedFeatures, cached_features, default_cache_dir, extractor_key
 from .config import TrainConfig
 from .data import ImageFolderDataset, load_image, load_splits
 from .heads import create_head
@@ -29,13 +29,14 @@ from .storage import atomic_torch_save, atomic_write_text
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' is CUDA when present, else CPU; anything else is passed to torch.device."""
+    """'auto' is CUDA when present, else CPU; anything else is passed to torch.device. Under torchrun a bare
+    CUDA device is this rank's GPU, cuda:LOCAL_RANK."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return distributed.local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
-    return device
+    return distributed.local_device(device) if device.index is None else device
 
 
 class NonFiniteLoss(RuntimeError):
@@ -69,9 +70,9 @@ def load_checkpoint(path: Path, resume: bool = False) -> dict[str, Any]:
 
 @dataclass
 class FeatureSplit:
-    """One split's features, labels and image files."""
+    """One split's features (in memory, or memory-mapped from the cache), labels and image files."""
 
-    features: Tensor
+    features: Tensor | MappedFeatures
     labels: Tensor
     paths: list[Path]
     computed: int = 0
@@ -105,7 +106,8 @@ def feature_cache(config: TrainConfig, backbone: nn.Module) -> FeatureCache | No
 
 
 def _feature_splits(
-    config: TrainConfig, backbone: nn.Module, splits: dict[str, ImageFolderDataset], device: torch.device
+    config: TrainConfig, backbone: nn.Module, splits: dict[str, ImageFolderDataset], device: torch.device,
+    mapped: bool = False, batch_size: int = 32,
 ) -> dict[str, FeatureSplit]:
     cache = feature_cache(config, backbone)
     out = {}
@@ -113,7 +115,8 @@ def _feature_splits(
         ds = splits[name]
         paths = [p for p, _ in ds.samples]
         feats, computed = cached_features(
-            backbone, ds, paths, cache, device, batch_size=32, num_workers=config.workers(), desc=f"{name} features"
+            backbone, ds, paths, cache, device, batch_size=batch_size, num_workers=config.workers(),
+            desc=f"{name} features", mapped=mapped,
         )
         out[name] = FeatureSplit(feats, torch.tensor(ds.targets), paths, computed)
     return out
@@ -201,6 +204,7 @@ class Run:
         else:
             self.model = self.head
         self.model.to(device)
+        self.trainer = parallel.wrap(self.model, device)  # the model as trained: under DDP when distributed
         self.optimizer = torch.optim.Adam(self.head.parameters(), lr=config.lr)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=config.step_size, gamma=config.gamma)
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -215,10 +219,14 @@ class Run:
         if self.config.seed_parity:
             return
         t = time.perf_counter()
-        self.features = _feature_splits(self.config, self.backbone, self.splits, self.device)
+        mapped = feature_cache(self.config, self.backbone) is not None  # stream from the cache's shards
+        self.features = _feature_splits(self.config, self.backbone, self.splits, self.device, mapped=mapped)
         self.timings["features_s"] = time.perf_counter() - t
 
     def _train_batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+        if distributed.is_distributed():
+            f = self.features["train"]
+            return parallel.rank_batches(f.features, f.labels, self.config.batch_size, self.generator)
         if self.features is not None:
             f = self.features["train"]
             return _batches(f.features, f.labels, self.config.batch_size, self.generator)
@@ -227,7 +235,7 @@ class Run:
     def _val_batches(self, split: str = "val") -> Iterator[tuple[Tensor, Tensor]]:
         if self.features is not None:
             f = self.features[split]
-            return iter(zip(f.features.split(256), f.labels.split(256)))
+            return ((f.features[i : i + 256], f.labels[i : i + 256]) for i in range(0, len(f.labels), 256))
         return iter(self._image_loader(split, shuffle=False))
 
     def _image_loader(self, split: str, shuffle: bool) -> DataLoader:
@@ -245,7 +253,8 @@ class Run:
             set_batchnorm_train(self.backbone)
         hint = f"the best checkpoint so far (epoch {self.best['epoch']}) is kept in {self.dir / 'best.pt'}" \
             if self.best["epoch"] else "no epoch finished, so there is no checkpoint"
-        train_loss, train_acc = train_steps(self.model, self._train_batches(), self.optimizer, self.device, epoch, hint)
+        steps = parallel.train_steps if distributed.is_distributed() else train_steps
+        train_loss, train_acc = steps(self.trainer, self._train_batches(), self.optimizer, self.device, epoch, hint)
         self.scheduler.step()
         train_s = time.perf_counter() - t
         val = _evaluate(self.model, self._val_batches(), self.device)
@@ -257,7 +266,8 @@ class Run:
 
     def fit(self) -> None:
         """Train the remaining epochs, checkpointing after each."""
-        bar = tqdm(range(len(self.rows) + 1, self.config.epochs + 1), desc="epochs", unit="epoch")
+        bar = tqdm(range(len(self.rows) + 1, self.config.epochs + 1), desc="epochs", unit="epoch",
+                   disable=not distributed.is_main())
         t = time.perf_counter()
         for epoch in bar:
             row = self.train_epoch(epoch)
@@ -298,7 +308,9 @@ class Run:
         self._write(self.dir / "metrics.jsonl", lambda path: atomic_write_text(path, metrics))
 
     def _write(self, path: Path, write: Callable[[Path], None]) -> None:
-        """Write a run file atomically; a failure (a full disk) leaves the previous version and says so."""
+        """Write a run file atomically (rank 0 only); a failure (a full disk) leaves the previous version and says so."""
+        if not distributed.is_main():
+            return
         try:
             write(path)
         except OSError as err:
@@ -431,12 +443,15 @@ def train(config: TrainConfig, resume: Path | None = None) -> tuple[Path, dict[s
             raise FileNotFoundError(f"{resume} has no last.pt to resume from; start a new run without --resume")
         config = TrainConfig.load(resume / "config.json")
     config.validate()
+    if distributed.is_distributed():
+        _check_distributable(config)
     device = resolve_device(config.device)
     run = Run(config, device)  # loads the backbone and checks the data before any directory is made
-    run.dir = resume or new_run_dir(config)
-    atomic_write_text(run.dir / "config.json", config.to_json())
-    if run.holdout is not None:
-        atomic_write_text(run.dir / "holdout.json", json.dumps(run.holdout, indent=2))
+    run.dir = distributed.broadcast(resume or new_run_dir(config) if distributed.is_main() else None)
+    if distributed.is_main():
+        atomic_write_text(run.dir / "config.json", config.to_json())
+        if run.holdout is not None:
+            atomic_write_text(run.dir / "holdout.json", json.dumps(run.holdout, indent=2))
     if resume is not None:
         run.restore(load_checkpoint(resume / "last.pt", resume=True))
     run.prepare()
@@ -447,8 +462,15 @@ def train(config: TrainConfig, resume: Path | None = None) -> tuple[Path, dict[s
             f"interrupted; {len(run.rows)} finished epoch(s) are saved in {run.dir / 'last.pt'} and metrics.jsonl. "
             f"Continue with: qtransfer train --resume {run.dir}"
         ) from None
-    summary = run.finish(started)
+    summary = distributed.broadcast(run.finish(started) if distributed.is_main() else None)
     return run.dir, summary
+
+
+def _check_distributable(config: TrainConfig) -> None:
+    """Refuse settings that one process must run, and a global batch the ranks cannot share evenly."""
+    if config.seed_parity:
+        raise ValueError("--seed-parity runs the tutorial's single-process loop; launch it without torchrun")
+    distributed.check_batch(config.batch_size)
 
 
 # ------------------------------------------------------------------------------------- use a trained run

@@ -1,0 +1,165 @@
+"""torchrun with 2 processes on gloo (127.0.0.1) gives the single-process cache, metrics and tables."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+
+from qtransfer import distributed
+from qtransfer.cache import FeatureCache
+from qtransfer.cli import main
+
+BACKBONE = ["--backbone", "efficientnet_lite0"]
+
+
+def subset(hymenoptera: Path, root: Path, train: int, val: int) -> Path:
+    """The first real images of each class: `train` and `val` per class."""
+    for split, n in (("train", train), ("val", val)):
+        for name in ("ants", "bees"):
+            (root / split / name).mkdir(parents=True)
+            for path in sorted((hymenoptera / split / name).glob("*.jpg"))[:n]:
+                shutil.copy(path, root / split / name)
+    return root
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`torchrun --nproc-per-node 2 -m qtransfer ARGS` on 127.0.0.1, one CPU thread per process (torchrun's default)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
+               "--master-addr", "127.0.0.1", "--master-port", str(free_port()), "-m", "qtransfer", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "QTRANSFER_DIST_TIMEOUT": "120"}
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """This process at one CPU thread, as each torchrun process: CPU kernels may round differently per thread count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def cache_contents(root: Path) -> tuple[list[str], torch.Tensor]:
+    (folder,) = (root / "features").iterdir()
+    cache = FeatureCache(root, folder.name)
+    keys = sorted(cache.lookup())
+    return keys, cache.mapped(keys).tensor()
+
+
+@pytest.fixture(scope="module")
+def data(hymenoptera: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 train and 16 val images: more than one 32-image batch, so both ranks extract."""
+    return subset(hymenoptera, tmp_path_factory.mktemp("subset"), train=20, val=8)
+
+
+def test_distributed_extraction_equals_single_process_bit_for_bit(data: Path, tmp_path: Path, capsys) -> None:
+    with one_thread():
+        assert main(["extract", "--data", str(data), *BACKBONE, "--cache-dir", str(tmp_path / "one"),
+                     "--batch-size", "8"]) == 0
+    assert "56 images, 56 computed" in capsys.readouterr().out
+    done = torchrun("extract", "--data", str(data), *BACKBONE, "--cache-dir", str(tmp_path / "two"),
+                    "--batch-size", "8", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.strip().splitlines()  # rank 0 alone prints
+    assert json.loads(line)["computed"] == 56
+    shards = list((tmp_path / "two" / "features").rglob("*.npy"))
+    assert len(shards) == 4  # each of the 2 ranks wrote a shard for each of the 2 splits
+    keys_one, one = cache_contents(tmp_path / "one")
+    keys_two, two = cache_contents(tmp_path / "two")
+    assert keys_one == keys_two and len(keys_one) == 56
+    assert torch.equal(one, two)
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_distributed_training_matches_single_process(data: Path, tmp_path: Path) -> None:
+    flags = ["--data", str(data), *BACKBONE, "--epochs", "2", "--batch-size", "4"]
+    with one_thread():
+        main(["train", *flags, "--cache-dir", str(tmp_path / "one"), "--out", str(tmp_path / "one-runs")])
+    (single,) = (tmp_path / "one-runs").iterdir()
+    # a cold cache: train extracts first, the two ranks sharing the images
+    done = torchrun("train", *flags, "--cache-dir", str(tmp_path / "two"), "--out", str(tmp_path / "two-runs"),
+                    cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (run,) = (tmp_path / "two-runs").iterdir()  # rank 0 alone made a run directory
+    assert done.stdout.count("best epoch") == 1
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["features_computed"] == {"train": 40, "val": 16}
+    for a, b in zip(metrics(single), metrics(run), strict=True):
+        assert a["train_acc"] == b["train_acc"] and a["val_acc"] == b["val_acc"]
+        for key in ("train_loss", "val_loss"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6)
+    assert summary["best_epoch"] == json.loads((single / "summary.json").read_text())["best_epoch"]
+
+
+def test_distributed_compare_equals_single_process_table(data: Path, tmp_path: Path) -> None:
+    flags = ["--data", str(data), *BACKBONE, "--epochs", "2", "--heads", "quantum", "classical", "--seeds", "2",
+             "--cache-dir", str(tmp_path / "cache")]
+    with one_thread():
+        main(["extract", "--data", str(data), *BACKBONE, "--cache-dir", str(tmp_path / "cache")])
+        main(["compare", *flags, "--out", str(tmp_path / "one")])
+    done = torchrun("compare", *flags, "--out", str(tmp_path / "two"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (single,), (run,) = (tmp_path / "one").iterdir(), (tmp_path / "two").iterdir()
+    untimed = lambda d: re.sub(r"\| \d+\.\d\d \|$", "| s |", (d / "compare.md").read_text(), flags=re.M)  # noqa: E731
+    assert untimed(run) == untimed(single) and "| `classical` | 2 |" in untimed(run)
+    assert (run / "compare.png").exists()
+
+    def rows(d: Path) -> list[dict]:
+        return [{k: v for k, v in r.items() if k != "train_s"} for r in json.loads((d / "compare.json").read_text())["runs"]]
+
+    assert len(rows(run)) == 4 and rows(run) == rows(single)
+
+
+def test_distributed_sweep_equals_single_process_sweep(data: Path, tmp_path: Path) -> None:
+    flags = ["--data", str(data), *BACKBONE, "--epochs", "2", "--depths", "1", "--qubit-counts", "2", "--seeds", "2",
+             "--cache-dir", str(tmp_path / "cache")]
+    with one_thread():
+        main(["sweep", *flags, "--out", str(tmp_path / "one")])  # extracts; the launch below reads the cache
+    done = torchrun("sweep", *flags, "--out", str(tmp_path / "two"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (single,), (run,) = (tmp_path / "one").iterdir(), (tmp_path / "two").iterdir()
+    one, two = (json.loads((d / "sweep.json").read_text()) for d in (single, run))
+    untimed = lambda runs: [{k: v for k, v in r.items() if k != "train_s"} for r in runs]  # noqa: E731
+    assert len(two["runs"]) == 8 and untimed(two["runs"]) == untimed(one["runs"])
+    for axis in ("depth", "qubits"):
+        for kind, points in one["axes"][axis].items():
+            if kind != "fixed":
+                assert [p["best_val_acc"] for p in two["axes"][axis][kind]] == [p["best_val_acc"] for p in points]
+    assert (run / "sweep.png").exists() and (run / "sweep.md").exists()
+
+
+def test_a_global_batch_the_processes_cannot_share_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(distributed, "world_size", lambda: 3)
+    with pytest.raises(ValueError, match=r"--batch-size 4 .* among the 3 processes; use a multiple of 3"):
+        distributed.check_batch(4)
+    distributed.check_batch(6)
+
+
+def test_an_error_on_every_rank_ends_the_launch_with_the_message(data: Path, tmp_path: Path) -> None:
+    done = torchrun("train", "--data", str(data), *BACKBONE, "--batch-size", "3", "--out", str(tmp_path / "runs"),
+                    "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+    assert done.returncode != 0
+    assert "qtransfer train (rank 1): error: --batch-size 3" in done.stderr  # each rank reports, none hangs
+    assert "must divide evenly among the 2 processes" in done.stderr
+    assert not (tmp_path / "runs").exists()
