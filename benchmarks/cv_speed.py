@@ -18,22 +18,12 @@ import argparse
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import torch
+from timing import best_of, emit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-
-def best_of(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def generic_step(modes: int, cutoff: int, batch: int = 8, layers: int = 2):
@@ -118,10 +108,7 @@ def main() -> None:
             result["scaling"].append({"modes": modes, "cutoff": cutoff, "state_size": cutoff**modes,
                                       "training_step_ms": round(ms, 2)})
             print(json.dumps(result["scaling"][-1]), file=sys.stderr)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from timing import emit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -185,10 +186,7 @@ def main() -> None:
         result["timing"][name] = timing(args.data, name, weights or "default", args.epochs, args.workers, args.tutorial_steps)
     if args.accuracy:
         result["accuracy"] = accuracy(args.data, args.seeds, args.epochs, args.workers)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -22,17 +22,7 @@ import sys
 import time
 
 import torch
-
-
-def _time(fn, repeats: int = 3, warm_up: bool = True) -> float:
-    if warm_up:
-        fn()  # compilation, caches
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+from timing import best_of, emit
 
 
 def density_point(n_qubits: int, batch: int, budget: float) -> dict:
@@ -55,7 +45,7 @@ def density_point(n_qubits: int, batch: int, budget: float) -> dict:
         ours(circuit, xx, ww).sum().backward()
 
     small = n_qubits <= 8
-    t_ours = _time(run_ours, 3 if small else 1, warm_up=small)
+    t_ours = best_of(run_ours, 3 if small else 1, warm_up=small)
 
     dev = qml.device("default.mixed", wires=n_qubits)
 
@@ -78,7 +68,7 @@ def density_point(n_qubits: int, batch: int, budget: float) -> dict:
     run_theirs(1)
     one = time.perf_counter() - t
     samples = batch if one * batch <= budget else max(1, int(budget / max(one, 1e-9)))
-    t_theirs = _time(lambda: run_theirs(samples), 1, warm_up=False) * batch / samples
+    t_theirs = best_of(lambda: run_theirs(samples), 1, warm_up=False) * batch / samples
     return {"qubits": n_qubits, "batch": batch, "qtransfer_s": t_ours, "default_mixed_s": t_theirs,
             "default_mixed_samples_timed": samples, "ratio": t_theirs / t_ours}
 
@@ -94,7 +84,7 @@ def shots_point(shots: int) -> dict:
     w = torch.randn(circuit.n_weights, generator=g) * 0.1
     backend = TorchBackend(shots=shots)
     with torch.no_grad():
-        evaluate = _time(lambda: backend(circuit, x, w), 5)
+        evaluate = best_of(lambda: backend(circuit, x, w), 5)
 
     def step():
         xx, ww = x[:4].clone().requires_grad_(), w.clone().requires_grad_()
@@ -102,9 +92,9 @@ def shots_point(shots: int) -> dict:
 
     exact = TorchBackend()
     with torch.no_grad():
-        exact_eval = _time(lambda: exact(circuit, x, w), 5)
+        exact_eval = best_of(lambda: exact(circuit, x, w), 5)
     return {"shots": shots, "val_eval_153_s": evaluate, "exact_val_eval_153_s": exact_eval,
-            "train_step_batch4_parameter_shift_s": _time(step, 5)}
+            "train_step_batch4_parameter_shift_s": best_of(step, 5)}
 
 
 def _logged(point: dict) -> dict:
@@ -127,11 +117,7 @@ def main() -> None:
         "density": [_logged(density_point(n, args.batch, args.budget)) for n in args.qubits],
         "shots": [shots_point(s) for s in (1024,)],
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+    emit(result, args.out)
 
 
 if __name__ == "__main__":
