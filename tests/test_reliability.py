@@ -371,8 +371,11 @@ def test_a_signal_mid_run_keeps_every_finished_epoch_and_resume_matches(
     out = tmp_path / "runs"
     args = ["train", "--data", str(hymenoptera), "--backbone", "efficientnet_lite0", "--cache-dir", str(shared_cache),
             "--out", str(out), "--workers", "0", "--epochs", "12", "--qubits", "7", "--name", "interrupted"]
+    # A shell starts background jobs with SIGINT ignored, and Python keeps an inherited "ignore": restore the
+    # default so the test checks qtransfer's handling however pytest itself was started.
     proc = subprocess.Popen([sys.executable, "-m", "qtransfer", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while time.time() < deadline:
         metrics = list(out.glob("*/metrics.jsonl"))
