@@ -48,7 +48,7 @@ def test_the_cut_network_keeps_only_its_first_layers_and_is_frozen(mari2019: Pat
         TetrominoNetwork(np.zeros((16, 25)), cutoff=3)
 
 
-def test_the_pretrained_files_are_checked_by_hash_and_shape(mari2019: Path, tmp_path: Path) -> None:
+def test_the_pretrained_files_are_checked_by_hash(mari2019: Path, tmp_path: Path) -> None:
     assert mari2019_weights("circuit_A.npy", mari2019).shape == (6, 1)
     fake = tmp_path / "trained_params.npy"
     np.save(fake, np.zeros((16, 25), dtype=np.float32))

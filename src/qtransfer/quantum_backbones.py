@@ -22,13 +22,13 @@ from .fock import FockState
 from .names import unknown_name
 from .storage import atomic_torch_save
 
-Features = Literal["amplitude", "probability"]
+FeatureKind = Literal["amplitude", "probability"]
 
 # The paper's pretrained CV weights (XanaduAI/quantum-transfer-learning, Apache-2.0, folder pre_trained/).
 MARI2019_URL = "https://raw.githubusercontent.com/XanaduAI/quantum-transfer-learning/master/pre_trained/{}"
 MARI2019_FILES = {
-    "trained_params.npy": ("f529b6ebd87111f6ed4de82df569c8d5e83c4d1dbc1b3bc04182e0ffc6f6037d", (16, 25)),
-    "circuit_A.npy": ("adcc41c80444b5ea5e3bb71f9a3533059007d3c8b788c603c10cc46cd64e0acd", (6, 1)),
+    "trained_params.npy": "f529b6ebd87111f6ed4de82df569c8d5e83c4d1dbc1b3bc04182e0ffc6f6037d",  # (16, 25)
+    "circuit_A.npy": "adcc41c80444b5ea5e3bb71f9a3533059007d3c8b788c603c10cc46cd64e0acd",  # (6, 1)
 }
 CLIP = 1.0  # the notebooks clip squeezing, displacement and Kerr/cubic strengths to [-1, 1]
 TETROMINO_ALPHA = 1.4  # coherent amplitude the tetromino network was trained with
@@ -38,7 +38,7 @@ def mari2019_weights(name: str, source: str | Path | None = None, progress: bool
     """One of the paper's pretrained weight arrays: from a file or folder `source`, the cache, or a download."""
     if name not in MARI2019_FILES:
         raise unknown_name("pretrained file", name, MARI2019_FILES)
-    sha, shape = MARI2019_FILES[name]
+    sha = MARI2019_FILES[name]
     if source is not None:
         path = Path(source) / name if Path(source).is_dir() else Path(source)
         if not path.is_file():
@@ -50,11 +50,8 @@ def mari2019_weights(name: str, source: str | Path | None = None, progress: bool
             fetch_verified(url.format(name), path, sha, f"the paper's pretrained {name}",
                            f"Put the file from the paper's repository (pre_trained/{name}) at {path} or pass "
                            "--data FOLDER holding it", progress)
-    verify_file(path, sha)
-    array = np.load(path, allow_pickle=False)
-    if array.shape != shape:
-        raise ValueError(f"{path} holds an array of shape {array.shape}, expected {shape}")
-    return array.astype(np.float64)
+    verify_file(path, sha)  # pins the content, shape included
+    return np.load(path, allow_pickle=False).astype(np.float64)
 
 
 def _clip(x: Tensor) -> Tensor:
@@ -76,7 +73,7 @@ class TetrominoNetwork(nn.Module):
             "dr1", "dphi1", "dr2", "dphi2", "kappa1", "kappa2")
 
     def __init__(self, params: np.ndarray | Tensor, depth: int = 15, cutoff: int = 11,
-                 features: Features = "amplitude", image: int = 4):
+                 features: FeatureKind = "amplitude", image: int = 4):
         super().__init__()
         params = torch.as_tensor(params, dtype=torch.float64)
         if not 0 <= depth <= params.shape[1]:
@@ -224,7 +221,7 @@ class QubitCircuitFile:
 class QubitNetwork(nn.Module):
     """A pretrained qubit circuit cut after `depth` of its layers: inputs (B, n) -> state, or features (B, 2^n)."""
 
-    def __init__(self, pretrained: QubitCircuitFile, depth: int, features: Features = "amplitude"):
+    def __init__(self, pretrained: QubitCircuitFile, depth: int, features: FeatureKind = "amplitude"):
         super().__init__()
         from .circuits import make_circuit
         from .engine import CompiledCircuit
