@@ -240,8 +240,9 @@ class QubitNetwork(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: Tensor) -> Tensor:
-        s = self.state(x).flatten(1)
-        probs = s.real**2 + (s.imag**2 if s.is_complex() else 0)
+        from .engine import probabilities
+
+        probs = probabilities(self.state(x))
         return (probs.sqrt() if self.features == "amplitude" else probs).float()
 
 

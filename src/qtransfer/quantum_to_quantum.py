@@ -130,6 +130,8 @@ class QubitTransferClassifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Log-probabilities of the classes (B, classes)."""
-        s = self.sim.state(x.double() * self.input_scale, torch.cat([self.fixed, self.weights])).flatten(1)
-        probs = (s.real**2 + s.imag**2)[:, : self.classes] if s.is_complex() else s[:, : self.classes] ** 2
+        from .engine import probabilities
+
+        state = self.sim.state(x.double() * self.input_scale, torch.cat([self.fixed, self.weights]))
+        probs = probabilities(state)[:, : self.classes]
         return torch.log(probs + EPS) - torch.log(probs.sum(1, keepdim=True) + EPS)
