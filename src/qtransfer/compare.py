@@ -6,7 +6,7 @@ import json
 import math
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from . import distributed, report
 from .augment import view_features
 from .backbones import create_backbone
 from .cache import default_cache_dir
-from .config import TrainConfig
+from .config import SettingsFile, TrainConfig
 from .heads import HEADS, create_head
 from .metrics import classification_metrics
 from .names import unknown_name
@@ -273,7 +273,7 @@ def _paired(a: str, ra: list[dict[str, Any]], b: str, rb: list[dict[str, Any]]) 
 
 
 @dataclass
-class CompareSettings:
+class CompareSettings(SettingsFile):
     """What a comparison runs: the base training settings, the heads, the seeds, augmented views."""
 
     config: TrainConfig
@@ -281,16 +281,6 @@ class CompareSettings:
     seeds: list[int]
     augment_views: int = 0
     metrics: list[str] = field(default_factory=lambda: ["accuracy", "balanced_accuracy"])  # held-out columns
-
-    def to_json(self) -> str:
-        """The settings as indented JSON."""
-        return json.dumps({**asdict(self), "config": asdict(self.config)}, indent=2)
-
-    @classmethod
-    def load(cls, path: Path) -> CompareSettings:
-        """Settings from a comparison directory's compare_config.json."""
-        values = json.loads(Path(path).read_text())
-        return cls(TrainConfig.from_dict(values.pop("config")), **values)
 
 
 def compare(settings: CompareSettings, resume: Path | None = None) -> tuple[Path, dict[str, Any]]:

@@ -5,7 +5,9 @@ import json
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from typing_extensions import Self
 
 
 @dataclass
@@ -140,3 +142,22 @@ class TrainConfig:
     def load(cls, path: Path) -> TrainConfig:
         """Settings from a run directory's config.json."""
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+S = TypeVar("S", bound="SettingsFile")
+
+
+class SettingsFile:
+    """For settings dataclasses whose field `config` is a TrainConfig: written as JSON and read back."""
+
+    config: TrainConfig
+
+    def to_json(self) -> str:
+        """The settings as indented JSON."""
+        return json.dumps({**asdict(self), "config": asdict(self.config)}, indent=2)  # type: ignore[call-overload]
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        """Settings from a JSON file written by to_json."""
+        values = json.loads(Path(path).read_text())
+        return cls(TrainConfig.from_dict(values.pop("config")), **values)  # type: ignore[call-arg]

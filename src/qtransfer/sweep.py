@@ -2,18 +2,18 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import distributed, report
 from .compare import CompareSettings, _resumable, run_comparison
-from .config import TrainConfig
+from .config import SettingsFile, TrainConfig
 from .storage import atomic_write_text
 
 
 @dataclass
-class SweepSettings:
+class SweepSettings(SettingsFile):
     """The base settings, the depths and qubit counts to visit, the seeds, and whether to add classical heads."""
 
     config: TrainConfig
@@ -29,16 +29,6 @@ class SweepSettings:
         quantum = [f"quantum:qubits={q},depth={d}" for q, d in dict.fromkeys(points)]
         classical = [f"classical:qubits={q}" for q in dict.fromkeys([*self.qubits, c.n_qubits])] if self.classical else []
         return quantum + classical
-
-    def to_json(self) -> str:
-        """The settings as indented JSON."""
-        return json.dumps({**asdict(self), "config": asdict(self.config)}, indent=2)
-
-    @classmethod
-    def load(cls, path: Path) -> SweepSettings:
-        """Settings from a sweep directory's sweep_config.json."""
-        values = json.loads(Path(path).read_text())
-        return cls(TrainConfig.from_dict(values.pop("config")), **values)
 
 
 def sweep(settings: SweepSettings, resume: Path | None = None) -> tuple[Path, dict[str, Any]]:
