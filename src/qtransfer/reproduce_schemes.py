@@ -93,9 +93,10 @@ def _qc(options: ReproduceOptions, run_dir: Path) -> Reproduction:
 
     figures = [run_dir / "qc_features.png", run_dir / "qc_loss.png", run_dir / "qc_depth.png"]
     clean = tetromino_inputs()
+    cv_clean = features_by_depth(cv, clean, [15, 25])
     plot_feature_images({
-        "CV, 15 layers": features_by_depth(cv, clean, [15])[15] ** 2,
-        "CV, 25 layers": features_by_depth(cv, clean, [25])[25] ** 2,
+        "CV, 15 layers": cv_clean[15] ** 2,
+        "CV, 25 layers": cv_clean[25] ** 2,
         "qubits, 5 layers": qubit_nets[5](clean) ** 2,
         "qubits, 8 layers": qubit_nets[8](clean) ** 2,
     }, figures[0])
