@@ -21,7 +21,7 @@ from qtransfer.circuits import GATES
 from qtransfer.engine import apply_gate, expval, probabilities, zero_state
 
 TOL = 1e-10
-METHODS = ["dense", "gates"]
+METHODS = ["dense", "fused", "gates"]
 
 
 def _observables(n: int) -> tuple[Observable, ...]:

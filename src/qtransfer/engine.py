@@ -13,97 +13,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .circuits import GATES, Circuit, Gate, Observable
-
-# --------------------------------------------------------------------------- gate matrices
-
-_S2 = 1 / math.sqrt(2)
-_FIXED: dict[str, np.ndarray] = {
-    "H": np.array([[_S2, _S2], [_S2, -_S2]]),
-    "X": np.array([[0, 1], [1, 0]]),
-    "Y": np.array([[0, -1j], [1j, 0]]),
-    "Z": np.array([[1, 0], [0, -1]]),
-    "S": np.array([[1, 0], [0, 1j]]),
-    "T": np.array([[1, 0], [0, np.exp(1j * np.pi / 4)]]),
-    "CNOT": np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]]),
-    "CZ": np.diag([1, 1, 1, -1]),
-    "SWAP": np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]]),
-}
-
-
-def _rotation_basis() -> dict[str, tuple[float, np.ndarray]]:
-    """One-parameter gates as M(t) = C + cos(f t) A + sin(f t) B: name -> (f, stack [C, A, B])."""
-    I2, I4 = np.eye(2), np.eye(4)
-    P = {k: _FIXED[k] for k in "XYZ"}
-    p0, p1 = np.diag([1.0, 0.0]), np.diag([0.0, 1.0])
-    out: dict[str, tuple[float, np.ndarray]] = {}
-    for k in "XYZ":
-        out[f"R{k}"] = (0.5, np.stack([0 * I2, I2, -1j * P[k]]))
-        out[f"CR{k}"] = (0.5, np.stack([np.kron(p0, I2), np.kron(p1, I2), np.kron(p1, -1j * P[k])]))
-        out[f"Ising{k}{k}"] = (0.5, np.stack([0 * I4, I4, -1j * np.kron(P[k], P[k])]))
-    out["PhaseShift"] = (1.0, np.stack([p0, p1, 1j * p1]))
-    return out
-
-
-_ROTATIONS = _rotation_basis()
-_basis_cache: dict[tuple, Tensor] = {}
-
-
-def _basis(name: str, dtype: torch.dtype, device: torch.device) -> Tensor:
-    key = (name, dtype, device)
-    if key not in _basis_cache:
-        b = _ROTATIONS[name][1]
-        b = b if dtype.is_complex else b.real
-        _basis_cache[key] = torch.as_tensor(b.reshape(3, -1), dtype=dtype, device=device)
-    return _basis_cache[key]
-
-
-def _rotation(name: str, theta: Tensor, dtype: torch.dtype) -> Tensor:
-    f, b = _ROTATIONS[name][0], _basis(name, dtype, theta.device)
-    t = theta * f
-    trig = torch.stack([torch.ones_like(t), torch.cos(t), torch.sin(t)], -1).to(dtype)
-    d = math.isqrt(b.shape[1])
-    return (trig @ b).unflatten(-1, (d, d))
-
-
-def complex_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The complex dtype with the precision of real `dtype`."""
-    return torch.complex128 if dtype == torch.float64 else torch.complex64
-
-
-def real_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The real dtype with the precision of `dtype`."""
-    return {torch.complex64: torch.float32, torch.complex128: torch.float64}.get(dtype, dtype)
-
-
-def gate_matrix(
-    name: str,
-    params: Tensor | None = None,
-    dtype: torch.dtype = torch.complex64,
-    device: torch.device | str | None = None,
-) -> Tensor:
-    """Matrix of gate `name`; `params` has shape (..., n_params) and gives matrices (..., d, d)."""
-    if name in _FIXED:
-        m = _FIXED[name]
-        if not dtype.is_complex and np.iscomplexobj(m):
-            raise ValueError(f"gate {name} is complex; it cannot run in real dtype {dtype}")
-        out = torch.as_tensor(m if dtype.is_complex else m.real, dtype=dtype, device=device)
-        if params is not None and params.shape[:-1]:
-            out = out.expand(*params.shape[:-1], *out.shape)
-        return out
-    if name not in GATES:
-        raise ValueError(f"unknown gate {name!r}; known: {', '.join(GATES)}")
-    if params is None or params.shape[-1] != GATES[name].n_params:
-        raise ValueError(f"gate {name} needs params of shape (..., {GATES[name].n_params})")
-    if not dtype.is_complex and not GATES[name].real:
-        raise ValueError(f"gate {name} is complex; it cannot run in real dtype {dtype}")
-    params = params.to(real_dtype(dtype))
-    if name == "Rot":
-        # Rot(phi, theta, omega) = RZ(omega) RY(theta) RZ(phi)
-        rz = _rotation("RZ", params[..., 0::2], dtype)
-        return rz[..., 1, :, :] @ _rotation("RY", params[..., 1], dtype) @ rz[..., 0, :, :]
-    return _rotation(name, params[..., 0], dtype)
-
+from .circuits import Circuit, Gate, Observable
+from .gate_matrices import (
+    FIXED,
+    ROTATIONS,
+    bit_index,
+    embed,
+    idle,
+    pick,
+    z_signs,
+    gate_matrix,
+    real_dtype,
+    run_dtype,
+)
+from .fused import FusedCircuit
+from .params import ParamIndex, Sources
 
 # --------------------------------------------------------------------------- functional API
 
@@ -153,17 +77,11 @@ def probabilities(state: Tensor, wires: Sequence[int] | None = None) -> Tensor:
     return p.reshape(p.shape[0], -1)
 
 
-def _z_signs(n_wires: int) -> np.ndarray:
-    idx = np.arange(2**n_wires)
-    bits = (idx[:, None] >> np.arange(n_wires - 1, -1, -1)[None, :]) & 1
-    return np.prod(1 - 2 * bits, axis=1).astype(float)
-
-
 def expval(state: Tensor, observable: Observable) -> Tensor:
     """Expectation of a Pauli product on a (batch, 2, ..., 2) state, shape (batch,)."""
     if observable.diagonal:
         p = probabilities(state, observable.wires)
-        signs = torch.as_tensor(_z_signs(len(observable.wires)), dtype=p.dtype, device=p.device)
+        signs = torch.as_tensor(z_signs(len(observable.wires)), dtype=p.dtype, device=p.device)
         return p @ signs
     phi = state
     for pauli, w in zip(observable.paulis, observable.wires):
@@ -173,62 +91,6 @@ def expval(state: Tensor, observable: Observable) -> Tensor:
 
 
 # --------------------------------------------------------------------------- compiled circuits
-
-
-def run_dtype(circuit: Circuit, dtype: torch.dtype) -> torch.dtype:
-    """The arithmetic dtype for `circuit` at precision `dtype`: real when the circuit is real."""
-    dtype = real_dtype(dtype)
-    return dtype if circuit.real else complex_dtype(dtype)
-
-
-class _ParamIndex:
-    """Where each gate parameter lives in the source vector [inputs | weights | constants]."""
-
-    def __init__(self, circuit: Circuit):
-        self.n_inputs, self.n_weights = circuit.n_inputs, circuit.n_weights
-        consts: list[float] = []
-        self.slots: dict[tuple[int, int], int] = {}
-        for gi, g in enumerate(circuit.gates):
-            for pi, p in enumerate(g.params):
-                if p.source == "input":
-                    self.slots[gi, pi] = p.index
-                elif p.source == "weight":
-                    self.slots[gi, pi] = self.n_inputs + p.index
-                else:
-                    self.slots[gi, pi] = self.n_inputs + self.n_weights + len(consts)
-                    consts.append(p.value)
-        self.consts = np.array(consts, dtype=float)
-        self.sizes = {
-            "input": self.n_inputs,
-            "weight": self.n_weights,
-            "wc": self.n_weights + len(consts),
-            "all": self.n_inputs + self.n_weights + len(consts),
-        }
-
-    def locate(self, slots: np.ndarray) -> tuple[str, np.ndarray]:
-        """The smallest source holding all `slots`, and the slots' positions in it."""
-        n_in, n_w = self.n_inputs, self.n_weights
-        if slots.max() < n_in:
-            return "input", slots
-        if slots.min() >= n_in:
-            return ("weight" if slots.max() < n_in + n_w else "wc"), slots - n_in
-        return "all", slots
-
-
-class _Sources:
-    """The parameter sources of one call, (batch, size) or (size,), each built on first use."""
-
-    def __init__(self, inputs: Tensor | None, weights: Tensor, consts: Tensor):
-        self.made: dict[str, Tensor | None] = {"input": inputs, "weight": weights}
-        self.consts = consts
-
-    def __getitem__(self, name: str) -> Tensor:
-        made = self.made
-        if name not in made:
-            wc = made["wc"] = torch.cat([made["weight"], self.consts])
-            inputs = made["input"]
-            made["all"] = None if inputs is None else torch.cat([inputs, wc.expand(inputs.shape[0], -1)], 1)
-        return made[name]
 
 
 def _moments(gates: Sequence[Gate]) -> list[list[int]]:
@@ -246,39 +108,13 @@ def _moments(gates: Sequence[Gate]) -> list[list[int]]:
     return moments
 
 
-def _bit_index(n: int, wires: Sequence[int]) -> np.ndarray:
-    """For every basis state, the index of its bits on `wires` (first wire most significant)."""
-    idx = np.arange(2**n)
-    out = np.zeros_like(idx)
-    for w in wires:
-        out = out * 2 + ((idx >> (n - 1 - w)) & 1)
-    return out
-
-
-def _pick(n: int, wires: Sequence[int], d: int) -> np.ndarray:
-    """For every entry (r, c) of a full matrix, flat, the entry of a gate on `wires` it picks."""
-    bits = _bit_index(n, wires)
-    return (bits[:, None] * d + bits[None, :]).reshape(-1)
-
-
-def _idle(n: int, wires: Sequence[int]) -> np.ndarray:
-    """Flat full-matrix mask: 1 where row and column agree on every wire not in `wires`."""
-    idle = _bit_index(n, [w for w in range(n) if w not in wires])
-    return (idle[:, None] == idle[None, :]).reshape(-1).astype(float)
-
-
-def _embed(n: int, wires: Sequence[int], m: np.ndarray) -> np.ndarray:
-    """The flat full matrix of `m` acting on `wires` (identity elsewhere)."""
-    return m.reshape(-1)[_pick(n, wires, m.shape[0])] * _idle(n, wires)
-
-
 def _generator(name: str) -> np.ndarray:
     """K with dM/dt = K M(t) for a one-parameter gate: M(t) = exp(tK) M(0), so K = M'(0) M(0)^-1."""
-    f, (c, a, b) = _ROTATIONS[name]
+    f, (c, a, b) = ROTATIONS[name]
     return f * b @ np.linalg.inv(c + a)
 
 
-_PAULI_GENERATORS = {p: -0.5j * _FIXED[p] for p in "XYZ"}  # of RX, RY, RZ
+_PAULI_GENERATORS = {p: -0.5j * FIXED[p] for p in "XYZ"}  # of RX, RY, RZ
 
 
 class _Family:
@@ -295,33 +131,33 @@ class _Family:
     Input families are batched: their matrices have shape (L, batch, D, D).
     """
 
-    def __init__(self, circuit: Circuit, moments: list[list[int]], pindex: _ParamIndex):
+    def __init__(self, circuit: Circuit, moments: list[list[int]], pindex: ParamIndex):
         n = circuit.n_qubits
         first = [circuit.gates[i] for i in moments[0]]
         self.n_moments, self.D = len(moments), 2**n
         D = self.D
-        const = _idle(n, [w for g in first for w in g.wires]).astype(complex)
+        const = idle(n, [w for g in first for w in g.wires]).astype(complex)
         refs: list[tuple[int, int]] = []  # (position in moment, param index) per factor
         scales: list[float] = []
         bases: list[np.ndarray] = []  # picked (3, D*D) per factor
         gens: list[np.ndarray] = []  # flat full generator (D*D,) per factor
         rots: list[tuple[int, int, int]] = []  # factors (phi, theta, omega) of each Rot
         for pos, g in enumerate(first):
-            if g.name in _FIXED:
-                const = const * _FIXED[g.name].reshape(-1)[_pick(n, g.wires, 2 ** len(g.wires))]
+            if g.name in FIXED:
+                const = const * FIXED[g.name].reshape(-1)[pick(n, g.wires, 2 ** len(g.wires))]
             elif g.name == "Rot":
-                diag = 3 * _bit_index(n, g.wires)  # flat index of RZ's diagonal entry for a row's / column's bit
+                diag = 3 * bit_index(n, g.wires)  # flat index of RZ's diagonal entry for a row's / column's bit
                 rows, cols = (np.broadcast_to(a, (D, D)).reshape(-1) for a in (diag[:, None], diag[None, :]))
-                rz, ry = _ROTATIONS["RZ"][1].reshape(3, -1), _ROTATIONS["RY"][1].reshape(3, -1)
+                rz, ry = ROTATIONS["RZ"][1].reshape(3, -1), ROTATIONS["RY"][1].reshape(3, -1)
                 rots.append((len(refs), len(refs) + 1, len(refs) + 2))
-                bases += [rz[:, cols], ry[:, _pick(n, g.wires, 2)], rz[:, rows]]
-                gens += [_embed(n, g.wires, _PAULI_GENERATORS[p]) for p in "XYZ"]
+                bases += [rz[:, cols], ry[:, pick(n, g.wires, 2)], rz[:, rows]]
+                gens += [embed(n, g.wires, _PAULI_GENERATORS[p]) for p in "XYZ"]
                 refs += [(pos, 0), (pos, 1), (pos, 2)]
                 scales += [0.5] * 3
             else:
-                f, basis = _ROTATIONS[g.name]
-                bases.append(basis.reshape(3, -1)[:, _pick(n, g.wires, basis.shape[-1])])
-                gens.append(_embed(n, g.wires, _generator(g.name)))
+                f, basis = ROTATIONS[g.name]
+                bases.append(basis.reshape(3, -1)[:, pick(n, g.wires, basis.shape[-1])])
+                gens.append(embed(n, g.wires, _generator(g.name)))
                 refs.append((pos, 0))
                 scales.append(f)
         self.n_factors = F = len(refs)
@@ -484,7 +320,10 @@ class CompiledCircuit:
     method "dense" builds the full 2^n x 2^n matrix of every moment (gates on disjoint wires),
     folds constant moments at compile time and multiplies each stretch that depends only on
     weights into one matrix per call; its gradient is the adjoint method, in one autograd node.
-    "gates" applies gate by gate to the state, differentiated by torch autograd.
+    "fused" (fused.py) builds a product state from each wire's first gates, groups the rest into blocks
+    of a few adjacent wires applied with one matrix product each, and differentiates by an adjoint sweep
+    that keeps a few states whatever the depth. "gates" applies gate by gate to the state, differentiated
+    by torch autograd: the plain reference the others are checked against.
     """
 
     DENSE_MAX_QUBITS = 6
@@ -495,18 +334,21 @@ class CompiledCircuit:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
         method: str = "auto",
+        block_qubits: int | None = None,
     ):
         if method == "auto":
-            method = "dense" if circuit.n_qubits <= self.DENSE_MAX_QUBITS else "gates"
-        if method not in ("dense", "gates"):
-            raise ValueError(f"method must be 'auto', 'dense' or 'gates', got {method!r}")
+            method = "dense" if circuit.n_qubits <= self.DENSE_MAX_QUBITS else "fused"
+        if method not in ("dense", "fused", "gates"):
+            raise ValueError(f"method must be 'auto', 'dense', 'fused' or 'gates', got {method!r}")
         self.circuit, self.method = circuit, method
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.dtype = run_dtype(circuit, dtype)
-        self.pindex = _ParamIndex(circuit)
+        self.pindex = ParamIndex(circuit)
         self.consts = torch.as_tensor(self.pindex.consts, dtype=real_dtype(self.dtype), device=self.device)
         if method == "dense":
             self._compile_dense()
+        elif method == "fused":
+            self.fused = FusedCircuit(circuit, self.dtype, self.device, block_qubits)
         else:
             self.gathers = [self._gate_gather(gi, len(g.params)) if g.params else None for gi, g in enumerate(circuit.gates)]
 
@@ -572,15 +414,15 @@ class CompiledCircuit:
         self.signs = self.signs2 = self.obs_mats = None
         n = c.n_qubits
         if all(o.diagonal for o in obs):
-            signs = np.stack([_z_signs(len(o.wires))[_bit_index(n, o.wires)] for o in obs], 1)
+            signs = np.stack([z_signs(len(o.wires))[bit_index(n, o.wires)] for o in obs], 1)
             self.signs = torch.as_tensor(signs, dtype=real_dtype(self.dtype), device=self.device)
             self.signs2 = (2 * self.signs).T.contiguous()  # maps dL/d<obs> to dL/d|psi|^2, doubled
         else:
-            mats = np.stack([_embed(n, o.wires, functools.reduce(np.kron, [_FIXED[p] for p in o.paulis])) for o in obs])
+            mats = np.stack([embed(n, o.wires, functools.reduce(np.kron, [FIXED[p] for p in o.paulis])) for o in obs])
             mats = mats.reshape(len(obs) * D, D)  # row k * D + i is row i of observable k
             self.obs_mats = torch.as_tensor(mats if self.dtype.is_complex else mats.real, dtype=self.dtype, device=self.device)
 
-    def _family_matrices(self, kind: str, sources: _Sources) -> Tensor | None:
+    def _family_matrices(self, kind: str, sources: Sources) -> Tensor | None:
         mats = []
         for fam in self.families[kind]:
             src = sources[fam.source]
@@ -591,7 +433,7 @@ class CompiledCircuit:
 
     def _dense(self, inputs: Tensor | None, weights: Tensor, observe: bool, tape: list | None = None) -> Tensor:
         """Outputs (batch, n_outputs) or final state (batch, D); no batch dim when no input moment ran."""
-        sources = _Sources(inputs, weights, self.consts)
+        sources = Sources(inputs, weights, self.consts)
         wmats = self._family_matrices("weight", sources)
         imats = self._family_matrices("input", sources) if inputs is not None else None
         keep = tape is not None
@@ -653,7 +495,7 @@ class CompiledCircuit:
                     yw.index_copy_(0, step.index, y)
             if k > first:
                 lam = lam @ u
-        sources = _Sources(inputs, weights, self.consts)
+        sources = Sources(inputs, weights, self.consts)
         gi = gw = None
         ys = {"weight": yw, "input": (yi[0].unsqueeze(0) if len(yi) == 1 else torch.stack(yi)) if yi else None}
         n_in, n_w = self.circuit.n_inputs, self.circuit.n_weights
@@ -684,7 +526,7 @@ class CompiledCircuit:
         return source, torch.as_tensor(local, device=self.device)
 
     def _gates(self, inputs: Tensor | None, weights: Tensor, batch: int) -> Tensor:
-        sources = _Sources(inputs, weights, self.consts)
+        sources = Sources(inputs, weights, self.consts)
         state = zero_state(self.circuit.n_qubits, batch, self.dtype, self.device)
         for g, gather in zip(self.circuit.gates, self.gathers):
             params = None if gather is None else sources[gather[0]].index_select(-1, gather[1])
@@ -700,6 +542,9 @@ class CompiledCircuit:
             s = self._dense_run(inputs, weights, observe=False)
             s = s.expand(batch, -1) if s.dim() == 1 else s
             return s.reshape((batch,) + (2,) * self.circuit.n_qubits)
+        if self.method == "fused":
+            s = self.fused.run(inputs, weights, 1 if inputs is None else batch, observe=False)
+            return s.expand(batch, -1).reshape((batch,) + (2,) * self.circuit.n_qubits)
         return self._gates(inputs, weights, batch)
 
     def __call__(self, inputs: Tensor | None, weights: Tensor) -> Tensor:
@@ -708,6 +553,8 @@ class CompiledCircuit:
         if self.method == "dense":
             out = self._dense_run(inputs, weights, observe=True)
             return out.expand(batch, -1) if out.dim() == 1 else out
+        if self.method == "fused":
+            return self.fused.run(inputs, weights, 1 if inputs is None else batch, observe=True).expand(batch, -1)
         state = self._gates(inputs, weights, batch)
         return torch.stack([expval(state, o) for o in self.circuit.observables], dim=1)
 

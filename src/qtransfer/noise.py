@@ -11,7 +11,9 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from .circuits import Circuit, Gate
-from .engine import _ParamIndex, _Sources, apply_matrix, complex_dtype, gate_matrix
+from .engine import apply_matrix
+from .gate_matrices import complex_dtype, gate_matrix
+from .params import ParamIndex, Sources
 from .names import unknown_name
 
 
@@ -103,7 +105,7 @@ class DensityMatrixSimulator:
         """`dtype` is the real precision (float32 or float64); density matrices are complex."""
         self.circuit, self.noise, self.device = circuit, noise, device
         self.dtype = complex_dtype(dtype)
-        self.pindex = _ParamIndex(circuit)
+        self.pindex = ParamIndex(circuit)
         self.consts = torch.as_tensor(self.pindex.consts, dtype=dtype, device=device)
         # Each gate and the channels after it act as one superoperator on its wires: 4^k x 4^k entries, one pass
         # over the density matrix instead of one per Kraus operator.
@@ -154,7 +156,7 @@ class DensityMatrixSimulator:
 
     def _run(self, rho: Tensor, inputs: Tensor | None, weights: Tensor, steps: list) -> Tensor:
         n = self.circuit.n_qubits
-        sources = _Sources(inputs, weights, self.consts)
+        sources = Sources(inputs, weights, self.consts)
         for gi, channels in steps:
             g = self.circuit.gates[gi]
             params = None
