@@ -544,7 +544,7 @@ class CompiledCircuit:
             return s.reshape((batch,) + (2,) * self.circuit.n_qubits)
         if self.method == "fused":
             s = self.fused.run(inputs, weights, 1 if inputs is None else batch, observe=False)
-            return s.expand(batch, -1).reshape((batch,) + (2,) * self.circuit.n_qubits)
+            return s.T.expand(batch, -1).reshape((batch,) + (2,) * self.circuit.n_qubits)
         return self._gates(inputs, weights, batch)
 
     def __call__(self, inputs: Tensor | None, weights: Tensor) -> Tensor:

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from . import kernels
 from .circuits import Circuit, Observable
-from .fusion import Block, Wide, schedule
+from .fusion import Block, Permutation, Wide, schedule
 from .gate_matrices import FIXED, embed, gate_matrix, real_dtype
 from .params import ParamIndex, Sources
 
@@ -41,6 +41,28 @@ def _apply_local(p: Tensor, g: Tensor, wires: Sequence[int], k: int) -> Tensor:
     return t.reshape(*t.shape[:ol], K, K)
 
 
+class BufferPool:
+    """Reused state buffers (2, 2^n, rows): fresh memory of this size costs more than a pass (page faults).
+    Holds buffers for one batch size; asking for another drops them."""
+
+    def __init__(self, size: int, dtype: torch.dtype, device: torch.device):
+        self.size, self.dtype, self.device = size, dtype, device
+        self.rows = 0
+        self.free: list[Tensor] = []
+
+    def take(self, rows: int) -> Tensor:
+        """A buffer (2, 2^n, rows), uninitialised."""
+        if rows != self.rows:
+            self.free, self.rows = [], rows
+        return self.free.pop() if self.free else torch.empty(2, self.size, rows, dtype=self.dtype, device=self.device)
+
+    def give(self, *buffers: Tensor) -> None:
+        """Return buffers taken with `take` (at most two are kept)."""
+        for b in buffers:
+            if b.shape[-1] == self.rows and len(self.free) < 2:
+                self.free.append(b)
+
+
 @dataclass
 class _Step:
     """One operation of the compiled schedule: a block on a window, or a wide gate."""
@@ -50,6 +72,7 @@ class _Step:
     segments: list  # ("const", index into constants) or ("gate", gate index, local wires)
     wide_wires: tuple[int, ...] | None = None
     pattern: list | None = None  # nonzero entries of a wide gate's matrix
+    gather: dict | None = None  # a permutation: per direction, the source index and phase
 
 
 class FusedCircuit:
@@ -66,6 +89,7 @@ class FusedCircuit:
         self._compile_prefix()
         self._compile_steps()
         self._compile_observables(circuit.observables)
+        self.pool = BufferPool(2**n, self.dtype, device)
 
     # -- compile ---------------------------------------------------------------------------
     def _cast(self, a: np.ndarray) -> Tensor:
@@ -117,6 +141,9 @@ class FusedCircuit:
         self.constants: list[Tensor] = []
         self.steps: list[_Step] = []
         for op in self.schedule.ops:
+            if isinstance(op, Permutation):
+                self.steps.append(_Step(0, 0, [], gather=self._gather(op.gates)))
+                continue
             if isinstance(op, Wide):
                 g = c.gates[op.gate]
                 m = self.const_gate.get(op.gate)
@@ -141,6 +168,35 @@ class FusedCircuit:
             if pending is not None:
                 segs.append(("const", self._add_const(pending)))
             self.steps.append(_Step(op.lo, op.k, segs))
+
+    def _gather(self, gates: Sequence[int]) -> dict:
+        """Constant monomial gates as out[i] = phase[i] x[source[i]]: for U, U^H and U^T."""
+        n = self.n
+        to = np.arange(2**n)  # where each basis state has gone
+        phase = np.ones(2**n, dtype=complex)
+        bit = lambda w: (to >> (n - 1 - w)) & 1
+        for gi in gates:
+            g = self.circuit.gates[gi]
+            w = g.wires
+            if g.name in ("X", "Y"):
+                if g.name == "Y":
+                    phase *= np.where(bit(w[0]) == 0, 1j, -1j)
+                to = to ^ (1 << (n - 1 - w[0]))
+            elif g.name in ("Z", "S", "T"):
+                phase *= np.where(bit(w[0]) == 1, {"Z": -1, "S": 1j, "T": np.exp(1j * np.pi / 4)}[g.name], 1)
+            elif g.name == "CNOT":
+                to = to ^ (bit(w[0]) << (n - 1 - w[1]))
+            elif g.name == "CZ":
+                phase *= np.where(bit(w[0]) & bit(w[1]), -1, 1)
+            else:  # SWAP
+                differ = bit(w[0]) ^ bit(w[1])
+                to = to ^ (differ << (n - 1 - w[0])) ^ (differ << (n - 1 - w[1]))
+        source = np.argsort(to)
+        index = lambda a: torch.as_tensor(a, dtype=torch.long, device=self.device)
+        phases = lambda p: None if np.all(p == 1) else self._cast(p).view(-1, 1)
+        back = index(to)
+        return {"forward": (index(source), phases(phase[source])), "adjoint": (back, phases(phase.conj())),
+                "transpose": (back, phases(phase))}
 
     def _add_const(self, m: np.ndarray) -> int:
         self.constants.append(self._cast(m))
@@ -176,29 +232,25 @@ class FusedCircuit:
         group, j = self.gate_slot[gi]
         return mats[group][..., j, :, :]
 
-    def _initial_state(self, mats: list[Tensor], rows: int) -> Tensor:
-        """The product state of every wire's prefix gates, (rows, 2^n)."""
+    def _halves(self, mats: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """The product state's two factors, batch-last: wires [0, h) as (2^h, rows|1), wires [h, n) likewise."""
         vecs = []
         for (_, live), v in zip(self.prefix, self.prefix_const):
             for gi in live:
                 g = self._gate(gi, mats) if gi in self.gate_slot else self._cast(self.const_gate[gi])
                 v = (g @ v.unsqueeze(-1)).squeeze(-1)
-            vecs.append(v)
+            vecs.append(v.T if v.dim() == 2 else v.unsqueeze(-1))  # (2, rows) or (2, 1)
 
         def kron(vs: list[Tensor]) -> Tensor:
-            t = vs[0]
+            t = vs[0] if vs else torch.ones(1, 1, dtype=self.dtype, device=self.device)
             for v in vs[1:]:
-                t = (t.unsqueeze(-1) * v.unsqueeze(-2)).flatten(-2)
+                t = (t.unsqueeze(1) * v.unsqueeze(0)).flatten(0, 1)
             return t
 
-        h = max(1, self.n // 2)
-        psi = kron(vecs[:h])
-        if self.n > h:
-            psi = (psi.unsqueeze(-1) * kron(vecs[h:]).unsqueeze(-2)).flatten(-2)
-        psi = psi if psi.dim() == 2 else psi.unsqueeze(0)
-        return psi.expand(rows, -1)
+        h = (self.n + 1) // 2
+        return kron(vecs[:h]), kron(vecs[h:])
 
-    def _step_matrices(self, mats: list[Tensor]) -> list[Tensor]:
+    def _step_matrices(self, mats: list[Tensor]) -> list[Tensor | None]:
         out = []
         for step in self.steps:
             p: Tensor | None = None
@@ -216,113 +268,165 @@ class FusedCircuit:
         return out
 
     def run(self, inputs: Tensor | None, weights: Tensor, rows: int, observe: bool) -> Tensor:
-        """Expectation values (rows, n_outputs), or the final state (rows, 2^n) when not `observe`."""
+        """Expectation values (rows, n_outputs), or the final state batch-last (2^n, rows) when not `observe`."""
         sources = Sources(inputs, weights, self.consts)
         mats = self._gate_matrices(sources)
-        psi0 = self._initial_state(mats, rows)
+        left, right = self._halves(mats)
         step_mats = self._step_matrices(mats)
-        if torch.is_grad_enabled() and (psi0.requires_grad or any(m.requires_grad for m in step_mats)):
-            return _FusedSimulation.apply(self, observe, psi0, *step_mats)
+        small = (left, right, *step_mats)
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in small):
+            return _FusedSimulation.apply(self, observe, rows, *small)
         with torch.no_grad():
-            psi = self.forward_state(psi0, step_mats)
-            return self.measure(psi) if observe else psi
+            pair, scratch = self.pool.take(rows), self.pool.take(rows)
+            j = self.forward_state(left, right, step_mats, pair)
+            out = self.measure(pair[j], scratch) if observe else pair[j].clone()
+            self.pool.give(pair, scratch)
+            return out
 
     # -- the state passes -----------------------------------------------------------------------
-    def _apply(self, step: _Step, x: Tensor, out: Tensor, m: Tensor) -> Tensor:
+    def _apply(self, step: _Step, x: Tensor, out: Tensor, m: Tensor | None, mode: str = "forward") -> Tensor:
+        """Apply a step's operator U ("forward"), U^H ("adjoint") or U^T ("transpose") from x into out."""
+        if step.gather is not None:
+            source, phase = step.gather[mode]
+            torch.index_select(x, -2, source, out=out)
+            return out if phase is None else out.mul_(phase)
+        m = {"forward": m, "adjoint": m.mH, "transpose": m.mT}[mode]
+        rows = x.shape[-1]
         if step.wide_wires is not None:
-            return kernels.apply_wide(x, out, m, self.n, step.wide_wires, step.pattern)
-        return kernels.apply_block(x, out, m, self.n, step.lo, step.k)
+            return kernels.apply_wide(x, out, m, self.n, step.wide_wires, rows, step.pattern)
+        return kernels.apply_block(x, out, m, self.n, step.lo, step.k, rows)
 
-    def forward_state(self, psi0: Tensor, step_mats: Sequence[Tensor]) -> Tensor:
-        """The final state from the initial one, ping-ponging between two buffers."""
-        a = psi0.contiguous()
-        if not self.steps:
-            return a.clone() if a is psi0 else a
-        b = torch.empty_like(a)
-        for i, (step, m) in enumerate(zip(self.steps, step_mats)):
-            self._apply(step, a, b, m)
-            a, b = b, (torch.empty_like(a) if i == 0 and a is psi0 else a)  # never write into psi0
-        return a
+    def forward_state(self, left: Tensor, right: Tensor, step_mats: Sequence[Tensor], pair: Tensor) -> int:
+        """Run the schedule from the product state left ⊗ right inside `pair` (2, 2^n, rows); the final
+        state's index in it."""
+        rows = pair.shape[-1]
+        a, c = left.shape[0], right.shape[0]
+        torch.mul(left.unsqueeze(1).expand(a, 1, rows), right.unsqueeze(0).expand(1, c, rows), out=pair[0].view(a, c, rows))
+        j = 0
+        for step, m in zip(self.steps, step_mats):
+            self._apply(step, pair[j], pair[1 - j], m)
+            j = 1 - j
+        return j
 
-    def measure(self, psi: Tensor) -> Tensor:
-        """Expectation values of the observables, (rows, n_outputs)."""
-        rows = psi.shape[0]
+    def measure(self, psi: Tensor, scratch: Tensor) -> Tensor:
+        """Expectation values of the observables, (rows, n_outputs), from a batch-last state (2^n, rows);
+        `scratch` (2, 2^n, rows) holds |psi|^2 and its marginals."""
+        rows = psi.shape[-1]
         out = torch.empty(rows, self.n_outputs, dtype=real_dtype(psi.dtype), device=psi.device)
         if self.diagonal:
-            q = (psi * psi.conj()).real if psi.is_complex() else psi * psi
-            level = 0
+            flat = torch.view_as_real(scratch).flatten() if scratch.is_complex() else scratch.view(-1)
+            size = psi.numel()
+            q = flat[:size].view_as(psi) if not psi.is_complex() else flat[:size].view(psi.shape)
+            if psi.is_complex():
+                torch.abs(psi, out=q).square_()
+            else:
+                torch.mul(psi, psi, out=q)
+            level, at = 0, 0
             for t in sorted(self.diagonal):
-                q = q.view(rows, 2 ** (t - level), -1).sum(1) if t > level else q
+                if t > level:
+                    size //= 2 ** (t - level)
+                    at = flat.numel() // 2 if at == 0 else 0  # the marginals alternate between the halves
+                    q = torch.sum(q.view(2 ** (t - level), -1), 0, out=flat[at : at + size])
                 level = t
                 for k, span, signs in self.diagonal[t]:
-                    out[:, k] = q.view(rows, 2**span, -1).sum(-1) @ signs
+                    out[:, k] = signs @ q.view(2**span, -1, rows).sum(1)
         for k, o in self.paulis:
-            phi = kernels.apply_pauli(psi, self.n, o.paulis, o.wires)
-            inner = (psi.conj() * phi).sum(-1)
+            phi = kernels.apply_pauli(psi, self.n, o.paulis, o.wires, rows)
+            inner = (psi.conj() * phi).sum(0)
             out[:, k] = inner.real if inner.is_complex() else inner
         return out
 
-    def measure_grad(self, psi: Tensor, grad: Tensor) -> Tensor:
-        """dL/dpsi (torch's convention: 2 dL/dconj(psi)) from dL/d(outputs) (rows, n_outputs)."""
-        rows, n = psi.shape[0], self.n
-        lam = None
+    def measure_grad(self, psi: Tensor, grad: Tensor, scratch: Tensor, lam: Tensor) -> None:
+        """Write conj(dL/dpsi) (torch's convention: dL/dpsi = 2 dL/dconj(psi)) for dL/d(outputs) (rows, n_outputs)
+        into `lam`."""
+        conj = (lambda t: t.conj()) if psi.is_complex() else (lambda t: t)
+        n, rows = self.n, psi.shape[-1]
+        lam.zero_()
         if self.diagonal:
-            field, level = None, n
+            flat = torch.view_as_real(scratch).flatten() if scratch.is_complex() else scratch.view(-1)
+            half = flat.numel() // 2
+            field, level, at = None, n, 0
             for t in sorted(self.diagonal, reverse=True):
+                size = 2 ** (n - t) * rows
                 if field is None:
-                    field = grad.new_zeros(rows, 2 ** (n - t))
-                else:
-                    field = field.view(rows, 1, -1).expand(rows, 2 ** (level - t), -1).reshape(rows, -1)
+                    field = flat[:size].view(-1, rows).zero_()
+                else:  # repeat the field over the wires between t and the last level (alternating halves)
+                    at = half if at == 0 else 0
+                    field = flat[at : at + size].view(2 ** (level - t), -1).copy_(field.reshape(1, -1)).view(-1, rows)
                 level = t
                 for k, span, signs in self.diagonal[t]:
-                    field.view(rows, 2**span, -1).add_((grad[:, k : k + 1] * signs).unsqueeze(-1))
-            if level > 0:
-                field = field.view(rows, 1, -1).expand(rows, 2**level, -1).reshape(rows, -1)
-            lam = 2 * field * psi
+                    field.view(2**span, -1, rows).add_((signs[:, None] * grad[:, k][None, :]).unsqueeze(1))
+            lam.view(2**level, -1, rows).copy_(field.view(1, -1, rows))
+            lam.mul_(conj(psi)).mul_(2)
         for k, o in self.paulis:
-            phi = kernels.apply_pauli(psi, n, o.paulis, o.wires)
-            term = 2 * grad[:, k : k + 1].to(psi.dtype) * phi
-            lam = term if lam is None else lam + term
-        return lam
+            phi = kernels.apply_pauli(psi, n, o.paulis, o.wires, rows)
+            lam.add_(2 * grad[:, k].to(psi.dtype) * conj(phi))
 
-    def adjoint(self, psi: Tensor, lam: Tensor, step_mats: Sequence[Tensor], needs: Sequence[bool]) -> tuple[Tensor, list]:
-        """Walk back from the final state and its gradient: (dL/dpsi0, [dL/dM per step or None])."""
-        rows = psi.shape[0]
-        buf = torch.stack([psi, lam])  # (2, rows, 2^n): the state and its gradient share every pass
-        other = torch.empty_like(buf)
+    def adjoint(self, pair: Tensor, j: int, other: Tensor, step_mats: Sequence[Tensor],
+                needs: Sequence[bool]) -> tuple[Tensor, Tensor, list]:
+        """Walk back with the state pair[j] and mu = conj(its gradient) in pair[1 - j]; in real circuits one
+        pass moves both. Returns the buffer holding the initial state and mu, the other one, and dL/dM per step."""
+        rows, real = pair.shape[-1], not pair.is_complex()
         grads: list[Tensor | None] = [None] * len(self.steps)
         for i in range(len(self.steps) - 1, -1, -1):
             step, m = self.steps[i], step_mats[i]
-            mh = m.mH
-            per_row = m.dim() == 3
-            if per_row:
-                mh = mh.repeat(2, 1, 1)
-            self._apply(step, buf.view(2 * rows, -1), other.view(2 * rows, -1), mh)
+            if real:
+                self._apply(step, pair, other, m, "adjoint")
+            else:
+                self._apply(step, pair[j], other[j], m, "adjoint")
+                self._apply(step, pair[1 - j], other[1 - j], m, "transpose")
             if needs[i]:
+                per_sample = m.dim() == 3
                 if step.wide_wires is not None:
-                    grads[i] = kernels.wide_grad(buf[1], other[0], self.n, step.wide_wires, m.shape[-1], per_row)
+                    g = kernels.wide_grad(pair[1 - j], other[j], self.n, step.wide_wires, rows, m.shape[-1], per_sample)
                 else:
-                    grads[i] = kernels.block_grad(buf[1], other[0], self.n, step.lo, step.k, per_row)
-            buf, other = other, buf
-        return buf[1], grads
+                    g = kernels.block_grad(pair[1 - j], other[j], self.n, step.lo, step.k, rows, per_sample)
+                grads[i] = g if real else g.conj()
+            pair, other = other, pair
+        return pair, other, grads
+
+    def halves_grad(self, mu0: Tensor, left: Tensor, right: Tensor, scratch: Tensor) -> tuple[Tensor, Tensor]:
+        """Gradients of the product state's factors from mu0 = conj(the initial state's gradient) (2^n, rows)."""
+        rows = mu0.shape[-1]
+        a, c = left.shape[0], right.shape[0]
+        mu = mu0.view(a, c, rows)
+        prod = scratch.view(a, c, rows)
+        conj = (lambda t: t.conj()) if mu.is_complex() else (lambda t: t)
+        torch.mul(mu, right.unsqueeze(0), out=prod)
+        g_left = conj(prod.sum(1))
+        torch.mul(mu, left.unsqueeze(1), out=prod)
+        g_right = conj(prod.sum(0))
+        reduce = lambda g, t: g.sum(-1, keepdim=True) if t.shape[-1] == 1 and rows > 1 else g
+        return reduce(g_left, left), reduce(g_right, right)
 
 
 class _FusedSimulation(torch.autograd.Function):
     """The state's whole journey as one autograd node; backward is the adjoint sweep."""
 
     @staticmethod
-    def forward(ctx, sim: FusedCircuit, observe: bool, psi0: Tensor, *step_mats: Tensor) -> Tensor:  # type: ignore[override]
-        psi = sim.forward_state(psi0, step_mats)
-        ctx.sim, ctx.observe = sim, observe
-        ctx.save_for_backward(psi, *step_mats)
-        return sim.measure(psi) if observe else psi
+    def forward(ctx, sim: FusedCircuit, observe: bool, rows: int, left: Tensor, right: Tensor, *step_mats: Tensor) -> Tensor:  # type: ignore[override]
+        pair, scratch = sim.pool.take(rows), sim.pool.take(rows)
+        j = sim.forward_state(left, right, step_mats, pair)
+        out = sim.measure(pair[j], scratch) if observe else pair[j].clone()
+        sim.pool.give(scratch)
+        ctx.sim, ctx.observe, ctx.pair, ctx.j = sim, observe, pair, j
+        ctx.save_for_backward(left, right, *step_mats)
+        return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        psi, *step_mats = ctx.saved_tensors
-        sim = ctx.sim
-        lam = sim.measure_grad(psi, grad) if ctx.observe else grad
-        needs = ctx.needs_input_grad[3:]
-        g0, grads = sim.adjoint(psi, lam, step_mats, needs)
-        return (None, None, g0 if ctx.needs_input_grad[2] else None, *grads)
+        left, right, *step_mats = ctx.saved_tensors
+        sim, pair, j = ctx.sim, ctx.pair, ctx.j
+        ctx.pair = None
+        other = sim.pool.take(pair.shape[-1])
+        if ctx.observe:
+            sim.measure_grad(pair[j], grad, other, pair[1 - j])
+        else:
+            pair[1 - j].copy_(grad.conj() if grad.is_complex() else grad)
+        needs = ctx.needs_input_grad[5:]
+        pair, other, grads = sim.adjoint(pair, j, other, step_mats, needs)
+        g_left, g_right = sim.halves_grad(pair[1 - j], left, right, other[0])
+        sim.pool.give(pair, other)
+        need = ctx.needs_input_grad
+        return (None, None, None, g_left if need[3] else None, g_right if need[4] else None, *grads)

@@ -6,7 +6,7 @@ wires, each applied to the state with one matrix product. Gates wider than a win
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .circuits import Circuit, Gate
@@ -29,18 +29,27 @@ class Wide:
 
 
 @dataclass(frozen=True)
+class Permutation:
+    """Constant gates that only permute basis states and multiply them by phases, applied as one gather."""
+
+    gates: tuple[int, ...]
+
+
+MONOMIAL = frozenset({"X", "Y", "Z", "S", "T", "CNOT", "CZ", "SWAP"})
+
+
+@dataclass(frozen=True)
 class Schedule:
     """What the fused simulation runs: per-wire prefix gates, then blocks and wide gates in order."""
 
     n_qubits: int
     block_qubits: int
     prefix: tuple[tuple[int, ...], ...]
-    ops: tuple[Block | Wide, ...]
+    ops: tuple[Block | Wide | Permutation, ...]
 
-    @property
-    def n_blocks(self) -> int:
-        """Number of block matrix products (one pass over the state each)."""
-        return sum(isinstance(op, Block) for op in self.ops)
+    def count(self, kind: type) -> int:
+        """Number of operations of one kind (Block, Wide or Permutation)."""
+        return sum(isinstance(op, kind) for op in self.ops)
 
 
 def product_prefix(circuit: Circuit) -> tuple[tuple[tuple[int, ...], ...], list[int]]:
@@ -57,40 +66,50 @@ def product_prefix(circuit: Circuit) -> tuple[tuple[tuple[int, ...], ...], list[
     return tuple(tuple(p) for p in prefix), rest
 
 
-def _window_take(gates: Sequence[Gate], remaining: Sequence[int], lo: int, hi: int) -> list[int]:
-    """The gates a block on wires [lo, hi) can absorb: those inside it whose earlier gates on their wires it absorbs too."""
+def _take(gates: Sequence[Gate], remaining: Sequence[int], fits: Callable[[Gate], bool], wires: range) -> list[int]:
+    """The gates that `fits` accepts and whose earlier gates on their wires are taken too (up to the point
+    where every wire in `wires` is blocked by a gate left behind)."""
     taken: list[int] = []
     blocked: set[int] = set()
     for i in remaining:
-        wires = gates[i].wires
-        if blocked.isdisjoint(wires) and all(lo <= w < hi for w in wires):
+        g = gates[i]
+        if blocked.isdisjoint(g.wires) and fits(g):
             taken.append(i)
             continue
-        blocked.update(wires)
-        if all(w in blocked for w in range(lo, hi)):
+        blocked.update(g.wires)
+        if all(w in blocked for w in wires):
             break
     return taken
 
 
-def fuse(circuit: Circuit, gate_indices: Sequence[int], block_qubits: int) -> tuple[Block | Wide, ...]:
-    """Group gates (indices, in order) into blocks of at most `block_qubits` adjacent wires, greedily:
-    each step takes the window that absorbs the most of the remaining gates."""
+# Relative costs of one operation, in middle-window blocks (measured on a 2-core CPU, benchmarks/head_speed.py):
+TAIL_COST = 2.0  # a window ending within TAIL_WIRES of the last wire: few columns per matrix product
+TAIL_WIRES = 3
+PERMUTATION_COST = 1.5  # one gather of whole sample rows
+
+
+def fuse(circuit: Circuit, gate_indices: Sequence[int], block_qubits: int) -> tuple[Block | Wide | Permutation, ...]:
+    """Group gates (indices, in order) into blocks of at most `block_qubits` adjacent wires and permutations,
+    greedily: each step takes the operation that absorbs the most remaining gates per unit of cost."""
     n = circuit.n_qubits
     k = max(1, min(block_qubits, n))
     gates = circuit.gates
     remaining = list(gate_indices)
-    ops: list[Block | Wide] = []
+    ops: list[Block | Wide | Permutation] = []
+    every = range(n)
+    monomial = lambda g: g.name in MONOMIAL
     while remaining:
-        best: list[int] = []
-        best_lo = 0
+        best = _take(gates, remaining, monomial, every)
+        best_lo, best_score = -1, len(best) / PERMUTATION_COST if len(best) > 1 else 0.0
         for lo in range(n - k + 1):
-            taken = _window_take(gates, remaining, lo, lo + k)
-            if len(taken) > len(best):
-                best, best_lo = taken, lo
-        if not best:  # the first remaining gate spans more than k wires
-            ops.append(Wide(remaining.pop(0)))
+            taken = _take(gates, remaining, lambda g, lo=lo: all(lo <= w < lo + k for w in g.wires), range(lo, lo + k))
+            score = len(taken) / (TAIL_COST if n - lo - k < TAIL_WIRES and lo > 0 else 1.0)
+            if score > best_score:
+                best, best_lo, best_score = taken, lo, score
+        if not best_score:  # the first remaining gate spans more than k wires and permutes nothing alone
+            ops.append(Permutation((remaining.pop(0),)) if monomial(gates[remaining[0]]) else Wide(remaining.pop(0)))
             continue
-        ops.append(Block(best_lo, k, tuple(best)))
+        ops.append(Permutation(tuple(best)) if best_lo < 0 else Block(best_lo, k, tuple(best)))
         chosen = set(best)
         remaining = [i for i in remaining if i not in chosen]
     return tuple(ops)
