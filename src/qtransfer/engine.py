@@ -28,6 +28,7 @@ from .gate_matrices import (
 )
 from .fused import FusedCircuit
 from .params import ParamIndex, Sources
+from .resources import DENSE_MAX_QUBITS
 
 # --------------------------------------------------------------------------- functional API
 
@@ -326,7 +327,7 @@ class CompiledCircuit:
     by torch autograd: the plain reference the others are checked against.
     """
 
-    DENSE_MAX_QUBITS = 6
+    DENSE_MAX_QUBITS = DENSE_MAX_QUBITS
 
     def __init__(
         self,

@@ -20,6 +20,12 @@ from .circuits import Circuit, Observable
 from .fusion import Block, Permutation, Wide, schedule
 from .gate_matrices import FIXED, embed, gate_matrix, real_dtype
 from .params import ParamIndex, Sources
+from .resources import EVAL_AMPLITUDES
+
+
+def eval_rows(n_qubits: int, rows: int) -> int:
+    """How many samples a gradient-free run simulates at once."""
+    return max(1, min(rows, EVAL_AMPLITUDES >> n_qubits))
 
 
 def default_block_qubits(n_qubits: int, real: bool) -> int:
@@ -277,11 +283,22 @@ class FusedCircuit:
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in small):
             return _FusedSimulation.apply(self, observe, rows, *small)
         with torch.no_grad():
-            pair, scratch = self.pool.take(rows), self.pool.take(rows)
-            j = self.forward_state(left, right, step_mats, pair)
-            out = self.measure(pair[j], scratch) if observe else pair[j].clone()
-            self.pool.give(pair, scratch)
-            return out
+            chunk = eval_rows(self.n, rows)
+            if chunk >= rows:
+                return self._run_no_grad(left, right, step_mats, observe, rows)
+            cut = lambda t, i: t if t is None or t.shape[-1] == 1 or t.dim() < 2 else t[..., i : i + chunk]
+            per_sample = lambda m, i: m if m is None or m.dim() < 3 else m[i : i + chunk]
+            parts = [self._run_no_grad(cut(left, i), cut(right, i), [per_sample(m, i) for m in step_mats], observe,
+                                       min(chunk, rows - i)) for i in range(0, rows, chunk)]
+            return torch.cat(parts, 0 if observe else 1)
+
+    def _run_no_grad(self, left: Tensor, right: Tensor, step_mats: Sequence[Tensor | None], observe: bool,
+                     rows: int) -> Tensor:
+        pair, scratch = self.pool.take(rows), self.pool.take(rows)
+        j = self.forward_state(left, right, step_mats, pair)
+        out = self.measure(pair[j], scratch) if observe else pair[j].clone()
+        self.pool.give(pair, scratch)
+        return out
 
     # -- the state passes -----------------------------------------------------------------------
     def _apply(self, step: _Step, x: Tensor, out: Tensor, m: Tensor | None, mode: str = "forward") -> Tensor:

@@ -1,0 +1,169 @@
+"""The fused engine path: adjoint gradients, fusion, memory that does not grow with depth, devices."""
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from test_engine import _random_circuit
+
+from qtransfer import Circuit, CompiledCircuit, Gate, Observable, inp, make_circuit, weight
+from qtransfer.fusion import Block, Permutation, Wide, schedule
+from qtransfer.resources import circuit_bytes
+
+TOL = 1e-10
+
+
+def _values_and_grads(circuit: Circuit, method: str, batch: int = 3, seed: int = 0, **options) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(batch, circuit.n_inputs, generator=g, dtype=torch.float64) * 6 - 3).requires_grad_()
+    w = (torch.rand(circuit.n_weights, generator=g, dtype=torch.float64) * 6 - 3).requires_grad_()
+    coef = torch.randn(batch, circuit.n_outputs, generator=g, dtype=torch.float64)
+    out = CompiledCircuit(circuit, dtype=torch.float64, method=method, **options)(x, w)
+    gx, gw = torch.autograd.grad((out * coef).sum() + 0 * (x.sum() + w.sum()), [x, w])
+    return [out, gx, gw]
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_adjoint_gradients_equal_autograd_through_the_gate_path(seed: int) -> None:
+    circuit = _random_circuit(random.Random(100 + seed), n_qubits=7 + seed % 4)
+    for ours, reference in zip(_values_and_grads(circuit, "fused", seed=seed), _values_and_grads(circuit, "gates", seed=seed)):
+        torch.testing.assert_close(ours, reference, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("template", ["tutorial", "strongly_entangling", "basic_entangler", "ring_cz"])
+def test_templates_at_ten_qubits_equal_the_gate_path(template: str) -> None:
+    circuit = make_circuit(template, 10, 3)
+    for ours, reference in zip(_values_and_grads(circuit, "fused"), _values_and_grads(circuit, "gates")):
+        torch.testing.assert_close(ours, reference, atol=TOL, rtol=0)
+
+
+def test_inputs_after_entangling_gates_make_per_sample_blocks_and_wide_gates() -> None:
+    # data re-uploading: input rotations between entangling layers, a wide parameterised gate, X/Y readout
+    n = 8
+    gates = [Gate("H", (i,)) for i in range(n)]
+    gates += [Gate("CNOT", (i, i + 1)) for i in range(n - 1)]
+    gates += [Gate("RX", (i,), (inp(i),)) for i in range(n)]
+    gates += [Gate("CRY", (0, n - 1), (weight(0),)), Gate("IsingXX", (2, 3), (inp(1),)), Gate("CZ", (1, n - 2))]
+    gates += [Gate("Rot", (i,), (weight(1), inp(i), weight(2))) for i in range(n)]
+    obs = (Observable("Z", (0,)), Observable("XY", (3, 6)), Observable("ZZ", (1, 7)), Observable("Y", (5,)))
+    circuit = Circuit(n, n, (3,), tuple(gates), obs)
+    kinds = {type(op) for op in schedule(circuit, 3).ops}
+    assert {Block, Permutation, Wide} <= kinds
+    for ours, reference in zip(_values_and_grads(circuit, "fused", block_qubits=3), _values_and_grads(circuit, "gates")):
+        torch.testing.assert_close(ours, reference, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("template", ["tutorial", "strongly_entangling"])
+def test_every_block_width_gives_the_same_circuit(template: str) -> None:
+    circuit = make_circuit(template, 9, 4)
+    reference = _values_and_grads(circuit, "gates")
+    for k in range(1, 7):
+        for ours, ref in zip(_values_and_grads(circuit, "fused", block_qubits=k), reference):
+            torch.testing.assert_close(ours, ref, atol=TOL, rtol=0)
+
+
+def test_a_schedule_holds_every_gate_once_in_an_order_that_respects_shared_wires() -> None:
+    circuit = _random_circuit(random.Random(5), n_qubits=9)
+    sched = schedule(circuit, 3)
+    order = [g for wire in sched.prefix for g in wire]
+    for op in sched.ops:
+        order += list(op.gates) if isinstance(op, (Block, Permutation)) else [op.gate]
+    assert sorted(order) == list(range(len(circuit.gates)))
+    position = {g: i for i, g in enumerate(order)}
+    prefix = {g for wire in sched.prefix for g in wire}
+    for a in range(len(circuit.gates)):
+        for b in range(a + 1, len(circuit.gates)):
+            shared = set(circuit.gates[a].wires) & set(circuit.gates[b].wires)
+            if shared and not {a, b} <= prefix:
+                assert position[a] < position[b], (a, b)
+
+
+def test_the_final_state_and_its_gradient_match_the_gate_path() -> None:
+    circuit = make_circuit("strongly_entangling", 8, 2)
+    x = torch.rand(4, 8, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(circuit.n_weights, dtype=torch.float64, requires_grad=True)
+    states = [CompiledCircuit(circuit, dtype=torch.float64, method=m).state(x, w) for m in ("fused", "gates")]
+    torch.testing.assert_close(states[0], states[1], atol=TOL, rtol=0)
+    probe = torch.randn(states[0].shape, dtype=torch.complex128)
+    grads = [torch.autograd.grad((s * probe).real.sum(), [x, w]) for s in states]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=TOL, rtol=0)
+
+
+def test_outputs_do_not_share_memory_with_later_calls() -> None:
+    compiled = CompiledCircuit(make_circuit("tutorial", 8, 2))
+    x, w = torch.rand(5, 8), torch.randn(16)
+    first = compiled(x, w)
+    kept = first.clone()
+    state = compiled.state(x, w)
+    compiled(torch.rand(5, 8), w)
+    compiled.state(torch.rand(5, 8), w)
+    assert torch.equal(first, kept)
+    torch.testing.assert_close(state, compiled.state(x, w), atol=0, rtol=0)
+
+
+def test_runs_without_gradients_go_in_chunks_that_equal_one_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qtransfer import fused
+
+    circuit = make_circuit("tutorial", 8, 3)
+    x, w = torch.rand(37, 8, dtype=torch.float64), torch.randn(circuit.n_weights, dtype=torch.float64)
+    whole = CompiledCircuit(circuit, dtype=torch.float64)(x, w)
+    monkeypatch.setattr(fused, "EVAL_AMPLITUDES", 2**8 * 5)  # 5 samples per chunk
+    with torch.no_grad():
+        torch.testing.assert_close(CompiledCircuit(circuit, dtype=torch.float64)(x, w), whole, atol=1e-13, rtol=0)
+
+
+_PEAK = textwrap.dedent("""
+    import json, sys, torch
+    from qtransfer import CompiledCircuit, make_circuit
+    n, depth, batch = map(int, sys.argv[1:4])
+    circuit = make_circuit("tutorial", n, depth)
+    compiled = CompiledCircuit(circuit)
+    x, w = torch.rand(batch, n), 0.01 * torch.randn(circuit.n_weights)
+    def vmhwm():
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) * 1024
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = vmhwm()
+    xi, wi = x.clone().requires_grad_(), w.clone().requires_grad_()
+    compiled(xi, wi).sum().backward()
+    print(json.dumps({"peak": vmhwm() - base}))
+""")
+
+
+def _peak_bytes(n: int, depth: int, batch: int) -> int:
+    done = subprocess.run([sys.executable, "-c", _PEAK, str(n), str(depth), str(batch)], capture_output=True,
+                          text=True, timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": ""})
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])["peak"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="peak memory is read from /proc (Linux)")
+def test_backward_memory_does_not_grow_with_depth_and_stays_under_the_estimate() -> None:
+    n, batch = 17, 32
+    state = 2**n * batch * 4
+    shallow, deep = _peak_bytes(n, 2, batch), _peak_bytes(n, 20, batch)
+    assert deep < 1.5 * shallow, (shallow, deep)  # autograd through every gate would keep ~250 states here
+    assert deep < 8 * state
+    estimate = circuit_bytes(make_circuit("tutorial", n, 20), batch)
+    assert max(shallow, deep) <= estimate, (shallow, deep, estimate)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_the_same_code_runs_on_cuda() -> None:
+    circuit = make_circuit("strongly_entangling", 9, 2)
+    x, w = torch.rand(6, 9, dtype=torch.float64), torch.randn(circuit.n_weights, dtype=torch.float64)
+    results = []
+    for device in ("cpu", "cuda"):
+        xi, wi = x.to(device).requires_grad_(), w.to(device).requires_grad_()
+        out = CompiledCircuit(circuit, dtype=torch.float64, device=device)(xi, wi)
+        out.square().sum().backward()
+        results.append([t.detach().cpu() for t in (out, xi.grad, wi.grad)])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
