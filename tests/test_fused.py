@@ -12,6 +12,7 @@ import torch
 from test_engine import _random_circuit
 
 from qtransfer import Circuit, CompiledCircuit, Gate, Observable, inp, make_circuit, weight
+from qtransfer.fused import statevector_ops
 from qtransfer.fusion import Block, Permutation, Wide, schedule
 from qtransfer.resources import circuit_bytes
 
@@ -52,7 +53,7 @@ def test_inputs_after_entangling_gates_make_per_sample_blocks_and_wide_gates() -
     gates += [Gate("Rot", (i,), (weight(1), inp(i), weight(2))) for i in range(n)]
     obs = (Observable("Z", (0,)), Observable("XY", (3, 6)), Observable("ZZ", (1, 7)), Observable("Y", (5,)))
     circuit = Circuit(n, n, (3,), tuple(gates), obs)
-    kinds = {type(op) for op in schedule(circuit, 3).ops}
+    kinds = {type(op) for op in schedule(statevector_ops(circuit), n, 3).ops}
     assert {Block, Permutation, Wide} <= kinds
     for ours, reference in zip(_values_and_grads(circuit, "fused", block_qubits=3), _values_and_grads(circuit, "gates")):
         torch.testing.assert_close(ours, reference, atol=TOL, rtol=0)
@@ -69,7 +70,7 @@ def test_every_block_width_gives_the_same_circuit(template: str) -> None:
 
 def test_a_schedule_holds_every_gate_once_in_an_order_that_respects_shared_wires() -> None:
     circuit = _random_circuit(random.Random(5), n_qubits=9)
-    sched = schedule(circuit, 3)
+    sched = schedule(statevector_ops(circuit), circuit.n_qubits, 3)
     order = [g for wire in sched.prefix for g in wire]
     for op in sched.ops:
         order += list(op.gates) if isinstance(op, (Block, Permutation)) else [op.gate]

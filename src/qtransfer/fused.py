@@ -17,7 +17,7 @@ from torch import Tensor
 
 from . import kernels
 from .circuits import Circuit, Observable
-from .fusion import Block, Permutation, Wide, schedule
+from .fusion import Permutation, Wide, is_monomial, schedule
 from .gate_matrices import FIXED, embed, gate_matrix, real_dtype
 from .params import ParamIndex, Sources
 from .resources import EVAL_AMPLITUDES
@@ -34,17 +34,17 @@ def default_block_qubits(n_qubits: int, real: bool) -> int:
 
 
 def _apply_local(p: Tensor, g: Tensor, wires: Sequence[int], k: int) -> Tensor:
-    """g_full @ p for g (d, d) or (rows, d, d) on local `wires` of a k-qubit block, p (..., K, K)."""
-    K, m = 2**k, len(wires)
+    """g_full @ p for g (d, d) or (rows, d, d) on local `wires` of a k-wire block, p (..., 2^k, C)."""
+    K, m, C = 2**k, len(wires), p.shape[-1]
     lead = p.shape[:-2]
     nl = len(lead)
     src, dst = [nl + w for w in wires], list(range(nl, nl + m))
-    t = p.reshape(*lead, *([2] * k), K).movedim(src, dst)
+    t = p.reshape(*lead, *([2] * k), C).movedim(src, dst)
     shape = t.shape[nl:]
     t = g @ t.reshape(*lead, 2**m, -1)
     ol = t.dim() - 2
     t = t.reshape(*t.shape[:ol], *shape).movedim([ol + d - nl for d in dst], [ol + s - nl for s in src])
-    return t.reshape(*t.shape[:ol], K, K)
+    return t.reshape(*t.shape[:ol], K, C)
 
 
 class BufferPool:
@@ -69,6 +69,56 @@ class BufferPool:
                 self.free.append(b)
 
 
+@dataclass(frozen=True, eq=False)
+class Op:
+    """One operator on the state: a parameterised gate of the circuit (its matrix built per call, or that
+    matrix's complex conjugate), or a constant matrix."""
+
+    wires: tuple[int, ...]
+    gate: int | None = None
+    conj: bool = False
+    const: np.ndarray | None = None
+
+    @property
+    def monomial(self) -> bool:
+        """Whether this is a constant permutation with phases."""
+        return self.const is not None and is_monomial(self.const)
+
+
+def constant_gates(circuit: Circuit) -> dict[int, np.ndarray]:
+    """The matrices of gates without parameters or with constant ones, by gate index."""
+    out: dict[int, np.ndarray] = {}
+    for gi, g in enumerate(circuit.gates):
+        if g.name in FIXED:
+            out[gi] = FIXED[g.name].astype(complex)
+        elif all(p.source == "const" for p in g.params):
+            values = torch.tensor([p.value for p in g.params], dtype=torch.float64)
+            out[gi] = gate_matrix(g.name, values, dtype=torch.complex128).numpy()
+    return out
+
+
+def statevector_ops(circuit: Circuit) -> list[Op]:
+    """The circuit's gates as operators on its n wires."""
+    consts = constant_gates(circuit)
+    return [Op(g.wires, const=consts[gi]) if gi in consts else Op(g.wires, gate=gi) for gi, g in enumerate(circuit.gates)]
+
+
+def density_ops(circuit: Circuit, channels: Sequence[Sequence[tuple[int, np.ndarray]]]) -> list[Op]:
+    """The circuit as superoperators on a density matrix vectorised over 2n wires, qubit q's row bit on wire 2q
+    and its column bit on 2q + 1: U rho U^H is U on the row wires and conj(U) on the column wires;
+    channels[i] lists (qubit, 4x4 superoperator) applied after gate i."""
+    consts = constant_gates(circuit)
+    ops: list[Op] = []
+    for gi, g in enumerate(circuit.gates):
+        rows, cols = tuple(2 * w for w in g.wires), tuple(2 * w + 1 for w in g.wires)
+        if gi in consts:
+            ops += [Op(rows, const=consts[gi]), Op(cols, const=consts[gi].conj())]
+        else:
+            ops += [Op(rows, gate=gi), Op(cols, gate=gi, conj=True)]
+        ops += [Op((2 * q, 2 * q + 1), const=superop) for q, superop in channels[gi]]
+    return ops
+
+
 @dataclass
 class _Step:
     """One operation of the compiled schedule: a block on a window, or a wide gate."""
@@ -82,13 +132,23 @@ class _Step:
 
 
 class FusedCircuit:
-    """A circuit compiled to a fused schedule; call it like `CompiledCircuit` (see engine.py)."""
+    """A circuit compiled to a fused schedule; call it like `CompiledCircuit` (see engine.py).
 
-    def __init__(self, circuit: Circuit, dtype: torch.dtype, device: torch.device, block_qubits: int | None = None):
+    With `channels` (per gate, the (qubit, superoperator) pairs applied after it) it simulates the density
+    matrix as a vector over 2n wires with the same schedule, and returns basis-state probabilities; since
+    channels are not unitary, its backward recomputes states from checkpoints instead of un-computing them.
+    """
+
+    def __init__(self, circuit: Circuit, dtype: torch.dtype, device: torch.device, block_qubits: int | None = None,
+                 channels: Sequence[Sequence[tuple[int, np.ndarray]]] | None = None):
         self.circuit, self.dtype, self.device = circuit, dtype, device
-        n = self.n = circuit.n_qubits
+        self.density = channels is not None
+        self.group = 2 if self.density else 1
+        n = self.n = circuit.n_qubits * self.group
+        self.ops = density_ops(circuit, channels) if self.density else statevector_ops(circuit)
+        self.unitary = not self.density
         k = block_qubits or default_block_qubits(n, not dtype.is_complex)
-        self.schedule = schedule(circuit, k)
+        self.schedule = schedule(self.ops, n, k, self.group)
         self.pindex = ParamIndex(circuit)
         self.consts = torch.as_tensor(self.pindex.consts, dtype=real_dtype(dtype), device=device)
         self._compile_gates()
@@ -104,17 +164,11 @@ class FusedCircuit:
     def _compile_gates(self) -> None:
         """Constant gate matrices now; parameterised ones grouped by name and source, built per call."""
         c, pi = self.circuit, self.pindex
-        self.const_gate: dict[int, np.ndarray] = {}
         groups: dict[tuple[str, bool], list[int]] = {}
-        for gi, g in enumerate(c.gates):
-            if g.name in FIXED:
-                self.const_gate[gi] = FIXED[g.name]
-            elif all(p.source == "const" for p in g.params):
-                values = torch.tensor([p.value for p in g.params], dtype=torch.float64)
-                self.const_gate[gi] = gate_matrix(g.name, values, dtype=torch.complex128).numpy()
-            else:
-                per_row = any(p.source == "input" for p in g.params)
-                groups.setdefault((g.name, per_row), []).append(gi)
+        for gi in sorted({op.gate for op in self.ops if op.gate is not None}):
+            g = c.gates[gi]
+            per_row = any(p.source == "input" for p in g.params)
+            groups.setdefault((g.name, per_row), []).append(gi)
         self.groups = []
         self.gate_slot: dict[int, tuple[int, int]] = {}  # gate -> (group, position)
         for (name, per_row), gis in groups.items():
@@ -127,79 +181,78 @@ class FusedCircuit:
             self.groups.append((name, source, index, local.shape))
 
     def _compile_prefix(self) -> None:
-        """Each wire's starting gates; wires whose gates are all constant get their vector now."""
-        self.prefix: list[tuple[np.ndarray | None, list[int]]] = []
-        for gates in self.schedule.prefix:
-            v = np.array([1.0, 0.0], dtype=complex)
+        """Each group's starting operators; those before its first parameterised one are applied now."""
+        self.prefix: list[tuple[np.ndarray, list[int]]] = []
+        g = self.group
+        for q, indices in enumerate(self.schedule.prefix):
+            v = np.zeros(2**g, dtype=complex)
+            v[0] = 1
             live: list[int] = []
-            for gi in gates:
-                if gi in self.const_gate and not live:
-                    v = self.const_gate[gi] @ v
+            for i in indices:
+                op = self.ops[i]
+                if op.const is not None and not live:
+                    v = embed(g, [w - g * q for w in op.wires], op.const).reshape(2**g, 2**g) @ v
                 else:
-                    live.append(gi)
+                    live.append(i)
             self.prefix.append((v, live))
         # the product of the constant wires' vectors is one constant vector; live wires join per call
         self.prefix_const = [self._cast(v) for v, _ in self.prefix]
 
     def _compile_steps(self) -> None:
         """Blocks as sequences of constant matrices (folded now) and parameterised gates; wide gates alone."""
-        c = self.circuit
         self.constants: list[Tensor] = []
         self.steps: list[_Step] = []
-        for op in self.schedule.ops:
-            if isinstance(op, Permutation):
-                self.steps.append(_Step(0, 0, [], gather=self._gather(op.gates)))
+        for item in self.schedule.ops:
+            if isinstance(item, Permutation):
+                self.steps.append(_Step(0, 0, [], gather=self._gather(item.gates)))
                 continue
-            if isinstance(op, Wide):
-                g = c.gates[op.gate]
-                m = self.const_gate.get(op.gate)
-                pattern = (np.abs(m) > 0).tolist() if m is not None else [[True] * 2 ** len(g.wires)] * 2 ** len(g.wires)
-                segs = [("const", self._add_const(m))] if m is not None else [("gate", op.gate, None)]
-                self.steps.append(_Step(0, 0, segs, g.wires, pattern))
+            if isinstance(item, Wide):
+                op = self.ops[item.gate]
+                d = 2 ** len(op.wires)
+                if op.const is not None:
+                    segs, pattern = [("const", self._add_const(op.const))], (np.abs(op.const) > 0).tolist()
+                else:
+                    segs, pattern = [("gate", op.gate, op.conj, None)], [[True] * d] * d
+                self.steps.append(_Step(0, 0, segs, op.wires, pattern))
                 continue
-            assert isinstance(op, Block)
             segs: list = []
             pending: np.ndarray | None = None
-            for gi in op.gates:
-                g = c.gates[gi]
-                local = tuple(w - op.lo for w in g.wires)
-                if gi in self.const_gate:
-                    full = embed(op.k, local, self.const_gate[gi]).reshape(2**op.k, 2**op.k)
+            for i in item.gates:
+                op = self.ops[i]
+                local = tuple(w - item.lo for w in op.wires)
+                if op.const is not None:
+                    full = embed(item.k, local, op.const).reshape(2**item.k, 2**item.k)
                     pending = full if pending is None else full @ pending
                     continue
                 if pending is not None:
                     segs.append(("const", self._add_const(pending)))
                     pending = None
-                segs.append(("gate", gi, local))
+                segs.append(("gate", op.gate, op.conj, local))
             if pending is not None:
                 segs.append(("const", self._add_const(pending)))
-            self.steps.append(_Step(op.lo, op.k, segs))
+            self.steps.append(_Step(item.lo, item.k, segs))
 
-    def _gather(self, gates: Sequence[int]) -> dict:
-        """Constant monomial gates as out[i] = phase[i] x[source[i]]: for U, U^H and U^T."""
+    def _gather(self, indices: Sequence[int]) -> dict:
+        """Constant monomial operators as out[i] = phase[i] x[source[i]]: for U, U^H and U^T."""
         n = self.n
         to = np.arange(2**n)  # where each basis state has gone
         phase = np.ones(2**n, dtype=complex)
-        bit = lambda w: (to >> (n - 1 - w)) & 1
-        for gi in gates:
-            g = self.circuit.gates[gi]
-            w = g.wires
-            if g.name in ("X", "Y"):
-                if g.name == "Y":
-                    phase *= np.where(bit(w[0]) == 0, 1j, -1j)
-                to = to ^ (1 << (n - 1 - w[0]))
-            elif g.name in ("Z", "S", "T"):
-                phase *= np.where(bit(w[0]) == 1, {"Z": -1, "S": 1j, "T": np.exp(1j * np.pi / 4)}[g.name], 1)
-            elif g.name == "CNOT":
-                to = to ^ (bit(w[0]) << (n - 1 - w[1]))
-            elif g.name == "CZ":
-                phase *= np.where(bit(w[0]) & bit(w[1]), -1, 1)
-            else:  # SWAP
-                differ = bit(w[0]) ^ bit(w[1])
-                to = to ^ (differ << (n - 1 - w[0])) ^ (differ << (n - 1 - w[1]))
+        for i in indices:
+            op = self.ops[i]
+            m = op.const
+            shifts = [n - 1 - w for w in op.wires]
+            local = np.zeros_like(to)
+            for s_ in shifts:
+                local = local * 2 + ((to >> s_) & 1)
+            image = np.abs(m).argmax(0)  # the row each column's one entry sits in
+            new = image[local]
+            phase = phase * m[new, local]
+            for j, s_ in enumerate(shifts):
+                bit = (new >> (len(shifts) - 1 - j)) & 1
+                to = (to & ~(1 << s_)) | (bit << s_)
         source = np.argsort(to)
         index = lambda a: torch.as_tensor(a, dtype=torch.long, device=self.device)
-        phases = lambda p: None if np.all(p == 1) else self._cast(p).view(-1, 1)
+        phases = lambda p: None if np.allclose(p, 1, rtol=0, atol=1e-15) else self._cast(p).view(-1, 1)
         back = index(to)
         return {"forward": (index(source), phases(phase[source])), "adjoint": (back, phases(phase.conj())),
                 "transpose": (back, phases(phase))}
@@ -234,18 +287,23 @@ class FusedCircuit:
             mats.append(gate_matrix(name, params, dtype=self.dtype, device=self.device))
         return mats
 
-    def _gate(self, gi: int, mats: list[Tensor]) -> Tensor:
+    def _gate(self, gi: int, mats: list[Tensor], conj: bool = False) -> Tensor:
         group, j = self.gate_slot[gi]
-        return mats[group][..., j, :, :]
+        m = mats[group][..., j, :, :]
+        return m.conj() if conj else m
 
     def _halves(self, mats: list[Tensor]) -> tuple[Tensor, Tensor]:
         """The product state's two factors, batch-last: wires [0, h) as (2^h, rows|1), wires [h, n) likewise."""
         vecs = []
-        for (_, live), v in zip(self.prefix, self.prefix_const):
-            for gi in live:
-                g = self._gate(gi, mats) if gi in self.gate_slot else self._cast(self.const_gate[gi])
-                v = (g @ v.unsqueeze(-1)).squeeze(-1)
-            vecs.append(v.T if v.dim() == 2 else v.unsqueeze(-1))  # (2, rows) or (2, 1)
+        g = self.group
+        for q, ((_, live), v) in enumerate(zip(self.prefix, self.prefix_const)):
+            v = v.unsqueeze(-1)  # (2^g, 1): a one-column matrix
+            for i in live:
+                op = self.ops[i]
+                m = self._cast(op.const) if op.const is not None else self._gate(op.gate, mats, op.conj)
+                v = _apply_local(v, m, [w - g * q for w in op.wires], g)
+            v = v.squeeze(-1)
+            vecs.append(v.T if v.dim() == 2 else v.unsqueeze(-1))  # (2^g, rows) or (2^g, 1)
 
         def kron(vs: list[Tensor]) -> Tensor:
             t = vs[0] if vs else torch.ones(1, 1, dtype=self.dtype, device=self.device)
@@ -253,7 +311,7 @@ class FusedCircuit:
                 t = (t.unsqueeze(1) * v.unsqueeze(0)).flatten(0, 1)
             return t
 
-        h = (self.n + 1) // 2
+        h = (len(vecs) + 1) // 2
         return kron(vecs[:h]), kron(vecs[h:])
 
     def _step_matrices(self, mats: list[Tensor]) -> list[Tensor | None]:
@@ -265,11 +323,11 @@ class FusedCircuit:
                     c = self.constants[seg[1]]
                     p = c if p is None else c @ p
                 elif step.wide_wires is not None:
-                    p = self._gate(seg[1], mats)
+                    p = self._gate(seg[1], mats, seg[2])
                 else:
-                    g = self._gate(seg[1], mats)
+                    g = self._gate(seg[1], mats, seg[2])
                     eye = torch.eye(2**step.k, dtype=self.dtype, device=self.device)
-                    p = _apply_local(eye if p is None else p, g, seg[2], step.k)
+                    p = _apply_local(eye if p is None else p, g, seg[3], step.k)
             out.append(p)
         return out
 
