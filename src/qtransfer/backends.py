@@ -11,7 +11,18 @@ from .circuits import Circuit
 from .engine import CompiledCircuit, probabilities
 from .names import unknown_name
 from .noise import DensityMatrixSimulator, NoiseModel
-from .shots import Estimator, ParameterShift, Unrolled, angles, shift_rules, unroll
+from .shots import (
+    Estimator,
+    ParameterShift,
+    Unrolled,
+    angles,
+    measurement_groups,
+    parity_signs,
+    readout_probabilities,
+    rotated,
+    shift_rules,
+    unroll,
+)
 
 
 class Backend(Protocol):
@@ -68,12 +79,36 @@ class TorchBackend:
 
     def __call__(self, circuit: Circuit, inputs: Tensor, weights: Tensor) -> Tensor:
         dtype = torch.float64 if weights.dtype == torch.float64 else torch.float32
+        if self.noise is not None and self.noise.channels and not self.shots and self.diff_method != "parameter-shift":
+            return self._exact_noisy(circuit, inputs, weights.to(dtype))
         if not self.exact_pure:
             return self._measured(circuit, inputs, weights.to(dtype))
         compiled = self.compiled(circuit, dtype, weights.device)
         if self.per_sample:
             return torch.cat([compiled(x[None], weights) for x in inputs])
         return compiled(inputs, weights)
+
+    def _exact_noisy(self, circuit: Circuit, inputs: Tensor, weights: Tensor) -> Tensor:
+        """Exact expectation values under noise: density matrices with the circuit's own inputs and shared
+        weights (one simulation per group of observables measurable together), then readout error."""
+        key = (circuit, weights.dtype, weights.device, "density")
+        if key not in self._estimators:
+            groups = []
+            for members in measurement_groups(circuit.observables):
+                observables = [circuit.observables[i] for i in members]
+                sim = DensityMatrixSimulator(rotated(circuit, observables), self.noise, weights.dtype,  # type: ignore[arg-type]
+                                             weights.device, noisy_gates=len(circuit.gates))
+                signs = torch.as_tensor(parity_signs(circuit.n_qubits, observables), dtype=weights.dtype,
+                                        device=weights.device)
+                groups.append((members, sim, signs))
+            self._estimators[key] = groups  # type: ignore[assignment]
+        batch = inputs.shape[0] if inputs is not None and inputs.dim() == 2 else 1
+        out = weights.new_zeros(batch, circuit.n_outputs)
+        for members, sim, signs in self._estimators[key]:  # type: ignore[misc]
+            probs = sim.probabilities(inputs.to(weights.dtype) if circuit.n_inputs else None, weights, batch)
+            probs = readout_probabilities(probs, circuit.n_qubits, *self.noise.readout)  # type: ignore[union-attr]
+            out[:, members] = probs @ signs
+        return out
 
     def _measured(self, circuit: Circuit, inputs: Tensor, weights: Tensor) -> Tensor:
         key = (circuit, weights.dtype, weights.device)

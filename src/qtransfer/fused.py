@@ -8,6 +8,7 @@ gradient is one contraction. Memory is a few states, whatever the depth.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -371,19 +372,39 @@ class FusedCircuit:
             return kernels.apply_wide(x, out, m, self.n, step.wide_wires, rows, step.pattern)
         return kernels.apply_block(x, out, m, self.n, step.lo, step.k, rows)
 
-    def forward_state(self, left: Tensor, right: Tensor, step_mats: Sequence[Tensor], pair: Tensor) -> int:
+    def forward_state(self, left: Tensor, right: Tensor, step_mats: Sequence[Tensor], pair: Tensor,
+                      checkpoints: list | None = None) -> int:
         """Run the schedule from the product state left ⊗ right inside `pair` (2, 2^n, rows); the final
-        state's index in it."""
+        state's index in it. With `checkpoints`, copies of the state before every segment's first step."""
         rows = pair.shape[-1]
         a, c = left.shape[0], right.shape[0]
         torch.mul(left.unsqueeze(1).expand(a, 1, rows), right.unsqueeze(0).expand(1, c, rows), out=pair[0].view(a, c, rows))
         j = 0
-        for step, m in zip(self.steps, step_mats):
+        for i, (step, m) in enumerate(zip(self.steps, step_mats)):
+            if checkpoints is not None and i % self.segment == 0:
+                checkpoints.append(pair[j].clone())
             self._apply(step, pair[j], pair[1 - j], m)
             j = 1 - j
         return j
 
+    @property
+    def segment(self) -> int:
+        """Steps between checkpoints of the density path's backward: about sqrt(steps) states kept twice."""
+        return max(1, math.isqrt(len(self.steps)))
+
+    def _diagonal(self, rho: Tensor) -> Tensor:
+        """The view of a vectorised density matrix (4^q, rows) at its diagonal, (2,) * q + (rows,)."""
+        q, rows = self.circuit.n_qubits, rho.shape[-1]
+        strides = tuple(3 * 4 ** (q - 1 - i) * rows for i in range(q)) + (1,)
+        return rho.as_strided((2,) * q + (rows,), strides, rho.storage_offset())
+
     def measure(self, psi: Tensor, scratch: Tensor) -> Tensor:
+        if self.density:  # basis-state probabilities (rows, 2^q)
+            p = self._diagonal(psi)
+            return (p.real if p.is_complex() else p).reshape(-1, psi.shape[-1]).T.contiguous()
+        return self._measure(psi, scratch)
+
+    def _measure(self, psi: Tensor, scratch: Tensor) -> Tensor:
         """Expectation values of the observables, (rows, n_outputs), from a batch-last state (2^n, rows);
         `scratch` (2, 2^n, rows) holds |psi|^2 and its marginals."""
         rows = psi.shape[-1]
@@ -412,6 +433,14 @@ class FusedCircuit:
         return out
 
     def measure_grad(self, psi: Tensor, grad: Tensor, scratch: Tensor, lam: Tensor) -> None:
+        """Write conj(dL/dpsi) for dL/d(outputs) into `lam`."""
+        if self.density:
+            lam.zero_()
+            self._diagonal(lam).copy_(grad.T.reshape((2,) * self.circuit.n_qubits + (-1,)))
+            return
+        self._measure_grad(psi, grad, scratch, lam)
+
+    def _measure_grad(self, psi: Tensor, grad: Tensor, scratch: Tensor, lam: Tensor) -> None:
         """Write conj(dL/dpsi) (torch's convention: dL/dpsi = 2 dL/dconj(psi)) for dL/d(outputs) (rows, n_outputs)
         into `lam`."""
         conj = (lambda t: t.conj()) if psi.is_complex() else (lambda t: t)
@@ -460,6 +489,34 @@ class FusedCircuit:
             pair, other = other, pair
         return pair, other, grads
 
+    def adjoint_checkpointed(self, checkpoints: list[Tensor], mu: Tensor, step_mats: Sequence[Tensor],
+                             needs: Sequence[bool]) -> tuple[Tensor, Tensor, list]:
+        """The backward for operators that cannot be un-computed (channels): each segment's states are
+        recomputed from its checkpoint, then mu = conj(dL/dstate), in the pair buffer `mu`, goes back by M^T.
+        Returns the initial mu, a free state buffer, and dL/dM per step."""
+        rows, j = mu.shape[-1], 0
+        grads: list[Tensor | None] = [None] * len(self.steps)
+        states: list[Tensor] = []
+        for s0 in range((len(checkpoints) - 1) * self.segment, -1, -self.segment):
+            stop = min(s0 + self.segment, len(self.steps))
+            states[:1] = [checkpoints.pop()]
+            for t in range(s0, stop - 1):
+                if len(states) <= t - s0 + 1:
+                    states.append(torch.empty_like(states[0]))
+                self._apply(self.steps[t], states[t - s0], states[t - s0 + 1], step_mats[t])
+            for t in range(stop - 1, s0 - 1, -1):
+                step, m = self.steps[t], step_mats[t]
+                self._apply(step, mu[j], mu[1 - j], m, "transpose")
+                if needs[t]:
+                    psi = states[t - s0]
+                    if step.wide_wires is not None:
+                        g = kernels.wide_grad(mu[j], psi, self.n, step.wide_wires, rows, m.shape[-1], m.dim() == 3)
+                    else:
+                        g = kernels.block_grad(mu[j], psi, self.n, step.lo, step.k, rows, m.dim() == 3)
+                    grads[t] = g.conj() if g.is_complex() else g
+                j = 1 - j
+        return mu[j], (states[0] if states else mu[1 - j]), grads
+
     def halves_grad(self, mu0: Tensor, left: Tensor, right: Tensor, scratch: Tensor) -> tuple[Tensor, Tensor]:
         """Gradients of the product state's factors from mu0 = conj(the initial state's gradient) (2^n, rows)."""
         rows = mu0.shape[-1]
@@ -481,10 +538,14 @@ class _FusedSimulation(torch.autograd.Function):
     @staticmethod
     def forward(ctx, sim: FusedCircuit, observe: bool, rows: int, left: Tensor, right: Tensor, *step_mats: Tensor) -> Tensor:  # type: ignore[override]
         pair, scratch = sim.pool.take(rows), sim.pool.take(rows)
-        j = sim.forward_state(left, right, step_mats, pair)
+        checkpoints: list[Tensor] | None = None if sim.unitary else []
+        j = sim.forward_state(left, right, step_mats, pair, checkpoints)
         out = sim.measure(pair[j], scratch) if observe else pair[j].clone()
         sim.pool.give(scratch)
-        ctx.sim, ctx.observe, ctx.pair, ctx.j = sim, observe, pair, j
+        if checkpoints is not None:
+            sim.pool.give(pair)
+            pair = None
+        ctx.sim, ctx.observe, ctx.pair, ctx.j, ctx.checkpoints = sim, observe, pair, j, checkpoints
         ctx.save_for_backward(left, right, *step_mats)
         return out
 
@@ -492,16 +553,27 @@ class _FusedSimulation(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         left, right, *step_mats = ctx.saved_tensors
-        sim, pair, j = ctx.sim, ctx.pair, ctx.j
-        ctx.pair = None
-        other = sim.pool.take(pair.shape[-1])
-        if ctx.observe:
-            sim.measure_grad(pair[j], grad, other, pair[1 - j])
+        sim, j, needs = ctx.sim, ctx.j, ctx.needs_input_grad[5:]
+        rows = max(left.shape[-1], right.shape[-1], grad.shape[0] if ctx.observe else grad.shape[-1])
+        conj = (lambda t: t.conj()) if grad.is_complex() else (lambda t: t)
+        if ctx.checkpoints is not None:
+            mu = sim.pool.take(rows)
+            if ctx.observe:
+                sim.measure_grad(mu[1], grad, mu[1], mu[0])
+            else:
+                mu[0].copy_(conj(grad))
+            mu0, free, grads = sim.adjoint_checkpointed(ctx.checkpoints, mu, step_mats, needs)
+            g_left, g_right = sim.halves_grad(mu0, left, right, free)
+            sim.pool.give(mu)
         else:
-            pair[1 - j].copy_(grad.conj() if grad.is_complex() else grad)
-        needs = ctx.needs_input_grad[5:]
-        pair, other, grads = sim.adjoint(pair, j, other, step_mats, needs)
-        g_left, g_right = sim.halves_grad(pair[1 - j], left, right, other[0])
-        sim.pool.give(pair, other)
+            pair, other = ctx.pair, sim.pool.take(rows)
+            ctx.pair = None
+            if ctx.observe:
+                sim.measure_grad(pair[j], grad, other, pair[1 - j])
+            else:
+                pair[1 - j].copy_(conj(grad))
+            pair, other, grads = sim.adjoint(pair, j, other, step_mats, needs)
+            g_left, g_right = sim.halves_grad(pair[1 - j], left, right, other[0])
+            sim.pool.give(pair, other)
         need = ctx.needs_input_grad
         return (None, None, None, g_left if need[3] else None, g_right if need[4] else None, *grads)

@@ -8,12 +8,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 
 from .circuits import Circuit, Gate
-from .engine import apply_matrix
-from .gate_matrices import complex_dtype, gate_matrix
-from .params import ParamIndex, Sources
+from .fused import FusedCircuit
+from .gate_matrices import complex_dtype, real_dtype
 from .names import unknown_name
 
 
@@ -98,81 +96,30 @@ class NoiseModel:
 
 
 class DensityMatrixSimulator:
-    """A circuit with noise on batched density matrices; differentiable by torch autograd (checkpointed)."""
+    """A circuit with noise on batched density matrices: the fused engine's schedule over the 2n wires of the
+    vectorised density matrix, gates as U ⊗ conj(U) and channels as superoperators; its backward recomputes
+    states from checkpoints (channels cannot be un-computed)."""
 
     def __init__(self, circuit: Circuit, noise: NoiseModel, dtype: torch.dtype, device: torch.device,
                  noisy_gates: int | None = None):
-        """`dtype` is the real precision (float32 or float64); density matrices are complex."""
+        """`dtype` is the precision (float32 or float64); arithmetic is real when the gates and channels are."""
         self.circuit, self.noise, self.device = circuit, noise, device
-        self.dtype = complex_dtype(dtype)
-        self.pindex = ParamIndex(circuit)
-        self.consts = torch.as_tensor(self.pindex.consts, dtype=dtype, device=device)
-        # Each gate and the channels after it act as one superoperator on its wires: 4^k x 4^k entries, one pass
-        # over the density matrix instead of one per Kraus operator.
-        self.steps: list[tuple[int, Tensor | None]] = []
+        channels: list[list[tuple[int, np.ndarray]]] = [[] for _ in circuit.gates]
         for kind, what in noise.operations(circuit, noisy_gates):
             if kind == "gate":
-                self.steps.append((what, None))  # type: ignore[arg-type]
+                gi = what
                 continue
             name, p, wire = what  # type: ignore[misc]
-            gi, before = self.steps[-1]
-            after = _channel_superoperator(CHANNELS[name](p), circuit.gates[gi].wires.index(wire),
-                                           len(circuit.gates[gi].wires))
-            self.steps[-1] = (gi, after if before is None else after @ before)  # type: ignore[assignment]
-        self.steps = [(gi, None if m is None else torch.as_tensor(m, dtype=self.dtype, device=device))
-                      for gi, m in self.steps]
-        self.gathers: dict[int, tuple[str, Tensor]] = {}
-        for i, g in enumerate(circuit.gates):
-            if g.params:
-                source, local = self.pindex.locate(np.array([self.pindex.slots[i, p] for p in range(len(g.params))]))
-                self.gathers[i] = (source, torch.as_tensor(local, device=device))
-
-    CHUNK_BYTES = 2**31  # density matrices held at once when gradients are needed, per chunk of samples
+            channels[gi].append((wire, _channel_superoperator(CHANNELS[name](p), 0, 1)))
+        real = circuit.real and all(np.isrealobj(m) or not np.abs(m.imag).any() for c in channels for _, m in c)
+        self.dtype = real_dtype(dtype) if real else complex_dtype(dtype)
+        self.sim = FusedCircuit(circuit, self.dtype, torch.device(device), channels=channels)
 
     def probabilities(self, inputs: Tensor | None, weights: Tensor, batch: int) -> Tensor:
-        """Basis-state probabilities (batch, 2^n) of the noisy final state, in chunks of samples that fit."""
-        n = self.circuit.n_qubits
-        per_sample = 4**n * torch.finfo(self.dtype).bits // 4 * (2 * math.isqrt(len(self.steps)) + 2)
-        chunk = max(1, self.CHUNK_BYTES // per_sample)
-        if inputs is None or batch <= chunk:
-            return self._probabilities(inputs, weights, batch)
-        return torch.cat([self._probabilities(part, weights, len(part)) for part in inputs.split(chunk)])
-
-    def _probabilities(self, inputs: Tensor | None, weights: Tensor, batch: int) -> Tensor:
-        n = self.circuit.n_qubits
-        rho = torch.zeros((batch, 4**n), dtype=self.dtype, device=self.device)
-        rho[:, 0] = 1
-        rho = rho.view((batch,) + (2,) * (2 * n))
-        segment = max(1, math.isqrt(len(self.steps)))
-        grad = torch.is_grad_enabled() and (weights.requires_grad or (inputs is not None and inputs.requires_grad))
-        for start in range(0, len(self.steps), segment):
-            ops = self.steps[start:start + segment]
-            if grad and n >= 6:  # keep only segment boundaries, recompute inside: memory ~ sqrt(operations)
-                rho = checkpoint(self._run, rho, inputs, weights, ops, use_reentrant=False)
-            else:
-                rho = self._run(rho, inputs, weights, ops)
-        diag = rho.reshape(batch, 2**n, 2**n).diagonal(dim1=1, dim2=2)
-        return diag.real
-
-    def _run(self, rho: Tensor, inputs: Tensor | None, weights: Tensor, steps: list) -> Tensor:
-        n = self.circuit.n_qubits
-        sources = Sources(inputs, weights, self.consts)
-        for gi, channels in steps:
-            g = self.circuit.gates[gi]
-            params = None
-            if gi in self.gathers:
-                source, local = self.gathers[gi]
-                params = sources[source].index_select(-1, local)
-            u = gate_matrix(g.name, params, dtype=self.dtype, device=self.device)
-            d = u.shape[-1]
-            if u.dim() == 2:
-                superop = torch.kron(u, u.conj())
-            else:
-                superop = torch.einsum("bij,bkl->bikjl", u, u.conj()).reshape(-1, d * d, d * d)
-            if channels is not None:
-                superop = channels @ superop
-            rho = apply_matrix(rho, superop, [*g.wires, *(n + w for w in g.wires)])
-        return rho
+        """Basis-state probabilities (batch, 2^n) of the noisy final state, differentiable."""
+        rows = 1 if inputs is None else batch
+        probs = self.sim.run(inputs, weights, rows, observe=True)
+        return probs.expand(batch, -1)
 
 
 def _channel_superoperator(kraus: Sequence[np.ndarray], position: int, k: int) -> np.ndarray:
