@@ -132,6 +132,20 @@ class _Step:
     gather: dict | None = None  # a permutation: per direction, the source index and phase
 
 
+def _layers(segments: list) -> list:
+    """Merge runs of parameterised one-wire gates on distinct wires into ("layer", {wire: (gate, conj)})."""
+    out: list = []
+    for seg in segments:
+        one_wire = seg[0] == "gate" and len(seg[3]) == 1
+        if one_wire and out and out[-1][0] == "layer" and seg[3][0] not in out[-1][1]:
+            out[-1][1][seg[3][0]] = (seg[1], seg[2])
+        elif one_wire:
+            out.append(("layer", {seg[3][0]: (seg[1], seg[2])}))
+        else:
+            out.append(seg)
+    return out
+
+
 class FusedCircuit:
     """A circuit compiled to a fused schedule; call it like `CompiledCircuit` (see engine.py).
 
@@ -231,7 +245,7 @@ class FusedCircuit:
                 segs.append(("gate", op.gate, op.conj, local))
             if pending is not None:
                 segs.append(("const", self._add_const(pending)))
-            self.steps.append(_Step(item.lo, item.k, segs))
+            self.steps.append(_Step(item.lo, item.k, _layers(segs)))
 
     def _gather(self, indices: Sequence[int]) -> dict:
         """Constant monomial operators as out[i] = phase[i] x[source[i]]: for U, U^H and U^T."""
@@ -325,11 +339,27 @@ class FusedCircuit:
                     p = c if p is None else c @ p
                 elif step.wide_wires is not None:
                     p = self._gate(seg[1], mats, seg[2])
+                elif seg[0] == "layer":
+                    layer = self._layer(seg[1], step.k, mats)
+                    p = layer if p is None else layer @ p
                 else:
                     g = self._gate(seg[1], mats, seg[2])
                     eye = torch.eye(2**step.k, dtype=self.dtype, device=self.device)
                     p = _apply_local(eye if p is None else p, g, seg[3], step.k)
             out.append(p)
+        return out
+
+    def _layer(self, gates: dict[int, tuple[int, bool]], k: int, mats: list[Tensor]) -> Tensor:
+        """The kron product over a block's k wires of one-wire gates (identity where none acts)."""
+        eye = torch.eye(2, dtype=self.dtype, device=self.device)
+        out: Tensor | None = None
+        for w in range(k):
+            f = self._gate(gates[w][0], mats, gates[w][1]) if w in gates else eye
+            if out is None:
+                out = f
+                continue
+            d = out.shape[-1] * 2
+            out = (out[..., :, None, :, None] * f[..., None, :, None, :]).reshape(*torch.broadcast_shapes(out.shape[:-2], f.shape[:-2]), d, d)
         return out
 
     def run(self, inputs: Tensor | None, weights: Tensor, rows: int, observe: bool) -> Tensor:
