@@ -169,6 +169,8 @@ class FusedCircuit:
         self._compile_gates()
         self._compile_prefix()
         self._compile_steps()
+        self._compile_batched_blocks()
+        self._compile_prefix_together()
         self._compile_observables(circuit.observables)
         self.pool = BufferPool(2**n, self.dtype, device)
 
@@ -185,6 +187,7 @@ class FusedCircuit:
             per_row = any(p.source == "input" for p in g.params)
             groups.setdefault((g.name, per_row), []).append(gi)
         self.groups = []
+        self.groups_gates: list[list[int]] = []
         self.gate_slot: dict[int, tuple[int, int]] = {}  # gate -> (group, position)
         for (name, per_row), gis in groups.items():
             slots = np.array([[pi.slots[gi, p] for p in range(len(c.gates[gi].params))] for gi in gis])
@@ -194,6 +197,7 @@ class FusedCircuit:
             for j, gi in enumerate(gis):
                 self.gate_slot[gi] = (len(self.groups), j)
             self.groups.append((name, source, index, local.shape))
+            self.groups_gates.append(gis)
 
     def _compile_prefix(self) -> None:
         """Each group's starting operators; those before its first parameterised one are applied now."""
@@ -246,6 +250,76 @@ class FusedCircuit:
             if pending is not None:
                 segs.append(("const", self._add_const(pending)))
             self.steps.append(_Step(item.lo, item.k, _layers(segs)))
+
+    def _compile_batched_blocks(self) -> None:
+        """Blocks made only of constants and layers of shared one-wire gates are built together, per width:
+        their segments padded with identities into one (blocks, segments, K, K) tensor whose layer slots are
+        filled per call by kron products of gates looked up in one table, then multiplied in a tree."""
+        shared_one_wire = [g for g, (name, source, _, shape) in enumerate(self.groups) if source == "wc" and
+                           len(self.circuit.gates[self.groups_gates[g][0]].wires) == 1]
+        # the table: identity, then each shared one-wire group's matrices, then their conjugates
+        self.table_groups = shared_one_wire
+        offset, at = {}, 1
+        for g in shared_one_wire:
+            offset[g] = at
+            at += len(self.groups_gates[g])
+        conj_shift = at - 1
+        eligible: dict[int, list[int]] = {}
+        for i, step in enumerate(self.steps):
+            if step.gather is not None or step.wide_wires is not None:
+                continue
+            ok = all(seg[0] == "const" or (seg[0] == "layer" and all(self.gate_slot[gi][0] in offset for gi, _ in seg[1].values()))
+                     for seg in step.segments)
+            if ok and any(seg[0] == "layer" for seg in step.segments):
+                eligible.setdefault(step.k, []).append(i)
+        self.batched: list[tuple] = []
+        for k, steps in eligible.items():
+            K = 2**k
+            S = max(len(self.steps[i].segments) for i in steps)
+            consts = np.broadcast_to(np.eye(K, dtype=complex), (len(steps), S, K, K)).copy()
+            slots, table_index = [], []
+            for b, i in enumerate(steps):
+                for s_, seg in enumerate(self.steps[i].segments):
+                    if seg[0] == "const":
+                        consts[b, s_] = self.constants[seg[1]].cpu().numpy()
+                        continue
+                    slots.append(b * S + s_)
+                    row = []
+                    for w in range(k):
+                        if w not in seg[1]:
+                            row.append(0)
+                            continue
+                        gi, conj = seg[1][w]
+                        group, j = self.gate_slot[gi]
+                        row.append(offset[group] + j + (conj_shift if conj else 0))
+                    table_index.append(row)
+            index = lambda a: torch.as_tensor(np.array(a), dtype=torch.long, device=self.device)
+            self.batched.append((steps, S, K, self._cast(consts.reshape(-1, K, K)), index(slots), index(table_index)))
+        self.batched_steps = {i for steps, *_ in self.batched for i in steps}
+
+    def _batched_matrices(self, mats: list[Tensor]) -> dict[int, Tensor]:
+        """The matrices of the blocks built together (see _compile_batched_blocks), by step."""
+        if not self.batched:
+            return {}
+        parts = [torch.eye(2, dtype=self.dtype, device=self.device)[None]]
+        parts += [mats[g] for g in self.table_groups]
+        if self.density:
+            parts += [mats[g].conj() for g in self.table_groups]
+        table = torch.cat(parts)
+        out: dict[int, Tensor] = {}
+        for steps, S, K, consts, slots, table_index in self.batched:
+            factors = table[table_index]  # (layers, k, 2, 2)
+            layer = factors[:, 0]
+            for w in range(1, factors.shape[1]):
+                d = layer.shape[-1] * 2
+                layer = (layer[:, :, None, :, None] * factors[:, w, None, :, None, :]).reshape(-1, d, d)
+            segs = consts.index_copy(0, slots, layer).view(len(steps), S, K, K)
+            while segs.shape[1] > 1:
+                if segs.shape[1] % 2:
+                    segs = torch.cat([segs, torch.eye(K, dtype=self.dtype, device=self.device).expand(len(steps), 1, K, K)], 1)
+                segs = segs[:, 1::2] @ segs[:, 0::2]  # later segments act after earlier ones
+            out.update(zip(steps, segs[:, 0].unbind(0)))
+        return out
 
     def _gather(self, indices: Sequence[int]) -> dict:
         """Constant monomial operators as out[i] = phase[i] x[source[i]]: for U, U^H and U^T."""
@@ -309,16 +383,7 @@ class FusedCircuit:
 
     def _halves(self, mats: list[Tensor]) -> tuple[Tensor, Tensor]:
         """The product state's two factors, batch-last: wires [0, h) as (2^h, rows|1), wires [h, n) likewise."""
-        vecs = []
-        g = self.group
-        for q, ((_, live), v) in enumerate(zip(self.prefix, self.prefix_const)):
-            v = v.unsqueeze(-1)  # (2^g, 1): a one-column matrix
-            for i in live:
-                op = self.ops[i]
-                m = self._cast(op.const) if op.const is not None else self._gate(op.gate, mats, op.conj)
-                v = _apply_local(v, m, [w - g * q for w in op.wires], g)
-            v = v.squeeze(-1)
-            vecs.append(v.T if v.dim() == 2 else v.unsqueeze(-1))  # (2^g, rows) or (2^g, 1)
+        vecs = self._prefix_together(mats) if self.prefix_positions is not None else self._prefix_by_group(mats)
 
         def kron(vs: list[Tensor]) -> Tensor:
             t = vs[0] if vs else torch.ones(1, 1, dtype=self.dtype, device=self.device)
@@ -329,9 +394,55 @@ class FusedCircuit:
         h = (len(vecs) + 1) // 2
         return kron(vecs[:h]), kron(vecs[h:])
 
+    def _compile_prefix_together(self) -> None:
+        """When every wire's live prefix is the same number of parameterised one-wire gates, and at each
+        position they share a source, the wires' vectors are built together: one lookup and product per position."""
+        self.prefix_positions = None
+        lives = [live for _, live in self.prefix]
+        if self.group != 1 or not lives or len({len(live) for live in lives}) != 1:
+            return
+        positions = []
+        for j in range(len(lives[0])):
+            ops = [self.ops[live[j]] for live in lives]
+            if any(op.gate is None for op in ops):
+                return
+            groups = sorted({self.gate_slot[op.gate][0] for op in ops})
+            if len({self.groups[g][1] for g in groups}) != 1:
+                return
+            offset = dict(zip(groups, np.cumsum([0] + [len(self.groups_gates[g]) for g in groups])))
+            index = [offset[self.gate_slot[op.gate][0]] + self.gate_slot[op.gate][1] for op in ops]
+            positions.append((groups, torch.as_tensor(index, dtype=torch.long, device=self.device)))
+        self.prefix_positions = positions
+        self.prefix_start = torch.stack(self.prefix_const)  # (n, 2)
+
+    def _prefix_together(self, mats: list[Tensor]) -> list[Tensor]:
+        v = self.prefix_start
+        for groups, index in self.prefix_positions:
+            table = torch.cat([mats[g] for g in groups], -3) if len(groups) > 1 else mats[groups[0]]
+            v = (table.index_select(-3, index) @ v.unsqueeze(-1)).squeeze(-1)  # (rows|-, n, 2)
+        v = v.permute(1, 2, 0) if v.dim() == 3 else v.unsqueeze(-1)  # (n, 2, rows|1)
+        return list(v.unbind(0))
+
+    def _prefix_by_group(self, mats: list[Tensor]) -> list[Tensor]:
+        vecs = []
+        g = self.group
+        for q, ((_, live), v) in enumerate(zip(self.prefix, self.prefix_const)):
+            v = v.unsqueeze(-1)  # (2^g, 1): a one-column matrix
+            for i in live:
+                op = self.ops[i]
+                m = self._cast(op.const) if op.const is not None else self._gate(op.gate, mats, op.conj)
+                v = _apply_local(v, m, [w - g * q for w in op.wires], g)
+            v = v.squeeze(-1)
+            vecs.append(v.T if v.dim() == 2 else v.unsqueeze(-1))  # (2^g, rows) or (2^g, 1)
+        return vecs
+
     def _step_matrices(self, mats: list[Tensor]) -> list[Tensor | None]:
         out = []
-        for step in self.steps:
+        batched = self._batched_matrices(mats)
+        for i, step in enumerate(self.steps):
+            if i in batched:
+                out.append(batched[i])
+                continue
             p: Tensor | None = None
             for seg in step.segments:
                 if seg[0] == "const":
