@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+GRAD_CHUNK = 2**18  # entries of the per-slice products a block's gradient sums at once
 MIN_COLUMNS = 16  # below this many columns per product, the block is applied as kron(m, I) to whole rows
 
 
@@ -54,8 +55,12 @@ def block_grad(lam: Tensor, psi: Tensor, n: int, lo: int, k: int, rows: int, per
     a, b = window(lam, n, lo, k, rows), window(psi, n, lo, k, rows)
     if a.shape[0] == 1:
         return torch.mm(a[0], b[0].mT)
-    if a.shape[2] >= K:
-        return torch.bmm(a, b.mT).sum(0)
+    if a.shape[2] >= K:  # per-slice products summed, in chunks so the (slices, K, K) temporary stays small
+        step = max(1, GRAD_CHUNK // (K * K))
+        out = torch.bmm(a[:step], b[:step].mT).sum(0)
+        for i in range(step, a.shape[0], step):
+            out += torch.bmm(a[i : i + step], b[i : i + step].mT).sum(0)
+        return out
     return torch.tensordot(a, b, dims=([0, 2], [0, 2]))
 
 
