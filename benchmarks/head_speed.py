@@ -1,11 +1,16 @@
 #!/usr/bin/env python
-"""Speed of the dressed quantum head: a training epoch per backend, qubit scaling, per-sample at 16 qubits.
+"""Speed of the dressed quantum head: a training epoch per backend, qubit scaling against peers and against the
+memory-traffic floor, noisy circuits against default.mixed, a 30-epoch run at 12 qubits.
 
 Prints one JSON document to stdout; progress goes to stderr.
 
-    python benchmarks/head_speed.py                 # full run (several minutes)
+    python benchmarks/head_speed.py                 # full run (about half an hour)
     python benchmarks/head_speed.py --quick         # smoke run: fewer repeats, 4-12 qubits, partial slow epochs
-    python benchmarks/head_speed.py --threads 1 --out head_speed.json
+    python benchmarks/head_speed.py --skip epoch noisy train --out head_speed.json
+
+Floor: every scaling worker also times one copy of a batch-32 float32 state of its n qubits (torch copy_ into
+a preallocated tensor, best of 20) in the same process, and reports its time as "state_passes" = seconds / floor:
+above ~10 qubits a simulation is memory-traffic bound, so passes say how close it runs to the hardware.
 
 Epoch: 244 x 512 seeded features, 2 random classes, Adam(lr=4e-4), cross-entropy, a shuffled
 permutation cut into batches (the last one smaller), float32, the 4-qubit depth-6 tutorial head.
@@ -49,7 +54,7 @@ from qtransfer import (
     TorchBackend,
     make_circuit,
 )
-from qtransfer.engine import run_dtype
+from qtransfer.resources import circuit_bytes
 
 N_SAMPLES, N_FEATURES, N_CLASSES = 244, 512, 2
 LR = 4e-4
@@ -58,8 +63,12 @@ EPOCH_BATCHES = (4, 32)
 WARMUP_STEPS = 3
 SCALING_BATCH = 32
 PER_SAMPLE_QUBITS = 16
-FULL_QUBITS = (4, 8, 12, 16, 20)
-QUICK_QUBITS = (4, 8, 12)
+FULL_CASES = (("tutorial", 8), ("tutorial", 12), ("tutorial", 16), ("tutorial", 20), ("tutorial", 22),
+              ("strongly_entangling", 12), ("strongly_entangling", 14), ("strongly_entangling", 16))
+QUICK_CASES = (("tutorial", 4), ("tutorial", 8), ("tutorial", 12), ("strongly_entangling", 8))
+NOISY_QUBITS = (6, 8, 10)
+LIGHTNING_SAMPLES = 4  # lightning.qubit runs one sample at a time: time this many, scale to the batch
+TRAIN_QUBITS, TRAIN_EPOCHS = 12, 30
 MEMORY_HEADROOM = 0.8  # run a worker only if its estimate is below this share of available memory
 
 EPOCH_METHODS = ("pennylane_per_sample", "pennylane_broadcast", "lightning_adjoint", "qtransfer", "classical")
@@ -246,66 +255,83 @@ def fwd_bwd(backend: Any, circuit: Any, x: Tensor, w: Tensor) -> float:
     return time.perf_counter() - t0
 
 
-def worker(method: str, n_qubits: int, batch: int, repeats: int, budget: float) -> dict[str, Any]:
-    """Time forward+backward steps of one method in this process; report seconds and peak memory."""
+def floor_seconds(n_qubits: int, batch: int) -> float:
+    """One copy of a batch of float32 states of n qubits into a preallocated tensor (best of 20)."""
+    x = torch.randn(batch, 2**n_qubits)
+    y = torch.empty_like(x)
+    y.copy_(x)
+    times = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        y.copy_(x)
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def worker(method: str, template: str, n_qubits: int, batch: int, repeats: int, budget: float) -> dict[str, Any]:
+    """Time forward+backward steps of one method in this process; report seconds, state passes and peak memory."""
     import pennylane  # noqa: F401  -- imported by every worker so the baselines match
 
     cap_address_space()
-    circuit = make_circuit("tutorial", n_qubits, DEPTH)
+    circuit = make_circuit(template, n_qubits, DEPTH)
     backend = make_backend(method)
     if isinstance(backend, PennyLaneBackend):
         backend.qnode(circuit)
+    run_batch = min(batch, LIGHTNING_SAMPLES) if method == "lightning_adjoint" and n_qubits >= 14 else batch
     gen = torch.Generator().manual_seed(0)
-    x = (torch.rand(batch, n_qubits, generator=gen) - 0.5) * math.pi
+    x = (torch.rand(run_batch, n_qubits, generator=gen) - 0.5) * math.pi
     w = 0.01 * torch.randn(circuit.n_weights, generator=gen)
+    floor = floor_seconds(n_qubits, batch)
     peak_reset = reset_peak_rss()
     base = maxrss_mb()
+    scale = batch / run_batch
     try:
         t0 = time.perf_counter()
-        cold = fwd_bwd(backend, circuit, x, w)
+        cold = fwd_bwd(backend, circuit, x, w) * scale
         # a first line, so that a worker killed by the timeout still tells how long one step took
         print(json.dumps({"status": "partial", "cold_seconds": cold, "peak_mb": maxrss_mb() - base}), flush=True)
         times = []
         while len(times) < repeats and time.perf_counter() - t0 < budget:
-            times.append(fwd_bwd(backend, circuit, x, w))
+            times.append(fwd_bwd(backend, circuit, x, w) * scale)
     except (MemoryError, RuntimeError) as err:
         status = "oom" if isinstance(err, MemoryError) or "alloc" in str(err).lower() else "error"
         return {"status": status, "error": f"{type(err).__name__}: {str(err)[:300]}", "peak_mb": maxrss_mb() - base}
+    seconds = min(times) if times else cold
     return {
         "status": "ok",
-        "seconds": statistics.median(times) if times else cold,
+        "seconds": seconds,
+        "median_seconds": statistics.median(times) if times else cold,
         "cold_seconds": cold,
         "warm_steps_timed": len(times),
+        "samples_timed": run_batch,
+        "floor_seconds": floor,
+        "state_passes": seconds / floor,
         "peak_mb": maxrss_mb() - base,
         "baseline_mb": base,
         "peak_mark_reset": peak_reset,
-        "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
-def estimate_mb(method: str, n_qubits: int, batch: int) -> float:
+def estimate_mb(method: str, template: str, n_qubits: int, batch: int) -> float:
     """Rough peak memory of a forward+backward step: state size x copies kept for the backward pass."""
-    circuit = make_circuit("tutorial", n_qubits, DEPTH)
+    circuit = make_circuit(template, n_qubits, DEPTH)
     gates = len(circuit.gates)
     amps = 2**n_qubits
     if method == "engine":
-        bytes_per_amp = torch.empty(0, dtype=run_dtype(circuit, torch.float32)).element_size()
-        if n_qubits <= 6:  # dense path: a few 2^n x 2^n matrices per moment
-            return (amps * amps * bytes_per_amp * 4 * gates + amps * batch * bytes_per_amp * 8) / 2**20
-        return amps * batch * bytes_per_amp * 2.5 * gates / 2**20  # ~2 states per gate measured at 12-16 qubits
+        return circuit_bytes(circuit, batch) / 2**20
     if method == "pennylane_broadcast":
         return amps * batch * 16 * 1.5 * gates / 2**20  # complex128 states, ~1 per gate kept by autograd
     return amps * 16 * 8 / 2**20  # lightning adjoint: a few complex128 states of one sample at a time
 
 
-def run_worker(method: str, n_qubits: int, batch: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Run one (method, n_qubits, batch) in a subprocess with a timeout; skip it when it would not fit."""
-    est, avail = estimate_mb(method, n_qubits, batch), meminfo_mb("MemAvailable")
+def run_worker(method: str, n_qubits: int, batch: int, args: argparse.Namespace, template: str = "tutorial") -> dict[str, Any]:
+    """Run one (method, template, n_qubits, batch) in a subprocess with a timeout; skip it when it would not fit."""
+    est, avail = estimate_mb(method, template, n_qubits, batch), meminfo_mb("MemAvailable")
     info = {"estimated_mb": round(est, 1)}
     if est > MEMORY_HEADROOM * avail:
         return {"status": "skipped", "reason": f"estimated {est:.0f} MB > {MEMORY_HEADROOM:.0%} of "
                 f"{avail:.0f} MB available", **info}
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", method, "--n-qubits", str(n_qubits),
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", method, "--template", template, "--n-qubits", str(n_qubits),
            "--batch", str(batch), "--repeats", str(args.worker_repeats), "--budget", str(args.worker_budget)]
     if args.threads is not None:
         cmd += ["--threads", str(args.threads)]
@@ -333,24 +359,65 @@ def describe(result: dict[str, Any]) -> str:
     """One-line summary of a worker result for the progress log."""
     if result["status"] != "ok":
         return f"{result['status']} (est {result.get('estimated_mb')} MB)"
-    return f"{result['seconds']:.4f} s, peak {result['peak_mb']:.0f} MB (est {result['estimated_mb']} MB)"
+    passes = f", {result['state_passes']:.0f} passes" if "state_passes" in result else ""
+    return f"{result['seconds']:.4f} s{passes}, peak {result['peak_mb']:.0f} MB (est {result['estimated_mb']} MB)"
 
 
-def scaling_benchmark(qubits: list[int], args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Forward+backward seconds and peak memory per method for each qubit count at batch 32."""
+def scaling_benchmark(cases: list[tuple[str, int]], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Forward+backward seconds, state passes and peak memory per method for each (template, qubits) at batch 32,
+    with the peers' time over the engine's."""
     rows, gave_up = [], {}
-    for n in qubits:
-        row: dict[str, Any] = {"n_qubits": n, "batch": SCALING_BATCH, "depth": DEPTH}
+    for template, n in cases:
+        row: dict[str, Any] = {"template": template, "n_qubits": n, "batch": SCALING_BATCH, "depth": DEPTH}
         for method in SCALING_METHODS:
-            if method in gave_up:
-                row[method] = {"status": "skipped", "reason": f"{gave_up[method]} at fewer qubits"}
+            if gave_up.get((template, method)):
+                row[method] = {"status": "skipped", "reason": f"{gave_up[template, method]} at fewer qubits"}
             else:
-                row[method] = run_worker(method, n, SCALING_BATCH, args)
+                row[method] = run_worker(method, n, SCALING_BATCH, args, template)
                 if row[method]["status"] in ("timeout", "oom"):
-                    gave_up[method] = row[method]["status"]
-            log(f"scaling {n:>2} qubits {method:<20} {describe(row[method])}")
+                    gave_up[template, method] = row[method]["status"]
+            log(f"scaling {template} {n:>2} qubits {method:<20} {describe(row[method])}")
+        engine = row["engine"]
+        if engine["status"] == "ok":
+            row["ratios"] = {f"{m}/engine": row[m]["seconds"] / engine["seconds"]
+                             for m in SCALING_METHODS[1:] if row[m]["status"] == "ok"}
         rows.append(row)
     return rows
+
+
+def noisy_benchmark(qubits: tuple[int, ...], budget: float) -> list[dict[str, Any]]:
+    """Density matrices with depolarizing noise after every gate, forward+backward at batch 32 (float64), against
+    default.mixed in the same process (see noise_speed.py)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from noise_speed import density_point
+
+    out = []
+    for n in qubits:
+        out.append(density_point(n, SCALING_BATCH, budget))
+        log(f"noisy {n} qubits: {out[-1]['qtransfer_s']:.3f} s vs default.mixed {out[-1]['default_mixed_s']:.1f} s")
+    return out
+
+
+def train_benchmark(n_qubits: int, epochs: int) -> dict[str, Any]:
+    """A full training run of the 12-qubit head on 244 cached-feature samples: batch 4, Adam, plus the
+    validation pass over 153 samples each epoch, as `qtransfer train` does on cached features."""
+    x, y = make_data()
+    gen = torch.Generator().manual_seed(0)
+    val_x, val_y = torch.randn(153, N_FEATURES, generator=gen), torch.randint(0, N_CLASSES, (153,), generator=gen)
+    torch.manual_seed(0)
+    head = DressedQuantumHead(N_FEATURES, N_CLASSES, n_qubits=n_qubits, depth=DEPTH)
+    opt = torch.optim.Adam(head.parameters(), lr=LR)
+    order_gen = torch.Generator().manual_seed(1)
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        head.train()
+        train_steps(head, opt, x, y, 4, order_gen)
+        head.eval()
+        with torch.no_grad():
+            head(val_x).argmax(1).eq(val_y).float().mean()
+    seconds = time.perf_counter() - t0
+    log(f"train {epochs} epochs at {n_qubits} qubits: {seconds:.1f} s")
+    return {"n_qubits": n_qubits, "epochs": epochs, "batch": 4, "seconds": seconds}
 
 
 def per_sample_benchmark(args: argparse.Namespace) -> dict[str, Any]:
@@ -372,17 +439,35 @@ def target(value: float | None, ok: Callable[[float], bool]) -> dict[str, Any]:
     return {"value": value, "pass": None if value is None else bool(ok(value))}
 
 
-def targets(epoch: dict[str, Any] | None, per_sample: dict[str, Any] | None) -> dict[str, Any]:
+def _case(scaling: list | None, template: str, n: int) -> dict[str, Any]:
+    for row in scaling or []:
+        if row["template"] == template and row["n_qubits"] == n:
+            return row
+    return {}
+
+
+def targets(epoch: dict[str, Any] | None, scaling: list | None, noisy: list | None,
+            train: dict[str, Any] | None) -> dict[str, Any]:
     """The speed targets evaluated on this run's numbers."""
     r4 = epoch["batch_4"]["ratios"] if epoch else {}
     r32 = epoch["batch_32"]["ratios"] if epoch else {}
-    ps = per_sample.get("engine/lightning_adjoint") if per_sample else None
+    eng = lambda t, n, key="seconds": _case(scaling, t, n).get("engine", {}).get(key)
+    ratio = lambda t, n, peer: _case(scaling, t, n).get("ratios", {}).get(f"{peer}/engine")
+    noisy10 = next((p["ratio"] for p in noisy or [] if p["qubits"] == 10), None)
     return {
-        "engine_vs_per_sample_at_batch4 >= 50": target(r4.get("pennylane_per_sample/qtransfer"), lambda v: v >= 50),
-        "engine_vs_broadcast_at_batch4 >= 20": target(r4.get("pennylane_broadcast/qtransfer"), lambda v: v >= 20),
+        "tutorial 16 qubits <= 0.25 s": target(eng("tutorial", 16), lambda v: v <= 0.25),
+        "tutorial 16 qubits >= 40x lightning adjoint": target(ratio("tutorial", 16, "lightning_adjoint"), lambda v: v >= 40),
+        "tutorial 16 qubits <= 800 state passes": target(eng("tutorial", 16, "state_passes"), lambda v: v <= 800),
+        "tutorial 12 qubits <= 20 ms": target(eng("tutorial", 12), lambda v: v <= 0.02),
+        "strongly_entangling 14 qubits >= 10x lightning adjoint": target(ratio("strongly_entangling", 14, "lightning_adjoint"), lambda v: v >= 10),
+        "strongly_entangling 16 qubits >= 10x lightning adjoint": target(ratio("strongly_entangling", 16, "lightning_adjoint"), lambda v: v >= 10),
+        "tutorial 20 qubits peak <= 1500 MB": target(eng("tutorial", 20, "peak_mb"), lambda v: v <= 1500),
+        "tutorial 20 qubits <= 250 state passes": target(eng("tutorial", 20, "state_passes"), lambda v: v <= 250),
+        "tutorial 22 qubits runs": target(eng("tutorial", 22), lambda v: v > 0),
+        "noisy 10 qubits >= 20x default.mixed": target(noisy10, lambda v: v >= 20),
+        "30 epochs at 12 qubits <= 10 s": target(train and train["seconds"] * TRAIN_EPOCHS / train["epochs"], lambda v: v <= 10),
         "engine_within_1.5x_classical (batch 4)": target(r4.get("qtransfer/classical"), lambda v: v <= 1.5),
         "engine_within_1.5x_classical (batch 32)": target(r32.get("qtransfer/classical"), lambda v: v <= 1.5),
-        "16 qubits per-sample engine <= lightning adjoint": target(ps, lambda v: v <= 1.0),
     }
 
 
@@ -441,12 +526,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke run: fewer repeats, 4-12 qubits, partial slow epochs")
     p.add_argument("--out", help="also write the JSON to this file")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own)")
-    p.add_argument("--qubits", type=int, nargs="+", help="qubit counts of the scaling table "
-                   f"(default {' '.join(map(str, FULL_QUBITS))}; quick {' '.join(map(str, QUICK_QUBITS))})")
+    p.add_argument("--cases", nargs="+", help="template:qubits cases of the scaling table (default "
+                   f"{' '.join(f'{t}:{n}' for t, n in FULL_CASES)})")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds before a scaling worker is killed")
-    p.add_argument("--skip", nargs="+", default=[], choices=["epoch", "scaling", "per_sample"],
+    p.add_argument("--skip", nargs="+", default=[], choices=["epoch", "scaling", "per_sample", "noisy", "train"],
                    help="sections to leave out")
     p.add_argument("--worker", choices=CIRCUIT_METHODS, help=argparse.SUPPRESS)
+    p.add_argument("--template", default="tutorial", help=argparse.SUPPRESS)
+    p.add_argument("--noisy-budget", type=float, default=60.0, help="seconds of default.mixed per noisy point before scaling")
     p.add_argument("--n-qubits", type=int, help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     p.add_argument("--repeats", type=int, default=5, help=argparse.SUPPRESS)
@@ -463,18 +550,21 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.worker:
-        result = worker(args.worker, args.n_qubits, args.batch, args.repeats, args.budget)
+        result = worker(args.worker, args.template, args.n_qubits, args.batch, args.repeats, args.budget)
         print(json.dumps(result))
         return
     t0 = time.perf_counter()
     report: dict[str, Any] = {"machine": machine_info(args.threads), "quick": args.quick}
     epoch = None if "epoch" in args.skip else epoch_benchmark(args.quick)
     report["epoch"] = epoch
-    qubits = args.qubits or (QUICK_QUBITS if args.quick else FULL_QUBITS)
-    report["scaling"] = None if "scaling" in args.skip else scaling_benchmark(list(qubits), args)
-    per_sample = None if "per_sample" in args.skip else per_sample_benchmark(args)
-    report["per_sample_16"] = per_sample
-    report["targets"] = targets(epoch, per_sample)
+    cases = [(c.split(":")[0], int(c.split(":")[1])) for c in args.cases] if args.cases else \
+        list(QUICK_CASES if args.quick else FULL_CASES)
+    scaling = report["scaling"] = None if "scaling" in args.skip else scaling_benchmark(cases, args)
+    report["per_sample_16"] = None if "per_sample" in args.skip else per_sample_benchmark(args)
+    noisy = report["noisy"] = None if "noisy" in args.skip else noisy_benchmark(NOISY_QUBITS[:2] if args.quick else NOISY_QUBITS,
+                                                                             args.noisy_budget)
+    train = report["train_12_qubits"] = None if "train" in args.skip else train_benchmark(TRAIN_QUBITS, 3 if args.quick else TRAIN_EPOCHS)
+    report["targets"] = targets(epoch, scaling, noisy, train)
     report["machine"]["loadavg_at_end"] = os.getloadavg()
     report["total_seconds"] = time.perf_counter() - t0
     text = json.dumps(rounded(report), indent=2)

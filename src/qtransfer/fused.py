@@ -30,8 +30,11 @@ def eval_rows(n_qubits: int, rows: int) -> int:
 
 
 def default_block_qubits(n_qubits: int, real: bool) -> int:
-    """Block width that gave the fewest state passes per circuit on a 2-core CPU (benchmarks/block_size.py)."""
-    return min(n_qubits, 4 if real else 3)
+    """Block width that ran fastest on a 2-core CPU (benchmarks/head_speed.py, block widths 3-6 compared):
+    wider blocks up to 12 qubits, where building the small matrices costs more than the state passes."""
+    if n_qubits <= 12:
+        return min(n_qubits, 5 if real else 4)
+    return 4 if real else 3
 
 
 def _apply_local(p: Tensor, g: Tensor, wires: Sequence[int], k: int) -> Tensor:
