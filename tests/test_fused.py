@@ -172,3 +172,30 @@ def test_the_same_code_runs_on_cuda() -> None:
         results.append([t.detach().cpu() for t in (out, xi.grad, wi.grad)])
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+
+def test_two_forward_passes_before_one_backward_keep_their_own_states() -> None:
+    circuit = make_circuit("tutorial", 8, 3)
+    compiled = CompiledCircuit(circuit, dtype=torch.float64)
+    reference = CompiledCircuit(circuit, dtype=torch.float64, method="gates")
+    x1, x2 = torch.rand(4, 8, dtype=torch.float64), torch.rand(4, 8, dtype=torch.float64)
+    grads = []
+    for sim in (compiled, reference):
+        w = torch.randn(circuit.n_weights, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).requires_grad_()
+        (sim(x1, w).square().sum() + 3 * sim(x2, w).sum()).backward()  # gradient accumulation over two batches
+        grads.append(w.grad)
+    torch.testing.assert_close(grads[0], grads[1], atol=TOL, rtol=0)
+
+
+def test_density_matrices_without_noise_equal_the_statevector_at_seven_qubits() -> None:
+    from qtransfer.backends import TorchBackend
+
+    circuit = make_circuit("strongly_entangling", 7, 3)
+    x = torch.rand(3, 7, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(circuit.n_weights, dtype=torch.float64, requires_grad=True)
+    results = []
+    for backend in (TorchBackend(), TorchBackend(noise="depolarizing=1e-300")):
+        out = backend(circuit, x, w)
+        results.append([out, *torch.autograd.grad((out * torch.arange(7.0, dtype=torch.float64)).sum(), [x, w])])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, atol=1e-11, rtol=0)

@@ -1,10 +1,12 @@
-"""The fused statevector path: a compiled schedule run on two state buffers, differentiated by the adjoint method.
+"""The fused path: a compiled schedule run on pooled state buffers, differentiated by an adjoint sweep.
 
-Gate matrices, the product-state prefix and each block's k-qubit matrix are small and built with torch
-autograd; the state itself flows through one autograd node (`_FusedSimulation`) whose backward walks the
-schedule in reverse with the state and its gradient stacked in one buffer: a block's conjugate transpose
-un-computes the state and carries the gradient back in the same matrix product, and the block's own
-gradient is one contraction. Memory is a few states, whatever the depth.
+Gate matrices, the product-state prefix and each block's k-wire matrix are small and built with torch
+autograd; the state itself flows through one autograd node (`_FusedSimulation`). Its backward walks the
+schedule in reverse with the state psi and mu = conj(dL/dpsi) side by side in one buffer: a block's M^H
+un-computes psi while M^T carries mu back (one product for both in real circuits), and dL/dM =
+conj(Σ mu psi^T) is one contraction; carrying the conjugate means no whole state is ever conjugated.
+Memory is a few states, whatever the depth. Density matrices (noise) run the same schedule over 2n wires
+and, since channels cannot be un-computed, recompute states from checkpoints instead. See docs/ENGINE.md.
 """
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ TRAIN_STATES = 6  # fused path with gradients: two pooled pairs of states, plus 
 EVAL_STATES = 4  # fused path without gradients: two pooled pairs
 EVAL_AMPLITUDES = 2**24  # gradient-free runs go in chunks of at most this many amplitudes per state (fused.py)
 EVAL_BATCH = 256  # validation hands the head this many samples at a time
+WORKSPACE = 64 * 2**20  # the small matrices, index tensors and libraries' scratch beside the states
 
 
 def amplitude_bytes(circuit: Circuit) -> int:
@@ -21,7 +22,7 @@ def amplitude_bytes(circuit: Circuit) -> int:
 def circuit_bytes(circuit: Circuit, batch_size: int, density: bool = False) -> int:
     """Upper bound of the state memory of one training step and of a validation chunk, in bytes.
 
-    Statevectors (the fused path) hold TRAIN_STATES states of the batch whatever the depth, since the
+    Beside a fixed WORKSPACE, statevectors (the fused path) hold TRAIN_STATES states of the batch whatever the depth, since the
     gradient comes from an adjoint sweep. Density matrices (noise) have 4^n entries and keep about
     2 sqrt(operations) of them for their checkpointed backward. The dense path below DENSE_MAX_QUBITS
     keeps a few full matrices per moment.
@@ -33,13 +34,13 @@ def circuit_bytes(circuit: Circuit, batch_size: int, density: bool = False) -> i
         kept = 2 * math.isqrt(len(circuit.gates)) + 2 + TRAIN_STATES
         training = batch_size * per_state * kept
         evaluation = min(EVAL_BATCH, batch_size * 4) * per_state * EVAL_STATES
-        return max(training, evaluation)
+        return WORKSPACE + max(training, evaluation)
     if n <= DENSE_MAX_QUBITS:
         matrices = 4 * len(circuit.gates) * size * per_state
-        return matrices + (batch_size + EVAL_BATCH) * per_state * (len(circuit.gates) + 2)
+        return WORKSPACE + matrices + (batch_size + EVAL_BATCH) * per_state * (len(circuit.gates) + 2)
     training = batch_size * per_state * TRAIN_STATES
     evaluation = max(1, min(EVAL_BATCH, EVAL_AMPLITUDES // size)) * per_state * EVAL_STATES
-    return max(training, evaluation)
+    return WORKSPACE + max(training, evaluation)
 
 
 def available_bytes(device: str = "cpu") -> int | None:
