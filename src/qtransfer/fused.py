@@ -26,6 +26,9 @@ from .params import ParamIndex, Sources
 from .resources import EVAL_AMPLITUDES
 
 
+SIGN_MATRIX_ENTRIES = 2**20  # up to this size, all Z products are read with one matrix of signs
+
+
 def eval_rows(n_qubits: int, rows: int) -> int:
     """How many samples a gradient-free run simulates at once."""
     return max(1, min(rows, EVAL_AMPLITUDES >> n_qubits))
@@ -371,6 +374,15 @@ class FusedCircuit:
             signs = np.prod(1 - 2 * bits, axis=1).astype(float)
             self.diagonal.setdefault(lo, []).append((k, span, torch.as_tensor(signs, dtype=rd, device=self.device)))
         self.n_outputs = len(observables)
+        # small states: every Z product at once, as one product with a (2^n, outputs) matrix of signs
+        self.sign_matrix = None
+        diagonal = [k for k, o in enumerate(observables) if o.diagonal]
+        if not self.density and diagonal and 2**self.n * len(diagonal) <= SIGN_MATRIX_ENTRIES:
+            index = np.arange(2**self.n)
+            bits = (index[:, None] >> (self.n - 1 - np.arange(self.n))[None, :]) & 1
+            signs = np.stack([np.prod(1 - 2 * bits[:, list(observables[k].wires)], axis=1) for k in diagonal], 1)
+            self.sign_matrix = (torch.as_tensor(signs, dtype=rd, device=self.device),
+                                torch.as_tensor(diagonal, dtype=torch.long, device=self.device))
 
     # -- per call: the small matrices, with autograd ------------------------------------------
     def _gate_matrices(self, sources: Sources) -> list[Tensor]:
@@ -512,7 +524,7 @@ class FusedCircuit:
             source, phase = step.gather[mode]
             torch.index_select(x, -2, source, out=out)
             return out if phase is None else out.mul_(phase)
-        m = {"forward": m, "adjoint": m.mH, "transpose": m.mT}[mode]
+        m = m if mode == "forward" else m.mH if mode == "adjoint" else m.mT
         rows = x.shape[-1]
         if step.wide_wires is not None:
             return kernels.apply_wide(x, out, m, self.n, step.wide_wires, rows, step.pattern)
@@ -555,7 +567,11 @@ class FusedCircuit:
         `scratch` (2, 2^n, rows) holds |psi|^2 and its marginals."""
         rows = psi.shape[-1]
         out = torch.empty(rows, self.n_outputs, dtype=real_dtype(psi.dtype), device=psi.device)
-        if self.diagonal:
+        if self.sign_matrix is not None:
+            signs, which = self.sign_matrix
+            p = (psi * psi.conj()).real if psi.is_complex() else psi * psi
+            out.index_copy_(1, which, (signs.T @ p).T)
+        elif self.diagonal:
             flat = torch.view_as_real(scratch).flatten() if scratch.is_complex() else scratch.view(-1)
             size = psi.numel()
             q = flat[:size].view_as(psi) if not psi.is_complex() else flat[:size].view(psi.shape)
@@ -592,7 +608,11 @@ class FusedCircuit:
         conj = (lambda t: t.conj()) if psi.is_complex() else (lambda t: t)
         n, rows = self.n, psi.shape[-1]
         lam.zero_()
-        if self.diagonal:
+        if self.sign_matrix is not None:
+            signs, which = self.sign_matrix
+            field = signs @ grad.index_select(1, which).T.to(signs.dtype)
+            torch.mul(field, conj(psi), out=lam).mul_(2)
+        elif self.diagonal:
             flat = torch.view_as_real(scratch).flatten() if scratch.is_complex() else scratch.view(-1)
             half = flat.numel() // 2
             field, level, at = None, n, 0
