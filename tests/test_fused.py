@@ -154,7 +154,7 @@ def test_backward_memory_does_not_grow_with_depth_and_stays_under_the_estimate()
     n, batch = 17, 32
     state = 2**n * batch * 4
     shallow, deep = _peak_bytes(n, 2, batch), _peak_bytes(n, 20, batch)
-    assert deep < 1.5 * shallow, (shallow, deep)  # autograd through every gate would keep ~250 states here
+    assert deep < 2 * shallow, (shallow, deep)  # autograd through every gate would keep ~250 states here
     assert deep < 8 * state
     estimate = circuit_bytes(make_circuit("tutorial", n, 20), batch)
     assert max(shallow, deep) <= estimate, (shallow, deep, estimate)
