@@ -24,6 +24,7 @@ from .fusion import Permutation, Wide, is_monomial, schedule
 from .gate_matrices import FIXED, embed, gate_matrix, real_dtype
 from .params import ParamIndex, Sources
 from .resources import EVAL_AMPLITUDES
+from .shots import parity_signs
 
 
 SIGN_MATRIX_ENTRIES = 2**20  # up to this size, all Z products are read with one matrix of signs
@@ -40,6 +41,13 @@ def default_block_qubits(n_qubits: int, real: bool) -> int:
     if n_qubits <= 12:
         return min(n_qubits, 5 if real else 4)
     return 4 if real else 3
+
+
+def _kron(a: Tensor, b: Tensor) -> Tensor:
+    """kron(a, b) of the last two dimensions, leading dimensions broadcast."""
+    d = a.shape[-1] * b.shape[-1]
+    out = a[..., :, None, :, None] * b[..., None, :, None, :]
+    return out.reshape(*out.shape[:-4], d, d)
 
 
 def _apply_local(p: Tensor, g: Tensor, wires: Sequence[int], k: int) -> Tensor:
@@ -169,7 +177,6 @@ class FusedCircuit:
         self.group = 2 if self.density else 1
         n = self.n = circuit.n_qubits * self.group
         self.ops = density_ops(circuit, channels) if self.density else statevector_ops(circuit)
-        self.unitary = not self.density
         k = block_qubits or default_block_qubits(n, not dtype.is_complex)
         self.schedule = schedule(self.ops, n, k, self.group)
         self.pindex = ParamIndex(circuit)
@@ -209,7 +216,8 @@ class FusedCircuit:
 
     def _compile_prefix(self) -> None:
         """Each group's starting operators; those before its first parameterised one are applied now."""
-        self.prefix: list[tuple[np.ndarray, list[int]]] = []
+        self.prefix_live: list[list[int]] = []
+        self.prefix_const: list[Tensor] = []
         g = self.group
         for q, indices in enumerate(self.schedule.prefix):
             v = np.zeros(2**g, dtype=complex)
@@ -221,9 +229,8 @@ class FusedCircuit:
                     v = embed(g, [w - g * q for w in op.wires], op.const).reshape(2**g, 2**g) @ v
                 else:
                     live.append(i)
-            self.prefix.append((v, live))
-        # the product of the constant wires' vectors is one constant vector; live wires join per call
-        self.prefix_const = [self._cast(v) for v, _ in self.prefix]
+            self.prefix_live.append(live)
+            self.prefix_const.append(self._cast(v))
 
     def _compile_steps(self) -> None:
         """Blocks as sequences of constant matrices (folded now) and parameterised gates; wide gates alone."""
@@ -319,8 +326,7 @@ class FusedCircuit:
             factors = table[table_index]  # (layers, k, 2, 2)
             layer = factors[:, 0]
             for w in range(1, factors.shape[1]):
-                d = layer.shape[-1] * 2
-                layer = (layer[:, :, None, :, None] * factors[:, w, None, :, None, :]).reshape(-1, d, d)
+                layer = _kron(layer, factors[:, w])
             segs = consts.index_copy(0, slots, layer).view(len(steps), S, K, K)
             while segs.shape[1] > 1:
                 if segs.shape[1] % 2:
@@ -367,20 +373,16 @@ class FusedCircuit:
             if not o.diagonal:
                 self.paulis.append((k, o))
                 continue
-            lo, hi = min(o.wires), max(o.wires)
-            span = hi - lo + 1
-            idx = np.arange(2**span)
-            bits = (idx[:, None] >> (hi - np.array(o.wires))[None, :]) & 1
-            signs = np.prod(1 - 2 * bits, axis=1).astype(float)
+            lo = min(o.wires)
+            span = max(o.wires) - lo + 1
+            signs = parity_signs(span, [Observable(o.paulis, tuple(w - lo for w in o.wires))])[:, 0]
             self.diagonal.setdefault(lo, []).append((k, span, torch.as_tensor(signs, dtype=rd, device=self.device)))
         self.n_outputs = len(observables)
         # small states: every Z product at once, as one product with a (2^n, outputs) matrix of signs
         self.sign_matrix = None
         diagonal = [k for k, o in enumerate(observables) if o.diagonal]
         if not self.density and diagonal and 2**self.n * len(diagonal) <= SIGN_MATRIX_ENTRIES:
-            index = np.arange(2**self.n)
-            bits = (index[:, None] >> (self.n - 1 - np.arange(self.n))[None, :]) & 1
-            signs = np.stack([np.prod(1 - 2 * bits[:, list(observables[k].wires)], axis=1) for k in diagonal], 1)
+            signs = parity_signs(self.n, [observables[k] for k in diagonal])
             self.sign_matrix = (torch.as_tensor(signs, dtype=rd, device=self.device),
                                 torch.as_tensor(diagonal, dtype=torch.long, device=self.device))
 
@@ -415,7 +417,7 @@ class FusedCircuit:
         """When every wire's live prefix is the same number of parameterised one-wire gates, and at each
         position they share a source, the wires' vectors are built together: one lookup and product per position."""
         self.prefix_positions = None
-        lives = [live for _, live in self.prefix]
+        lives = self.prefix_live
         if self.group != 1 or not lives or len({len(live) for live in lives}) != 1:
             return
         positions = []
@@ -443,7 +445,7 @@ class FusedCircuit:
     def _prefix_by_group(self, mats: list[Tensor]) -> list[Tensor]:
         vecs = []
         g = self.group
-        for q, ((_, live), v) in enumerate(zip(self.prefix, self.prefix_const)):
+        for q, (live, v) in enumerate(zip(self.prefix_live, self.prefix_const)):
             v = v.unsqueeze(-1)  # (2^g, 1): a one-column matrix
             for i in live:
                 op = self.ops[i]
@@ -486,8 +488,7 @@ class FusedCircuit:
             if out is None:
                 out = f
                 continue
-            d = out.shape[-1] * 2
-            out = (out[..., :, None, :, None] * f[..., None, :, None, :]).reshape(*torch.broadcast_shapes(out.shape[:-2], f.shape[:-2]), d, d)
+            out = _kron(out, f)
         return out
 
     def run(self, inputs: Tensor | None, weights: Tensor, rows: int, observe: bool) -> Tensor:
@@ -574,7 +575,7 @@ class FusedCircuit:
         elif self.diagonal:
             flat = torch.view_as_real(scratch).flatten() if scratch.is_complex() else scratch.view(-1)
             size = psi.numel()
-            q = flat[:size].view_as(psi) if not psi.is_complex() else flat[:size].view(psi.shape)
+            q = flat[:size].view(psi.shape)
             if psi.is_complex():
                 torch.abs(psi, out=q).square_()
             else:
@@ -607,7 +608,6 @@ class FusedCircuit:
         into `lam`."""
         conj = (lambda t: t.conj()) if psi.is_complex() else (lambda t: t)
         n, rows = self.n, psi.shape[-1]
-        lam.zero_()
         if self.sign_matrix is not None:
             signs, which = self.sign_matrix
             field = signs @ grad.index_select(1, which).T.to(signs.dtype)
@@ -628,6 +628,8 @@ class FusedCircuit:
                     field.view(2**span, -1, rows).add_((signs[:, None] * grad[:, k][None, :]).unsqueeze(1))
             lam.view(2**level, -1, rows).copy_(field.view(1, -1, rows))
             lam.mul_(conj(psi)).mul_(2)
+        else:  # only X/Y products below
+            lam.zero_()
         for k, o in self.paulis:
             phi = kernels.apply_pauli(psi, n, o.paulis, o.wires, rows)
             lam.add_(2 * grad[:, k].to(psi.dtype) * conj(phi))
@@ -636,7 +638,7 @@ class FusedCircuit:
                 needs: Sequence[bool]) -> tuple[Tensor, Tensor, list]:
         """Walk back with the state pair[j] and mu = conj(its gradient) in pair[1 - j]; in real circuits one
         pass moves both. Returns the buffer holding the initial state and mu, the other one, and dL/dM per step."""
-        rows, real = pair.shape[-1], not pair.is_complex()
+        real = not pair.is_complex()
         grads: list[Tensor | None] = [None] * len(self.steps)
         for i in range(len(self.steps) - 1, -1, -1):
             step, m = self.steps[i], step_mats[i]
@@ -646,12 +648,7 @@ class FusedCircuit:
                 self._apply(step, pair[j], other[j], m, "adjoint")
                 self._apply(step, pair[1 - j], other[1 - j], m, "transpose")
             if needs[i]:
-                per_sample = m.dim() == 3
-                if step.wide_wires is not None:
-                    g = kernels.wide_grad(pair[1 - j], other[j], self.n, step.wide_wires, rows, m.shape[-1], per_sample)
-                else:
-                    g = kernels.block_grad(pair[1 - j], other[j], self.n, step.lo, step.k, rows, per_sample)
-                grads[i] = g if real else g.conj()
+                grads[i] = self._step_grad(step, m, pair[1 - j], other[j])
             pair, other = other, pair
         return pair, other, grads
 
@@ -660,7 +657,7 @@ class FusedCircuit:
         """The backward for operators that cannot be un-computed (channels): each segment's states are
         recomputed from its checkpoint, then mu = conj(dL/dstate), in the pair buffer `mu`, goes back by M^T.
         Returns the initial mu, a free state buffer, and dL/dM per step."""
-        rows, j = mu.shape[-1], 0
+        j = 0
         grads: list[Tensor | None] = [None] * len(self.steps)
         states: list[Tensor] = []
         for s0 in range((len(checkpoints) - 1) * self.segment, -1, -self.segment):
@@ -674,14 +671,18 @@ class FusedCircuit:
                 step, m = self.steps[t], step_mats[t]
                 self._apply(step, mu[j], mu[1 - j], m, "transpose")
                 if needs[t]:
-                    psi = states[t - s0]
-                    if step.wide_wires is not None:
-                        g = kernels.wide_grad(mu[j], psi, self.n, step.wide_wires, rows, m.shape[-1], m.dim() == 3)
-                    else:
-                        g = kernels.block_grad(mu[j], psi, self.n, step.lo, step.k, rows, m.dim() == 3)
-                    grads[t] = g.conj() if g.is_complex() else g
+                    grads[t] = self._step_grad(step, m, mu[j], states[t - s0])
                 j = 1 - j
         return mu[j], (states[0] if states else mu[1 - j]), grads
+
+    def _step_grad(self, step: _Step, m: Tensor, mu_out: Tensor, psi_in: Tensor) -> Tensor:
+        """dL/dM = conj(Σ mu_out psi_in^T) of one block or wide gate, (d, d) or per sample (rows, d, d)."""
+        rows, per_sample = psi_in.shape[-1], m.dim() == 3
+        if step.wide_wires is not None:
+            g = kernels.wide_grad(mu_out, psi_in, self.n, step.wide_wires, rows, m.shape[-1], per_sample)
+        else:
+            g = kernels.block_grad(mu_out, psi_in, self.n, step.lo, step.k, rows, per_sample)
+        return g.conj() if g.is_complex() else g
 
     def halves_grad(self, mu0: Tensor, left: Tensor, right: Tensor, scratch: Tensor) -> tuple[Tensor, Tensor]:
         """Gradients of the product state's factors from mu0 = conj(the initial state's gradient) (2^n, rows)."""
@@ -704,7 +705,7 @@ class _FusedSimulation(torch.autograd.Function):
     @staticmethod
     def forward(ctx, sim: FusedCircuit, observe: bool, rows: int, left: Tensor, right: Tensor, *step_mats: Tensor) -> Tensor:  # type: ignore[override]
         pair, scratch = sim.pool.take(rows), sim.pool.take(rows)
-        checkpoints: list[Tensor] | None = None if sim.unitary else []
+        checkpoints: list[Tensor] | None = [] if sim.density else None
         j = sim.forward_state(left, right, step_mats, pair, checkpoints)
         out = sim.measure(pair[j], scratch) if observe else pair[j].clone()
         sim.pool.give(scratch)
