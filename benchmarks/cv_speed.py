@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
 def generic_step(modes: int, cutoff: int, batch: int = 8, layers: int = 2):
-    from qtransfer.fock import FockState
+    from qtransfer.quantum.fock import FockState
 
     params = (0.1 * torch.randn(layers, modes, 8, dtype=torch.float64)).requires_grad_()
     optimizer = torch.optim.Adam([params], lr=0.01)
@@ -50,13 +50,16 @@ def generic_step(modes: int, cutoff: int, batch: int = 8, layers: int = 2):
 
 
 def paper_points(weights: str | None, repeats: int) -> dict:
-    from qtransfer.quantum_backbones import create_quantum_backbone
-    from qtransfer.quantum_to_classical import classical_network, noisy_coherent_states
-    from qtransfer.quantum_to_quantum import (
+    from qtransfer.experiments.quantum_to_classical import (
+        classical_network,
+        noisy_coherent_states,
+    )
+    from qtransfer.experiments.quantum_to_quantum import (
         GaussianityClassifier,
         gaussianity_batches,
         vacuum_loss,
     )
+    from qtransfer.models.quantum_backbones import create_quantum_backbone
 
     out = {}
     network_a = create_quantum_backbone("cv-gaussianity", weights=weights, squeeze_in_layer=False)

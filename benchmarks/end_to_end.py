@@ -35,7 +35,7 @@ def _log(*args: object) -> None:
 def import_seconds() -> float:
     """Wall time of a Python process that only imports what `qtransfer train` imports."""
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import qtransfer.train, qtransfer.cli"], check=True)
+    subprocess.run([sys.executable, "-c", "import qtransfer.training.run, qtransfer.cli"], check=True)
     return time.perf_counter() - t
 
 
@@ -55,7 +55,7 @@ def cli_train(data: Path, backbone: str, weights: str, cache: Path, out: Path, e
 
 
 def _images(data: Path, transform) -> torch.utils.data.ConcatDataset:
-    from qtransfer.data import load_splits
+    from qtransfer.data.images import load_splits
 
     splits = load_splits(data, transform)
     return torch.utils.data.ConcatDataset([splits["train"], splits["val"]])
@@ -63,8 +63,8 @@ def _images(data: Path, transform) -> torch.utils.data.ConcatDataset:
 
 def floor_seconds(data: Path, backbone_name: str, weights: str | None, workers: int) -> float:
     """One inference pass of the backbone over every image: decoding plus the forward pass."""
-    from qtransfer.backbones import create_backbone
-    from qtransfer.cache import compute_features
+    from qtransfer.features.extraction import compute_features
+    from qtransfer.models.backbones import create_backbone
 
     backbone = create_backbone(backbone_name, weights=weights)
     ds = _images(data, backbone.transform)
@@ -75,10 +75,10 @@ def floor_seconds(data: Path, backbone_name: str, weights: str | None, workers: 
 
 def tutorial_epoch_seconds(data: Path, backbone_name: str, weights: str | None, workers: int, steps: int | None) -> float:
     """One epoch of the tutorial's pipeline: backbone in train() mode every step, circuit one sample at a time."""
-    from qtransfer.backbones import create_backbone
-    from qtransfer.backends import PennyLaneBackend
-    from qtransfer.data import load_splits
-    from qtransfer.heads import DressedQuantumHead
+    from qtransfer.data.images import load_splits
+    from qtransfer.models.backbones import create_backbone
+    from qtransfer.models.heads import DressedQuantumHead
+    from qtransfer.quantum.backends import PennyLaneBackend
 
     backbone = create_backbone(backbone_name, weights=weights)
     splits = load_splits(data, backbone.transform)
@@ -147,7 +147,7 @@ def timing(data: Path, backbone: str, weights: str, epochs: int, workers: int, t
 def accuracy(data: Path, seeds: list[int], epochs: int, workers: int) -> dict:
     """Best val accuracy of EfficientNet-Lite0 runs, default and seed-parity mode, over seeds."""
     from qtransfer.config import TrainConfig
-    from qtransfer.train import train
+    from qtransfer.training.run import train
 
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:

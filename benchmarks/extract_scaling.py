@@ -44,7 +44,7 @@ def launch(data: Path, backbone: str, processes: int, threads: int, cache: Path,
 
 def cache_tensor(cache: Path) -> tuple[list[str], torch.Tensor]:
     """Every key of a filled cache, sorted, and their features."""
-    from qtransfer.cache import FeatureCache
+    from qtransfer.features.cache import FeatureCache
 
     (folder,) = (cache / "features").iterdir()
     store = FeatureCache(cache, folder.name)

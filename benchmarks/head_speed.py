@@ -54,7 +54,7 @@ from qtransfer import (
     TorchBackend,
     make_circuit,
 )
-from qtransfer.resources import circuit_bytes
+from qtransfer.quantum.memory import circuit_bytes
 
 N_SAMPLES, N_FEATURES, N_CLASSES = 244, 512, 2
 LR = 4e-4

@@ -30,8 +30,8 @@ def density_point(n_qubits: int, batch: int, budget: float) -> dict:
     import pennylane as qml
 
     from qtransfer import make_circuit
-    from qtransfer.backends import TorchBackend
-    from qtransfer.noise import NoiseModel
+    from qtransfer.quantum.backends import TorchBackend
+    from qtransfer.quantum.density import NoiseModel
 
     circuit = make_circuit("tutorial", n_qubits, 6)
     noise = NoiseModel.parse("depolarizing=0.01")
@@ -76,7 +76,7 @@ def density_point(n_qubits: int, batch: int, budget: float) -> dict:
 def shots_point(shots: int) -> dict:
     """A 4-qubit depth-6 head's circuit on 153 samples with `shots` shots, and a parameter-shift step."""
     from qtransfer import make_circuit
-    from qtransfer.backends import TorchBackend
+    from qtransfer.quantum.backends import TorchBackend
 
     circuit = make_circuit("tutorial", 4, 6)
     g = torch.Generator().manual_seed(0)

@@ -12,14 +12,10 @@ import torch
 import torchvision
 from torchvision import transforms
 
-from qtransfer.backbones import (
-    BACKBONES,
-    LITE0_SHA256,
-    WeightsError,
-    WeightsUnavailable,
-    create_backbone,
-)
-from qtransfer.data import IMAGENET_MEAN, IMAGENET_STD, load_splits, reference_transform
+from qtransfer.data.images import load_splits
+from qtransfer.data.transforms import IMAGENET_MEAN, IMAGENET_STD, reference_transform
+from qtransfer.errors import WeightsError, WeightsUnavailable
+from qtransfer.models.backbones import BACKBONES, LITE0_SHA256, create_backbone
 
 ANT, BEE = 310, 309  # ImageNet classes "ant, emmet, pismire" and "bee"
 

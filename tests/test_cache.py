@@ -10,7 +10,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from qtransfer.cache import FeatureCache, cached_features, extractor_key
+from qtransfer.features.cache import FeatureCache, extractor_key
+from qtransfer.features.extraction import cached_features
 
 
 class CountingImages(Dataset):
@@ -113,7 +114,7 @@ def test_two_processes_sharing_a_cache_leave_no_corrupt_entry(tmp_path: Path) ->
 def test_features_are_read_memory_mapped_and_equal_the_in_memory_ones(tmp_path: Path) -> None:
     import numpy as np
 
-    from qtransfer.cache import MappedFeatures
+    from qtransfer.features.cache import MappedFeatures
 
     paths = _files(tmp_path, 7)
     cache = FeatureCache(tmp_path / "cache", extractor_key("toy", "w", "t"))
@@ -142,9 +143,9 @@ def test_a_corrupt_index_file_is_detected_and_recomputed(tmp_path: Path) -> None
 def test_a_memory_mapped_cache_trains_to_the_same_metrics_as_in_memory_features(
     hymenoptera: Path, tmp_path: Path
 ) -> None:
-    from qtransfer.cache import MappedFeatures
     from qtransfer.config import TrainConfig
-    from qtransfer.train import Run, train
+    from qtransfer.features.cache import MappedFeatures
+    from qtransfer.training.run import Run, train
 
     root = tmp_path / "data"
     for split in ("train", "val"):
@@ -169,10 +170,10 @@ def test_a_memory_mapped_cache_trains_to_the_same_metrics_as_in_memory_features(
 TRAIN_UNDER_A_MEMORY_LIMIT = """
 import resource, sys
 import torch
-from qtransfer.cache import FeatureCache
-from qtransfer.compare import fit_features
+from qtransfer.features.cache import FeatureCache
+from qtransfer.training.fit import fit_features
 from qtransfer.config import TrainConfig
-from qtransfer.train import FeatureSplit
+from qtransfer.features.pipeline import FeatureSplit
 
 n = int(sys.argv[2])
 features = FeatureCache(sys.argv[1], "big").mapped([f"{i:08d}" for i in range(n)])

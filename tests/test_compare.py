@@ -8,10 +8,15 @@ import pytest
 import torch
 from PIL import Image
 
-from qtransfer.compare import CompareSettings, compare, parse_head, summarize
 from qtransfer.config import TrainConfig
-from qtransfer.stats import bootstrap_mean_ci, describe, paired_difference
-from qtransfer.train import train
+from qtransfer.experiments.compare import (
+    CompareSettings,
+    compare,
+    parse_head,
+    summarize,
+)
+from qtransfer.experiments.stats import bootstrap_mean_ci, describe, paired_difference
+from qtransfer.training.run import train
 
 
 def _config(data: Path, cache: Path, out: Path, **changes) -> TrainConfig:
@@ -69,7 +74,7 @@ def test_a_compare_run_equals_a_train_run_with_the_same_settings(comparison, hym
 
 def test_a_rerun_in_the_same_directory_resumes_without_training_again(comparison, monkeypatch) -> None:
     run_dir, result = comparison
-    import qtransfer.compare as cmp
+    import qtransfer.experiments.compare as cmp
 
     def fail(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
@@ -81,10 +86,10 @@ def test_a_rerun_in_the_same_directory_resumes_without_training_again(comparison
 
 
 def test_augmented_views_are_cached_seeded_and_distinct(comparison, hymenoptera: Path, shared_cache: Path) -> None:
-    from qtransfer.augment import AugmentedView, augment_transform
-    from qtransfer.backbones import create_backbone
-    from qtransfer.compare import load_features
-    from qtransfer.data import ImageFolderDataset
+    from qtransfer.data.images import ImageFolderDataset
+    from qtransfer.features.augment import AugmentedView, augment_transform
+    from qtransfer.features.pipeline import load_features
+    from qtransfer.models.backbones import create_backbone
 
     features = load_features(_config(hymenoptera, shared_cache, Path("unused")), augment_views=1)
     views = features.views

@@ -14,19 +14,15 @@ import torch
 from PIL import Image
 from torchvision.datasets import ImageFolder
 
-from qtransfer.data import (
-    DATASETS,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    ChecksumError,
-    DownloadError,
+from qtransfer.data.download import DATASETS, download_dataset
+from qtransfer.data.images import (
     ImageFolderDataset,
-    download_dataset,
     find_splits,
     load_image,
     load_splits,
-    reference_transform,
 )
+from qtransfer.data.transforms import IMAGENET_MEAN, IMAGENET_STD, reference_transform
+from qtransfer.errors import ChecksumError, DownloadError
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from qtransfer import distributed
-from qtransfer.cache import FeatureCache
 from qtransfer.cli import main
+from qtransfer.features.cache import FeatureCache
 
 BACKBONE = ["--backbone", "efficientnet_lite0"]
 

@@ -17,8 +17,8 @@ from qtransfer import (
     make_circuit,
     weight,
 )
-from qtransfer.circuits import GATES
-from qtransfer.engine import apply_gate, expval, probabilities, zero_state
+from qtransfer.quantum.circuits import GATES
+from qtransfer.quantum.statevector import apply_gate, expval, probabilities, zero_state
 
 TOL = 1e-10
 METHODS = ["dense", "fused", "gates"]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from qtransfer import fock_gates as gates
-from qtransfer.fock import FockState
+from qtransfer.quantum import fock_gates as gates
+from qtransfer.quantum.fock import FockState
 
 F64 = torch.float64
 C128 = torch.complex128

@@ -11,10 +11,18 @@ import pytest
 import torch
 from test_engine import _random_circuit
 
-from qtransfer import Circuit, CompiledCircuit, Gate, Observable, inp, make_circuit, weight
-from qtransfer.fused import statevector_ops
-from qtransfer.fusion import Block, Permutation, Wide, schedule
-from qtransfer.resources import circuit_bytes
+from qtransfer import (
+    Circuit,
+    CompiledCircuit,
+    Gate,
+    Observable,
+    inp,
+    make_circuit,
+    weight,
+)
+from qtransfer.quantum.fused import statevector_ops
+from qtransfer.quantum.fusion import Block, Permutation, Wide, schedule
+from qtransfer.quantum.memory import circuit_bytes
 
 TOL = 1e-10
 
@@ -109,7 +117,7 @@ def test_outputs_do_not_share_memory_with_later_calls() -> None:
 
 
 def test_runs_without_gradients_go_in_chunks_that_equal_one_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    from qtransfer import fused
+    from qtransfer.quantum import fused
 
     circuit = make_circuit("tutorial", 8, 3)
     x, w = torch.rand(37, 8, dtype=torch.float64), torch.randn(circuit.n_weights, dtype=torch.float64)
@@ -188,7 +196,7 @@ def test_two_forward_passes_before_one_backward_keep_their_own_states() -> None:
 
 
 def test_density_matrices_without_noise_equal_the_statevector_at_seven_qubits() -> None:
-    from qtransfer.backends import TorchBackend
+    from qtransfer.quantum.backends import TorchBackend
 
     circuit = make_circuit("strongly_entangling", 7, 3)
     x = torch.rand(3, 7, dtype=torch.float64, requires_grad=True)

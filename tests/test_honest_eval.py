@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import qtransfer.cv as cv_module
-from qtransfer.compare import fit_features
+import qtransfer.experiments.cv as cv_module
 from qtransfer.config import TrainConfig
-from qtransfer.cv import CVSettings, cross_validate, t_interval
-from qtransfer.metrics import classification_metrics, roc_auc
-from qtransfer.splits import stratified_folds, stratified_holdout
-from qtransfer.train import FeatureSplit
+from qtransfer.data.splits import stratified_folds, stratified_holdout
+from qtransfer.experiments.cv import CVSettings, cross_validate, t_interval
+from qtransfer.features.pipeline import FeatureSplit
+from qtransfer.training.fit import fit_features
+from qtransfer.training.metrics import classification_metrics, roc_auc
 
 
 def test_holdout_is_stratified_disjoint_and_reproducible() -> None:
@@ -102,7 +102,8 @@ def test_cross_validation_on_the_real_dataset(hymenoptera: Path, shared_cache: P
 def test_a_holdout_carved_from_train_never_reaches_training_and_can_be_reused(
     hymenoptera: Path, shared_cache: Path, tmp_path: Path
 ) -> None:
-    from qtransfer.train import TrainedModel, train
+    from qtransfer.training.run import train
+    from qtransfer.training.trained import TrainedModel
 
     config = TrainConfig(data=str(hymenoptera), backbone="efficientnet_lite0", epochs=2, cache_dir=str(shared_cache),
                          out=str(tmp_path / "a"), num_workers=0, holdout=0.2)
@@ -128,7 +129,7 @@ def test_a_holdout_carved_from_train_never_reaches_training_and_can_be_reused(
 def test_a_test_folder_is_the_held_out_split(hymenoptera: Path, shared_cache: Path, tmp_path: Path) -> None:
     import shutil
 
-    from qtransfer.train import train
+    from qtransfer.training.run import train
 
     root = tmp_path / "data"
     shutil.copytree(hymenoptera / "train", root / "train")
@@ -147,7 +148,7 @@ def test_a_test_folder_is_the_held_out_split(hymenoptera: Path, shared_cache: Pa
 
 
 def test_compare_reports_held_out_columns_and_pairs(hymenoptera: Path, shared_cache: Path, tmp_path: Path) -> None:
-    from qtransfer.compare import CompareSettings, compare
+    from qtransfer.experiments.compare import CompareSettings, compare
 
     config = TrainConfig(data=str(hymenoptera), backbone="efficientnet_lite0", epochs=2, cache_dir=str(shared_cache),
                          out=str(tmp_path), num_workers=0, holdout=0.2)
@@ -162,8 +163,8 @@ def test_compare_reports_held_out_columns_and_pairs(hymenoptera: Path, shared_ca
 
 
 def test_carved_test_files_are_exactly_the_listed_ones_and_never_in_train(hymenoptera: Path, tmp_path: Path) -> None:
-    from qtransfer.data import load_splits
-    from qtransfer.splits import carve_holdout
+    from qtransfer.data.images import load_splits
+    from qtransfer.data.splits import carve_holdout
 
     splits, record = carve_holdout(load_splits(hymenoptera, check=False), 0.25, seed=3)
     train = {p for p, _ in splits["train"].samples}

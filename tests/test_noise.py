@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from qtransfer import Circuit, Gate, Observable, const, inp, make_circuit, weight
-from qtransfer.backends import TorchBackend
-from qtransfer.noise import CHANNELS, NoiseModel
+from qtransfer.quantum.backends import TorchBackend
+from qtransfer.quantum.density import CHANNELS, NoiseModel
 
 pytest.importorskip("pennylane")
 from pennylane_reference import reference_noisy_expvals

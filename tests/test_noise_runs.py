@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from qtransfer.config import TrainConfig
-from qtransfer.noise_scan import ScanSettings, noise_scan
-from qtransfer.train import TrainedModel, train
+from qtransfer.experiments.noise_scan import ScanSettings, noise_scan
+from qtransfer.training.run import train
+from qtransfer.training.trained import TrainedModel
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from qtransfer.backbones import WeightsError, WeightsUnavailable
-from qtransfer.quantum_backbones import (
+from qtransfer.errors import WeightsError, WeightsUnavailable
+from qtransfer.models.quantum_backbones import (
     QUANTUM_BACKBONES,
     QubitCircuitFile,
     QubitNetwork,
@@ -118,7 +118,7 @@ def test_unknown_quantum_backbones_get_the_closest_name() -> None:
 
 
 def test_a_quantum_network_a_given_as_an_image_backbone_says_where_it_belongs() -> None:
-    from qtransfer.backbones import get_spec
+    from qtransfer.models.backbones import get_spec
 
     with pytest.raises(ValueError, match="qtransfer reproduce qc"):
         get_spec("cv-tetromino")

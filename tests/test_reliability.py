@@ -21,11 +21,15 @@ from PIL import Image
 from torch import nn
 
 import qtransfer.storage
-from qtransfer.backbones import WeightsError, create_backbone
 from qtransfer.config import TrainConfig
-from qtransfer.data import ImageFolderDataset, load_splits, reference_transform
-from qtransfer.heads import HEADS
-from qtransfer.train import NonFiniteLoss, TrainedModel, load_checkpoint, train
+from qtransfer.data.images import ImageFolderDataset, load_splits
+from qtransfer.data.transforms import reference_transform
+from qtransfer.errors import NonFiniteLoss, WeightsError
+from qtransfer.models.backbones import create_backbone
+from qtransfer.models.heads import HEADS
+from qtransfer.training.checkpoints import load_checkpoint
+from qtransfer.training.run import train
+from qtransfer.training.trained import TrainedModel
 
 # ------------------------------------------------------------------------------------- helpers
 

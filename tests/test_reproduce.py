@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qtransfer.reproduce import ReproduceOptions, reproduce
+from qtransfer.experiments.reproduce import ReproduceOptions, reproduce
 
 
 def test_spirals_writes_its_section_figures_and_report(tmp_path: Path) -> None:

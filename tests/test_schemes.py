@@ -8,25 +8,25 @@ import numpy as np
 import pytest
 import torch
 
-from qtransfer.quantum_backbones import (
-    QubitNetwork,
-    TetrominoNetwork,
-    create_quantum_backbone,
-    pretrain_qubit_tetromino,
-)
-from qtransfer.quantum_to_classical import (
+from qtransfer.experiments.quantum_to_classical import (
     classical_network,
     features_by_depth,
     noisy_coherent_states,
     train_classifier,
 )
-from qtransfer.quantum_to_quantum import (
+from qtransfer.experiments.quantum_to_quantum import (
     GaussianityBatch,
     GaussianityClassifier,
     QubitTransferClassifier,
     gaussianity_batches,
     train_gaussianity,
     vacuum_loss,
+)
+from qtransfer.models.quantum_backbones import (
+    QubitNetwork,
+    TetrominoNetwork,
+    create_quantum_backbone,
+    pretrain_qubit_tetromino,
 )
 
 

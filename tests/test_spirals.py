@@ -7,12 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from qtransfer.spirals import (
-    SpiralsData,
-    make_spirals,
+from qtransfer.data.spirals import SpiralsData, make_spirals, spirals_dataset
+from qtransfer.experiments.spirals import (
     plot_decision_boundaries,
     plot_spirals_curves,
-    spirals_dataset,
     train_spirals,
 )
 

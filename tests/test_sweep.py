@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from qtransfer.config import TrainConfig
-from qtransfer.sweep import SweepSettings, sweep
+from qtransfer.experiments.sweep import SweepSettings, sweep
 
 
 def test_points_on_both_axes_are_run_once() -> None:

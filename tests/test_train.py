@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from qtransfer.config import TrainConfig
-from qtransfer.train import TrainedModel, train
+from qtransfer.training.run import train
+from qtransfer.training.trained import TrainedModel
 
 RUN_FILES = ["config.json", "metrics.jsonl", "summary.json", "best.pt", "last.pt",
              "curves.png", "predictions.png", "confusion.png"]
@@ -138,7 +139,7 @@ def small_data(hymenoptera: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 def test_seed_parity_runs_the_backbone_in_train_mode_every_step(small_data, tmp_path) -> None:
-    from qtransfer.backbones import create_backbone
+    from qtransfer.models.backbones import create_backbone
 
     run_dir, summary = train(_config(small_data, tmp_path / "cache", tmp_path, epochs=1, seed_parity=True))
     assert summary["features_computed"] == {}  # no cache in this mode

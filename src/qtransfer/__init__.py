@@ -1,66 +1,47 @@
-"""qtransfer: hybrid classical-quantum transfer learning with a fast batched circuit engine."""
-from .backbones import BACKBONES, Backbone, create_backbone, register_backbone
-from .backends import PennyLaneBackend, TorchBackend, get_backend
-from .circuits import (
-    TEMPLATES,
-    Circuit,
-    Gate,
-    Observable,
-    Param,
-    const,
-    inp,
-    make_circuit,
-    register_template,
-    weight,
-)
-from .config import TrainConfig
-from .data import ImageFolderDataset, download_dataset, load_splits, reference_transform
-from .engine import CompiledCircuit, simulate
-from .extraction import extract_dataset
-from .heads import (
-    HEADS,
-    DressedClassicalHead,
-    DressedQuantumHead,
-    LinearHead,
-    create_head,
-    register_head,
-)
-from .train import TrainedModel, train
+"""qtransfer: hybrid classical-quantum transfer learning with a fast batched circuit engine.
+
+The names below load their module on first use, so `import qtransfer` (and `qtransfer --help`) stays fast:
+torch, torchvision, matplotlib, scipy and PennyLane are imported only by the features that need them.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BACKBONES",
-    "HEADS",
-    "TEMPLATES",
-    "Backbone",
-    "Circuit",
-    "CompiledCircuit",
-    "DressedClassicalHead",
-    "DressedQuantumHead",
-    "Gate",
-    "ImageFolderDataset",
-    "LinearHead",
-    "Observable",
-    "Param",
-    "PennyLaneBackend",
-    "TorchBackend",
-    "TrainConfig",
-    "TrainedModel",
-    "const",
-    "create_backbone",
-    "create_head",
-    "download_dataset",
-    "extract_dataset",
-    "get_backend",
-    "inp",
-    "load_splits",
-    "make_circuit",
-    "reference_transform",
-    "register_backbone",
-    "register_head",
-    "register_template",
-    "simulate",
-    "train",
-    "weight",
-]
+# public name -> the module that defines it
+_API = {
+    "BACKBONES": "models.backbones", "Backbone": "models.backbones", "create_backbone": "models.backbones",
+    "register_backbone": "models.backbones",
+    "HEADS": "models.heads", "DressedClassicalHead": "models.heads", "DressedQuantumHead": "models.heads",
+    "LinearHead": "models.heads", "build_head": "models.heads", "create_head": "models.heads",
+    "register_head": "models.heads",
+    "PennyLaneBackend": "quantum.backends", "TorchBackend": "quantum.backends", "get_backend": "quantum.backends",
+    "TEMPLATES": "quantum.circuits", "Circuit": "quantum.circuits", "Gate": "quantum.circuits",
+    "Observable": "quantum.circuits", "Param": "quantum.circuits", "const": "quantum.circuits",
+    "inp": "quantum.circuits", "make_circuit": "quantum.circuits", "register_template": "quantum.circuits",
+    "weight": "quantum.circuits",
+    "CompiledCircuit": "quantum.statevector", "simulate": "quantum.statevector",
+    "TrainConfig": "config",
+    "QTransferError": "errors",
+    "ImageFolderDataset": "data.images", "load_splits": "data.images",
+    "download_dataset": "data.download", "reference_transform": "data.transforms",
+    "extract_dataset": "features.pipeline", "load_features": "features.pipeline",
+    "train": "training.run", "TrainedModel": "training.trained",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module 'qtransfer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"qtransfer.{_API[name]}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])
+

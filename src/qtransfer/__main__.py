@@ -1,6 +1,6 @@
 """`python -m qtransfer`."""
 import sys
 
-from .cli import main
+from qtransfer.cli import main
 
 sys.exit(main())

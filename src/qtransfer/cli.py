@@ -1,4 +1,6 @@
-"""The `qtransfer` command line: each subcommand parses flags and calls the library."""
+"""The `qtransfer` command line: each subcommand parses flags, then imports and calls the library (so `--help`
+answers before torch is loaded). Errors the user can fix (QTransferError) print one line; anything else is a
+bug and prints its traceback."""
 from __future__ import annotations
 
 import argparse
@@ -6,12 +8,14 @@ import json
 import os
 import signal
 import sys
+import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
 
-from .config import TrainConfig
+from qtransfer.config import TrainConfig
+from qtransfer.errors import InputError, QTransferError
 
 # Flags of `train`: config field -> (flag, help). Types and defaults come from TrainConfig.
 TRAIN_FLAGS = {
@@ -68,11 +72,11 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .report import epoch_table
-    from .train import train
+    from qtransfer.report.tables import epoch_table
+    from qtransfer.training.run import train
 
     config = _config(args, seed_parity=args.seed_parity)
-    run_dir, summary = train(config, resume=args.resume)
+    run_dir, summary = train(config, resume=args.resume, progress=not args.quiet)
     if not _main_rank():
         return 0
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -89,11 +93,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from .extraction import extract_dataset
+    from qtransfer.features.pipeline import extract_dataset
 
     config = TrainConfig(data=args.data, backbone=args.backbone, weights=args.weights, device=args.device,
                          cache_dir=args.cache_dir, num_workers=args.num_workers)
-    result = extract_dataset(config, batch_size=args.batch_size)
+    result = extract_dataset(config, batch_size=args.batch_size, progress=not args.quiet)
     if not _main_rank():
         return 0
     if args.json:
@@ -106,27 +110,19 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def _main_rank() -> bool:
-    from . import distributed
+    from qtransfer import distributed
 
     return distributed.is_main()
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .stats import describe
-    from .train import TrainedModel
+    from qtransfer.training.trained import TrainedModel
 
-    model = TrainedModel.load(args.run_dir, device=args.device)
+    model = TrainedModel.load(args.run_dir, device=args.device, progress=not args.quiet)
     settings = {"backend": args.backend, "shots": args.shots, "noise": args.noise, "device_options": args.device_options}
     if any(v is not None for v in settings.values()):
         model = model.simulated(**settings)
-    split = model.features(args.data, split=args.split)
-    results = [model.simulated(seed=args.seed + r).score(split) if r else model.score(split)
-               for r in range(args.repeats)] if model.config.shots else [model.score(split)]
-    result = {**results[0], "data": str(split.root), "split": args.split, "images": len(split.labels),
-              "skipped": split.skipped, "backend": model.head.backend.name if hasattr(model.head, "backend") else None,
-              "shots": model.config.shots or None, "noise": model.config.noise or None}
-    if len(results) > 1:
-        result["accuracy_repeats"] = describe([r["accuracy"] for r in results])
+    result = model.evaluate(args.data, split=args.split, repeats=args.repeats, seed=args.seed)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -139,12 +135,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_noise_scan(args: argparse.Namespace) -> int:
-    from .noise_scan import ScanSettings, noise_scan
+    from qtransfer.experiments.noise_scan import ScanSettings, noise_scan
 
     defaults = ScanSettings()
     settings = ScanSettings(args.channel, args.strengths or defaults.strengths, args.shots_list or defaults.shots,
                             args.repeats, args.readout)
-    result = noise_scan(args.run_dir, settings, data=args.data, device=args.device)
+    result = noise_scan(args.run_dir, settings, data=args.data, device=args.device, progress=not args.quiet)
     print(f"exact accuracy {result['exact_accuracy']:.4f}")
     for r in result["noise"]:
         print(f"{result['channel']} p={r['p']:<8g} accuracy {r['accuracy']:.4f}")
@@ -155,12 +151,9 @@ def cmd_noise_scan(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .train import TrainedModel
+    from qtransfer.training.trained import TrainedModel
 
-    missing = [str(p) for p in args.images if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"no such image file(s): {', '.join(missing)}")
-    results = TrainedModel.load(args.run_dir, device=args.device).predict(args.images)
+    results = TrainedModel.load(args.run_dir, device=args.device, progress=not args.quiet).predict(args.images)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -173,7 +166,7 @@ def _seeds(args: argparse.Namespace) -> list[int]:
     if args.seed_list:
         return list(args.seed_list)
     if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+        raise InputError(f"--seeds must be >= 1, got {args.seeds}")
     return list(range(args.seed, args.seed + args.seeds))
 
 
@@ -184,10 +177,10 @@ def _add_seed_flags(p: argparse.ArgumentParser, count: int) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import CompareSettings, compare
+    from qtransfer.experiments.compare import CompareSettings, compare
 
     settings = CompareSettings(_config(args), list(args.heads), _seeds(args), args.augment_views, list(args.metrics))
-    run_dir, _ = compare(settings, resume=args.resume)
+    run_dir, _ = compare(settings, resume=args.resume, progress=not args.quiet)
     if not _main_rank():
         return 0
     print((run_dir / "compare.md").read_text())
@@ -196,11 +189,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import SweepSettings, sweep
+    from qtransfer.experiments.sweep import SweepSettings, sweep
 
     settings = SweepSettings(_config(args), list(args.depths), list(args.qubit_counts), _seeds(args),
                              classical=not args.no_classical)
-    run_dir, _ = sweep(settings, resume=args.resume)
+    run_dir, _ = sweep(settings, resume=args.resume, progress=not args.quiet)
     if not _main_rank():
         return 0
     print((run_dir / "sweep.md").read_text())
@@ -209,12 +202,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import ReproduceOptions, command_line, reproduce
+    from qtransfer.experiments.reproduce import (
+        ReproduceOptions,
+        command_line,
+        reproduce,
+    )
 
     options = ReproduceOptions(
         data=str(args.data) if args.data else None, out=args.out, seeds=args.seed_list, epochs=args.epochs,
         steps=args.steps, augment_views=args.augment_views, backbones=args.backbones, cache_dir=args.cache_dir,
-        device=args.device, num_workers=args.num_workers,
+        device=args.device, num_workers=args.num_workers, progress=not args.quiet,
     )
     options.command = command_line(args.name, options, args.report)
     result = reproduce(args.name, options, report=args.report)
@@ -224,11 +221,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_cv(args: argparse.Namespace) -> int:
-    from .cv import CVSettings, cross_validate
+    from qtransfer.experiments.cv import CVSettings, cross_validate
 
     settings = CVSettings(_config(args), list(args.heads), args.folds, args.keep_val, args.inner_fraction,
                           list(args.metrics))
-    run_dir, _ = cross_validate(settings)
+    run_dir, _ = cross_validate(settings, progress=not args.quiet)
     print((run_dir / "cv.md").read_text())
     print(f"cross-validation directory {run_dir}")
     return 0
@@ -237,14 +234,13 @@ def cmd_cv(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     import torch
 
-    from .backbones import BACKBONES
-    from .cache import default_cache_dir
-    from .circuits import TEMPLATES
-    from .heads import HEADS
-    from .quantum_backbones import QUANTUM_BACKBONES
-    from .train import package_versions, resolve_device
+    from qtransfer.models.backbones import BACKBONES
+    from qtransfer.models.heads import HEADS
+    from qtransfer.models.quantum_backbones import QUANTUM_BACKBONES
+    from qtransfer.quantum.circuits import TEMPLATES
+    from qtransfer.runtime import cache_root, package_versions, resolve_device
 
-    cache = default_cache_dir()
+    cache = cache_root()
     size = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file()) if cache.exists() else 0
     info = {
         "versions": package_versions(),
@@ -262,9 +258,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from .data import download_dataset
+    from qtransfer.data.download import download_dataset
 
-    root = download_dataset(args.name, args.dest, url=args.url)
+    root = download_dataset(args.name, args.dest, url=args.url, progress=not args.quiet)
     print(f"{args.name} is ready in {root}")
     return 0
 
@@ -273,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="qtransfer", description="Hybrid classical-quantum transfer learning.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a head on a pretrained backbone's features")
@@ -387,14 +384,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors that are the user's to fix: one message, no traceback."""
-    from .backbones import WeightsUnavailable
-    from .train import NonFiniteLoss
-
-    return (ValueError, OSError, ImportError, WeightsUnavailable, NonFiniteLoss)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `qtransfer` and `python -m qtransfer`: 0 done, 1 user error, 2 usage error, 130 interrupted."""
     args = build_parser().parse_args(argv)
@@ -408,10 +397,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"qtransfer {args.command}{_rank_label()}: {err or 'interrupted'}", file=sys.stderr)
         return 130
-    except _user_errors() as err:
+    except QTransferError as err:
         if args.debug:
             raise
         print(f"qtransfer {args.command}{_rank_label()}: error: {err}", file=sys.stderr)
+        return 1
+    except Exception:
+        traceback.print_exc()
+        print(f"qtransfer {args.command}{_rank_label()}: an internal error (the traceback above); this is a bug in "
+              "qtransfer: please report it with the command you ran and that traceback.", file=sys.stderr)
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -423,12 +417,12 @@ DISTRIBUTED_COMMANDS = ("extract", "train", "compare", "sweep")
 
 def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Call the command, inside a torch.distributed process group when torchrun launched several processes."""
-    from . import distributed
+    from qtransfer import distributed
 
     if not distributed.launched():
         return handler(args)
     if args.command not in DISTRIBUTED_COMMANDS:
-        raise ValueError(f"`qtransfer {args.command}` runs in one process; launch it without torchrun "
+        raise InputError(f"`qtransfer {args.command}` runs in one process; launch it without torchrun "
                          f"(torchrun shares {', '.join(DISTRIBUTED_COMMANDS)})")
     with distributed.session():
         return handler(args)
@@ -436,7 +430,7 @@ def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace)
 
 def _rank_label() -> str:
     """' (rank R)' under torchrun, where every process reports its own errors; else nothing."""
-    from . import distributed
+    from qtransfer import distributed
 
     return f" (rank {os.environ.get('RANK', '?')})" if distributed.launched() else ""
 

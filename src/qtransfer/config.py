@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 from typing_extensions import Self
 
+from qtransfer.errors import InputError
+
 
 @dataclass
 class TrainConfig:
@@ -59,31 +61,29 @@ class TrainConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise InputError(message)
         self._check_names()
         if not self.data:
-            raise ValueError("no data folder given: pass --data DIR (a folder with train/ and val/)")
+            raise InputError("no data folder given: pass --data DIR (a folder with train/ and val/)")
         return self
 
     def _check_names(self) -> None:
-        """Backbone, head, template and backend must exist, and the circuit must fit in memory."""
-        from .backbones import get_spec
-        from .backends import PennyLaneBackend, get_backend
-        from .circuits import make_circuit
-        from .heads import HEADS
-        from .names import unknown_name
-        from .resources import check_fits
+        """Backbone, head, template and backend must exist, and the circuit must fit in memory. Nothing is built
+        beyond the backend's settings: no device is made and no service contacted."""
+        from qtransfer.models.backbones import get_spec
+        from qtransfer.models.heads import HEADS
+        from qtransfer.quantum.backends import PennyLaneBackend, get_backend
+        from qtransfer.quantum.circuits import make_circuit
+        from qtransfer.quantum.memory import check_fits
 
         get_spec(self.backbone)
-        if self.head not in HEADS:
-            raise unknown_name("head", self.head, HEADS)
+        HEADS.lookup(self.head)
         if self.head != "quantum":
             return
         circuit = make_circuit(self.template, self.n_qubits, self.depth)
-        backend = self.head_options()["backend"]
-        backend = get_backend(backend) if isinstance(backend, str) else backend
+        backend = get_backend(self.head_options()["backend"])
         if isinstance(backend, PennyLaneBackend):
-            backend.qnode(circuit)  # a missing device or plugin fails here, naming its package
+            backend.check_available()  # a missing device or plugin fails here, naming its package
         else:
             density = backend.noise is not None and backend.noise.channels
             check_fits(circuit, self.batch_size, self._device_kind(), density=density)
@@ -107,7 +107,7 @@ class TrainConfig:
         options: dict[str, Any] = {"n_qubits": self.n_qubits, "depth": self.depth, "template": self.template,
                                    "q_delta": self.q_delta, "backend": self.backend}
         if self.head == "quantum" and (self.shots or self.noise or self.device_options):
-            from .backends import make_backend
+            from qtransfer.quantum.backends import make_backend
 
             options["backend"] = make_backend(self.backend, self.shots, self.noise, self.parsed_device_options(),
                                               seed=self.seed)
@@ -120,9 +120,9 @@ class TrainConfig:
         try:
             value = json.loads(self.device_options)
         except json.JSONDecodeError as err:
-            raise ValueError(f"--device-options must be a JSON object, e.g. '{{\"shots\": 1024}}': {err}") from None
+            raise InputError(f"--device-options must be a JSON object, e.g. '{{\"shots\": 1024}}': {err}") from None
         if not isinstance(value, dict):
-            raise ValueError(f"--device-options must be a JSON object, got {self.device_options!r}")
+            raise InputError(f"--device-options must be a JSON object, got {self.device_options!r}")
         return value
 
     def to_json(self) -> str:
@@ -135,7 +135,7 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"unknown settings {sorted(unknown)}; known: {sorted(known)}")
+            raise InputError(f"unknown settings {sorted(unknown)}; known: {sorted(known)}")
         return cls(**values)
 
     @classmethod

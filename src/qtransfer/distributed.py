@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
+from qtransfer.errors import InputError
+
 T = TypeVar("T")
 
 # How long a collective waits for a rank that died or hangs before it raises instead of waiting forever.
@@ -104,9 +106,10 @@ def gather(obj: T) -> list[T]:
 
 def all_sum(values: Sequence[float], device: torch.device) -> list[float]:
     """Element-wise sum of `values` over ranks (float64, so counts stay exact)."""
+    if not is_distributed():
+        return [float(v) for v in values]
     t = torch.tensor(list(values), dtype=torch.float64, device=device)
-    if is_distributed():
-        dist.all_reduce(t)
+    dist.all_reduce(t)
     return t.tolist()
 
 
@@ -119,7 +122,7 @@ def check_batch(batch_size: int) -> None:
     """Refuse a global batch that the ranks cannot split evenly, naming both numbers and the fix."""
     world = world_size()
     if batch_size % world:
-        raise ValueError(
+        raise InputError(
             f"--batch-size {batch_size} is the global batch and must divide evenly among the {world} processes; "
             f"use a multiple of {world} (e.g. {max(world, batch_size // world * world)}) or change --nproc-per-node"
         )

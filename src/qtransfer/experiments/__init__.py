@@ -1,0 +1,2 @@
+"""Many heads on the same features: comparisons, sweeps, cross-validation, noise scans, statistics, and the
+paper's experiments (reproduce/)."""

@@ -1,0 +1,261 @@
+"""Heads compared over seeds on one set of cached features: runs, summaries, paired differences."""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from qtransfer import distributed
+from qtransfer.config import SettingsFile, TrainConfig
+from qtransfer.errors import InputError, Interrupted, MissingFileError
+from qtransfer.experiments.stats import describe, paired_difference
+from qtransfer.features.pipeline import Features, load_features
+from qtransfer.models.heads import HEADS
+from qtransfer.registry import unknown_name
+from qtransfer.report import figures, tables
+from qtransfer.runtime import new_run_dir, package_versions, resolve_device
+from qtransfer.storage import atomic_write_text
+from qtransfer.training.fit import FitResult, fit_features
+
+# Settings a head spec may change ("quantum:depth=2,qubits=8"): spec key -> TrainConfig field.
+SPEC_KEYS = {
+    "qubits": "n_qubits", "n_qubits": "n_qubits", "depth": "depth", "template": "template", "backend": "backend",
+    "q_delta": "q_delta", "lr": "lr", "epochs": "epochs", "batch_size": "batch_size", "step_size": "step_size",
+    "gamma": "gamma",
+}
+METRICS = ("best_val_acc", "final_val_acc", "best_val_loss", "final_val_loss", "parameters", "train_s")
+HELD_OUT = ("held_out_acc", "held_out_balanced_acc", "held_out_roc_auc")
+HELD_OUT_KEYS = {"accuracy": "held_out_acc", "balanced_accuracy": "held_out_balanced_acc", "roc_auc": "held_out_roc_auc"}
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """A head by name with settings that differ from the run's: 'quantum', 'quantum:depth=2'."""
+
+    label: str
+    head: str
+    settings: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def quantum(self) -> bool:
+        """Whether network B is a quantum circuit."""
+        return self.head == "quantum"
+
+    def config(self, base: TrainConfig) -> TrainConfig:
+        """The run's settings with this spec's head and settings."""
+        return replace(base, head=self.head, **dict(self.settings))
+
+
+def parse_head(text: str) -> HeadSpec:
+    """'name' or 'name:key=value,key=value' (keys: qubits, depth, template, backend, q_delta, lr, ...)."""
+    name, _, rest = text.strip().partition(":")
+    if name not in HEADS:
+        raise unknown_name("head", name, HEADS, where=repr(text))
+    types = {f.name: f.type for f in fields(TrainConfig)}
+    settings = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or key.strip() not in SPEC_KEYS:
+            raise InputError(
+                f"bad head setting {item!r} in {text!r}: use key=value with key one of {', '.join(sorted(SPEC_KEYS))}"
+            )
+        target = SPEC_KEYS[key.strip()]
+        kind = {"int": int, "float": float}.get(str(types[target]), str)
+        try:
+            settings[target] = kind(value.strip())
+        except ValueError:
+            raise InputError(f"head setting {item!r} in {text!r} needs a value of type {kind.__name__}") from None
+    return HeadSpec(text.strip(), name, tuple(sorted(settings.items())))
+
+
+def record(spec: HeadSpec, seed: int, augmented: bool, fit: FitResult) -> dict[str, Any]:
+    """One line of runs.jsonl: what ran and how it did."""
+    last = fit.rows[-1]
+    return {
+        "label": spec.label, "head": spec.head, "settings": dict(spec.settings), "seed": seed,
+        "augmented": augmented, "best_epoch": fit.best["epoch"], "best_val_acc": fit.best["val_acc"],
+        "best_val_loss": fit.best["val_loss"], "final_val_acc": last["val_acc"], "final_val_loss": last["val_loss"],
+        "parameters": fit.parameters, "train_s": fit.seconds,
+        "curves": {k: [r[k] for r in fit.rows] for k in ("train_loss", "train_acc", "val_loss", "val_acc")},
+        **({"held_out_acc": fit.test["accuracy"], "held_out_balanced_acc": fit.test["balanced_accuracy"],
+            "held_out_roc_auc": fit.test["roc_auc"]} if fit.test else {}),
+    }
+
+
+# ------------------------------------------------------------------------------------- many fits
+
+
+def run_grid(
+    config: TrainConfig,
+    features: Features,
+    specs: Sequence[HeadSpec],
+    seeds: Sequence[int],
+    run_dir: Path,
+    augmented: Iterable[bool] = (False,),
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Every (spec, augmented, seed) fitted once; runs.jsonl in run_dir keeps finished ones, so a rerun resumes.
+    Under torchrun each rank fits every world-th run and rank 0 gathers them, in the single-process order."""
+    path = run_dir / "runs.jsonl"
+    done = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    done = distributed.broadcast(done if distributed.is_main() else None)  # rank 0's file decides what is left
+    have = {(r["label"], r["augmented"], r["seed"]) for r in done}
+    todo = [(s, a, seed) for s in specs for a in augmented for seed in seeds if (s.label, a, seed) not in have]
+    device = resolve_device(config.device)
+    train, val = features.train.to_device(device), features.val.to_device(device)
+    aug = features.augmented_train.to_device(device) if features.views is not None else None
+    test = features.test.to_device(device) if features.test is not None else None
+    mine: list[dict[str, Any]] = []
+    for spec, augment, seed in tqdm(distributed.share(todo), desc="runs", unit="run",
+                                    disable=not (progress and distributed.is_main())):
+        cfg = replace(spec.config(config), seed=seed)
+        cfg.validate()
+        fit = fit_features(cfg, aug if augment else train, val, len(features.classes), device, test, features.classes)
+        mine.append(record(spec, seed, augment, fit))
+        if distributed.is_main():  # rank 0's finished runs survive an interruption; the others' arrive at the end
+            atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in done + mine))
+    if not distributed.is_distributed():
+        return done + mine
+    runs = {(r["label"], r["augmented"], r["seed"]): r for part in distributed.gather(mine) for r in part}
+    done = done + [runs[(s.label, a, seed)] for s, a, seed in todo]
+    if distributed.is_main():
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in done))
+    return done
+
+
+def group_label(r: dict[str, Any], views: int) -> str:
+    """The row's head label, marked '+aug<K>' when it trained on augmented views."""
+    return f"{r['label']}+aug{views}" if r["augmented"] else r["label"]
+
+
+def summarize(runs: Sequence[dict[str, Any]], views: int = 0) -> dict[str, Any]:
+    """Per head: statistics of every metric over seeds; paired quantum − classical and aug − plain differences."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault(group_label(r, views), []).append(r)
+    heads = {
+        label: {"head": rs[0]["head"], "settings": rs[0]["settings"], "augmented": rs[0]["augmented"],
+                "seeds": [r["seed"] for r in rs],
+                **{m: describe([r[m] for r in rs]) for m in METRICS + HELD_OUT if rs[0].get(m) is not None}}
+        for label, rs in groups.items()
+    }
+    pairs = []
+    for a, ra in groups.items():
+        for b, rb in groups.items():
+            quantum_vs_classical = (
+                ra[0]["head"] == "quantum" and rb[0]["head"] != "quantum" and ra[0]["augmented"] == rb[0]["augmented"]
+            )
+            aug_vs_plain = ra[0]["augmented"] and not rb[0]["augmented"] and ra[0]["label"] == rb[0]["label"]
+            if quantum_vs_classical or aug_vs_plain:
+                pairs.extend(_paired(a, ra, b, rb))
+    return {"heads": heads, "paired": pairs}
+
+
+def _paired(a: str, ra: list[dict[str, Any]], b: str, rb: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_seed_a, by_seed_b = {r["seed"]: r for r in ra}, {r["seed"]: r for r in rb}
+    seeds = sorted(by_seed_a.keys() & by_seed_b.keys())
+    if not seeds:
+        return []
+    return [
+        {"a": a, "b": b, "metric": m, "seeds": seeds,
+         **paired_difference([by_seed_a[s][m] for s in seeds], [by_seed_b[s][m] for s in seeds])}
+        for m in ("best_val_acc", "final_val_acc", "held_out_acc") if ra[0].get(m) is not None
+    ]
+
+
+# ------------------------------------------------------------------------------------- the command
+
+
+@dataclass
+class CompareSettings(SettingsFile):
+    """What a comparison runs: the base training settings, the heads, the seeds, augmented views."""
+
+    config: TrainConfig
+    heads: list[str]
+    seeds: list[int]
+    augment_views: int = 0
+    metrics: list[str] = field(default_factory=lambda: ["accuracy", "balanced_accuracy"])  # held-out columns
+
+
+def compare(settings: CompareSettings, resume: Path | None = None, progress: bool = True) -> tuple[Path, dict[str, Any]]:
+    """Train every head over every seed on cached features; write compare.json, compare.md, compare.png."""
+    run_dir, result = run_comparison(settings, resume, "compare", progress)
+    write_comparison(run_dir, result)
+    return run_dir, result
+
+
+def write_comparison(run_dir: Path, result: dict[str, Any]) -> None:
+    """compare.json, compare.md and compare.png of a comparison's result (rank 0 only)."""
+    if not distributed.is_main():
+        return
+    atomic_write_text(run_dir / "compare.json", json.dumps(result, indent=2))
+    atomic_write_text(run_dir / "compare.md", tables.compare_markdown(result))
+    figures.plot_compare(result, run_dir / "compare.png")
+
+
+def run_comparison(
+    settings: CompareSettings, resume: Path | None, name: str, progress: bool = True
+) -> tuple[Path, dict[str, Any]]:
+    """Features, then every (head, seed) fit, resumable from runs.jsonl; returns the directory and the result."""
+    if resume is not None:
+        settings = CompareSettings.load(resumable(Path(resume), "compare_config.json"))
+    specs = [parse_head(h) for h in settings.heads]
+    _check_settings(settings, specs)
+    started = time.perf_counter()
+    features = load_features(settings.config, settings.augment_views, progress)
+    run_dir = None
+    if distributed.is_main():
+        run_dir = Path(resume) if resume else new_run_dir(settings.config.out, settings.config.name or name)
+        atomic_write_text(run_dir / "compare_config.json", settings.to_json())
+    run_dir = distributed.broadcast(run_dir)
+    try:
+        return run_dir, compare_on(settings, features, run_dir, started, progress)
+    except KeyboardInterrupt:
+        path = run_dir / "runs.jsonl"
+        done = len(path.read_text().splitlines()) if path.exists() else 0
+        raise Interrupted(f"interrupted; {done} finished run(s) are kept in {path}. "
+                          f"Continue with: qtransfer {name} --resume {run_dir}") from None
+
+
+def compare_on(
+    settings: CompareSettings, features: Features, run_dir: Path, started: float, progress: bool = True
+) -> dict[str, Any]:
+    """Every (head, seed) fitted on given features; the comparison's result (timed from `started`)."""
+    augmented = (False, True) if settings.augment_views else (False,)
+    specs = [parse_head(h) for h in settings.heads]
+    runs = run_grid(settings.config, features, specs, settings.seeds, run_dir, augmented, progress)
+    return {
+        "backbone": features.backbone, "weights_id": features.weights_id, "data": settings.config.data,
+        "classes": features.classes, "counts": {"train": len(features.train.labels), "val": len(features.val.labels)},
+        "epochs": settings.config.epochs, "seeds": settings.seeds, "augment_views": settings.augment_views,
+        "metrics": settings.metrics,
+        **summarize(runs, settings.augment_views), "runs": runs, "total_s": time.perf_counter() - started,
+        "versions": package_versions(),
+    }
+
+
+def resumable(run_dir: Path, name: str) -> Path:
+    """The settings file `name` of an interrupted run directory, or an error saying to start anew."""
+    if not (run_dir / name).exists():
+        raise MissingFileError(f"{run_dir} has no {name}; start anew without --resume")
+    return run_dir / name
+
+
+def _check_settings(settings: CompareSettings, specs: Sequence[HeadSpec]) -> None:
+    unknown = set(settings.metrics) - set(HELD_OUT_KEYS)
+    if unknown:
+        raise InputError(f"unknown held-out metrics {sorted(unknown)}; compare shows {', '.join(HELD_OUT_KEYS)}")
+    if not settings.seeds:
+        raise InputError("no seeds: pass --seeds N (a count) or --seed-list 1 2 3")
+    if settings.augment_views < 0:
+        raise InputError(f"--augment-views must be >= 0, got {settings.augment_views}")
+    labels = [s.label for s in specs]
+    if len(set(labels)) != len(labels):
+        raise InputError(f"a head is given twice: {labels}")
+    for spec in specs:
+        spec.config(settings.config).validate()

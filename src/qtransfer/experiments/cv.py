@@ -1,0 +1,104 @@
+"""K-fold cross-validation of heads on cached features: select the epoch on an inner part, score the held-out fold."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from qtransfer.config import TrainConfig
+from qtransfer.data.splits import stratified_folds, stratified_holdout
+from qtransfer.errors import InputError
+from qtransfer.experiments.compare import parse_head
+from qtransfer.experiments.stats import describe
+from qtransfer.features.pipeline import load_features
+from qtransfer.report.tables import cv_markdown
+from qtransfer.runtime import new_run_dir, package_versions, resolve_device
+from qtransfer.storage import atomic_write_text
+from qtransfer.training.fit import FitResult, fit_features
+from qtransfer.training.metrics import METRIC_NAMES
+
+# Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (beyond: 1.96).
+_T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def t_interval(values: list[float]) -> tuple[float, float]:
+    """95% interval of the mean of `values` in [0, 1] (Student's t, as folds are few; clipped to [0, 1])."""
+    d = describe(values)
+    if d["n"] < 2:
+        return d["mean"], d["mean"]
+    t = _T95[d["n"] - 2] if d["n"] - 1 <= len(_T95) else 1.96
+    half = t * d["std"] / math.sqrt(d["n"])
+    return max(0.0, d["mean"] - half), min(1.0, d["mean"] + half)  # every metric here lies in [0, 1]
+
+
+@dataclass
+class CVSettings:
+    """Heads, folds, what is pooled, and the inner fraction kept for selecting the epoch."""
+
+    config: TrainConfig
+    heads: list[str] = field(default_factory=lambda: ["quantum"])
+    folds: int = 5
+    keep_val: bool = False  # pool train only, leaving val aside; else train + val pooled
+    inner_fraction: float = 0.2
+    metrics: list[str] = field(default_factory=lambda: ["accuracy", "balanced_accuracy", "roc_auc"])
+
+    def check(self) -> None:
+        """Refuse bad settings before any work."""
+        unknown = set(self.metrics) - set(METRIC_NAMES)
+        if unknown:
+            raise InputError(f"unknown metrics {sorted(unknown)}; known: {', '.join(METRIC_NAMES)}")
+        if not 0 < self.inner_fraction < 1:
+            raise InputError(f"the inner selection fraction must lie in (0, 1), got {self.inner_fraction}")
+        if self.folds < 2:
+            raise InputError(f"--folds must be >= 2, got {self.folds}")
+        for h in self.heads:
+            parse_head(h).config(self.config).validate()
+
+
+def cross_validate(settings: CVSettings, progress: bool = True) -> tuple[Path, dict[str, Any]]:
+    """Every head on every fold; cv.json and cv.md with per-fold rows, mean ± std and 95% intervals."""
+    settings.check()
+    started = time.perf_counter()
+    config = settings.config
+    features = load_features(config, progress=progress)
+    pool = features.train if settings.keep_val else features.train + features.val
+    labels = pool.labels.tolist()
+    folds = stratified_folds(labels, settings.folds, config.seed)
+    device = resolve_device(config.device)
+    run_dir = new_run_dir(config.out, config.name or "cv")
+    rows = []
+    for head in settings.heads:
+        spec = parse_head(head)
+        for k in tqdm(range(settings.folds), desc=f"{head} folds", unit="fold", disable=not progress):
+            rest = sorted(set(range(len(labels))) - set(folds[k]))
+            fit_idx, select_idx = stratified_holdout([labels[i] for i in rest], settings.inner_fraction, config.seed + k)
+            train, select = pool.subset([rest[i] for i in fit_idx]), pool.subset([rest[i] for i in select_idx])
+            test = pool.subset(folds[k])
+            fit: FitResult = fit_features(spec.config(config), train.to_device(device), select.to_device(device),
+                                          len(features.classes), device, test=test.to_device(device),
+                                          classes=features.classes)
+            rows.append({"head": head, "fold": k, "train": len(train.labels), "select": len(select.labels),
+                         "test": len(test.labels), "best_epoch": fit.best["epoch"],
+                         "selected_on_inner_val_acc": fit.best["val_acc"], "held_out": fit.test,
+                         "test_files": [str(p) for p in test.paths]})
+    summary = {}
+    for head in settings.heads:
+        mine = [r for r in rows if r["head"] == head]
+        held = {m: [r["held_out"][m] for r in mine] for m in settings.metrics if m in ("accuracy", "balanced_accuracy", "roc_auc")}
+        summary[head] = {
+            "selected_on_inner_val_acc": describe([r["selected_on_inner_val_acc"] for r in mine]),
+            **{f"held_out_{m}": {**describe(v), "ci95": t_interval(v)} for m, v in held.items() if None not in v},
+        }
+    result = {"settings": {**asdict(settings), "config": asdict(config)}, "backbone": features.backbone,
+              "classes": features.classes, "pooled": "train" if settings.keep_val else "train+val",
+              "samples": len(labels), "folds": rows, "summary": summary,
+              "seconds": time.perf_counter() - started, "versions": package_versions()}
+    atomic_write_text(run_dir / "cv.json", json.dumps(result, indent=2))
+    atomic_write_text(run_dir / "cv.md", cv_markdown(result, settings.metrics))
+    return run_dir, result

@@ -1,0 +1,50 @@
+"""The registry of the paper's experiments (`qtransfer reproduce NAME`): what each is given and what it returns.
+The experiment modules register themselves here; this module imports none of them."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qtransfer.registry import Registry
+
+
+@dataclass
+class ReproduceOptions:
+    """Settings shared by the reproductions; None means the experiment's own default (the paper's)."""
+
+    data: str | None = None
+    out: str = "runs"
+    seeds: list[int] | None = None
+    epochs: int | None = None
+    steps: int | None = None
+    augment_views: int = 10
+    backbones: list[str] | None = None
+    cache_dir: str = ""
+    device: str = "auto"
+    num_workers: int = -1
+    command: str = ""  # the command line that ran, for the report
+    progress: bool = True  # progress bars
+
+
+@dataclass
+class Reproduction:
+    """What one experiment produced: a markdown section with its tables, its figures, how long it took."""
+
+    name: str
+    title: str
+    body: str
+    figures: list[Path]
+    run_dir: Path
+    seconds: float
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+EXPERIMENTS: Registry[Callable[[ReproduceOptions, Path], Reproduction]] = Registry("experiment")
+ORDER = ["spirals", "ants-bees", "circuit-sweep", "cifar", "qc", "qq"]
+
+
+def register_experiment(name: str) -> Callable[[Callable[..., Reproduction]], Callable[..., Reproduction]]:
+    """Decorator: register `fn(options, run_dir) -> Reproduction` as `qtransfer reproduce NAME`."""
+    return EXPERIMENTS.register(name)

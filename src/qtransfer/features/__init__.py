@@ -1,0 +1,1 @@
+"""The one pipeline from images to features: dataset + backbone -> cached, memory-mapped features."""

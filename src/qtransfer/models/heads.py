@@ -1,0 +1,120 @@
+"""Network B: the dressed quantum head and classical baselines, looked up by name."""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from qtransfer.quantum.backends import (
+    Backend,
+    PennyLaneBackend,
+    TorchBackend,
+    get_backend,
+)
+from qtransfer.quantum.circuits import make_circuit
+from qtransfer.registry import Registry
+
+if TYPE_CHECKING:  # settings are passed in; this layer does not depend on the config module
+    from qtransfer.config import TrainConfig
+
+HEADS: Registry[Callable[..., nn.Module]] = Registry("head")
+
+# Settings of the quantum head that classical heads accept and ignore, so one set of
+# settings can build every head in a comparison.
+QUANTUM_ONLY = frozenset({"depth", "q_delta", "template", "backend"})
+
+
+def _check_ignored(head: str, kwargs: dict[str, Any]) -> None:
+    unknown = set(kwargs) - QUANTUM_ONLY
+    if unknown:
+        raise TypeError(f"head {head!r} got unknown settings {sorted(unknown)}")
+
+
+def register_head(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator: register a head class or factory `fn(in_features, n_classes, **kwargs)`."""
+    return HEADS.register(name)
+
+
+def create_head(name: str, in_features: int, n_classes: int, **kwargs: Any) -> nn.Module:
+    """Build the head registered as `name`."""
+    return HEADS.lookup(name)(in_features, n_classes, **kwargs)
+
+
+def build_head(config: TrainConfig, in_features: int, n_classes: int, per_sample: bool | None = None) -> nn.Module:
+    """The one place a head is made from settings: config's head with its circuit and backend (shots, noise,
+    device options). `per_sample` (default: seed-parity mode) runs the circuit one sample at a time, as the
+    tutorial does."""
+    options = config.head_options()
+    if (config.seed_parity if per_sample is None else per_sample) and config.head == "quantum":
+        name = config.backend
+        options["backend"] = (PennyLaneBackend(name.split(":", 1)[1], per_sample=True)
+                              if name.startswith("pennylane:") else TorchBackend(per_sample=True))
+    return create_head(config.head, in_features, n_classes, **options)
+
+
+@register_head("quantum")
+class DressedQuantumHead(nn.Module):
+    """Linear -> tanh * pi/2 -> variational circuit -> Linear (the reference's DressedQuantumNet)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        n_classes: int,
+        n_qubits: int = 4,
+        depth: int = 6,
+        q_delta: float = 0.01,
+        template: str = "tutorial",
+        backend: str | Backend = "torch",
+    ):
+        super().__init__()
+        self.circuit = make_circuit(template, n_qubits, depth)
+        self.backend = get_backend(backend)
+        # Creation order matches the reference, so a seed gives the reference's initial weights.
+        self.pre_net = nn.Linear(in_features, self.circuit.n_inputs)
+        self.q_params = nn.Parameter(q_delta * torch.randn(self.circuit.n_weights))
+        self.post_net = nn.Linear(self.circuit.n_outputs, n_classes)
+
+    def circuit_inputs(self, features: Tensor) -> Tensor:
+        """The angles fed to the circuit: tanh(pre_net(x)) * pi / 2."""
+        return torch.tanh(self.pre_net(features)) * (math.pi / 2)
+
+    def forward(self, features: Tensor) -> Tensor:
+        q_out = self.backend(self.circuit, self.circuit_inputs(features), self.q_params)
+        return self.post_net(q_out)
+
+    def extra_repr(self) -> str:
+        c = self.circuit
+        return f"template={c.name}, n_qubits={c.n_qubits}, weight_shape={c.weight_shape}, backend={self.backend.name}"
+
+
+@register_head("classical")
+class DressedClassicalHead(nn.Module):
+    """The dressed head with the circuit replaced by a classical layer of the same width: Linear + tanh."""
+
+    def __init__(self, in_features: int, n_classes: int, n_qubits: int = 4, **quantum_only: Any):
+        super().__init__()
+        _check_ignored("classical", quantum_only)
+        self.pre_net = nn.Linear(in_features, n_qubits)
+        self.hidden = nn.Linear(n_qubits, n_qubits)
+        self.post_net = nn.Linear(n_qubits, n_classes)
+
+    def forward(self, features: Tensor) -> Tensor:
+        h = torch.tanh(self.pre_net(features)) * (math.pi / 2)
+        return self.post_net(torch.tanh(self.hidden(h)))
+
+
+@register_head("linear")
+class LinearHead(nn.Module):
+    """A single Linear layer: the usual classical transfer-learning head."""
+
+    def __init__(self, in_features: int, n_classes: int, **quantum_only: Any):
+        super().__init__()
+        quantum_only.pop("n_qubits", None)
+        _check_ignored("linear", quantum_only)
+        self.fc = nn.Linear(in_features, n_classes)
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.fc(features)

@@ -1,0 +1,65 @@
+"""Where and with what a run executes: the device, the package versions, run directories, the cache folder."""
+from __future__ import annotations
+
+import os
+import platform
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from qtransfer import distributed
+from qtransfer.errors import InputError, WriteError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' is CUDA when present, else CPU; anything else is passed to torch.device. Under torchrun a bare
+    CUDA device is this rank's GPU, cuda:LOCAL_RANK."""
+    if name == "auto":
+        return distributed.local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise InputError(f"unknown device {name!r} ({err}); use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
+    return distributed.local_device(device) if device.index is None else device
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and the packages a result depends on."""
+    out = {"python": platform.python_version()}
+    for pkg in ("qtransfer", "torch", "torchvision", "numpy", "pennylane", "efficientnet-lite-pytorch"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def new_run_dir(out: str | Path, name: str) -> Path:
+    """<out>/<time>-<name>/, made fresh (a suffix -1, -2, ... when another run took the name this second)."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(out) / f"{stamp}-{name}"
+    for i in range(1, 1000):
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            path = Path(out) / f"{stamp}-{name}-{i}"
+        except OSError as err:
+            raise WriteError(f"cannot create the run directory {path} ({err.strerror or err}); "
+                             "pass --out DIR where you may write") from None
+    raise WriteError(f"cannot create a new run directory in {out}")
+
+
+def cache_root(cache_dir: str | Path = "") -> Path:
+    """The feature cache folder: `cache_dir`, else $QTRANSFER_CACHE, else $XDG_CACHE_HOME/qtransfer, else
+    ~/.cache/qtransfer."""
+    if cache_dir:
+        return Path(cache_dir)
+    if os.environ.get("QTRANSFER_CACHE"):
+        return Path(os.environ["QTRANSFER_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "qtransfer"

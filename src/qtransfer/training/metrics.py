@@ -1,0 +1,59 @@
+"""Classification metrics of an evaluation (accuracy, balanced accuracy, per-class P/R/F1, ROC-AUC), and the
+summary of a metric over repetitions."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+METRIC_NAMES = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "confusion")
+
+
+def confusion(labels: Tensor, preds: Tensor, n_classes: int) -> Tensor:
+    """Counts (true class, predicted class)."""
+    return torch.bincount(labels * n_classes + preds, minlength=n_classes**2).reshape(n_classes, n_classes)
+
+
+def roc_auc(labels: Tensor, scores: Tensor) -> float:
+    """Area under the ROC curve of scores for class 1 (ties count half): the Mann-Whitney statistic."""
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    greater = (pos[:, None] > neg[None, :]).double().sum()
+    ties = (pos[:, None] == neg[None, :]).double().sum()
+    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+
+
+def classification_metrics(labels: Tensor, probs: Tensor, classes: Sequence[str]) -> dict[str, Any]:
+    """Every metric of METRIC_NAMES for true labels and predicted class probabilities (N, classes)."""
+    n = len(classes)
+    preds = probs.argmax(1)
+    matrix = confusion(labels, preds, n).double()
+    support, predicted = matrix.sum(1), matrix.sum(0)
+    recall = torch.where(support > 0, matrix.diag() / support.clamp_min(1), torch.nan)
+    precision = torch.where(predicted > 0, matrix.diag() / predicted.clamp_min(1), torch.zeros(()).double())
+    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall), torch.zeros(()).double())
+    return {
+        "accuracy": float(matrix.diag().sum() / matrix.sum()),
+        "balanced_accuracy": float(recall.nanmean()),
+        "precision": dict(zip(classes, precision.tolist())),
+        "recall": dict(zip(classes, recall.tolist())),
+        "f1": dict(zip(classes, f1.tolist())),
+        "roc_auc": roc_auc(labels, probs[:, 1].double()) if n == 2 else None,
+        "confusion": matrix.long().tolist(),
+    }
+
+
+def describe(values: Sequence[float]) -> dict[str, float]:
+    """Count, mean, sample standard deviation (0 for one value), min and max."""
+    v = np.asarray(values, dtype=float)
+    return {
+        "n": int(v.size),
+        "mean": float(v.mean()),
+        "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+        "min": float(v.min()),
+        "max": float(v.max()),
+    }
