@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -16,9 +16,6 @@ from qtransfer.quantum.backends import (
 )
 from qtransfer.quantum.circuits import make_circuit
 from qtransfer.registry import Registry
-
-if TYPE_CHECKING:  # settings are passed in; this layer does not depend on the config module
-    from qtransfer.config import TrainConfig
 
 HEADS: Registry[Callable[..., nn.Module]] = Registry("head")
 
@@ -43,7 +40,17 @@ def create_head(name: str, in_features: int, n_classes: int, **kwargs: Any) -> n
     return HEADS.lookup(name)(in_features, n_classes, **kwargs)
 
 
-def build_head(config: TrainConfig, in_features: int, n_classes: int, per_sample: bool | None = None) -> nn.Module:
+class HeadSettings(Protocol):
+    """What build_head reads of a run's settings (a TrainConfig)."""
+
+    head: str
+    backend: str
+    seed_parity: bool
+
+    def head_options(self) -> dict[str, Any]: ...
+
+
+def build_head(config: HeadSettings, in_features: int, n_classes: int, per_sample: bool | None = None) -> nn.Module:
     """The one place a head is made from settings: config's head with its circuit and backend (shots, noise,
     device options). `per_sample` (default: seed-parity mode) runs the circuit one sample at a time, as the
     tutorial does."""
