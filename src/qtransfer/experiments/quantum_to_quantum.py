@@ -17,7 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from qtransfer.models.quantum_backbones import GaussianityLayers, QubitNetwork
+from qtransfer.quantum.circuits import make_circuit
 from qtransfer.quantum.fock import FockState
+from qtransfer.quantum.statevector import CompiledCircuit, probabilities
 
 EPS = 1e-7  # as the notebook, inside the logarithms of p₀ and 1 − p₀
 
@@ -117,9 +119,6 @@ class QubitTransferClassifier(nn.Module):
     def __init__(self, network_a: QubitNetwork | None, template: str, n_qubits: int, input_scale: float,
                  layers: int, classes: int, init_sd: float = 0.1):
         super().__init__()
-        from qtransfer.quantum.circuits import make_circuit
-        from qtransfer.quantum.statevector import CompiledCircuit
-
         fixed = network_a.weights if network_a is not None else torch.zeros(0, dtype=torch.float64)
         self.register_buffer("fixed", fixed.clone())
         depth = (network_a.depth if network_a is not None else 0) + layers
@@ -130,8 +129,6 @@ class QubitTransferClassifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Log-probabilities of the classes (B, classes)."""
-        from qtransfer.quantum.statevector import probabilities
-
         state = self.sim.state(x.double() * self.input_scale, torch.cat([self.fixed, self.weights]))
         probs = probabilities(state)[:, : self.classes]
         return torch.log(probs + EPS) - torch.log(probs.sum(1, keepdim=True) + EPS)

@@ -99,8 +99,10 @@ class MappedFeatures:
         if isinstance(index, int):
             return self[[index]][0]
         positions = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index, dtype=np.int64)
-        out = np.empty((len(positions), self.shape[1]), dtype=np.float32)
         shards, rows = self.shard[positions], self.row[positions]
+        if len(self.arrays) == 1:  # one shard (a dataset extracted at once): one gather
+            return torch.from_numpy(self.arrays[0][rows])
+        out = np.empty((len(positions), self.shape[1]), dtype=np.float32)
         for s in np.unique(shards):
             take = shards == s
             out[take] = self.arrays[int(s)][rows[take]]

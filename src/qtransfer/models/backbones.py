@@ -146,11 +146,21 @@ def expected_sha256(spec: BackboneSpec, path: Path) -> str | None:
     return match.group(1) if match else None
 
 
-def verify_weights(path: Path, expected: str | None) -> str:
-    """The weights file's sha256, after checking it against `expected`."""
+def verify_weights(path: Path, expected: str | None,
+                   advice: str = "delete it (it will be fetched again) or pass --weights PATH") -> str:
+    """The weights file's sha256, after checking it against `expected` (WeightsError if it differs)."""
     try:
-        return hub.verify_file(path, expected, f"weights file {path}",
-                               "delete it (it will be fetched again) or pass --weights PATH")
+        return hub.verify_file(path, expected, f"weights file {path}", advice)
+    except ChecksumError as err:
+        raise WeightsError(str(err)) from None
+
+
+def fetch_weights(url: str, target: Path, sha256: str | None, what: str, hint: str, progress: bool = True) -> None:
+    """hub.download for a weights file: WeightsUnavailable offline, WeightsError for a wrong file."""
+    try:
+        hub.download(url, target, sha256, what, hint, progress)
+    except DownloadError as err:
+        raise WeightsUnavailable(str(err)) from None
     except ChecksumError as err:
         raise WeightsError(str(err)) from None
 
@@ -161,12 +171,7 @@ def _download(spec: BackboneSpec, target: Path, progress: bool) -> None:
             "weights install with qtransfer and work offline")
     if spec.url is None:
         raise WeightsUnavailable(f"backbone {spec.name!r} has no download URL; pass --weights PATH")
-    try:
-        hub.download(spec.url, target, expected_sha256(spec, target), f"the {spec.name} weights", hint, progress)
-    except DownloadError as err:
-        raise WeightsUnavailable(str(err)) from None
-    except ChecksumError as err:
-        raise WeightsError(str(err)) from None
+    fetch_weights(spec.url, target, expected_sha256(spec, target), f"the {spec.name} weights", hint, progress)
 
 
 def _load_into(model: nn.Module, path: Path, name: str) -> None:

@@ -17,16 +17,12 @@ import torch
 from torch import Tensor, nn
 
 from qtransfer import hub
-from qtransfer.errors import (
-    ChecksumError,
-    DownloadError,
-    InputError,
-    MissingFileError,
-    WeightsError,
-    WeightsUnavailable,
-)
+from qtransfer.errors import InputError, MissingFileError
+from qtransfer.models.backbones import fetch_weights, verify_weights
 from qtransfer.quantum import fock_gates as gates
+from qtransfer.quantum.circuits import make_circuit
 from qtransfer.quantum.fock import FockState
+from qtransfer.quantum.statevector import CompiledCircuit, probabilities
 from qtransfer.registry import Registry, unknown_name
 from qtransfer.storage import atomic_torch_save
 
@@ -55,18 +51,10 @@ def mari2019_weights(name: str, source: str | Path | None = None, progress: bool
         path = hub.checkpoint_dir() / f"mari2019-{name}"
         if not path.is_file():
             url = os.environ.get("QTRANSFER_MARI2019_URL", MARI2019_URL)
-            try:
-                hub.download(url.format(name), path, sha, f"the paper's pretrained {name}",
-                             f"Put the file from the paper's repository (pre_trained/{name}) at {path} or pass "
-                             "--data FOLDER holding it", progress)
-            except DownloadError as err:
-                raise WeightsUnavailable(str(err)) from None
-            except ChecksumError as err:
-                raise WeightsError(str(err)) from None
-    try:
-        hub.verify_file(path, sha)  # pins the content, shape included
-    except ChecksumError as err:
-        raise WeightsError(str(err)) from None
+            fetch_weights(url.format(name), path, sha, f"the paper's pretrained {name}",
+                          f"Put the file from the paper's repository (pre_trained/{name}) at {path} or pass "
+                          "--data FOLDER holding it", progress)
+    verify_weights(path, sha, "delete it (it will be fetched again) or pass --data FOLDER")  # pins content and shape
     return np.load(path, allow_pickle=False).astype(np.float64)
 
 
@@ -239,9 +227,6 @@ class QubitNetwork(nn.Module):
 
     def __init__(self, pretrained: QubitCircuitFile, depth: int, features: FeatureKind = "amplitude"):
         super().__init__()
-        from qtransfer.quantum.circuits import make_circuit
-        from qtransfer.quantum.statevector import CompiledCircuit
-
         layers = pretrained.weights.shape[0]
         if not 0 <= depth <= layers:
             raise InputError(f"depth must be in 0..{layers} (the pretrained layers), got {depth}")
@@ -256,8 +241,6 @@ class QubitNetwork(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: Tensor) -> Tensor:
-        from qtransfer.quantum.statevector import probabilities
-
         probs = probabilities(self.state(x))
         return (probs.sqrt() if self.features == "amplitude" else probs).float()
 
@@ -265,8 +248,6 @@ class QubitNetwork(nn.Module):
 def pretrain_qubit_tetromino(layers: int = 8, steps: int = 600, lr: float = 0.05, seed: int = 0,
                              template: str = "strongly_entangling") -> QubitCircuitFile:
     """Task A on 4 qubits: write tetromino j into the Born probabilities of input j (the CV task, on qubits)."""
-    from qtransfer.quantum.circuits import make_circuit
-    from qtransfer.quantum.statevector import CompiledCircuit
 
     circuit = make_circuit(template, 4, layers)
     sim = CompiledCircuit(circuit, dtype=torch.float64)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from qtransfer.errors import InputError
-from qtransfer.registry import unknown_name
+from qtransfer.registry import Registry, unknown_name
 
 Source = Literal["input", "weight", "const"]
 
@@ -127,6 +127,14 @@ class Circuit:
                 raise InputError(f"observable {o} must give one of X, Y, Z per wire")
             _check_wires(o.wires, self.n_qubits, f"observable {o}")
 
+    def __hash__(self) -> int:
+        # Hashed on every simulation (compiled circuits are cached by circuit): once per circuit, not per call.
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash((self.n_qubits, self.n_inputs, self.weight_shape, self.gates, self.observables))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
     @property
     def n_weights(self) -> int:
         """Number of trainable weights (size of the flat weight vector)."""
@@ -167,28 +175,22 @@ def _check_gate(g: Gate, i: int, n_qubits: int, n_inputs: int, n_weights: int) -
 
 
 TemplateFn = Callable[[int, int], Circuit]
-TEMPLATES: dict[str, TemplateFn] = {}
+TEMPLATES: Registry[TemplateFn] = Registry("template")
 
 
 def register_template(name: str) -> Callable[[TemplateFn], TemplateFn]:
     """Decorator: register `fn(n_qubits, depth) -> Circuit` under `name`."""
-
-    def deco(fn: TemplateFn) -> TemplateFn:
-        TEMPLATES[name] = fn
-        return fn
-
-    return deco
+    return TEMPLATES.register(name)
 
 
 def make_circuit(template: str, n_qubits: int, depth: int) -> Circuit:
     """Build the named template circuit for `n_qubits` qubits and `depth` variational layers."""
-    if template not in TEMPLATES:
-        raise unknown_name("template", template, TEMPLATES)
+    build = TEMPLATES.lookup(template)
     if n_qubits < 1:
         raise InputError(f"n_qubits must be >= 1, got {n_qubits}")
     if depth < 0:
         raise InputError(f"depth must be >= 0, got {depth}")
-    return TEMPLATES[template](n_qubits, depth)
+    return build(n_qubits, depth)
 
 
 def _z_outputs(n: int) -> tuple[Observable, ...]:

@@ -7,12 +7,28 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from qtransfer.experiments.quantum_to_classical import (
+    classical_network,
+    features_by_depth,
+    noisy_coherent_states,
+    plot_accuracy_by_depth,
+    plot_feature_images,
+    plot_loss_curves,
+    train_classifier,
+)
 from qtransfer.experiments.reproduce.registry import (
     ReproduceOptions,
     Reproduction,
     register_experiment,
 )
 from qtransfer.experiments.reproduce.text import paired, seeds_table
+from qtransfer.models.quantum_backbones import (
+    QubitCircuitFile,
+    QubitNetwork,
+    create_quantum_backbone,
+    pretrain_qubit_tetromino,
+    tetromino_inputs,
+)
 
 PAPER_QC = 0.8067  # q2c notebook: test accuracy, CV network cut after 15 layers, linear network B, one run
 CV_DEPTHS = (0, 5, 10, 15, 20, 25)
@@ -20,10 +36,6 @@ CV_DEPTHS = (0, 5, 10, 15, 20, 25)
 
 def pretrained_qubit_network(run_dir: Path) -> tuple[Path, Any]:
     """Pretrain the qubit network A on its task A (seeded), save it, and load it back through the registry."""
-    from qtransfer.models.quantum_backbones import (
-        QubitCircuitFile,
-        pretrain_qubit_tetromino,
-    )
 
     path = run_dir / "qubit_tetromino.pt"
     pretrain_qubit_tetromino(seed=0).save(path)
@@ -32,21 +44,6 @@ def pretrained_qubit_network(run_dir: Path) -> tuple[Path, Any]:
 
 @register_experiment("qc")
 def _qc(options: ReproduceOptions, run_dir: Path) -> Reproduction:
-    from qtransfer.experiments.quantum_to_classical import (
-        classical_network,
-        features_by_depth,
-        noisy_coherent_states,
-        plot_accuracy_by_depth,
-        plot_feature_images,
-        plot_loss_curves,
-        train_classifier,
-    )
-    from qtransfer.models.quantum_backbones import (
-        QubitNetwork,
-        create_quantum_backbone,
-        tetromino_inputs,
-    )
-
     seeds = options.seeds if options.seeds is not None else [0, 1, 2, 3, 4]
     steps = options.steps or 1000
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from qtransfer.experiments.quantum_to_classical import (
+    noisy_coherent_states,
+    plot_loss_curves,
+    train_classifier,
+)
+from qtransfer.experiments.quantum_to_quantum import (
+    GaussianityClassifier,
+    QubitTransferClassifier,
+    gaussianity_batches,
+    train_gaussianity,
+)
 from qtransfer.experiments.reproduce.qc import pretrained_qubit_network
 from qtransfer.experiments.reproduce.registry import (
     ReproduceOptions,
@@ -14,6 +25,7 @@ from qtransfer.experiments.reproduce.registry import (
     register_experiment,
 )
 from qtransfer.experiments.reproduce.text import paired, seeds_table
+from qtransfer.models.quantum_backbones import QubitNetwork, create_quantum_backbone
 
 PAPER_QQ = 0.8755  # paper, QQ example: test accuracy, one run (the notebook's printed run: 0.8733)
 
@@ -29,19 +41,6 @@ def _learning_rate_note(paper_lr: list[float], faster: list[float], steps: int) 
 
 @register_experiment("qq")
 def _qq(options: ReproduceOptions, run_dir: Path) -> Reproduction:
-    from qtransfer.experiments.quantum_to_classical import (
-        noisy_coherent_states,
-        plot_loss_curves,
-        train_classifier,
-    )
-    from qtransfer.experiments.quantum_to_quantum import (
-        GaussianityClassifier,
-        QubitTransferClassifier,
-        gaussianity_batches,
-        train_gaussianity,
-    )
-    from qtransfer.models.quantum_backbones import QubitNetwork, create_quantum_backbone
-
     seeds = options.seeds if options.seeds is not None else [0, 1, 2, 3, 4]
     steps = options.steps or 500
     run_dir.mkdir(parents=True, exist_ok=True)
