@@ -8,13 +8,12 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
-from functools import cache
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from qtransfer.errors import ChecksumError, DownloadError
-from qtransfer.storage import file_sha256
+from qtransfer.storage import content_hash
 
 
 def checkpoint_dir() -> Path:
@@ -34,16 +33,9 @@ def check_sha256(actual: str, expected: str | None, what: str, advice: str) -> N
 def verify_file(path: Path, expected: str | None, what: str | None = None,
                 advice: str = "delete it (it will be fetched again) or pass another file") -> str:
     """The file's sha256, after checking it against `expected`."""
-    stat = Path(path).stat()
-    digest = _sha256(Path(path).resolve(), stat.st_size, stat.st_mtime_ns)
+    digest = content_hash(path)
     check_sha256(digest, expected, what or f"file {path}", f"it is corrupt or not the published file: {advice}")
     return digest
-
-
-@cache
-def _sha256(path: Path, size: int, mtime_ns: int) -> str:
-    # Keyed by size and mtime too, so a file replaced on disk is hashed again.
-    return file_sha256(path)
 
 
 def download(url: str, target: Path, sha256: str | None, what: str, hint: str, progress: bool = True) -> Path:

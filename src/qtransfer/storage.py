@@ -6,6 +6,7 @@ import io
 import os
 import tempfile
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +49,14 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def content_hash(path: Path) -> str:
+    """file_sha256, remembered for this process while the file keeps its size and modification time."""
+    stat = Path(path).stat()
+    return _remembered_sha256(Path(path).resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@cache
+def _remembered_sha256(path: Path, size: int, mtime_ns: int) -> str:
+    return file_sha256(path)

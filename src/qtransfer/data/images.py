@@ -58,9 +58,11 @@ def _dataset_root(root: Path) -> Path:
 
 
 def load_splits(
-    root: Path, transform: Callable[[Image.Image], Any] | None = None, check: bool = True
+    root: Path, transform: Callable[[Image.Image], Any] | None = None, check: bool = True,
+    trusted: Callable[[Path], bool] = lambda path: False,
 ) -> dict[str, ImageFolderDataset]:
-    """Datasets for every split under `root`, with identical classes; `transform` defaults to the reference's."""
+    """Datasets for every split under `root`, with identical classes; `transform` defaults to the reference's.
+    Unreadable files are skipped (see ImageFolderDataset for `check` and `trusted`)."""
     paths = find_splits(root)
     classes = {name: _find_classes(path) for name, path in paths.items()}
     _require_same_classes(classes, paths)
@@ -71,7 +73,7 @@ def load_splits(
         )
     if transform is None:
         transform = image_transform()
-    return {name: ImageFolderDataset(path, transform, check) for name, path in paths.items()}
+    return {name: ImageFolderDataset(path, transform, check, trusted) for name, path in paths.items()}
 
 
 def _require_same_classes(classes: dict[str, list[str]], paths: dict[str, Path]) -> None:
@@ -169,13 +171,17 @@ def _warn_skipped(root: Path, skipped: list[tuple[Path, str]], shown: int = 20) 
 class ImageFolderDataset(Dataset):
     """Images in root/<class>/, labelled as torchvision's ImageFolder labels them; unreadable files are skipped."""
 
-    def __init__(self, root: Path, transform: Callable[[Image.Image], Any] | None = None, check: bool = True):
+    def __init__(self, root: Path, transform: Callable[[Image.Image], Any] | None = None, check: bool = True,
+                 trusted: Callable[[Path], bool] = lambda path: False):
+        """`check` decodes every file to skip unreadable ones, except those `trusted` vouches for (files whose
+        exact bytes were decoded before)."""
         self.root = Path(root)
         self.transform = transform
         self.classes = _find_classes(self.root)
         self.class_to_idx = {name: index for index, name in enumerate(self.classes)}
         found = [(path, index) for index, name in enumerate(self.classes) for path in _image_files(self.root / name)]
-        self.skipped: list[tuple[Path, str]] = _find_unreadable([path for path, _ in found]) if check else []
+        unchecked = [path for path, _ in found if not trusted(path)] if check else []
+        self.skipped: list[tuple[Path, str]] = _find_unreadable(unchecked)
         bad = {path for path, _ in self.skipped}
         self.samples: list[tuple[Path, int]] = [(path, label) for path, label in found if path not in bad]
         self.targets = [label for _, label in self.samples]

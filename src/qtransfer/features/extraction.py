@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from qtransfer import distributed
 from qtransfer.errors import InputError
 from qtransfer.features.cache import FeatureCache, MappedFeatures
-from qtransfer.storage import file_sha256
+from qtransfer.storage import content_hash
 
 # Batches per shard file: bounds the memory an extraction holds before it writes (256 × 32 images).
 SHARD_BATCHES = 256
@@ -86,7 +86,7 @@ def content_keys(keys: Sequence[Path | str]) -> list[str]:
     """Each key as a content key: an image file's sha256, or the key itself; under torchrun each rank reads
     every world-th file and the ranks exchange the hashes, so no file is read by every rank."""
     share = distributed.share(range(len(keys)))
-    mine = {i: file_sha256(keys[i]) if isinstance(keys[i], Path) else keys[i] for i in share}
+    mine = {i: content_hash(keys[i]) if isinstance(keys[i], Path) else keys[i] for i in share}
     merged: dict[int, str] = {}
     for part in distributed.gather(mine):
         merged.update(part)

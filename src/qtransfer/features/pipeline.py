@@ -6,6 +6,7 @@ computes is stored once, keyed by the backbone, its weights, its transform and t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from qtransfer.features.cache import FeatureCache, MappedFeatures, concat, extra
 from qtransfer.features.extraction import cached_features
 from qtransfer.models.backbones import Backbone, create_backbone
 from qtransfer.runtime import cache_root, resolve_device
+from qtransfer.storage import content_hash
 
 SPLITS = ("train", "val", "test")
 
@@ -77,12 +79,31 @@ def load_backbone(config: TrainConfig, progress: bool = True) -> Backbone:
 
 def dataset_splits(config: TrainConfig, backbone: Backbone) -> tuple[dict[str, ImageFolderDataset], dict | None]:
     """The data's splits under the backbone's transform, with a held-out test split carved from train when asked;
-    and the record of the carved files (for holdout.json)."""
-    splits = load_splits(Path(config.data), backbone.transform)
+    and the record of the carved files (for holdout.json). Images whose features are cached were decoded
+    before, byte for byte: only the others are checked for readability."""
+    cache = feature_cache(config, backbone)
+    splits = load_splits(Path(config.data), backbone.transform, trusted=_cached_image(cache) if cache else _never)
     if config.holdout or config.holdout_list:
         listed = Path(config.holdout_list) if config.holdout_list else None
         return carve_holdout(splits, config.holdout, config.seed, listed)
     return splits, None
+
+
+def _never(path: Path) -> bool:
+    return False
+
+
+def _cached_image(cache: FeatureCache) -> Callable[[Path], bool]:
+    """Whether an image file's exact bytes have features in `cache`."""
+    known = cache.lookup()
+
+    def cached(path: Path) -> bool:
+        try:
+            return content_hash(path) in known
+        except OSError:  # unreadable: let the check say why
+            return False
+
+    return cached
 
 
 def feature_cache(config: TrainConfig, backbone: Backbone) -> FeatureCache | None:

@@ -27,8 +27,11 @@ def subplots(*args: Any, figsize: tuple[float, float], **kwargs: Any) -> tuple[F
 def save(fig: Figure, path: Path, dpi: int = 110) -> None:
     """Lay the figure out and write it to `path` (format from the suffix) atomically."""
     path = Path(path)
+    fmt = path.suffix.lstrip(".") or "png"
+    # zlib level 1: a quarter of the time of the default level, and no larger for these figures
+    options = {"pil_kwargs": {"compress_level": 1}} if fmt == "png" else {}
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".") or "png", dpi=dpi))
+    atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi, **options))
 
 
 def integer_ticks(axis: Any) -> None:
@@ -112,7 +115,7 @@ def plot_predictions(
             color="green" if right else "red", fontsize=11,
         )
     fig.suptitle("predicted class (probability) — green right, red wrong")
-    save(fig, path)
+    save(fig, path, dpi=80)  # 240-pixel cells: the 256-pixel thumbnails at about their own size
 
 
 def plot_compare(result: dict[str, Any], path: Path) -> None:

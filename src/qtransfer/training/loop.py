@@ -109,7 +109,7 @@ class Loop:
         self.rank, self.world = (distributed.rank(), distributed.world_size()) if together else (0, 1)
         self.trainer = (DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
                         if together else model)
-        self.optimizer = torch.optim.Adam(params, lr=config.lr)
+        self.optimizer = torch.optim.Adam(params, lr=config.lr, foreach=True)  # one kernel per step for all tensors
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=config.step_size, gamma=config.gamma)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.rows: list[dict[str, Any]] = []
