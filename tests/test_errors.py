@@ -1,0 +1,57 @@
+"""User errors are one line, bugs show their traceback, checking settings contacts nothing, --quiet is quiet."""
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from qtransfer import cli
+from qtransfer.config import TrainConfig
+from qtransfer.errors import InputError, MissingFileError, QTransferError
+
+
+def test_a_user_error_is_one_line_and_a_bug_shows_its_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["evaluate", "no-such-run"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no-such-run has no config.json" in err and "Traceback" not in err
+
+    def broken(args: object) -> int:
+        raise KeyError("an internal mistake")
+
+    monkeypatch.setattr(cli, "cmd_info", broken)
+    assert cli.main(["info"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "KeyError: 'an internal mistake'" in err and "please report it" in err
+
+
+def test_user_errors_are_qtransfer_errors_and_still_the_builtin_kinds() -> None:
+    assert issubclass(InputError, QTransferError) and issubclass(InputError, ValueError)
+    assert issubclass(MissingFileError, FileNotFoundError)
+    with pytest.raises(QTransferError, match="learning rate must be > 0"):
+        TrainConfig(data="somewhere", lr=0).validate()
+
+
+def test_validating_a_remote_backend_contacts_no_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("validation opened a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    config = TrainConfig(data="somewhere", backend="pennylane:qiskit.remote", device_options='{"backend": "ibm_x"}')
+    config.validate()
+    with pytest.raises(InputError, match="'no.such.device' is not available"):
+        TrainConfig(data="somewhere", backend="pennylane:no.such.device").validate()
+
+
+def test_quiet_runs_show_no_progress_bars(
+    hymenoptera: Path, shared_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["train", "--data", str(hymenoptera), "--backbone", "efficientnet_lite0", "--epochs", "2",
+              "--cache-dir", str(shared_cache), "--workers", "0"]
+    assert cli.main(["--quiet", *common, "--out", str(tmp_path / "quiet")]) == 0
+    assert "epochs:" not in capsys.readouterr().err
+    assert cli.main([*common, "--out", str(tmp_path / "loud")]) == 0
+    assert "epochs:" in capsys.readouterr().err
