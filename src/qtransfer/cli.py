@@ -397,6 +397,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"qtransfer {args.command}{_rank_label()}: {err or 'interrupted'}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of the output went away (`qtransfer info | head`): nothing left to do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except QTransferError as err:
         if args.debug:
             raise

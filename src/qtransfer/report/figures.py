@@ -49,10 +49,9 @@ def colors() -> list[str]:
 
 
 
-def plot_curves(rows: Sequence[dict[str, Any]], path: Path) -> None:
-    """Loss and accuracy per epoch, train and validation, with the best epoch marked."""
+def plot_curves(rows: Sequence[dict[str, Any]], best: dict[str, Any], path: Path) -> None:
+    """Loss and accuracy per epoch, train and validation, with the selected epoch `best` marked."""
     epochs = [r["epoch"] for r in rows]
-    best = max(rows, key=lambda r: (r["val_acc"], -r["val_loss"]))
     fig, axes = subplots(1, 2, figsize=(10, 4))
     for ax, metric, label in [(axes[0], "loss", "cross-entropy loss"), (axes[1], "acc", "accuracy")]:
         ax.plot(epochs, [r[f"train_{metric}"] for r in rows], "o-", ms=3, label="train")

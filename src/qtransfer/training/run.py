@@ -171,7 +171,7 @@ class Run:
         val_paths = [p for p, _ in self.splits["val"].samples]
         matrix = confusion(val["labels"], val["pred"], len(self.classes))
         rows, best_epoch = self.loop.rows, self.loop.best
-        figures.plot_curves(rows, self.dir / "curves.png")
+        figures.plot_curves(rows, best_epoch, self.dir / "curves.png")
         figures.plot_confusion(matrix, self.classes, self.dir / "confusion.png")
         figures.plot_predictions(val_paths, val["labels"], val["pred"], val["probs"], self.classes,
                                  self.dir / "predictions.png", load=load_image)
