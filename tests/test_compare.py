@@ -25,10 +25,26 @@ def _config(data: Path, cache: Path, out: Path, **changes) -> TrainConfig:
     return TrainConfig(**{**values, **changes})
 
 
+TRAIN_PER_CLASS = 16
+
+
 @pytest.fixture(scope="module")
-def comparison(hymenoptera: Path, shared_cache: Path, tmp_path_factory: pytest.TempPathFactory):
+def data(hymenoptera: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real val split (153 images) and the first 16 real train images of each class: compare's augmented
+    views are computed for every train image, and their count proves nothing here."""
+    root = tmp_path_factory.mktemp("compare-data")
+    for split, n in (("train", TRAIN_PER_CLASS), ("val", None)):
+        for name in ("ants", "bees"):
+            (root / split / name).mkdir(parents=True)
+            for path in sorted((hymenoptera / split / name).iterdir())[:n]:
+                (root / split / name / path.name).symlink_to(path)
+    return root
+
+
+@pytest.fixture(scope="module")
+def comparison(data: Path, shared_cache: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("compare")
-    settings = CompareSettings(_config(hymenoptera, shared_cache, out), ["quantum", "classical", "linear",
+    settings = CompareSettings(_config(data, shared_cache, out), ["quantum", "classical", "linear",
                                "quantum:depth=0"], [42, 43], augment_views=1)
     return compare(settings)
 
@@ -62,9 +78,9 @@ def test_compare_writes_its_files_with_one_row_per_head_and_seed(comparison) -> 
     assert json.loads((run_dir / "compare.json").read_text())["seeds"] == [42, 43]
 
 
-def test_a_compare_run_equals_a_train_run_with_the_same_settings(comparison, hymenoptera, shared_cache, tmp_path):
+def test_a_compare_run_equals_a_train_run_with_the_same_settings(comparison, data, shared_cache, tmp_path):
     _, result = comparison
-    run_dir, summary = train(_config(hymenoptera, shared_cache, tmp_path, seed=43))
+    run_dir, summary = train(_config(data, shared_cache, tmp_path, seed=43))
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     ours = next(r for r in result["runs"] if r["label"] == "quantum" and r["seed"] == 43 and not r["augmented"])
     assert ours["curves"]["val_acc"] == [r["val_acc"] for r in rows]
@@ -85,15 +101,16 @@ def test_a_rerun_in_the_same_directory_resumes_without_training_again(comparison
     assert again["runs"] == result["runs"]
 
 
-def test_augmented_views_are_cached_seeded_and_distinct(comparison, hymenoptera: Path, shared_cache: Path) -> None:
+def test_augmented_views_are_cached_seeded_and_distinct(comparison, data: Path, hymenoptera: Path,
+                                                         shared_cache: Path) -> None:
     from qtransfer.data.images import ImageFolderDataset
     from qtransfer.features.augment import AugmentedView, augment_transform
     from qtransfer.features.pipeline import load_features
     from qtransfer.models.backbones import create_backbone
 
-    features = load_features(_config(hymenoptera, shared_cache, Path("unused")), augment_views=1)
+    features = load_features(_config(data, shared_cache, Path("unused")), augment_views=1)
     views = features.views
-    assert views is not None and views.shape == (244, 2, 1280)
+    assert views is not None and views.shape == (2 * TRAIN_PER_CLASS, 2, 1280)
     assert (views[:, 0] - views[:, 1]).abs().mean() > 0.05  # the view is not the un-augmented image
     backbone = create_backbone("efficientnet_lite0")
     ds = ImageFolderDataset(hymenoptera / "train", check=False)

@@ -1,6 +1,7 @@
 """torchrun with 2 processes on gloo (127.0.0.1) gives the single-process cache, metrics and tables."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -9,7 +10,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -70,11 +71,25 @@ def data(hymenoptera: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return subset(hymenoptera, tmp_path_factory.mktemp("subset"), train=20, val=8)
 
 
-def test_distributed_extraction_equals_single_process_bit_for_bit(data: Path, tmp_path: Path, capsys) -> None:
-    with one_thread():
-        assert main(["extract", "--data", str(data), *BACKBONE, "--cache-dir", str(tmp_path / "one"),
-                     "--batch-size", "8"]) == 0
-    assert "56 images, 56 computed" in capsys.readouterr().out
+@pytest.fixture(scope="module")
+def single_process_cache(data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The data's features extracted by one process at one thread (as each torchrun process), and what it printed;
+    the single-process side of every comparison below starts from a copy of it."""
+    root = tmp_path_factory.mktemp("one-process-cache")
+    printed = io.StringIO()
+    with one_thread(), redirect_stdout(printed):
+        assert main(["extract", "--data", str(data), *BACKBONE, "--cache-dir", str(root), "--batch-size", "8"]) == 0
+    return root, printed.getvalue()
+
+
+def warm_cache(single_process_cache: tuple[Path, str], where: Path) -> Path:
+    shutil.copytree(single_process_cache[0], where)
+    return where
+
+
+def test_distributed_extraction_equals_single_process_bit_for_bit(data: Path, single_process_cache, tmp_path: Path) -> None:
+    one_root, printed = single_process_cache
+    assert "56 images, 56 computed" in printed
     done = torchrun("extract", "--data", str(data), *BACKBONE, "--cache-dir", str(tmp_path / "two"),
                     "--batch-size", "8", "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -82,7 +97,7 @@ def test_distributed_extraction_equals_single_process_bit_for_bit(data: Path, tm
     assert json.loads(line)["computed"] == 56
     shards = list((tmp_path / "two" / "features").rglob("*.npy"))
     assert len(shards) == 4  # each of the 2 ranks wrote a shard for each of the 2 splits
-    keys_one, one = cache_contents(tmp_path / "one")
+    keys_one, one = cache_contents(one_root)
     keys_two, two = cache_contents(tmp_path / "two")
     assert keys_one == keys_two and len(keys_one) == 56
     assert torch.equal(one, two)
@@ -92,10 +107,11 @@ def metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_distributed_training_matches_single_process(data: Path, tmp_path: Path) -> None:
+def test_distributed_training_matches_single_process(data: Path, single_process_cache, tmp_path: Path) -> None:
     flags = ["--data", str(data), *BACKBONE, "--epochs", "2", "--batch-size", "4"]
+    one = warm_cache(single_process_cache, tmp_path / "one")
     with one_thread():
-        main(["train", *flags, "--cache-dir", str(tmp_path / "one"), "--out", str(tmp_path / "one-runs")])
+        assert main(["train", *flags, "--cache-dir", str(one), "--out", str(tmp_path / "one-runs")]) == 0
     (single,) = (tmp_path / "one-runs").iterdir()
     # a cold cache: train extracts first, the two ranks sharing the images
     done = torchrun("train", *flags, "--cache-dir", str(tmp_path / "two"), "--out", str(tmp_path / "two-runs"),
@@ -112,12 +128,11 @@ def test_distributed_training_matches_single_process(data: Path, tmp_path: Path)
     assert summary["best_epoch"] == json.loads((single / "summary.json").read_text())["best_epoch"]
 
 
-def test_distributed_compare_equals_single_process_table(data: Path, tmp_path: Path) -> None:
+def test_distributed_compare_equals_single_process_table(data: Path, single_process_cache, tmp_path: Path) -> None:
     flags = ["--data", str(data), *BACKBONE, "--epochs", "2", "--heads", "quantum", "classical", "--seeds", "2",
-             "--cache-dir", str(tmp_path / "cache")]
+             "--cache-dir", str(warm_cache(single_process_cache, tmp_path / "cache"))]
     with one_thread():
-        main(["extract", "--data", str(data), *BACKBONE, "--cache-dir", str(tmp_path / "cache")])
-        main(["compare", *flags, "--out", str(tmp_path / "one")])
+        assert main(["compare", *flags, "--out", str(tmp_path / "one")]) == 0
     done = torchrun("compare", *flags, "--out", str(tmp_path / "two"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     (single,), (run,) = (tmp_path / "one").iterdir(), (tmp_path / "two").iterdir()
@@ -131,11 +146,11 @@ def test_distributed_compare_equals_single_process_table(data: Path, tmp_path: P
     assert len(rows(run)) == 4 and rows(run) == rows(single)
 
 
-def test_distributed_sweep_equals_single_process_sweep(data: Path, tmp_path: Path) -> None:
+def test_distributed_sweep_equals_single_process_sweep(data: Path, single_process_cache, tmp_path: Path) -> None:
     flags = ["--data", str(data), *BACKBONE, "--epochs", "2", "--depths", "1", "--qubit-counts", "2", "--seeds", "2",
-             "--cache-dir", str(tmp_path / "cache")]
+             "--cache-dir", str(warm_cache(single_process_cache, tmp_path / "cache"))]
     with one_thread():
-        main(["sweep", *flags, "--out", str(tmp_path / "one")])  # extracts; the launch below reads the cache
+        assert main(["sweep", *flags, "--out", str(tmp_path / "one")]) == 0  # both read the same cached features
     done = torchrun("sweep", *flags, "--out", str(tmp_path / "two"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     (single,), (run,) = (tmp_path / "one").iterdir(), (tmp_path / "two").iterdir()

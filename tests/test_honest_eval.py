@@ -60,7 +60,7 @@ def test_selecting_on_val_inflates_accuracy_on_pure_noise_labels_while_held_out_
     def split(n: int) -> FeatureSplit:
         return FeatureSplit(torch.randn(n, 64, generator=g), torch.randint(0, 2, (n,), generator=g), [])
 
-    train, val, test = split(200), split(60), split(2000)
+    train, val, test = split(100), split(60), split(2000)
     selected, held = [], []
     for seed in range(6):
         config = TrainConfig(head="quantum", epochs=40, lr=0.2, gamma=1.0, batch_size=4, seed=seed)

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from qtransfer.cli import main
 from qtransfer.config import TrainConfig
 from qtransfer.experiments.noise_scan import ScanSettings, noise_scan
 from qtransfer.training.run import train
@@ -23,35 +22,42 @@ def trained(hymenoptera: Path, shared_cache: Path, tmp_path_factory: pytest.Temp
     return run_dir
 
 
-def _evaluate(*args: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "qtransfer", "evaluate", *args, "--json"], capture_output=True,
-                          text=True, timeout=900, check=False)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+@pytest.fixture
+def evaluate(capsys: pytest.CaptureFixture):
+    """`qtransfer evaluate ARGS --json` through the CLI's entry point, in this process (no torch import per call)."""
+
+    def run(*args: str) -> dict:
+        capsys.readouterr()
+        code = main(["--quiet", "evaluate", *args, "--json"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        return json.loads(out)
+
+    return run
 
 
-def test_a_trained_head_runs_on_qiskit_aer_with_a_fake_ibm_backend_noise_model(trained: Path) -> None:
+def test_a_trained_head_runs_on_qiskit_aer_with_a_fake_ibm_backend_noise_model(trained: Path, evaluate) -> None:
     pytest.importorskip("qiskit_aer")
-    exact = _evaluate(str(trained))
-    noisy = _evaluate(str(trained), "--backend", "pennylane:qiskit.aer", "--shots", "1024",
+    exact = evaluate(str(trained))
+    noisy = evaluate(str(trained), "--backend", "pennylane:qiskit.aer", "--shots", "1024",
                       "--device-options", '{"noise_model": "FakeManilaV2"}')
     assert noisy["images"] == 153 and noisy["backend"] == "pennylane:qiskit.aer" and noisy["shots"] == 1024
     assert 0.5 < noisy["accuracy"] <= 1.0 and abs(noisy["accuracy"] - exact["accuracy"]) < 0.15
     assert noisy["loss"] != exact["loss"]
 
 
-def test_any_pennylane_device_scores_like_the_engine(trained: Path) -> None:
-    exact = _evaluate(str(trained))
+def test_any_pennylane_device_scores_like_the_engine(trained: Path, evaluate) -> None:
+    exact = evaluate(str(trained))
     for device in ("pennylane:default.qubit", "pennylane:lightning.qubit"):
-        other = _evaluate(str(trained), "--backend", device, "--device-options", "{}")
+        other = evaluate(str(trained), "--backend", device, "--device-options", "{}")
         assert other["accuracy"] == exact["accuracy"]
         assert other["loss"] == pytest.approx(exact["loss"], rel=1e-5)
 
 
-def test_evaluate_with_shots_and_noise_in_the_engine(trained: Path) -> None:
-    shots = _evaluate(str(trained), "--shots", "256", "--repeats", "3")
+def test_evaluate_with_shots_and_noise_in_the_engine(trained: Path, evaluate) -> None:
+    shots = evaluate(str(trained), "--shots", "256", "--repeats", "3")
     assert shots["accuracy_repeats"]["n"] == 3 and 0.5 < shots["accuracy_repeats"]["mean"] <= 1
-    noisy = _evaluate(str(trained), "--noise", "amplitude_damping=0.05,readout=0.02")
+    noisy = evaluate(str(trained), "--noise", "amplitude_damping=0.05,readout=0.02")
     assert noisy["noise"] == "amplitude_damping=0.05,readout=0.02" and 0 <= noisy["accuracy"] <= 1
     model = TrainedModel.load(trained)
     split = model.features()

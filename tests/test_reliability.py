@@ -21,6 +21,7 @@ from PIL import Image
 from torch import nn
 
 import qtransfer.storage
+from qtransfer.cli import main
 from qtransfer.config import TrainConfig
 from qtransfer.data.images import ImageFolderDataset, load_splits
 from qtransfer.data.transforms import reference_transform
@@ -61,8 +62,16 @@ def config(data: Path, out: Path, cache: Path, **changes) -> TrainConfig:
 
 
 def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m qtransfer ARGS` as a process of its own: for what only a process shows (exit codes, signals)."""
     return subprocess.run([sys.executable, "-m", "qtransfer", *args], capture_output=True, text=True,
                           timeout=timeout, check=False)
+
+
+def in_process(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
+    """`qtransfer ARGS` through the CLI's entry point in this process: exit code and stderr."""
+    capsys.readouterr()
+    code = main(list(args))
+    return code, capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------- bad data
@@ -252,10 +261,10 @@ def test_more_qubits_than_memory_holds_are_refused_with_an_estimate() -> None:
         TrainConfig(data="somewhere", n_qubits=40).validate()
 
 
-def test_the_cli_refuses_bad_settings_before_making_anything(tmp_path: Path) -> None:
+def test_the_cli_refuses_bad_settings_before_making_anything(tmp_path: Path, capsys) -> None:
     t = time.perf_counter()
-    done = cli("train", "--data", str(tmp_path), "--qubits", "36", "--out", str(tmp_path / "runs"))
-    assert done.returncode == 1 and "36 qubits need about" in done.stderr and "Traceback" not in done.stderr
+    code, stderr = in_process(capsys, "train", "--data", str(tmp_path), "--qubits", "36", "--out", str(tmp_path / "runs"))
+    assert code == 1 and "36 qubits need about" in stderr and "Traceback" not in stderr
     assert not (tmp_path / "runs").exists() and time.perf_counter() - t < 120
 
 
@@ -303,7 +312,7 @@ def finished_run(hymenoptera: Path, shared_cache: Path, tmp_path_factory: pytest
     return train(config(hymenoptera, tmp_path_factory.mktemp("runs"), shared_cache, epochs=1))
 
 
-def test_a_hostile_or_foreign_checkpoint_is_refused_and_never_runs(finished_run, tmp_path: Path) -> None:
+def test_a_hostile_or_foreign_checkpoint_is_refused_and_never_runs(finished_run, tmp_path: Path, capsys) -> None:
     run_dir, _ = finished_run
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
@@ -318,8 +327,8 @@ def test_a_hostile_or_foreign_checkpoint_is_refused_and_never_runs(finished_run,
     (copy / "best.pt").write_text("{}")
     with pytest.raises(ValueError, match="not a readable qtransfer checkpoint"):
         TrainedModel.load(copy)
-    done = cli("evaluate", str(copy))
-    assert done.returncode == 1 and "Traceback" not in done.stderr and "best.pt" in done.stderr
+    code, stderr = in_process(capsys, "evaluate", str(copy))
+    assert code == 1 and "Traceback" not in stderr and "best.pt" in stderr
 
 
 def test_a_truncated_last_checkpoint_is_refused_on_resume(finished_run, tmp_path: Path) -> None:
@@ -368,9 +377,16 @@ def _metrics(run_dir: Path) -> list[dict]:
     return [{k: json.loads(line)[k] for k in keys} for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.fixture(scope="module")
+def straight_run(hymenoptera: Path, shared_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The uninterrupted run that an interrupted and resumed one must equal (the same for both signals)."""
+    run_dir, _ = train(config(hymenoptera, tmp_path_factory.mktemp("straight"), shared_cache, epochs=12, n_qubits=7))
+    return run_dir
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_mid_run_keeps_every_finished_epoch_and_resume_matches(
-    signum: int, hymenoptera: Path, shared_cache: Path, tmp_path: Path
+    signum: int, hymenoptera: Path, shared_cache: Path, straight_run: Path, tmp_path: Path, capsys
 ) -> None:
     out = tmp_path / "runs"
     args = ["train", "--data", str(hymenoptera), "--backbone", "efficientnet_lite0", "--cache-dir", str(shared_cache),
@@ -396,10 +412,9 @@ def test_a_signal_mid_run_keeps_every_finished_epoch_and_resume_matches(
     assert 2 <= len(done) < 12 and len(state["rows"]) == len(done)
     assert not list(run_dir.glob(".*.tmp"))
 
-    resumed = cli("train", "--resume", str(run_dir))
-    assert resumed.returncode == 0, resumed.stderr
-    straight, _ = train(config(hymenoptera, tmp_path / "straight", shared_cache, epochs=12, n_qubits=7))
-    ours, theirs = _metrics(run_dir), _metrics(straight)
+    code, stderr = in_process(capsys, "train", "--resume", str(run_dir))  # the command the message gives
+    assert code == 0, stderr
+    ours, theirs = _metrics(run_dir), _metrics(straight_run)
     assert [r["epoch"] for r in ours] == list(range(1, 13))
     for a, b in zip(ours, theirs):
         assert a == pytest.approx(b, rel=1e-5, abs=1e-7)

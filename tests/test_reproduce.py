@@ -1,14 +1,14 @@
 """The paper's experiments as commands: sections, figures, the generated report, and CIFAR's data checks."""
 from __future__ import annotations
 
+import functools
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from qtransfer.cli import main
 from qtransfer.experiments.reproduce import ReproduceOptions, reproduce
 
 
@@ -49,15 +49,16 @@ def test_ants_bees_labels_its_backbones_and_says_which_weights_were_missing(
     assert (result.run_dir / "ants_bees_efficientnet_lite0.png").exists()
 
 
-def test_cifar_without_data_says_how_to_get_it(tmp_path: Path) -> None:
+def test_cifar_without_data_says_how_to_get_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(ValueError, match="cifar-10-python.tar.gz"):
         reproduce("cifar", ReproduceOptions(out=str(tmp_path)))
     with pytest.raises(ValueError, match="no cifar-10-batches-py"):
         reproduce("cifar", ReproduceOptions(data=str(tmp_path), out=str(tmp_path)))
-    done = subprocess.run([sys.executable, "-m", "qtransfer", "reproduce", "cifar", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode != 0 and "Traceback" not in done.stderr
-    assert "cifar-10-python.tar.gz" in done.stderr
+    capsys.readouterr()
+    code = main(["reproduce", "cifar", "--out", str(tmp_path)])  # the CLI's entry point, in this process
+    stderr = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in stderr
+    assert "cifar-10-python.tar.gz" in stderr
 
 
 def _fake_cifar(root: Path, per_class: int) -> None:
@@ -94,10 +95,26 @@ def test_cifar_pairs_run_on_a_cifar_shaped_folder(tmp_path: Path, monkeypatch: p
     assert "0.8270" in text and "0.9605" in text and "| dogs-cats | efficientnet_lite0 | `quantum` |" in text
 
 
-def test_qc_and_qq_write_their_tables_beside_the_papers_figures(tmp_path: Path, mari2019: Path) -> None:
+def _at_most(make, batches: int):
+    """The same data generator, capped at `batches` batches."""
+    return functools.wraps(make)(lambda n, *args, **kwargs: make(min(n, batches), *args, **kwargs))
+
+
+def test_qc_and_qq_write_their_tables_beside_the_papers_figures(tmp_path: Path, mari2019: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import qtransfer.experiments.quantum_to_classical as q2c
+    import qtransfer.experiments.quantum_to_quantum as q2q
+    import qtransfer.models.quantum_backbones as qb
+
+    # This checks the commands' plumbing (files, tables, the paper's figures beside ours), not what they learn
+    # (test_schemes and test_quantum_backbones do that): the experiments' fixed data sizes and network A's
+    # pretraining are shrunk here, and every step still runs.
+    monkeypatch.setattr(q2c, "noisy_coherent_states", _at_most(q2c.noisy_coherent_states, 10))  # 1000 batches of 7
+    monkeypatch.setattr(q2q, "gaussianity_batches", _at_most(q2q.gaussianity_batches, 3))  # 250 test batches
+    monkeypatch.setattr(qb, "pretrain_qubit_tetromino", functools.partial(qb.pretrain_qubit_tetromino, steps=10))
     report = tmp_path / "REPRODUCTION.md"
-    for name, steps, figures in [("qc", 40, ("qc_features.png", "qc_loss.png", "qc_depth.png")),
-                                 ("qq", 4, ("qq_loss.png", "qq_qubit_loss.png"))]:
+    for name, steps, figures in [("qc", 10, ("qc_features.png", "qc_loss.png", "qc_depth.png")),
+                                 ("qq", 3, ("qq_loss.png", "qq_qubit_loss.png"))]:
         options = ReproduceOptions(data=str(mari2019), out=str(tmp_path / "runs"), seeds=[0], steps=steps,
                                    command=f"qtransfer reproduce {name}")
         result = reproduce(name, options, report=report)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from qtransfer.cli import main
 from qtransfer.config import TrainConfig
 from qtransfer.training.run import train
 from qtransfer.training.trained import TrainedModel
@@ -21,8 +23,9 @@ METRICS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("feature-cache")
+def cache_dir(shared_cache: Path) -> Path:
+    """The session's feature cache: the real images' features are extracted once for the whole suite."""
+    return shared_cache
 
 
 def _config(data: Path, cache_dir: Path, out: Path, **changes) -> TrainConfig:
@@ -32,10 +35,24 @@ def _config(data: Path, cache_dir: Path, out: Path, **changes) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def _uncached(config: TrainConfig) -> dict[str, int]:
+    """How many images of each split have no features in the config's cache yet."""
+    from qtransfer.data.images import load_splits
+    from qtransfer.features.extraction import content_keys
+    from qtransfer.features.pipeline import feature_cache, load_backbone
+
+    known = feature_cache(config, load_backbone(config, progress=False)).lookup()
+    splits = load_splits(Path(config.data))
+    return {name: sum(h not in known for h in content_keys([p for p, _ in ds.samples])) for name, ds in splits.items()}
+
+
 @pytest.fixture(scope="module")
 def two_epoch_run(hymenoptera: Path, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    out = tmp_path_factory.mktemp("runs")
-    return train(_config(hymenoptera, cache_dir, out))
+    # step_size 2: the learning rate steps between epochs 2 and 3, so this run is also the cut run of the resume test
+    config = _config(hymenoptera, cache_dir, tmp_path_factory.mktemp("runs"), step_size=2)
+    uncached = _uncached(config)  # the session's cache may hold some of the images already
+    run_dir, summary = train(config)
+    return run_dir, summary, uncached
 
 
 def _metrics(run_dir: Path) -> list[dict]:
@@ -44,13 +61,13 @@ def _metrics(run_dir: Path) -> list[dict]:
 
 
 def test_two_epochs_write_every_file_with_sane_values(two_epoch_run) -> None:
-    run_dir, summary = two_epoch_run
+    run_dir, summary, uncached = two_epoch_run
     for name in RUN_FILES:
         assert (run_dir / name).stat().st_size > 0, name
     rows = _metrics(run_dir)
     assert [r["epoch"] for r in rows] == [1, 2]
     assert summary["counts"] == {"train": {"ants": 123, "bees": 121}, "val": {"ants": 70, "bees": 83}}
-    assert summary["features_computed"]["train"] in (0, 244)
+    assert summary["features_computed"] == uncached  # exactly the images the cache did not hold were computed
     # pretrained features separate ants from bees even after two short epochs
     assert summary["best_val_acc"] > 0.7
     assert summary["best_val_acc"] == max(r["val_acc"] for r in rows)
@@ -60,15 +77,16 @@ def test_two_epochs_write_every_file_with_sane_values(two_epoch_run) -> None:
 
 
 def test_second_run_hits_the_cache_and_gives_identical_features(two_epoch_run, hymenoptera, cache_dir, tmp_path) -> None:
-    run_dir, _ = two_epoch_run
-    again_dir, summary = train(_config(hymenoptera, cache_dir, tmp_path))
+    run_dir, _, _ = two_epoch_run
+    again_dir, summary = train(_config(hymenoptera, cache_dir, tmp_path, step_size=2))
     assert summary["features_computed"] == {"train": 0, "val": 0}
     assert _metrics(again_dir) == _metrics(run_dir)  # same features, same seed: same run
 
 
-def test_resume_ends_with_the_metrics_of_an_uninterrupted_run(hymenoptera, cache_dir, tmp_path) -> None:
+def test_resume_ends_with_the_metrics_of_an_uninterrupted_run(two_epoch_run, hymenoptera, cache_dir, tmp_path) -> None:
     full_dir, _ = train(_config(hymenoptera, cache_dir, tmp_path / "full", epochs=4, step_size=2))
-    cut_dir, _ = train(_config(hymenoptera, cache_dir, tmp_path / "cut", epochs=2, step_size=2))
+    cut_dir = tmp_path / "cut"  # a copy of the finished 2-epoch run (same settings, step_size 2)
+    shutil.copytree(two_epoch_run[0], cut_dir)
     config = json.loads((cut_dir / "config.json").read_text())
     config["epochs"] = 4  # as if the 4-epoch run had been stopped after epoch 2
     (cut_dir / "config.json").write_text(json.dumps(config))
@@ -81,7 +99,7 @@ def test_resume_ends_with_the_metrics_of_an_uninterrupted_run(hymenoptera, cache
 
 
 def test_evaluate_and_predict_on_real_images(two_epoch_run, hymenoptera) -> None:
-    run_dir, summary = two_epoch_run
+    run_dir, summary, _ = two_epoch_run
     model = TrainedModel.load(run_dir)
     result = model.evaluate()
     assert result["images"] == 153
@@ -99,31 +117,42 @@ def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProce
     return subprocess.run([sys.executable, "-m", "qtransfer", *args], capture_output=True, text=True, env=env, timeout=600)
 
 
-def test_cli_train_evaluate_predict_info(hymenoptera, cache_dir, tmp_path) -> None:
+def _main(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    """`qtransfer ARGS` in this process (the CLI's own entry point): exit code, stdout, stderr."""
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_train_evaluate_predict_info(hymenoptera, cache_dir, tmp_path, capsys, monkeypatch) -> None:
+    # train as a real `python -m qtransfer` process; the other commands through the same entry point in-process
     done = _cli("train", "--data", str(hymenoptera), "--backbone", "efficientnet_lite0", "--epochs", "1",
                 "--cache-dir", str(cache_dir), "--out", str(tmp_path), "--name", "cli", "--workers", "0")
     assert done.returncode == 0, done.stderr
     assert "best epoch 1" in done.stdout
     (run_dir,) = tmp_path.glob("*-cli")
-    done = _cli("evaluate", str(run_dir), "--json")
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["images"] == 153
+    code, out, err = _main(capsys, "evaluate", str(run_dir), "--json")
+    assert code == 0, err
+    assert json.loads(out)["images"] == 153
     bee = next((hymenoptera / "val" / "bees").glob("*.jpg"))
-    done = _cli("predict", str(run_dir), str(bee), "--json")
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)[0]["class"] in ("ants", "bees")
-    done = _cli("info", env_extra={"QTRANSFER_CACHE": str(cache_dir)})
-    assert done.returncode == 0 and json.loads(done.stdout)["cache"]["bytes"] > 0
+    code, out, err = _main(capsys, "predict", str(run_dir), str(bee), "--json")
+    assert code == 0, err
+    assert json.loads(out)[0]["class"] in ("ants", "bees")
+    monkeypatch.setenv("QTRANSFER_CACHE", str(cache_dir))
+    code, out, err = _main(capsys, "info")
+    assert code == 0 and json.loads(out)["cache"]["bytes"] > 0
 
 
-def test_cli_errors_are_one_clear_line(tmp_path) -> None:
-    done = _cli("train", "--data", str(tmp_path / "nowhere"), "--backbone", "efficientnet_lite0",
-                "--out", str(tmp_path / "runs"))
-    assert done.returncode == 1
-    assert "Traceback" not in done.stderr and "nowhere" in done.stderr
+def test_cli_errors_are_one_clear_line(tmp_path, capsys) -> None:
+    # exit codes of a real process are checked in test_reliability.test_exit_codes_user_error_usage_error_and_debug
+    code, _, err = _main(capsys, "train", "--data", str(tmp_path / "nowhere"), "--backbone", "efficientnet_lite0",
+                         "--out", str(tmp_path / "runs"))
+    assert code == 1
+    assert "Traceback" not in err and "nowhere" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()  # nothing is made before the inputs are checked
-    done = _cli("train", "--data", str(tmp_path), "--lr", "0", "--out", str(tmp_path / "runs"))
-    assert done.returncode == 1 and "learning rate must be > 0" in done.stderr
+    code, _, err = _main(capsys, "train", "--data", str(tmp_path), "--lr", "0", "--out", str(tmp_path / "runs"))
+    assert code == 1 and "learning rate must be > 0" in err
 
 
 @pytest.fixture(scope="module")
