@@ -49,7 +49,7 @@ def test_validating_a_remote_backend_contacts_no_service(monkeypatch: pytest.Mon
 def test_quiet_runs_show_no_progress_bars(
     hymenoptera: Path, shared_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    common = ["train", "--data", str(hymenoptera), "--backbone", "efficientnet_lite0", "--epochs", "2",
+    common = ["train", "--data", str(hymenoptera), "--backbone", "efficientnet_lite0", "--head", "linear", "--epochs", "1",
               "--cache-dir", str(shared_cache), "--workers", "0"]
     assert cli.main(["--quiet", *common, "--out", str(tmp_path / "quiet")]) == 0
     assert "epochs:" not in capsys.readouterr().err
