@@ -380,7 +380,7 @@ def _metrics(run_dir: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def straight_run(hymenoptera: Path, shared_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The uninterrupted run that an interrupted and resumed one must equal (the same for both signals)."""
-    run_dir, _ = train(config(hymenoptera, tmp_path_factory.mktemp("straight"), shared_cache, epochs=12, n_qubits=7))
+    run_dir, _ = train(config(hymenoptera, tmp_path_factory.mktemp("straight"), shared_cache, epochs=8, n_qubits=7))
     return run_dir
 
 
@@ -390,7 +390,7 @@ def test_a_signal_mid_run_keeps_every_finished_epoch_and_resume_matches(
 ) -> None:
     out = tmp_path / "runs"
     args = ["train", "--data", str(hymenoptera), "--backbone", "efficientnet_lite0", "--cache-dir", str(shared_cache),
-            "--out", str(out), "--workers", "0", "--epochs", "12", "--qubits", "7", "--name", "interrupted"]
+            "--out", str(out), "--workers", "0", "--epochs", "8", "--qubits", "7", "--name", "interrupted"]
     # A shell starts background jobs with SIGINT ignored, and Python keeps an inherited "ignore": restore the
     # default so the test checks qtransfer's handling however pytest itself was started.
     proc = subprocess.Popen([sys.executable, "-m", "qtransfer", *args], stdout=subprocess.PIPE,
@@ -409,13 +409,13 @@ def test_a_signal_mid_run_keeps_every_finished_epoch_and_resume_matches(
     run_dir = next(out.glob("*-interrupted"))
     done = _metrics(run_dir)  # whole lines only
     state = load_checkpoint(run_dir / "last.pt", resume=True)
-    assert 2 <= len(done) < 12 and len(state["rows"]) == len(done)
+    assert 2 <= len(done) < 8 and len(state["rows"]) == len(done)
     assert not list(run_dir.glob(".*.tmp"))
 
     code, stderr = in_process(capsys, "train", "--resume", str(run_dir))  # the command the message gives
     assert code == 0, stderr
     ours, theirs = _metrics(run_dir), _metrics(straight_run)
-    assert [r["epoch"] for r in ours] == list(range(1, 13))
+    assert [r["epoch"] for r in ours] == list(range(1, 9))
     for a, b in zip(ours, theirs):
         assert a == pytest.approx(b, rel=1e-5, abs=1e-7)
 
