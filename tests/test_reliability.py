@@ -61,10 +61,16 @@ def config(data: Path, out: Path, cache: Path, **changes) -> TrainConfig:
     return TrainConfig(**{**values, **changes})
 
 
-def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """`python -m qtransfer ARGS` as a process of its own: for what only a process shows (exit codes, signals)."""
-    return subprocess.run([sys.executable, "-m", "qtransfer", *args], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+def cli_together(*commands: list[str], timeout: float = 600) -> list[subprocess.CompletedProcess]:
+    """`python -m qtransfer ARGS` processes, for what only a process shows (exit codes), started at once: each
+    spends seconds importing torch on one core, so side by side they take about the time of one. In order."""
+    procs = [subprocess.Popen([sys.executable, "-m", "qtransfer", *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for args in commands]
+    results = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=timeout)
+        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr))
+    return results
 
 
 def in_process(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
@@ -377,45 +383,71 @@ def _metrics(run_dir: Path) -> list[dict]:
     return [{k: json.loads(line)[k] for k in keys} for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+SIGNALS = [signal.SIGINT, signal.SIGTERM]
+
+
+@pytest.fixture(scope="module")
+def interrupted_runs(hymenoptera: Path, shared_cache: Path, tmp_path_factory: pytest.TempPathFactory
+                     ) -> dict[int, tuple[int, str, Path]]:
+    """For each signal, a `python -m qtransfer train` process sent that signal once it has finished 2 epochs: its
+    exit code, stderr and output folder. The processes run side by side (their torch imports share the cores)."""
+    runs = {}
+    for signum in SIGNALS:
+        folder = tmp_path_factory.mktemp(f"interrupted-{signum}")
+        out = folder / "runs"
+        args = ["train", "--data", str(hymenoptera), "--backbone", "efficientnet_lite0", "--cache-dir",
+                str(shared_cache), "--out", str(out), "--workers", "0", "--epochs", "8", "--qubits", "7",
+                "--name", "interrupted"]
+        stderr = (folder / "stderr.txt").open("w")
+        # A shell starts background jobs with SIGINT ignored, and Python keeps an inherited "ignore": restore the
+        # default so the test checks qtransfer's handling however pytest itself was started.
+        proc = subprocess.Popen([sys.executable, "-m", "qtransfer", *args], stdout=subprocess.DEVNULL, stderr=stderr,
+                                text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        runs[signum] = (proc, out, folder / "stderr.txt", stderr)
+    waiting = set(runs)
+    deadline = time.time() + 300
+    while waiting and time.time() < deadline:
+        for signum in list(waiting):
+            proc, out, _, _ = runs[signum]
+            metrics = list(out.glob("*/metrics.jsonl"))
+            if (metrics and len(metrics[0].read_text().splitlines()) >= 2) or proc.poll() is not None:
+                proc.send_signal(signum)
+                waiting.discard(signum)
+        time.sleep(0.05)
+    results = {}
+    for signum, (proc, out, stderr_path, stderr) in runs.items():
+        if signum in waiting:
+            proc.send_signal(signum)
+        proc.wait(timeout=120)
+        stderr.close()
+        results[signum] = (proc.returncode, stderr_path.read_text(), out)
+    return results
+
+
 @pytest.fixture(scope="module")
 def straight_run(hymenoptera: Path, shared_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The uninterrupted run that an interrupted and resumed one must equal (the same for both signals)."""
-    run_dir, _ = train(config(hymenoptera, tmp_path_factory.mktemp("straight"), shared_cache, epochs=12, n_qubits=7))
+    run_dir, _ = train(config(hymenoptera, tmp_path_factory.mktemp("straight"), shared_cache, epochs=8, n_qubits=7))
     return run_dir
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", SIGNALS)
 def test_a_signal_mid_run_keeps_every_finished_epoch_and_resume_matches(
-    signum: int, hymenoptera: Path, shared_cache: Path, straight_run: Path, tmp_path: Path, capsys
+    signum: int, straight_run: Path, interrupted_runs: dict, capsys  # straight_run first: it fills the cache
 ) -> None:
-    out = tmp_path / "runs"
-    args = ["train", "--data", str(hymenoptera), "--backbone", "efficientnet_lite0", "--cache-dir", str(shared_cache),
-            "--out", str(out), "--workers", "0", "--epochs", "12", "--qubits", "7", "--name", "interrupted"]
-    # A shell starts background jobs with SIGINT ignored, and Python keeps an inherited "ignore": restore the
-    # default so the test checks qtransfer's handling however pytest itself was started.
-    proc = subprocess.Popen([sys.executable, "-m", "qtransfer", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        metrics = list(out.glob("*/metrics.jsonl"))
-        if metrics and len(metrics[0].read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signum)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
+    returncode, stderr, out = interrupted_runs[signum]
+    assert returncode == 130, stderr
     assert "Continue with: qtransfer train --resume" in stderr and "Traceback" not in stderr
     run_dir = next(out.glob("*-interrupted"))
     done = _metrics(run_dir)  # whole lines only
     state = load_checkpoint(run_dir / "last.pt", resume=True)
-    assert 2 <= len(done) < 12 and len(state["rows"]) == len(done)
+    assert 2 <= len(done) < 8 and len(state["rows"]) == len(done)
     assert not list(run_dir.glob(".*.tmp"))
 
     code, stderr = in_process(capsys, "train", "--resume", str(run_dir))  # the command the message gives
     assert code == 0, stderr
     ours, theirs = _metrics(run_dir), _metrics(straight_run)
-    assert [r["epoch"] for r in ours] == list(range(1, 13))
+    assert [r["epoch"] for r in ours] == list(range(1, 9))
     for a, b in zip(ours, theirs):
         assert a == pytest.approx(b, rel=1e-5, abs=1e-7)
 
@@ -498,9 +530,11 @@ def test_mutated_images_never_crash_the_data_path(hymenoptera: Path, tmp_path: P
 
 
 def test_exit_codes_user_error_usage_error_and_debug(tmp_path: Path) -> None:
-    user = cli("train", "--data", str(tmp_path / "nowhere"), "--backbone", "efficientnet_lite0")
+    user, usage, debug = cli_together(
+        ["train", "--data", str(tmp_path / "nowhere"), "--backbone", "efficientnet_lite0"],
+        ["train", "--epochs", "many"],
+        ["--debug", "train", "--data", str(tmp_path / "nowhere"), "--backbone", "efficientnet_lite0"],
+    )
     assert user.returncode == 1 and "Traceback" not in user.stderr and "does not exist" in user.stderr
-    usage = cli("train", "--epochs", "many")
     assert usage.returncode == 2 and "invalid int value" in usage.stderr
-    debug = cli("--debug", "train", "--data", str(tmp_path / "nowhere"), "--backbone", "efficientnet_lite0")
     assert debug.returncode == 1 and "Traceback" in debug.stderr

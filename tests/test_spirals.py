@@ -115,9 +115,9 @@ def test_training_records_curves(data152: SpiralsData):
 # Untrained nets (lr 0) reach at most 0.60 test accuracy over 40 seeds, 0.49 on average. After 1000
 # steps, seeds 0-9 reach 0.90-1.00 (quantum) and 0.61-0.98 (classical, which sometimes stalls), so
 # the 5-seed mean is above 0.8 for both. The quantum head, three times slower per step, learns
-# faster: after 500 steps seeds 0-9 reach 0.82-0.96 (5-seed means 0.88 and 0.92), still far above
+# faster: after 300 steps seeds 0-9 reach 0.77-0.92 (5-seed means 0.82 and 0.80), each seed above
 # the threshold; the classical head needs its 1000 steps (after 500, seeds 0-4 average only 0.76).
-@pytest.mark.parametrize("head, steps", [("classical", 1000), ("quantum", 500)])
+@pytest.mark.parametrize("head, steps", [("classical", 1000), ("quantum", 300)])
 def test_learns_the_spirals(data152: SpiralsData, head: str, steps: int):
     accs = [train_spirals(head, data152, steps=steps, seed=s).test_acc for s in range(5)]
     assert np.mean(accs) > 0.7, accs

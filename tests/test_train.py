@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -112,11 +109,6 @@ def test_evaluate_and_predict_on_real_images(two_epoch_run, hymenoptera) -> None
         assert sum(p["probabilities"].values()) == pytest.approx(1, abs=1e-5)
 
 
-def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", "qtransfer", *args], capture_output=True, text=True, env=env, timeout=600)
-
-
 def _main(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
     """`qtransfer ARGS` in this process (the CLI's own entry point): exit code, stdout, stderr."""
     capsys.readouterr()
@@ -126,11 +118,12 @@ def _main(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
 
 
 def test_cli_train_evaluate_predict_info(hymenoptera, cache_dir, tmp_path, capsys, monkeypatch) -> None:
-    # train as a real `python -m qtransfer` process; the other commands through the same entry point in-process
-    done = _cli("train", "--data", str(hymenoptera), "--backbone", "efficientnet_lite0", "--epochs", "1",
-                "--cache-dir", str(cache_dir), "--out", str(tmp_path), "--name", "cli", "--workers", "0")
-    assert done.returncode == 0, done.stderr
-    assert "best epoch 1" in done.stdout
+    # through the CLI's entry point in this process: `python -m qtransfer train` runs as a real process in
+    # test_reliability (interrupted by signals, and its exit codes)
+    code, out, err = _main(capsys, "train", "--data", str(hymenoptera), "--backbone", "efficientnet_lite0", "--epochs",
+                           "1", "--cache-dir", str(cache_dir), "--out", str(tmp_path), "--name", "cli", "--workers", "0")
+    assert code == 0, err
+    assert "best epoch 1" in out
     (run_dir,) = tmp_path.glob("*-cli")
     code, out, err = _main(capsys, "evaluate", str(run_dir), "--json")
     assert code == 0, err
