@@ -433,7 +433,7 @@ def straight_run(hymenoptera: Path, shared_cache: Path, tmp_path_factory: pytest
 
 @pytest.mark.parametrize("signum", SIGNALS)
 def test_a_signal_mid_run_keeps_every_finished_epoch_and_resume_matches(
-    signum: int, straight_run: Path, interrupted_runs: dict, capsys  # straight_run first: it fills the cache
+    signum: int, interrupted_runs: dict, straight_run: Path, capsys
 ) -> None:
     returncode, stderr, out = interrupted_runs[signum]
     assert returncode == 130, stderr
