@@ -390,7 +390,8 @@ SIGNALS = [signal.SIGINT, signal.SIGTERM]
 def interrupted_runs(hymenoptera: Path, shared_cache: Path, tmp_path_factory: pytest.TempPathFactory
                      ) -> dict[int, tuple[int, str, Path]]:
     """For each signal, a `python -m qtransfer train` process sent that signal once it has finished 2 epochs: its
-    exit code, stderr and output folder. The processes run side by side (their torch imports share the cores)."""
+    exit code, stderr and output folder. The processes run side by side, one torch thread each (two threads each
+    would contend for the two cores at every op of the small head)."""
     runs = {}
     for signum in SIGNALS:
         folder = tmp_path_factory.mktemp(f"interrupted-{signum}")
@@ -402,7 +403,8 @@ def interrupted_runs(hymenoptera: Path, shared_cache: Path, tmp_path_factory: py
         # A shell starts background jobs with SIGINT ignored, and Python keeps an inherited "ignore": restore the
         # default so the test checks qtransfer's handling however pytest itself was started.
         proc = subprocess.Popen([sys.executable, "-m", "qtransfer", *args], stdout=subprocess.DEVNULL, stderr=stderr,
-                                text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                                text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         runs[signum] = (proc, out, folder / "stderr.txt", stderr)
     waiting = set(runs)
     deadline = time.time() + 300
