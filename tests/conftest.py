@@ -95,3 +95,16 @@ def shared_cache(hymenoptera: Path, one_torch_thread: int, tmp_path_factory: pyt
     finally:
         torch.set_num_threads(1)
     return cache
+
+
+@pytest.fixture(scope="session")
+def finished_run(hymenoptera: Path, shared_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """One finished training run on the real data (EfficientNet-Lite0, the quantum head, 2 epochs; step_size 2, so
+    that its learning rate steps right after it and it can be resumed as the cut of a 4-epoch run): its directory
+    and summary. Tests that change a run work on a copy; evaluating or scanning it adds files beside its own."""
+    from qtransfer.config import TrainConfig
+    from qtransfer.training.run import train
+
+    config = TrainConfig(data=str(hymenoptera), backbone="efficientnet_lite0", epochs=2, step_size=2,
+                         cache_dir=str(shared_cache), out=str(tmp_path_factory.mktemp("finished-run")), num_workers=0)
+    return train(config)

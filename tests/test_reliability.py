@@ -313,11 +313,6 @@ def test_a_hostile_pickle_as_weights_never_runs(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-@pytest.fixture(scope="module")
-def finished_run(hymenoptera: Path, shared_cache: Path, tmp_path_factory: pytest.TempPathFactory):
-    return train(config(hymenoptera, tmp_path_factory.mktemp("runs"), shared_cache, epochs=1))
-
-
 def test_a_hostile_or_foreign_checkpoint_is_refused_and_never_runs(finished_run, tmp_path: Path, capsys) -> None:
     run_dir, _ = finished_run
     copy = tmp_path / "run"
