@@ -63,7 +63,48 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> Iterator[int]:
+    """Torch runs the tests' own work on one thread; yields torch's default thread count. The tests' tensors are
+    small (heads of a few qubits, batches of 4-10 samples), where a second thread buys nothing and must meet the
+    first at every op: when the two cores are busy with anything else, each op then waits for a core, and training
+    a head takes 10-20 times as long. Processes the tests start keep torch's default."""
+    import torch
+
+    default = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield default
+    torch.set_num_threads(default)
+
+
 @pytest.fixture(scope="session")
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One feature cache for the whole session, so real-data tests extract each backbone's features once."""
-    return tmp_path_factory.mktemp("shared-feature-cache")
+def shared_cache(hymenoptera: Path, one_torch_thread: int, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One feature cache for the whole session, so real-data tests extract each backbone's features once: the real
+    dataset's EfficientNet-Lite0 features are extracted here, on torch's default threads (its convolutions do
+    use every core)."""
+    import torch
+
+    from qtransfer.config import TrainConfig
+    from qtransfer.features.pipeline import load_features
+
+    cache = tmp_path_factory.mktemp("shared-feature-cache")
+    torch.set_num_threads(one_torch_thread)
+    try:
+        load_features(TrainConfig(data=str(hymenoptera), backbone="efficientnet_lite0", cache_dir=str(cache),
+                                  num_workers=0), progress=False)
+    finally:
+        torch.set_num_threads(1)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def finished_run(hymenoptera: Path, shared_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """One finished training run on the real data (EfficientNet-Lite0, the quantum head, 2 epochs; step_size 2, so
+    that its learning rate steps right after it and it can be resumed as the cut of a 4-epoch run): its directory
+    and summary. Tests that change a run work on a copy; evaluating or scanning it adds files beside its own."""
+    from qtransfer.config import TrainConfig
+    from qtransfer.training.run import train
+
+    config = TrainConfig(data=str(hymenoptera), backbone="efficientnet_lite0", epochs=2, step_size=2,
+                         cache_dir=str(shared_cache), out=str(tmp_path_factory.mktemp("finished-run")), num_workers=0)
+    return train(config)

@@ -39,12 +39,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """`torchrun --nproc-per-node 2 -m qtransfer ARGS` on 127.0.0.1, one CPU thread per process (torchrun's default)."""
+def launch(*args: str, cwd: Path) -> subprocess.Popen:
+    """Start `torchrun --nproc-per-node 2 -m qtransfer ARGS` on 127.0.0.1, one CPU thread per process (torchrun's
+    default). Its launcher spends its first seconds importing torch on one core: the test's single-process side
+    runs meanwhile, then `finish` waits for the launch."""
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
                "--master-addr", "127.0.0.1", "--master-port", str(free_port()), "-m", "qtransfer", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "QTRANSFER_DIST_TIMEOUT": "120"}
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    stdout, stderr = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`torchrun --nproc-per-node 2 -m qtransfer ARGS`, to its end."""
+    return finish(launch(*args, cwd=cwd))
 
 
 @contextmanager
@@ -109,13 +121,14 @@ def metrics(run_dir: Path) -> list[dict]:
 
 def test_distributed_training_matches_single_process(data: Path, single_process_cache, tmp_path: Path) -> None:
     flags = ["--data", str(data), *BACKBONE, "--epochs", "2", "--batch-size", "4"]
+    # a cold cache: train extracts first, the two ranks sharing the images
+    launched = launch("train", *flags, "--cache-dir", str(tmp_path / "two"), "--out", str(tmp_path / "two-runs"),
+                      cwd=tmp_path)
     one = warm_cache(single_process_cache, tmp_path / "one")
     with one_thread():
         assert main(["train", *flags, "--cache-dir", str(one), "--out", str(tmp_path / "one-runs")]) == 0
     (single,) = (tmp_path / "one-runs").iterdir()
-    # a cold cache: train extracts first, the two ranks sharing the images
-    done = torchrun("train", *flags, "--cache-dir", str(tmp_path / "two"), "--out", str(tmp_path / "two-runs"),
-                    cwd=tmp_path)
+    done = finish(launched)
     assert done.returncode == 0, done.stderr
     (run,) = (tmp_path / "two-runs").iterdir()  # rank 0 alone made a run directory
     assert done.stdout.count("best epoch") == 1
@@ -131,9 +144,10 @@ def test_distributed_training_matches_single_process(data: Path, single_process_
 def test_distributed_compare_equals_single_process_table(data: Path, single_process_cache, tmp_path: Path) -> None:
     flags = ["--data", str(data), *BACKBONE, "--epochs", "2", "--heads", "quantum", "classical", "--seeds", "2",
              "--cache-dir", str(warm_cache(single_process_cache, tmp_path / "cache"))]
+    launched = launch("compare", *flags, "--out", str(tmp_path / "two"), cwd=tmp_path)
     with one_thread():
         assert main(["compare", *flags, "--out", str(tmp_path / "one")]) == 0
-    done = torchrun("compare", *flags, "--out", str(tmp_path / "two"), cwd=tmp_path)
+    done = finish(launched)
     assert done.returncode == 0, done.stderr
     (single,), (run,) = (tmp_path / "one").iterdir(), (tmp_path / "two").iterdir()
     untimed = lambda d: re.sub(r"\| \d+\.\d\d \|$", "| s |", (d / "compare.md").read_text(), flags=re.M)  # noqa: E731
@@ -149,9 +163,10 @@ def test_distributed_compare_equals_single_process_table(data: Path, single_proc
 def test_distributed_sweep_equals_single_process_sweep(data: Path, single_process_cache, tmp_path: Path) -> None:
     flags = ["--data", str(data), *BACKBONE, "--epochs", "2", "--depths", "1", "--qubit-counts", "2", "--seeds", "2",
              "--cache-dir", str(warm_cache(single_process_cache, tmp_path / "cache"))]
+    launched = launch("sweep", *flags, "--out", str(tmp_path / "two"), cwd=tmp_path)  # both read the cached features
     with one_thread():
-        assert main(["sweep", *flags, "--out", str(tmp_path / "one")]) == 0  # both read the same cached features
-    done = torchrun("sweep", *flags, "--out", str(tmp_path / "two"), cwd=tmp_path)
+        assert main(["sweep", *flags, "--out", str(tmp_path / "one")]) == 0
+    done = finish(launched)
     assert done.returncode == 0, done.stderr
     (single,), (run,) = (tmp_path / "one").iterdir(), (tmp_path / "two").iterdir()
     one, two = (json.loads((d / "sweep.json").read_text()) for d in (single, run))

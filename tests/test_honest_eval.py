@@ -60,7 +60,9 @@ def test_selecting_on_val_inflates_accuracy_on_pure_noise_labels_while_held_out_
     def split(n: int) -> FeatureSplit:
         return FeatureSplit(torch.randn(n, 64, generator=g), torch.randint(0, 2, (n,), generator=g), [])
 
-    train, val, test = split(100), split(60), split(2000)
+    # 60 noise samples to fit: with generator seeds 0-4 the selected mean is 0.61-0.65, the held-out mean within
+    # 0.005 of 0.5 and the smallest gap 0.066 or more
+    train, val, test = split(60), split(60), split(2000)
     selected, held = [], []
     for seed in range(6):
         config = TrainConfig(head="quantum", epochs=40, lr=0.2, gamma=1.0, batch_size=4, seed=seed)

@@ -15,11 +15,9 @@ from qtransfer.training.trained import TrainedModel
 
 
 @pytest.fixture(scope="module")
-def trained(hymenoptera: Path, shared_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    config = TrainConfig(data=str(hymenoptera), backbone="efficientnet_lite0", epochs=3, cache_dir=str(shared_cache),
-                         out=str(tmp_path_factory.mktemp("runs")), num_workers=0)
-    run_dir, _ = train(config)
-    return run_dir
+def trained(finished_run: tuple[Path, dict]) -> Path:
+    """The session's finished run on the real data (conftest.finished_run): a trained quantum head."""
+    return finished_run[0]
 
 
 @pytest.fixture

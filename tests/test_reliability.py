@@ -313,11 +313,6 @@ def test_a_hostile_pickle_as_weights_never_runs(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-@pytest.fixture(scope="module")
-def finished_run(hymenoptera: Path, shared_cache: Path, tmp_path_factory: pytest.TempPathFactory):
-    return train(config(hymenoptera, tmp_path_factory.mktemp("runs"), shared_cache, epochs=1))
-
-
 def test_a_hostile_or_foreign_checkpoint_is_refused_and_never_runs(finished_run, tmp_path: Path, capsys) -> None:
     run_dir, _ = finished_run
     copy = tmp_path / "run"
@@ -390,7 +385,8 @@ SIGNALS = [signal.SIGINT, signal.SIGTERM]
 def interrupted_runs(hymenoptera: Path, shared_cache: Path, tmp_path_factory: pytest.TempPathFactory
                      ) -> dict[int, tuple[int, str, Path]]:
     """For each signal, a `python -m qtransfer train` process sent that signal once it has finished 2 epochs: its
-    exit code, stderr and output folder. The processes run side by side (their torch imports share the cores)."""
+    exit code, stderr and output folder. The processes run side by side, one torch thread each (two threads each
+    would contend for the two cores at every op of the small head)."""
     runs = {}
     for signum in SIGNALS:
         folder = tmp_path_factory.mktemp(f"interrupted-{signum}")
@@ -402,7 +398,8 @@ def interrupted_runs(hymenoptera: Path, shared_cache: Path, tmp_path_factory: py
         # A shell starts background jobs with SIGINT ignored, and Python keeps an inherited "ignore": restore the
         # default so the test checks qtransfer's handling however pytest itself was started.
         proc = subprocess.Popen([sys.executable, "-m", "qtransfer", *args], stdout=subprocess.DEVNULL, stderr=stderr,
-                                text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                                text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         runs[signum] = (proc, out, folder / "stderr.txt", stderr)
     waiting = set(runs)
     deadline = time.time() + 300
@@ -433,7 +430,7 @@ def straight_run(hymenoptera: Path, shared_cache: Path, tmp_path_factory: pytest
 
 @pytest.mark.parametrize("signum", SIGNALS)
 def test_a_signal_mid_run_keeps_every_finished_epoch_and_resume_matches(
-    signum: int, straight_run: Path, interrupted_runs: dict, capsys  # straight_run first: it fills the cache
+    signum: int, interrupted_runs: dict, straight_run: Path, capsys
 ) -> None:
     returncode, stderr, out = interrupted_runs[signum]
     assert returncode == 130, stderr
