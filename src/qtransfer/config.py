@@ -38,6 +38,7 @@ class TrainConfig:
     no_cache: bool = False
     num_workers: int = -1  # -1: chosen from the CPU count
     seed_parity: bool = False
+    pca: int = 0  # fitted heads (logreg, svm, mlp): first reduce features to this many principal components; 0: none
     shots: int = 0  # 0: exact expectation values; N: estimated from N measurements, gradients by parameter shift
     noise: str = ""  # built-in engine: "depolarizing=0.01,readout=0.02", see NoiseModel.parse
     device_options: str = ""  # PennyLane devices: JSON keyword arguments, e.g. {"noise_model": "FakeManilaV2"}
@@ -56,6 +57,7 @@ class TrainConfig:
             (0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}"),
             (self.q_delta >= 0, f"q_delta must be >= 0, got {self.q_delta}"),
             (self.num_workers >= -1, f"workers must be >= 0 (or -1 for automatic), got {self.num_workers}"),
+            (self.pca >= 0, f"pca must be >= 0 (0: no reduction), got {self.pca}"),
             (self.shots >= 0, f"shots must be >= 0 (0: exact expectation values), got {self.shots}"),
             (0 <= self.holdout < 1, f"holdout must be a fraction in [0, 1), got {self.holdout}"),
         ]
@@ -105,7 +107,8 @@ class TrainConfig:
     def head_options(self) -> dict[str, Any]:
         """Keyword arguments for create_head (the backend built with its shots, noise and device options)."""
         options: dict[str, Any] = {"n_qubits": self.n_qubits, "depth": self.depth, "template": self.template,
-                                   "q_delta": self.q_delta, "backend": self.backend}
+                                   "q_delta": self.q_delta, "backend": self.backend, "pca": self.pca,
+                                   "shots": self.shots}
         if self.head == "quantum" and (self.shots or self.noise or self.device_options):
             from qtransfer.quantum.backends import make_backend
 

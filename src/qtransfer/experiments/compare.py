@@ -26,7 +26,7 @@ from qtransfer.training.fit import FitResult, fit_features
 SPEC_KEYS = {
     "qubits": "n_qubits", "n_qubits": "n_qubits", "depth": "depth", "template": "template", "backend": "backend",
     "q_delta": "q_delta", "lr": "lr", "epochs": "epochs", "batch_size": "batch_size", "step_size": "step_size",
-    "gamma": "gamma",
+    "gamma": "gamma", "pca": "pca",
 }
 METRICS = ("best_val_acc", "final_val_acc", "best_val_loss", "final_val_loss", "parameters", "train_s")
 HELD_OUT = ("held_out_acc", "held_out_balanced_acc", "held_out_roc_auc")

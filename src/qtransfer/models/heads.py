@@ -19,13 +19,14 @@ from qtransfer.registry import Registry
 
 HEADS: Registry[Callable[..., nn.Module]] = Registry("head")
 
-# Settings of the quantum head that classical heads accept and ignore, so one set of
-# settings can build every head in a comparison.
-QUANTUM_ONLY = frozenset({"depth", "q_delta", "template", "backend"})
+# Settings every head is given (TrainConfig.head_options) and may ignore, so one set of settings can build
+# every head in a comparison.
+SHARED_SETTINGS = frozenset({"n_qubits", "depth", "q_delta", "template", "backend", "pca", "shots"})
 
 
-def _check_ignored(head: str, kwargs: dict[str, Any]) -> None:
-    unknown = set(kwargs) - QUANTUM_ONLY
+def check_ignored(head: str, kwargs: dict[str, Any]) -> None:
+    """Refuse settings that are not shared settings a head may ignore."""
+    unknown = set(kwargs) - SHARED_SETTINGS
     if unknown:
         raise TypeError(f"head {head!r} got unknown settings {sorted(unknown)}")
 
@@ -75,8 +76,10 @@ class DressedQuantumHead(nn.Module):
         q_delta: float = 0.01,
         template: str = "tutorial",
         backend: str | Backend = "torch",
+        **shared: Any,
     ):
         super().__init__()
+        check_ignored("quantum", shared)
         self.circuit = make_circuit(template, n_qubits, depth)
         self.backend = get_backend(backend)
         # Creation order matches the reference, so a seed gives the reference's initial weights.
@@ -101,9 +104,9 @@ class DressedQuantumHead(nn.Module):
 class DressedClassicalHead(nn.Module):
     """The dressed head with the circuit replaced by a classical layer of the same width: Linear + tanh."""
 
-    def __init__(self, in_features: int, n_classes: int, n_qubits: int = 4, **quantum_only: Any):
+    def __init__(self, in_features: int, n_classes: int, n_qubits: int = 4, **shared: Any):
         super().__init__()
-        _check_ignored("classical", quantum_only)
+        check_ignored("classical", shared)
         self.pre_net = nn.Linear(in_features, n_qubits)
         self.hidden = nn.Linear(n_qubits, n_qubits)
         self.post_net = nn.Linear(n_qubits, n_classes)
@@ -117,10 +120,9 @@ class DressedClassicalHead(nn.Module):
 class LinearHead(nn.Module):
     """A single Linear layer: the usual classical transfer-learning head."""
 
-    def __init__(self, in_features: int, n_classes: int, **quantum_only: Any):
+    def __init__(self, in_features: int, n_classes: int, **shared: Any):
         super().__init__()
-        quantum_only.pop("n_qubits", None)
-        _check_ignored("linear", quantum_only)
+        check_ignored("linear", shared)
         self.fc = nn.Linear(in_features, n_classes)
 
     def forward(self, features: Tensor) -> Tensor:
