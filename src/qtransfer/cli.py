@@ -22,7 +22,8 @@ TRAIN_FLAGS = {
     "data": ("--data", "folder with train/ and val/ (one sub-folder of images per class)"),
     "backbone": ("--backbone", "pretrained network A (see `qtransfer info`); efficientnet_lite0 works offline"),
     "weights": ("--weights", "'default' (torchvision cache, then download), a weights file, or 'none' (random)"),
-    "head": ("--head", "network B: quantum, classical or linear"),
+    "head": ("--head", "network B: quantum, classical, linear; fitted by inner CV: logreg, svm, mlp, qkernel, "
+                       "projected_qkernel"),
     "n_qubits": ("--qubits", "qubits of the circuit (also the width of the classical head)"),
     "depth": ("--depth", "variational layers of the circuit"),
     "template": ("--template", "circuit template: tutorial, strongly_entangling, basic_entangler, ring_cz"),
@@ -39,6 +40,7 @@ TRAIN_FLAGS = {
     "name": ("--name", "run name (the directory is <time>-<name>)"),
     "cache_dir": ("--cache-dir", "feature cache folder (default $QTRANSFER_CACHE or ~/.cache/qtransfer)"),
     "num_workers": ("--workers", "image-decoding worker processes (-1: from the CPU count)"),
+    "pca": ("--pca", "fitted heads: first reduce the features to this many principal components (0: none)"),
     "shots": ("--shots", "measurements per expectation value (0: exact); training then uses parameter shifts"),
     "noise": ("--noise", "built-in engine noise, e.g. 'depolarizing=0.01,amplitude_damping=0.02@CNOT,readout=0.03'"),
     "holdout": ("--holdout", "hold out this stratified fraction of train as a test split, when there is no test/"),

@@ -80,6 +80,9 @@ class TrainConfig:
 
         get_spec(self.backbone)
         HEADS.lookup(self.head)
+        if self.seed_parity and self.fitted_head():
+            raise InputError(f"--seed-parity trains the tutorial's way, by epochs; head {self.head!r} is fitted in one "
+                             f"call: drop --seed-parity or use --head quantum, classical or linear")
         if self.head != "quantum":
             return
         circuit = make_circuit(self.template, self.n_qubits, self.depth)
@@ -89,6 +92,14 @@ class TrainConfig:
         else:
             density = backend.noise is not None and backend.noise.channels
             check_fits(circuit, self.batch_size, self._device_kind(), density=density)
+
+    def fitted_head(self) -> bool:
+        """Whether the head is fitted in one call (a scikit-learn baseline or a quantum kernel), not trained by epochs."""
+        from qtransfer.models.fitted import FittedHead
+        from qtransfer.models.heads import HEADS
+
+        factory = HEADS.lookup(self.head)
+        return isinstance(factory, type) and issubclass(factory, FittedHead)
 
     def _device_kind(self) -> str:
         if self.device != "auto":

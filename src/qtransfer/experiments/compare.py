@@ -80,7 +80,7 @@ def record(spec: HeadSpec, seed: int, augmented: bool, fit: FitResult) -> dict[s
         "label": spec.label, "head": spec.head, "settings": dict(spec.settings), "seed": seed,
         "augmented": augmented, "best_epoch": fit.best["epoch"], "best_val_acc": fit.best["val_acc"],
         "best_val_loss": fit.best["val_loss"], "final_val_acc": last["val_acc"], "final_val_loss": last["val_loss"],
-        "parameters": fit.parameters, "train_s": fit.seconds,
+        "parameters": fit.parameters, "train_s": fit.seconds, "choices": fit.choices,
         "curves": {k: [r[k] for r in fit.rows] for k in ("train_loss", "train_acc", "val_loss", "val_acc")},
         **({"held_out_acc": fit.test["accuracy"], "held_out_balanced_acc": fit.test["balanced_accuracy"],
             "held_out_roc_auc": fit.test["roc_auc"]} if fit.test else {}),

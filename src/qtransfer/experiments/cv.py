@@ -85,7 +85,8 @@ def cross_validate(settings: CVSettings, progress: bool = True) -> tuple[Path, d
                                           classes=features.classes)
             rows.append({"head": head, "fold": k, "train": len(train.labels), "select": len(select.labels),
                          "test": len(test.labels), "best_epoch": fit.best["epoch"],
-                         "selected_on_inner_val_acc": fit.best["val_acc"], "held_out": fit.test,
+                         "selected_on_inner_val_acc": fit.best["val_acc"], "held_out": fit.test, "choices": fit.choices,
+                         "train_s": fit.seconds,
                          "test_files": [str(p) for p in test.paths]})
     summary = {}
     for head in settings.heads:

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from qtransfer.errors import InputError, MissingFileError
+from qtransfer.models.fitted import FittedHead
 
 
 def load_checkpoint(path: Path, resume: bool = False) -> dict[str, Any]:
@@ -34,9 +35,14 @@ def load_checkpoint(path: Path, resume: bool = False) -> dict[str, Any]:
 
 
 def check_compatible(state: dict[str, Any], classes: Sequence[str], head: nn.Module) -> None:
-    """Refuse a checkpoint whose classes or head shapes differ from this run's, saying what differs."""
+    """Refuse a checkpoint whose classes or head shapes differ from this run's, saying what differs (a fitted
+    head's shapes come from its data, so only its tensors' names are compared)."""
     if list(state["classes"]) != list(classes):
         raise InputError(f"checkpoint classes {state['classes']} differ from the data's classes {list(classes)}")
+    if isinstance(head, FittedHead):
+        if set(head.state_dict()) != set(state["head"]):
+            raise InputError(f"checkpoint head holds {sorted(state['head'])}; this head holds {sorted(head.state_dict())}")
+        return
     ours = {k: tuple(v.shape) for k, v in head.state_dict().items()}
     theirs = {k: tuple(v.shape) for k, v in state["head"].items()}
     if ours != theirs:

@@ -27,6 +27,7 @@ class FitResult:
     seconds: float
     model: nn.Module = field(repr=False)
     test: dict[str, Any] | None = None
+    choices: dict[str, Any] = field(default_factory=dict)  # a fitted head's hyper-parameters chosen by inner CV
 
 
 def fit_features(
@@ -53,4 +54,4 @@ def fit_features(
     if test is not None:
         probs = evaluate(head, chunks(test.features, test.labels), device)["probs"]
         held_out = classification_metrics(test.labels, probs, list(classes or range(n_classes)))
-    return FitResult(loop.rows, loop.best, parameters, seconds, head, held_out)
+    return FitResult(loop.rows, loop.best, parameters, seconds, head, held_out, dict(getattr(head, "choices", {})))

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from qtransfer import distributed
 from qtransfer.config import TrainConfig
 from qtransfer.errors import NonFiniteLoss
+from qtransfer.models.fitted import FittedHead
 
 # Rows scored at once in validation: bounds its memory like a training batch's (see quantum.memory).
 EVAL_CHUNK = 256
@@ -76,6 +77,15 @@ def train_epoch(
     return total_loss / seen, correct / seen
 
 
+def fit_once(head: FittedHead, batches: Iterable[Batch], seed: int, device: torch.device) -> tuple[float, float]:
+    """Fit a FittedHead on every sample of one epoch's batches at once; returns its training loss and accuracy."""
+    parts = [(x, y) for x, y, _ in batches]
+    x, y = torch.cat([p[0] for p in parts]).to(device), torch.cat([p[1] for p in parts]).to(device)
+    head.fit(x, y, seed)
+    fitted = evaluate(head, [(x, y)], device)
+    return fitted["loss"], fitted["acc"]
+
+
 def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], device: torch.device) -> dict[str, Any]:
     """Loss, accuracy, predictions and probabilities of `model` over the batches, without gradients."""
     model.eval()
@@ -109,8 +119,13 @@ class Loop:
         self.rank, self.world = (distributed.rank(), distributed.world_size()) if together else (0, 1)
         self.trainer = (DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
                         if together else model)
-        self.optimizer = torch.optim.Adam(params, lr=config.lr, foreach=True)  # one kernel per step for all tensors
-        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=config.step_size, gamma=config.gamma)
+        self.fitted = isinstance(model, FittedHead)
+        self.epochs = 1 if self.fitted else config.epochs
+        self.optimizer = self.scheduler = None
+        if not self.fitted:
+            self.optimizer = torch.optim.Adam(params, lr=config.lr, foreach=True)  # one kernel per step for all tensors
+            self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=config.step_size,
+                                                             gamma=config.gamma)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.rows: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {"epoch": 0, "val_acc": -1.0, "val_loss": math.inf}
@@ -121,13 +136,17 @@ class Loop:
         t = time.perf_counter()
         self.model.train()
         epoch = len(self.rows) + 1
-        train_loss, train_acc = train_epoch(self.trainer, train, self.optimizer, self.device, epoch, hint, self.world)
-        self.scheduler.step()
+        if self.fitted:
+            train_loss, train_acc = fit_once(self.model, train, self.config.seed, self.device)  # type: ignore[arg-type]
+        else:
+            train_loss, train_acc = train_epoch(self.trainer, train, self.optimizer, self.device, epoch, hint,
+                                                self.world)
+            self.scheduler.step()
         train_s = time.perf_counter() - t
         v = evaluate(self.model, val, self.device)
+        lr = self.optimizer.param_groups[0]["lr"] if self.optimizer else 0.0
         row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": v["loss"],
-               "val_acc": v["acc"], "lr": self.optimizer.param_groups[0]["lr"], "train_s": train_s,
-               "epoch_s": time.perf_counter() - t}
+               "val_acc": v["acc"], "lr": lr, "train_s": train_s, "epoch_s": time.perf_counter() - t}
         self.rows.append(row)
         improved = (row["val_acc"], -row["val_loss"]) > (self.best["val_acc"], -self.best["val_loss"])
         if improved:
@@ -143,9 +162,9 @@ class Loop:
         after_epoch: Callable[[dict[str, Any]], None] = lambda row: None, hint: Callable[[], str] = lambda: "",
         progress: bool = False,
     ) -> float:
-        """Train the epochs left up to config.epochs, calling `after_epoch(row)` after each; returns the seconds."""
+        """Train the epochs left (config.epochs; one for a FittedHead), calling `after_epoch(row)` after each; returns the seconds."""
         t = time.perf_counter()
-        bar = tqdm(range(len(self.rows) + 1, self.config.epochs + 1), desc="epochs", unit="epoch",
+        bar = tqdm(range(len(self.rows) + 1, self.epochs + 1), desc="epochs", unit="epoch",
                    disable=not (progress and distributed.is_main()))
         for _ in bar:
             row = self.epoch(train(), val(), hint())
@@ -156,14 +175,16 @@ class Loop:
 
     def state_dict(self) -> dict[str, Any]:
         """What resuming needs besides the weights: optimizer, scheduler, batch generator, RNG, rows, best."""
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+        return {"optimizer": self.optimizer.state_dict() if self.optimizer else {},
+                "scheduler": self.scheduler.state_dict() if self.scheduler else {},
                 "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
                 "rows": self.rows, "best": self.best}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a state_dict() of the same settings."""
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        if self.optimizer and self.scheduler:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.rows, self.best = list(state["rows"]), dict(state["best"])

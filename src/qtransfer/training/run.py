@@ -192,6 +192,7 @@ class Run:
             "skipped": [{"path": str(p), "reason": r} for ds in self.splits.values() for p, r in ds.skipped],
             "features_computed": {k: f.computed for k, f in (self.features or {}).items()},
             "trainable_parameters": sum(p.numel() for p in self.head.parameters() if p.requires_grad),
+            "head_choices": getattr(self.head, "choices", {}),  # hyper-parameters a fitted head chose by inner CV
             "timings": self.timings,
             "seed": self.config.seed,
             "device": str(self.device),
@@ -239,4 +240,7 @@ def _check_distributable(config: TrainConfig) -> None:
     """Refuse settings that one process must run, and a global batch the ranks cannot share evenly."""
     if config.seed_parity:
         raise InputError("--seed-parity runs the tutorial's single-process loop; launch it without torchrun")
+    if config.fitted_head():
+        raise InputError(f"head {config.head!r} is fitted in one call on all training samples; train it without "
+                         f"torchrun (compare, cv and sweep share such heads' runs between ranks)")
     distributed.check_batch(config.batch_size)
