@@ -103,6 +103,16 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], device:
             "pred": pred, "probs": torch.cat(probs), "labels": y}
 
 
+def adam(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """Adam in one fused kernel per step (half the time of the foreach kernels at the head's batch of 4, where
+    the step is overhead-bound); where a torch build has no fused Adam for these tensors, the foreach one."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
 class Loop:
     """A model's optimizer, scheduler, batch generator, per-epoch rows and best epoch, trained epoch by epoch.
 
@@ -123,7 +133,7 @@ class Loop:
         self.epochs = 1 if self.fitted else config.epochs
         self.optimizer = self.scheduler = None
         if not self.fitted:
-            self.optimizer = torch.optim.Adam(params, lr=config.lr, foreach=True)  # one kernel per step for all tensors
+            self.optimizer = adam(params, config.lr)
             self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=config.step_size,
                                                              gamma=config.gamma)
         self.generator = torch.Generator().manual_seed(config.seed)
