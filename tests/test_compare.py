@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from scipy import stats
 
 from qtransfer.config import TrainConfig
 from qtransfer.experiments.compare import (
@@ -75,6 +76,10 @@ def test_compare_writes_its_files_with_one_row_per_head_and_seed(comparison) -> 
     assert ("classical", "quantum", "best_val_acc") not in pairs
     text = (run_dir / "compare.md").read_text()
     assert "selected on val" in text and "`quantum` − `classical`" in text
+    q = next(p for p in result["paired"] if (p["a"], p["b"], p["metric"]) == ("quantum", "classical", "best_val_acc"))
+    assert f"| `quantum` − `classical` | best_val_acc | 2 | {q['mean']:+.4f} | [" in text
+    assert "| 95% t-interval | sign-flip p | d_z |" in text and "bootstrap interval |" not in text
+    assert q["p_method"] == "exact" and q["p_sign_flip"] in (0.5, 1.0)  # two seeds: 4 sign flips, p is never below 1/2
     assert json.loads((run_dir / "compare.json").read_text())["seeds"] == [42, 43]
 
 
@@ -164,7 +169,10 @@ def test_statistics() -> None:
     assert 1.0 <= low < 3.0 < high <= 5.0
     p = paired_difference([0.9, 0.95, 0.93], [0.9, 0.90, 0.92])
     assert p["mean"] == pytest.approx(0.02) and (p["wins"], p["ties"], p["losses"]) == (2, 1, 0)
-    assert p["ci95_low"] >= 0.0 and p["ci95_high"] <= 0.05
+    # three seeds: the 95% t-interval of the differences (0, 0.05, 0.01), the exact sign-flip p over 2^3 flips
+    t = stats.t.interval(0.95, 2, loc=0.02, scale=stats.sem([0.0, 0.05, 0.01]))
+    assert (p["ci95_low"], p["ci95_high"]) == pytest.approx(t) and p["n"] == 3
+    assert p["p_sign_flip"] == pytest.approx(4 / 8) and p["p_method"] == "exact" and p["bootstrap_ci95"] is None
     with pytest.raises(ValueError, match="equal, non-empty"):
         paired_difference([1.0], [1.0, 2.0])
 

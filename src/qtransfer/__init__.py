@@ -26,7 +26,7 @@ _API = {
     "TrainConfig": "config",
     "QTransferError": "errors",
     "ImageFolderDataset": "data.images", "load_splits": "data.images",
-    "download_dataset": "data.download", "reference_transform": "data.transforms",
+    "download_dataset": "data.download", "get_dataset": "data.download", "reference_transform": "data.transforms",
     "extract_dataset": "features.pipeline", "load_features": "features.pipeline",
     "train": "training.run", "TrainedModel": "training.trained",
 }

@@ -260,9 +260,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from qtransfer.data.download import download_dataset
+    from qtransfer.data.download import get_dataset
 
-    root = download_dataset(args.name, args.dest, url=args.url, progress=not args.quiet)
+    root = get_dataset(args.name, args.dest, url=args.url, progress=not args.quiet)
     print(f"{args.name} is ready in {root}")
     return 0
 
@@ -377,8 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="versions, device, cache location and size, known names")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("data", help="download a dataset and check its checksums")
-    p.add_argument("name", help="dataset name, e.g. hymenoptera")
+    p = sub.add_parser("data", help="download a dataset and check its checksums, or write a bundled one")
+    p.add_argument("name", help="dataset name: hymenoptera (downloaded, ants / bees) or digits (scikit-learn's "
+                   "8x8 handwritten digits, 10 classes, written as 32x32 PNGs with train / val / test splits)")
     p.add_argument("--dest", type=Path, default=Path("data"), help="folder to put it in (default: ./data)")
     p.add_argument("--url", help="download from this URL instead of the public one")
     p.set_defaults(func=cmd_data)

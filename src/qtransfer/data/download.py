@@ -1,14 +1,17 @@
-"""Registered datasets fetched once, checked file by file against published checksums, unpacked atomically."""
+"""Registered datasets: archives fetched once, checked file by file against published checksums, unpacked
+atomically; or written from a copy bundled with a package (digits)."""
 from __future__ import annotations
 
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from qtransfer import hub
+from qtransfer.data.digits import write_digits
 from qtransfer.errors import ChecksumError, InputError
 from qtransfer.registry import Registry
 from qtransfer.storage import file_sha256
@@ -16,12 +19,13 @@ from qtransfer.storage import file_sha256
 
 @dataclass(frozen=True)
 class DatasetSource:
-    """Where a dataset's zip archive lives and how to check what it holds."""
+    """Where a dataset's zip archive lives and how to check what it holds, or what writes it without a download."""
 
-    url: str
+    url: str | None
     folder: str  # the archive's top-level folder, which becomes the dataset root
     sha256: str | None = None  # of the archive at `url`
     manifest: str | None = None  # per-file sha256 list in qtransfer/checksums/, paths relative to `folder`
+    generate: Callable[[Path], Path] | None = None  # writes dest/<folder> itself and returns it (no url)
 
 
 DATASETS: Registry[DatasetSource] = Registry("dataset")
@@ -32,6 +36,18 @@ DATASETS["hymenoptera"] = DatasetSource(
     sha256="fbc41b31d544714d18dd1230b1e2b455e1557766e13e67f9f5a7a23af7c02209",
     manifest="hymenoptera_data.sha256",
 )
+DATASETS["digits"] = DatasetSource(url=None, folder="digits", generate=write_digits)
+
+
+def get_dataset(name: str, dest: Path, url: str | None = None, progress: bool = True) -> Path:
+    """A registered dataset in dest/<folder>: written by its generator, or downloaded and checked; returns it."""
+    source = DATASETS.lookup(name)
+    if source.generate is None:
+        return download_dataset(name, dest, url=url, progress=progress)
+    if url is not None:
+        raise InputError(f"the {name!r} dataset is written from a copy that ships with a package, not downloaded; "
+                         "drop --url")
+    return source.generate(Path(dest))
 
 
 def download_dataset(
@@ -39,6 +55,8 @@ def download_dataset(
 ) -> Path:
     """Fetch, check and unpack a registered dataset into `dest`; returns its root (dest/<folder>)."""
     source = DATASETS.lookup(name)
+    if source.generate is not None:
+        return get_dataset(name, dest, url, progress)
     dest = Path(dest)
     root = dest / source.folder
     if root.exists():

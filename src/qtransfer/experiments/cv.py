@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,27 +13,13 @@ from qtransfer.config import TrainConfig
 from qtransfer.data.splits import stratified_folds, stratified_holdout
 from qtransfer.errors import InputError
 from qtransfer.experiments.compare import parse_head
-from qtransfer.experiments.stats import describe
+from qtransfer.experiments.stats import describe, t_interval
 from qtransfer.features.pipeline import load_features
 from qtransfer.report.tables import cv_markdown
 from qtransfer.runtime import new_run_dir, package_versions, resolve_device
 from qtransfer.storage import atomic_write_text
 from qtransfer.training.fit import FitResult, fit_features
 from qtransfer.training.metrics import METRIC_NAMES
-
-# Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (beyond: 1.96).
-_T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
-
-
-def t_interval(values: list[float]) -> tuple[float, float]:
-    """95% interval of the mean of `values` in [0, 1] (Student's t, as folds are few; clipped to [0, 1])."""
-    d = describe(values)
-    if d["n"] < 2:
-        return d["mean"], d["mean"]
-    t = _T95[d["n"] - 2] if d["n"] - 1 <= len(_T95) else 1.96
-    half = t * d["std"] / math.sqrt(d["n"])
-    return max(0.0, d["mean"] - half), min(1.0, d["mean"] + half)  # every metric here lies in [0, 1]
 
 
 @dataclass
@@ -94,7 +79,8 @@ def cross_validate(settings: CVSettings, progress: bool = True) -> tuple[Path, d
         held = {m: [r["held_out"][m] for r in mine] for m in settings.metrics if m in ("accuracy", "balanced_accuracy", "roc_auc")}
         summary[head] = {
             "selected_on_inner_val_acc": describe([r["selected_on_inner_val_acc"] for r in mine]),
-            **{f"held_out_{m}": {**describe(v), "ci95": t_interval(v)} for m, v in held.items() if None not in v},
+            **{f"held_out_{m}": {**describe(v), "ci95": t_interval(v, bounds=(0.0, 1.0))}
+               for m, v in held.items() if None not in v},
         }
     result = {"settings": {**asdict(settings), "config": asdict(config)}, "backbone": features.backbone,
               "classes": features.classes, "pooled": "train" if settings.keep_val else "train+val",

@@ -72,7 +72,8 @@ def plot_curves(rows: Sequence[dict[str, Any]], best: dict[str, Any], path: Path
 def plot_confusion(matrix: Tensor, classes: Sequence[str], path: Path) -> None:
     """The confusion matrix with counts in the cells."""
     n = len(classes)
-    fig, ax = subplots(figsize=(1.2 * n + 2.5, 1.2 * n + 2))
+    side = min(1.2 * n, 0.6 * n + 3)  # 10 classes: 9 inches, the counts still large beside their cells
+    fig, ax = subplots(figsize=(side + 2.5, side + 2))
     ax.imshow(matrix.numpy(), cmap="Blues")
     ax.set_xticks(range(n), classes, rotation=45, ha="right")
     ax.set_yticks(range(n), classes)
@@ -112,11 +113,10 @@ def plot_predictions(
         image.thumbnail((256, 256))
         ax.imshow(image)
         right = int(preds[i]) == int(labels[i])
-        ax.set_title(
-            f"{classes[int(preds[i])]} ({float(probs[i, preds[i]]):.2f})",
-            color="green" if right else "red", fontsize=11,
-        )
-    fig.suptitle("predicted class (probability) — green right, red wrong")
+        truth = "" if right else f", true {classes[int(labels[i])]}"
+        ax.set_title(f"{classes[int(preds[i])]} ({float(probs[i, preds[i]]):.2f}){truth}",
+                     color="green" if right else "red", fontsize=11)
+    fig.suptitle("predicted class (probability) — green right, red wrong (with the true class)")
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.6 / fig.get_figheight(), wspace=0.05,
                         hspace=0.25)
     save(fig, path, dpi=80, layout=False)  # 240-pixel cells: the 256-pixel thumbnails at about their own size

@@ -1,6 +1,7 @@
 """Tables a person reads: per-epoch metrics, comparisons of heads, sweeps; numbers as 'mean ± std'."""
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -54,15 +55,64 @@ def compare_table(heads: dict[str, dict[str, Any]], metrics: Sequence[str] = ("a
     return "\n".join(lines)
 
 
+PAIRED_NOTE = ("n: paired observations (the same seeds on both sides). Interval: Student's t, 95%, of the mean "
+               "difference. p: two-sided sign-flip permutation test of the mean difference, exact over all 2^n sign "
+               "flips (MC: Monte-Carlo over the stated number of random flips). d_z: mean / standard deviation of "
+               "the differences. A percentile bootstrap interval is shown only where n is large enough for one.")
+
+
+def interval(low: float, high: float) -> str:
+    """'[-0.0100, +0.0300]', or '–' when undefined (one observation)."""
+    if math.isnan(low) or math.isnan(high):
+        return "–"
+    return f"[{low:+.4f}, {high:+.4f}]"
+
+
+def p_value(p: dict[str, Any]) -> str:
+    """The sign-flip p-value of a paired_difference() dict, with its method when not exact."""
+    text = f"{p['p_sign_flip']:.4f}"
+    return text if p["p_method"] == "exact" else f"{text} (MC, {p['p_resamples']:,} flips)"
+
+
+def has_bootstrap(pairs: Sequence[dict[str, Any]]) -> bool:
+    """Whether any of the paired differences has a bootstrap interval (enough observations)."""
+    return any(p.get("bootstrap_ci95") for p in pairs)
+
+
+def paired_header(bootstrap: bool = False) -> list[str]:
+    """Column titles of paired_cells."""
+    return ["n", "mean difference", "95% t-interval", "sign-flip p", "d_z"] + (
+        ["95% bootstrap interval"] if bootstrap else [])
+
+
+def paired_cells(p: dict[str, Any], bootstrap: bool = False) -> list[str]:
+    """n, mean, t-interval, sign-flip p, d_z (and the bootstrap interval, '–' where n is too small for one)."""
+    cells = [str(p["n"]), f"{p['mean']:+.4f}", interval(p["ci95_low"], p["ci95_high"]), p_value(p),
+             f"{p['d_z']:+.2f}" if not math.isnan(p["d_z"]) else "–"]
+    if bootstrap:
+        cells.append(interval(*p["bootstrap_ci95"]) if p.get("bootstrap_ci95") else f"– (n = {p['n']})")
+    return cells
+
+
+def paired_text(p: dict[str, Any]) -> str:
+    """One line: mean difference, t-interval, sign-flip p, d_z, n, better / tie / worse, and the bootstrap
+    interval when there is one."""
+    boot = f", 95% bootstrap {interval(*p['bootstrap_ci95'])}" if p.get("bootstrap_ci95") else ""
+    d_z = f"{p['d_z']:+.2f}" if not math.isnan(p["d_z"]) else "–"
+    return (f"{p['mean']:+.4f}, 95% t-interval {interval(p['ci95_low'], p['ci95_high'])}, sign-flip p = "
+            f"{p_value(p)}, d_z = {d_z}, n = {p['n']}{boot} ({p['wins']} / {p['ties']} / {p['losses']})")
+
+
 def paired_table(pairs: Sequence[dict[str, Any]]) -> str:
-    """Markdown table of paired differences a − b over common seeds with bootstrap 95% intervals."""
-    lines = ["| a − b | metric | seeds | mean difference | 95% bootstrap interval | a better / tie / worse |",
-             "|---|---|---|---|---|---|"]
+    """Markdown table of paired differences a − b over common seeds: n, mean, t-interval, sign-flip p, d_z,
+    wins; a bootstrap column when some pair has enough seeds for one."""
+    boot = has_bootstrap(pairs)
+    titles = ["a − b", "metric", *paired_header(boot), "a better / tie / worse"]
+    lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     for p in pairs:
-        lines.append(
-            f"| `{p['a']}` − `{p['b']}` | {p['metric']} | {p['n']} | {p['mean']:+.4f} "
-            f"| [{p['ci95_low']:+.4f}, {p['ci95_high']:+.4f}] | {p['wins']} / {p['ties']} / {p['losses']} |"
-        )
+        cells = [f"`{p['a']}` − `{p['b']}`", p["metric"], *paired_cells(p, boot),
+                 f"{p['wins']} / {p['ties']} / {p['losses']}"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -85,7 +135,7 @@ def compare_markdown(result: dict[str, Any]) -> str:
         "",
     ]
     if result["paired"]:
-        text += ["## Paired differences over seeds", "", paired_table(result["paired"]), ""]
+        text += ["## Paired differences over seeds", "", paired_table(result["paired"]), "", PAIRED_NOTE, ""]
     return "\n".join(text)
 
 

@@ -1,5 +1,5 @@
-"""Classification metrics of an evaluation (accuracy, balanced accuracy, per-class P/R/F1, ROC-AUC), and the
-summary of a metric over repetitions."""
+"""Classification metrics of an evaluation (accuracy, balanced accuracy, per-class P/R/F1, ROC-AUC, also for more
+than two classes), and the summary of a metric over repetitions. scikit-learn is imported when used."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -27,8 +27,22 @@ def roc_auc(labels: Tensor, scores: Tensor) -> float:
     return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
 
 
+def roc_auc_ovr(labels: Tensor, probs: Tensor) -> float:
+    """One-vs-rest ROC-AUC of class probabilities (N, classes), the macro average over classes, as scikit-learn's
+    roc_auc_score(multi_class="ovr", average="macro"). A class absent from `labels` has no positives, so its AUC is
+    undefined: it is left out of the average (nan when fewer than two classes are present)."""
+    from sklearn.metrics import roc_auc_score
+
+    y, p = labels.numpy(), probs.double().numpy()
+    present = np.unique(y)
+    if present.size < 2:
+        return float("nan")
+    return float(np.mean([roc_auc_score(y == c, p[:, c]) for c in present]))
+
+
 def classification_metrics(labels: Tensor, probs: Tensor, classes: Sequence[str]) -> dict[str, Any]:
-    """Every metric of METRIC_NAMES for true labels and predicted class probabilities (N, classes)."""
+    """Every metric of METRIC_NAMES for true labels and predicted class probabilities (N, classes); ROC-AUC is
+    one-vs-rest, macro-averaged over the classes present in `labels`, for more than two classes."""
     n = len(classes)
     preds = probs.argmax(1)
     matrix = confusion(labels, preds, n).double()
@@ -42,7 +56,7 @@ def classification_metrics(labels: Tensor, probs: Tensor, classes: Sequence[str]
         "precision": dict(zip(classes, precision.tolist())),
         "recall": dict(zip(classes, recall.tolist())),
         "f1": dict(zip(classes, f1.tolist())),
-        "roc_auc": roc_auc(labels, probs[:, 1].double()) if n == 2 else None,
+        "roc_auc": roc_auc(labels, probs[:, 1].double()) if n == 2 else roc_auc_ovr(labels, probs),
         "confusion": matrix.long().tolist(),
     }
 

@@ -14,11 +14,16 @@ from qtransfer.experiments.reproduce.registry import (
     Reproduction,
     register_experiment,
 )
-from qtransfer.experiments.reproduce.text import ci
 from qtransfer.experiments.stats import describe, paired_difference
 from qtransfer.hub import checkpoint_dir
 from qtransfer.models.backbones import get_spec
-from qtransfer.report.tables import pm
+from qtransfer.report.tables import (
+    PAIRED_NOTE,
+    has_bootstrap,
+    paired_cells,
+    paired_header,
+    pm,
+)
 
 PAPER_ANTS_BEES = 0.9673  # ResNet18 + dressed quantum circuit, 30 epochs, best val accuracy, one run
 
@@ -61,12 +66,13 @@ def _ants_bees(options: ReproduceOptions, run_dir: Path) -> Reproduction:
             b, f = h["best_val_acc"], h["final_val_acc"]
             rows.append(f"| {backbone} | `{label}` | {b['n']} | {pm(b)} | {b['min']:.4f} | {b['max']:.4f} "
                         f"| {pm(f)} | {paper} |")
-    pairs = ["| backbone | a − b | metric | mean [95% bootstrap interval] | a better / tie / worse |",
-             "|---|---|---|---|---|"]
+    boot = has_bootstrap([p for res in results.values() for p in res["paired"]])
+    titles = ["backbone", "a − b", "metric", *paired_header(boot), "a better / tie / worse"]
+    pairs = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     for backbone, res in results.items():
         for p in res["paired"]:
-            pairs.append(f"| {backbone} | `{p['a']}` − `{p['b']}` | {p['metric']} | {ci(p)} "
-                         f"| {p['wins']} / {p['ties']} / {p['losses']} |")
+            pairs.append(f"| {backbone} | `{p['a']}` − `{p['b']}` | {p['metric']} "
+                         f"| {' | '.join(paired_cells(p, boot))} | {p['wins']} / {p['ties']} / {p['losses']} |")
     verdicts = []
     for backbone, res in results.items():
         q = res["heads"].get("quantum")
@@ -95,6 +101,8 @@ Paired differences over the same seeds:
 
 {chr(10).join(pairs)}
 
+{PAIRED_NOTE}
+
 Every "best val acc" here, like the paper's 0.9673, is the accuracy of the epoch selected on the validation
 split itself, so it is biased upward; with 153 validation images one image is 0.65 points. The paper ran one seed
 with ResNet18 in the tutorial's mode (the frozen network's BatchNorm layers in train mode); qtransfer keeps the
@@ -119,11 +127,14 @@ def _honest(base: TrainConfig, backbone: str, seeds: list[int], results: dict, p
             rows[h]["selected"].append(cv["summary"][h]["selected_on_inner_val_acc"]["mean"])
             rows[h]["held"].append(cv["summary"][h]["held_out_accuracy"]["mean"])
     results["cross_validation"] = {"backbone": backbone, "seeds": seeds, "per_head": rows}
-    table = ["| head | selected-on (inner val) accuracy | held-out accuracy | gap, mean [95% bootstrap interval] |",
-             "|---|---|---|---|"]
+    gaps = {h: paired_difference(rows[h]["selected"], rows[h]["held"]) for h in heads}
+    boot = has_bootstrap(list(gaps.values()))
+    titles = ["head", "selected-on (inner val) accuracy", "held-out accuracy",
+              *(f"gap: {t}" for t in paired_header(boot))]
+    table = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     for h in heads:
-        gap = paired_difference(rows[h]["selected"], rows[h]["held"])
-        table.append(f"| `{h}` | {pm(describe(rows[h]['selected']))} | {pm(describe(rows[h]['held']))} | {ci(gap)} |")
+        table.append(f"| `{h}` | {pm(describe(rows[h]['selected']))} | {pm(describe(rows[h]['held']))} "
+                     f"| {' | '.join(paired_cells(gaps[h], boot))} |")
     return f"""### Selected-on versus held-out accuracy
 
 The table above reports the accuracy of the epoch selected on the same images (selected-on). For an unbiased
@@ -132,6 +143,8 @@ selecting its epoch on 20% of its training part and scoring the held-out fold on
 std over seeds {seeds} (the seed also draws the folds). `qtransfer cv` runs one seed of it.
 
 {chr(10).join(table)}
+
+The gap is a paired difference over the seeds (selected-on − held-out, per seed). {PAIRED_NOTE}
 """
 
 

@@ -21,7 +21,7 @@ from qtransfer.experiments.reproduce.registry import (
     Reproduction,
     register_experiment,
 )
-from qtransfer.experiments.reproduce.text import paired, seeds_table
+from qtransfer.experiments.reproduce.text import PAIRED_INTRO, paired, seeds_table
 from qtransfer.models.quantum_backbones import (
     QubitCircuitFile,
     QubitNetwork,
@@ -29,6 +29,7 @@ from qtransfer.models.quantum_backbones import (
     pretrain_qubit_tetromino,
     tetromino_inputs,
 )
+from qtransfer.report.tables import PAIRED_NOTE
 
 PAPER_QC = 0.8067  # q2c notebook: test accuracy, CV network cut after 15 layers, linear network B, one run
 CV_DEPTHS = (0, 5, 10, 15, 20, 25)
@@ -116,10 +117,12 @@ back through the quantum backbone registry).
 
 {seeds_table(rows, "network A")}
 
-Paired differences (same seeds and data), mean [95% bootstrap interval] (better / tie / worse):
+Paired differences (same seeds and data), {PAIRED_INTRO}:
 - CV cut at 15 layers − no network A: {paired(acc[("cv", 15, "amplitude")], acc[("cv", 0, "amplitude")])}
 - CV cut at 15 − all 25 layers: {paired(acc[("cv", 15, "amplitude")], acc[("cv", 25, "amplitude")])}
 - qubits cut at 5 − no network A: {paired(acc[("qubit", 5, "amplitude")], acc[("qubit", 0, "amplitude")])}
+
+{PAIRED_NOTE}
 
 Without network A, photon counting cannot tell the 7 states apart: their two modes carry the same |α|, so the
 Fock magnitudes differ only through the noise (chance is 1/7 ≈ 0.143); network A turns the phases of the

@@ -24,8 +24,9 @@ from qtransfer.experiments.reproduce.registry import (
     Reproduction,
     register_experiment,
 )
-from qtransfer.experiments.reproduce.text import paired, seeds_table
+from qtransfer.experiments.reproduce.text import PAIRED_INTRO, paired, seeds_table
 from qtransfer.models.quantum_backbones import QubitNetwork, create_quantum_backbone
+from qtransfer.report.tables import PAIRED_NOTE
 
 PAPER_QQ = 0.8755  # paper, QQ example: test accuracy, one run (the notebook's printed run: 0.8733)
 
@@ -98,8 +99,11 @@ to the mode ("as the notebook"); the row "with its squeezing gate" applies it.
 
 {seeds_table(rows, "CV network")}
 
-Paired differences, mean [95% bootstrap interval] (better / tie / worse): transfer − no transfer at lr 0.05:
-{paired(acc[fast], acc[alone])}; with − without A's squeezing gate: {paired(acc[squeeze], acc[fast])}.
+Paired differences (same seeds and data), {PAIRED_INTRO}:
+- transfer − no transfer at lr 0.05: {paired(acc[fast], acc[alone])}
+- with − without A's squeezing gate: {paired(acc[squeeze], acc[fast])}
+
+{PAIRED_NOTE}
 
 Probability kept below the cutoff at the end (mean over test states): the trained circuits push part of every
 state past 15 photons, which lowers p₀ for free; a Fock simulator with a truncated space cannot avoid this, and
@@ -121,7 +125,7 @@ classes; Adam lr 0.05, 1000 steps of 7 states; test on 7000 states.
 
 {seeds_table([(label, qubit_acc[label], "–") for label in qubit_variants], "qubit network")}
 
-Transfer − no transfer (qubits): {paired(*qubit_acc.values())}.
+Transfer − no transfer (qubits), {PAIRED_INTRO}: {paired(*qubit_acc.values())}.
 """
     results = {"seeds": seeds, "steps": steps, "accuracy": acc, "norm": norms, "qubit_accuracy": qubit_acc,
                "qubit_file": qubit_path.name}

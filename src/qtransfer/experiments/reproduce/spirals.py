@@ -11,7 +11,6 @@ from qtransfer.experiments.reproduce.registry import (
     Reproduction,
     register_experiment,
 )
-from qtransfer.experiments.reproduce.text import ci
 from qtransfer.experiments.spirals import (
     HEAD_TITLES,
     plot_decision_boundaries,
@@ -19,7 +18,7 @@ from qtransfer.experiments.spirals import (
     train_spirals,
 )
 from qtransfer.experiments.stats import describe, paired_difference
-from qtransfer.report.tables import pm
+from qtransfer.report.tables import PAIRED_NOTE, paired_cells, paired_header, pm
 
 # Figures of Mari et al., arXiv:1912.08278, quoted from the paper and its notebooks.
 PAPER_SPIRALS = {1.52: {"classical": 0.855, "quantum": 0.970}, 2.0: {"classical": 0.540, "quantum": 0.625}}
@@ -46,8 +45,9 @@ def _spirals(options: ReproduceOptions, run_dir: Path) -> Reproduction:
     rows = ["| turns | network | held-out test accuracy after the last step (ours, mean ± std) | min | max | paper"
             + " | seconds per run |",
             "|---|---|---|---|---|---|---|"]
-    pairs = ["| turns | quantum − classical test accuracy, mean [95% bootstrap interval] | quantum better / tie / worse |",
-             "|---|---|---|"]
+    titles = ["turns", "quantum − classical test accuracy: n", *paired_header()[1:],
+              "quantum better / tie / worse"]
+    pairs = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     paired = {}
     for turns in datasets:
         acc = {h: [r["test_acc"] for r in runs if r["turns"] == turns and r["head"] == h] for h in ("classical", "quantum")}
@@ -58,7 +58,7 @@ def _spirals(options: ReproduceOptions, run_dir: Path) -> Reproduction:
                         f"| {PAPER_SPIRALS[turns][head]:.3f} | {secs:.2f} |")
         p = paired_difference(acc["quantum"], acc["classical"])
         paired[str(turns)] = p
-        pairs.append(f"| {turns} | {ci(p)} | {p['wins']} / {p['ties']} / {p['losses']} |")
+        pairs.append(f"| {turns} | {' | '.join(paired_cells(p))} | {p['wins']} / {p['ties']} / {p['losses']} |")
     body = f"""
 The paper's first example: 2-D two spirals (noise 0.2, 2000 train and 200 test points, standardised; data seed
 21 as in the paper's notebook), a dressed quantum circuit (Linear(2, 5) → tanh·π/2 → 5 qubits, depth 5 →
@@ -68,6 +68,8 @@ Adam lr 0.07, batch 10, {steps} steps; weight seeds {seeds}. The paper reports o
 {chr(10).join(rows)}
 
 {chr(10).join(pairs)}
+
+{PAIRED_NOTE}
 
 The decision-boundary figure shows the models of weight seed {seeds[0]}. Differences from the paper: the paper
 initialised every weight with 0.001·N(0, 1) from one NumPy seed and ran PennyLane's ProjectQ simulator; we use

@@ -1,15 +1,10 @@
-"""Text shared by the experiments' report sections: intervals and tables over seeds."""
+"""Text shared by the experiments' report sections: paired differences and tables over seeds."""
 from __future__ import annotations
 
-from typing import Any
-
 from qtransfer.experiments.stats import describe, paired_difference
-from qtransfer.report.tables import pm
+from qtransfer.report.tables import paired_text, pm
 
-
-def ci(p: dict[str, Any]) -> str:
-    """'+0.0123 [-0.0100, +0.0300]' from a paired_difference() dict."""
-    return f"{p['mean']:+.4f} [{p['ci95_low']:+.4f}, {p['ci95_high']:+.4f}]"
+PAIRED_INTRO = "mean, 95% t-interval, sign-flip p, d_z, n pairs (better / tie / worse)"
 
 
 def seeds_table(rows: list[tuple[str, list[float], str]], header: str) -> str:
@@ -22,6 +17,5 @@ def seeds_table(rows: list[tuple[str, list[float], str]], header: str) -> str:
 
 
 def paired(a: list[float], b: list[float]) -> str:
-    """Paired difference a − b over seeds with its interval and wins / ties / losses."""
-    p = paired_difference(a, b)
-    return f"{p['mean']:+.4f} [{p['ci95_low']:+.4f}, {p['ci95_high']:+.4f}] ({p['wins']} / {p['ties']} / {p['losses']})"
+    """Paired difference a − b over seeds: mean, t-interval, sign-flip p, d_z, n and wins / ties / losses."""
+    return paired_text(paired_difference(a, b))
