@@ -11,6 +11,7 @@ from scipy import stats
 from qtransfer.experiments.stats import (
     BOOTSTRAP_MIN_N,
     EXACT_MAX_N,
+    corrected_resampled_t,
     effect_size_dz,
     paired_difference,
     sign_flip_test,
@@ -103,3 +104,16 @@ def test_paired_difference_reports_n_interval_p_and_the_bootstrap_only_for_enoug
     assert more["p_method"] == "monte-carlo" and more["n"] == BOOTSTRAP_MIN_N + EXACT_MAX_N
     with pytest.raises(ValueError, match="equal, non-empty"):
         paired_difference([], [])
+
+
+def test_the_corrected_resampled_t_widens_the_t_interval_by_the_nadeau_bengio_factor() -> None:
+    d = np.array([0.012, -0.004, 0.031, 0.007, 0.0, 0.019, -0.011, 0.025, 0.006, 0.014])
+    c = corrected_resampled_t(d, n_train=318, n_test=79)
+    se = math.sqrt((1 / 10 + 79 / 318) * d.var(ddof=1))
+    assert c["t"] == pytest.approx(d.mean() / se)
+    assert c["p"] == pytest.approx(2 * stats.t.sf(abs(d.mean() / se), 9))
+    plain = t_interval(d)
+    ratio = (c["high"] - c["low"]) / (plain[1] - plain[0])
+    assert ratio == pytest.approx(math.sqrt((1 / 10 + 79 / 318) / (1 / 10)))  # wider by exactly this factor
+    assert c["low"] < d.mean() < c["high"]
+    assert math.isnan(corrected_resampled_t([0.1], 10, 2)["t"])

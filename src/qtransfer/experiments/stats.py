@@ -11,7 +11,8 @@ import numpy as np
 from qtransfer.errors import InputError
 from qtransfer.training.metrics import describe
 
-__all__ = ["BOOTSTRAP_MIN_N", "EXACT_MAX_N", "MONTE_CARLO_RESAMPLES", "bootstrap_mean_ci", "describe",
+__all__ = ["BOOTSTRAP_MIN_N", "EXACT_MAX_N", "MONTE_CARLO_RESAMPLES", "bootstrap_mean_ci", "corrected_resampled_t",
+           "describe",
            "paired_difference", "sign_flip_test", "t_interval"]
 
 # The percentile bootstrap interval of a mean covers less than its level on few observations (about 80-85% for
@@ -75,6 +76,22 @@ def bootstrap_mean_ci(
     ci = stats.bootstrap((v,), np.mean, n_resamples=resamples, confidence_level=level, method="percentile",
                          vectorized=True, random_state=seed).confidence_interval
     return float(ci.low), float(ci.high)
+
+
+def corrected_resampled_t(d: Sequence[float], n_train: int, n_test: int, level: float = 0.95) -> dict[str, float]:
+    """Nadeau and Bengio's (2003) corrected resampled t-test of differences measured on the folds of repeated
+    cross-validation: their variance s² is inflated to (1/J + n_test/n_train) s², because the folds' training sets
+    overlap and the J differences are not independent. Returns the interval, t and the two-sided p-value."""
+    from scipy import stats
+
+    v = np.asarray(d, dtype=float)
+    if v.size < 2 or n_train < 1:
+        return {"low": math.nan, "high": math.nan, "t": math.nan, "p": math.nan}
+    se = math.sqrt((1 / v.size + n_test / n_train) * float(v.var(ddof=1)))
+    mean, q = float(v.mean()), float(stats.t.ppf(0.5 + level / 2, v.size - 1))
+    t = mean / se if se > 0 else (math.nan if mean == 0 else math.copysign(math.inf, mean))
+    p = float(2 * stats.t.sf(abs(t), v.size - 1)) if math.isfinite(t) else (math.nan if math.isnan(t) else 0.0)
+    return {"low": mean - q * se, "high": mean + q * se, "t": t, "p": p, "n_train": n_train, "n_test": n_test}
 
 
 def effect_size_dz(d: Sequence[float]) -> float:
