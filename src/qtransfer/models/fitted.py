@@ -14,19 +14,9 @@ from qtransfer.errors import InputError
 INNER_FOLDS = 5
 
 
-class FittedHead(nn.Module):
-    """A head whose `fit` sets its tensors from the training split at once; training loops call it instead of
-    running epochs. Subclasses keep every fitted value in buffers (any shape: loading a state dict resizes them),
-    and `forward` returns logits whose softmax are the class probabilities."""
-
-    def __init__(self, n_classes: int):
-        super().__init__()
-        self.n_classes = n_classes
-        self.choices: dict[str, Any] = {}  # the hyper-parameters the inner cross-validation chose
-
-    def fit(self, features: Tensor, labels: Tensor, seed: int) -> dict[str, Any]:
-        """Fit on (features, labels); returns and keeps the chosen hyper-parameters."""
-        raise NotImplementedError
+class FittedModule(nn.Module):
+    """A module whose tensors are set by fitting, not by gradient steps: it keeps them in buffers of any shape
+    (loading a state dict resizes them, so a fresh instance loads a fitted one)."""
 
     def fitted_buffer(self, name: str, value: Any) -> None:
         """Register or replace buffer `name` with `value` (array or tensor), as float64 unless integral."""
@@ -43,6 +33,45 @@ class FittedHead(nn.Module):
             if key in state_dict and self._buffers[name] is not None:
                 self._buffers[name] = torch.empty_like(state_dict[key], device=self._buffers[name].device)
         super()._load_from_state_dict(state_dict, prefix, *args)
+
+
+class FittedHead(FittedModule):
+    """A head whose `fit` sets its tensors from the training split at once; training loops call it instead of
+    running epochs. Subclasses keep every fitted value in buffers, and `forward` returns logits whose softmax
+    are the class probabilities. The chosen hyper-parameters travel in the state dict (as extra state)."""
+
+    def __init__(self, n_classes: int):
+        super().__init__()
+        self.n_classes = n_classes
+        self.choices: dict[str, Any] = {}  # the hyper-parameters the inner cross-validation chose
+
+    def fit(self, features: Tensor, labels: Tensor, seed: int) -> dict[str, Any]:
+        """Fit on (features, labels); returns and keeps the chosen hyper-parameters."""
+        raise NotImplementedError
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """What the state dict keeps beside the buffers: the chosen hyper-parameters."""
+        return {"choices": dict(self.choices)}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore the chosen hyper-parameters from a state dict."""
+        self.choices = dict(state["choices"])
+
+
+def training_arrays(features: Tensor, labels: Tensor, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(features as float64, labels as int64) on the CPU, checked: one label per row, every class present."""
+    x = features.detach().cpu().double().numpy()
+    y = labels.detach().cpu().numpy().astype(np.int64)
+    if x.ndim != 2 or y.shape != (len(x),):
+        raise InputError(f"a fitted head needs features of shape (samples, features) and one label per sample; "
+                         f"got features {tuple(x.shape)} and labels {tuple(y.shape)}")
+    if len(y) and (y.min() < 0 or y.max() >= n_classes):
+        raise InputError(f"labels must lie in 0..{n_classes - 1} (n_classes={n_classes}); got {y.min()}..{y.max()}")
+    missing = [c for c in range(n_classes) if not np.any(y == c)]
+    if missing:
+        raise InputError(f"a fitted head needs training samples of every class; class(es) {missing} have none: "
+                         f"use a split that holds every class")
+    return x, y
 
 
 def inner_cv(estimator: Any, grid: Mapping[str, Sequence[Any]], x: np.ndarray, y: np.ndarray, seed: int,
