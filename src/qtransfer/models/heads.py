@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from qtransfer.models.baselines import LogisticRegressionHead, MLPHead, SVMHead
 from qtransfer.models.settings import SHARED_SETTINGS as SHARED_SETTINGS
 from qtransfer.models.settings import check_ignored
 from qtransfer.quantum.backends import (
@@ -52,6 +53,11 @@ def build_head(config: HeadSettings, in_features: int, n_classes: int, per_sampl
         options["backend"] = (PennyLaneBackend(name.split(":", 1)[1], per_sample=True)
                               if name.startswith("pennylane:") else TorchBackend(per_sample=True))
     return create_head(config.head, in_features, n_classes, **options)
+
+
+register_head("logreg")(LogisticRegressionHead)
+register_head("svm")(SVMHead)
+register_head("mlp")(MLPHead)
 
 
 @register_head("quantum")
