@@ -78,6 +78,13 @@ def inner_cv(estimator: Any, grid: Mapping[str, Sequence[Any]], x: np.ndarray, y
              folds: int = INNER_FOLDS) -> tuple[Any, dict[str, Any]]:
     """The estimator refitted on all of (x, y) with the grid point of best mean accuracy over stratified, seeded
     inner folds (fewer folds when a class has fewer samples); returns it and the chosen values."""
+    search = grid_search(estimator, grid, x, y, seed, folds)
+    return search.best_estimator_, {k: _plain(v) for k, v in search.best_params_.items()}
+
+
+def grid_search(estimator: Any, grid: Mapping[str, Sequence[Any]], x: np.ndarray, y: np.ndarray, seed: int,
+                folds: int = INNER_FOLDS) -> Any:
+    """inner_cv's fitted GridSearchCV (best_estimator_, best_params_, best_score_, cv_results_)."""
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
     present = np.bincount(y)[np.bincount(y) > 0]
@@ -87,8 +94,7 @@ def inner_cv(estimator: Any, grid: Mapping[str, Sequence[Any]], x: np.ndarray, y
                          f"cross-validation; the smallest class has {smallest}")
     splitter = StratifiedKFold(n_splits=min(folds, smallest), shuffle=True, random_state=seed)
     search = GridSearchCV(estimator, dict(grid), cv=splitter, scoring="accuracy", n_jobs=1, refit=True)
-    search.fit(x, y)
-    return search.best_estimator_, {k: _plain(v) for k, v in search.best_params_.items()}
+    return search.fit(x, y)
 
 
 def _plain(value: Any) -> Any:
