@@ -14,6 +14,7 @@ import torch
 from sklearn.datasets import make_classification
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics.pairwise import rbf_kernel
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.neural_network import MLPClassifier
@@ -133,26 +134,32 @@ def test_logreg_softmax_is_predict_proba_of_the_fitted_logistic_regression(n_cla
 
 
 @pytest.mark.parametrize("n_classes", [2, 4])
-def test_svm_decision_values_and_predictions_are_scikit_learns(n_classes: int) -> None:
+def test_svm_decision_values_and_predictions_are_those_of_scikit_learns_rbf_svc(n_classes: int) -> None:
     head, (x, y, x_test, _), calls = _fitted("svm", n_classes)
-    machine, fitted_on, labels = _last_fit(calls, SVC if n_classes == 2 else OneVsRestClassifier)
-    z_test = head.reduction.transform(x_test)
-    np.testing.assert_array_equal(fitted_on, head.reduction.transform(x))
-    np.testing.assert_array_equal(labels, y)
-    estimator = machine if n_classes == 2 else machine.estimator
-    assert (estimator.C, estimator.gamma) == (head.choices["C"], head.choices["gamma"])
+    z, z_test = head.reduction.transform(x), head.reduction.transform(x_test)
+    C, gamma = head.choices["C"], head.choices["gamma"]
+    assert gamma == pytest.approx(head.choices["gamma_factor"] / (z.shape[1] * z.var()), rel=1e-12)
+    svc = SVC(C=C, gamma=gamma) if n_classes == 2 else OneVsRestClassifier(SVC(C=C, gamma=gamma))
+    svc.fit(z, y)
 
     decision = head.decision_function(torch.from_numpy(x_test)).numpy()
-    expected = machine.decision_function(z_test)
     assert decision.shape == ((40,) if n_classes == 2 else (40, n_classes))
-    np.testing.assert_allclose(decision, expected, rtol=0, atol=1e-8)
-    logits = head(torch.from_numpy(x_test))
-    np.testing.assert_array_equal(logits.argmax(1).numpy(), machine.predict(z_test))
+    np.testing.assert_allclose(decision, svc.decision_function(z_test), rtol=0, atol=1e-8)
+    np.testing.assert_array_equal(head(torch.from_numpy(x_test)).argmax(1).numpy(), svc.predict(z_test))
     if n_classes == 2:  # probabilities are sigmoid(decision value), not Platt-calibrated
-        np.testing.assert_allclose(_probs(head, x_test)[:, 1], 1 / (1 + np.exp(-expected)), rtol=0, atol=1e-10)
-    n_support = len(np.unique(np.concatenate(
-        [m.support_ for m in (machine.estimators_ if n_classes > 2 else [machine])])))
-    assert head.support_vectors.shape == (n_support, z_test.shape[1])
+        np.testing.assert_allclose(_probs(head, x_test)[:, 1], 1 / (1 + np.exp(-decision)), rtol=0, atol=1e-12)
+    machines = svc.estimators_ if n_classes > 2 else [svc]
+    assert len(head.support_vectors) == len(np.unique(np.concatenate([m.support_ for m in machines])))
+
+    if n_classes > 2:
+        return
+    # the choice is a best point of a grid search of the RBF SVC over the same seeded stratified folds
+    gammas = [f / (z.shape[1] * z.var()) for f in baselines.SVM_GAMMA_FACTORS]
+    search = GridSearchCV(SVC(), {"C": baselines.SVM_C, "gamma": gammas},
+                          cv=StratifiedKFold(5, shuffle=True, random_state=SEED)).fit(z, y)
+    scores, points = search.cv_results_["mean_test_score"], search.cv_results_["params"]
+    chosen = [i for i, p in enumerate(points) if p["C"] == C and p["gamma"] == pytest.approx(gamma, rel=1e-12)]
+    assert len(chosen) == 1 and scores[chosen[0]] == max(scores)
 
 
 @pytest.mark.parametrize("n_classes", [2, 4])
@@ -175,19 +182,31 @@ def test_mlp_probabilities_are_predict_proba_of_the_fitted_network(n_classes: in
 @pytest.mark.parametrize("name", ["logreg", "svm", "mlp"])
 @pytest.mark.parametrize("n_classes", [2, 4])
 def test_every_array_scikit_learn_fits_on_is_made_of_training_rows(name: str, n_classes: int) -> None:
-    head, (x, _, _, _), calls = _fitted(name, n_classes)
+    head, (x, y, _, _), calls = _fitted(name, n_classes)
     pca = CASES[n_classes][3]
     reduction_fits = [c for c in calls if isinstance(c[0], (PCA, StandardScaler))]
     assert len(reduction_fits) == (2 if pca else 1)
     np.testing.assert_array_equal(reduction_fits[0][1], x)  # the Reduction is fitted on all training rows
 
-    model_fits = [c for c in calls if isinstance(c[0], ESTIMATORS[name])]
-    rows = model_fits[-1][1]  # the refit on all training rows: every fold's rows must be among them
-    assert len(rows) == len(x) and len(model_fits) > 5
-    if name != "mlp":
-        np.testing.assert_array_equal(rows, head.reduction.transform(x))
-    for _, fitted_on, _ in model_fits:
-        assert len(fitted_on) <= len(x) and _rows_within(fitted_on, rows)
+    model_fits = [fitted_on for estimator, fitted_on, _ in calls if isinstance(estimator, ESTIMATORS[name])]
+    assert len(model_fits) > 5
+    z = head.reduction.transform(x)
+    if name == "svm":  # kernels between training rows: of all of them, or of an inner fold's
+        folds = [np.arange(len(x))] + [t for t, _ in StratifiedKFold(5, shuffle=True, random_state=SEED).split(z, y)]
+        scale = 1 / (z.shape[1] * z.var())
+        grams = [rbf_kernel(z, gamma=scale * f) for f in baselines.SVM_GAMMA_FACTORS]
+        for fitted_on in model_fits:
+            assert any(fitted_on.shape == (len(rows), len(rows)) and np.allclose(fitted_on, gram[np.ix_(rows, rows)],
+                                                                                   rtol=0, atol=1e-12)
+                       for rows in folds for gram in grams)
+        return
+    rows = model_fits[-1]  # the refit on all training rows: every fold's rows must be among them
+    assert len(rows) == len(x)
+    if name == "logreg":
+        np.testing.assert_array_equal(rows, z)
+    for fitted_on in model_fits:
+        assert len(fitted_on) < len(x) or fitted_on is rows
+        assert _rows_within(fitted_on, rows)
 
 
 @pytest.mark.parametrize("name", ["logreg", "svm", "mlp"])
