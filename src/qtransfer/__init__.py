@@ -17,6 +17,8 @@ _API = {
     "HEADS": "models.heads", "DressedClassicalHead": "models.heads", "DressedQuantumHead": "models.heads",
     "LinearHead": "models.heads", "build_head": "models.heads", "create_head": "models.heads",
     "register_head": "models.heads",
+    "LogisticRegressionHead": "models.baselines", "MLPHead": "models.baselines", "SVMHead": "models.baselines",
+    "FittedHead": "models.fitted", "Reduction": "models.reduction",
     "PennyLaneBackend": "quantum.backends", "TorchBackend": "quantum.backends", "get_backend": "quantum.backends",
     "TEMPLATES": "quantum.circuits", "Circuit": "quantum.circuits", "Gate": "quantum.circuits",
     "Observable": "quantum.circuits", "Param": "quantum.circuits", "const": "quantum.circuits",

@@ -14,19 +14,9 @@ from qtransfer.errors import InputError
 INNER_FOLDS = 5
 
 
-class FittedHead(nn.Module):
-    """A head whose `fit` sets its tensors from the training split at once; training loops call it instead of
-    running epochs. Subclasses keep every fitted value in buffers (any shape: loading a state dict resizes them),
-    and `forward` returns logits whose softmax are the class probabilities."""
-
-    def __init__(self, n_classes: int):
-        super().__init__()
-        self.n_classes = n_classes
-        self.choices: dict[str, Any] = {}  # the hyper-parameters the inner cross-validation chose
-
-    def fit(self, features: Tensor, labels: Tensor, seed: int) -> dict[str, Any]:
-        """Fit on (features, labels); returns and keeps the chosen hyper-parameters."""
-        raise NotImplementedError
+class FittedModule(nn.Module):
+    """A module whose tensors are set by fitting, not by gradient steps: it keeps them in buffers of any shape
+    (loading a state dict resizes them, so a fresh instance loads a fitted one)."""
 
     def fitted_buffer(self, name: str, value: Any) -> None:
         """Register or replace buffer `name` with `value` (array or tensor), as float64 unless integral."""
@@ -45,10 +35,56 @@ class FittedHead(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args)
 
 
+class FittedHead(FittedModule):
+    """A head whose `fit` sets its tensors from the training split at once; training loops call it instead of
+    running epochs. Subclasses keep every fitted value in buffers, and `forward` returns logits whose softmax
+    are the class probabilities. The chosen hyper-parameters travel in the state dict (as extra state)."""
+
+    def __init__(self, n_classes: int):
+        super().__init__()
+        self.n_classes = n_classes
+        self.choices: dict[str, Any] = {}  # the hyper-parameters the inner cross-validation chose
+
+    def fit(self, features: Tensor, labels: Tensor, seed: int) -> dict[str, Any]:
+        """Fit on (features, labels); returns and keeps the chosen hyper-parameters."""
+        raise NotImplementedError
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """What the state dict keeps beside the buffers: the chosen hyper-parameters."""
+        return {"choices": dict(self.choices)}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore the chosen hyper-parameters from a state dict."""
+        self.choices = dict(state["choices"])
+
+
+def training_arrays(features: Tensor, labels: Tensor, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(features as float64, labels as int64) on the CPU, checked: one label per row, every class present."""
+    x = features.detach().cpu().double().numpy()
+    y = labels.detach().cpu().numpy().astype(np.int64)
+    if x.ndim != 2 or y.shape != (len(x),):
+        raise InputError(f"a fitted head needs features of shape (samples, features) and one label per sample; "
+                         f"got features {tuple(x.shape)} and labels {tuple(y.shape)}")
+    if len(y) and (y.min() < 0 or y.max() >= n_classes):
+        raise InputError(f"labels must lie in 0..{n_classes - 1} (n_classes={n_classes}); got {y.min()}..{y.max()}")
+    missing = [c for c in range(n_classes) if not np.any(y == c)]
+    if missing:
+        raise InputError(f"a fitted head needs training samples of every class; class(es) {missing} have none: "
+                         f"use a split that holds every class")
+    return x, y
+
+
 def inner_cv(estimator: Any, grid: Mapping[str, Sequence[Any]], x: np.ndarray, y: np.ndarray, seed: int,
              folds: int = INNER_FOLDS) -> tuple[Any, dict[str, Any]]:
     """The estimator refitted on all of (x, y) with the grid point of best mean accuracy over stratified, seeded
     inner folds (fewer folds when a class has fewer samples); returns it and the chosen values."""
+    search = grid_search(estimator, grid, x, y, seed, folds)
+    return search.best_estimator_, {k: _plain(v) for k, v in search.best_params_.items()}
+
+
+def grid_search(estimator: Any, grid: Mapping[str, Sequence[Any]], x: np.ndarray, y: np.ndarray, seed: int,
+                folds: int = INNER_FOLDS) -> Any:
+    """inner_cv's fitted GridSearchCV (best_estimator_, best_params_, best_score_, cv_results_)."""
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
     present = np.bincount(y)[np.bincount(y) > 0]
@@ -58,8 +94,7 @@ def inner_cv(estimator: Any, grid: Mapping[str, Sequence[Any]], x: np.ndarray, y
                          f"cross-validation; the smallest class has {smallest}")
     splitter = StratifiedKFold(n_splits=min(folds, smallest), shuffle=True, random_state=seed)
     search = GridSearchCV(estimator, dict(grid), cv=splitter, scoring="accuracy", n_jobs=1, refit=True)
-    search.fit(x, y)
-    return search.best_estimator_, {k: _plain(v) for k, v in search.best_params_.items()}
+    return search.fit(x, y)
 
 
 def _plain(value: Any) -> Any:

@@ -8,6 +8,9 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from qtransfer.models.baselines import LogisticRegressionHead, MLPHead, SVMHead
+from qtransfer.models.settings import SHARED_SETTINGS as SHARED_SETTINGS
+from qtransfer.models.settings import check_ignored
 from qtransfer.quantum.backends import (
     Backend,
     PennyLaneBackend,
@@ -18,17 +21,6 @@ from qtransfer.quantum.circuits import make_circuit
 from qtransfer.registry import Registry
 
 HEADS: Registry[Callable[..., nn.Module]] = Registry("head")
-
-# Settings every head is given (TrainConfig.head_options) and may ignore, so one set of settings can build
-# every head in a comparison.
-SHARED_SETTINGS = frozenset({"n_qubits", "depth", "q_delta", "template", "backend", "pca", "shots"})
-
-
-def check_ignored(head: str, kwargs: dict[str, Any]) -> None:
-    """Refuse settings that are not shared settings a head may ignore."""
-    unknown = set(kwargs) - SHARED_SETTINGS
-    if unknown:
-        raise TypeError(f"head {head!r} got unknown settings {sorted(unknown)}")
 
 
 def register_head(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -61,6 +53,11 @@ def build_head(config: HeadSettings, in_features: int, n_classes: int, per_sampl
         options["backend"] = (PennyLaneBackend(name.split(":", 1)[1], per_sample=True)
                               if name.startswith("pennylane:") else TorchBackend(per_sample=True))
     return create_head(config.head, in_features, n_classes, **options)
+
+
+register_head("logreg")(LogisticRegressionHead)
+register_head("svm")(SVMHead)
+register_head("mlp")(MLPHead)
 
 
 @register_head("quantum")
