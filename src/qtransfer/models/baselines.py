@@ -4,6 +4,8 @@ training split, then applied by torch from buffers."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,7 +19,7 @@ from qtransfer.models.settings import check_ignored
 
 LOGREG_C = tuple(float(c) for c in np.logspace(-3, 2, 6))
 SVM_C = (1.0, 10.0, 100.0)
-SVM_GAMMA_FACTORS = (0.1, 0.3, 1.0, 3.0)  # times scikit-learn's "scale": 1 / (n_features * variance)
+SVM_GAMMA_FACTORS = (0.03, 0.1, 0.3, 1.0, 3.0)  # times scikit-learn's "scale": 1 / (n_features * variance)
 MLP_WIDTHS = (16, 64)
 MLP_ALPHAS = (1e-2, 1.0, 1e2)
 # One L-BFGS iteration costs ~1.5 ms whatever the size (scikit-learn's and SciPy's overhead): 3 inner folds and
@@ -36,6 +38,41 @@ def minus_and_plus_half_f(weight: np.ndarray, bias: np.ndarray) -> tuple[np.ndar
     """(.., 1) weights and (1,) bias of one decision value f -> those of logits [-f/2, f/2] (softmax gives
     sigmoid(f) to class 1, argmax is f > 0)."""
     return np.concatenate([-weight, weight], -1) / 2, np.concatenate([-bias, bias]) / 2
+
+
+@dataclass
+class KernelMachine:
+    """A support-vector machine on a precomputed kernel, as a kernel expansion: logits = K(x, support) @ dual +
+    intercept, with `support` indices into the training rows (binary: logits [-f/2, f/2])."""
+
+    support: np.ndarray
+    dual: np.ndarray
+    intercept: np.ndarray
+    C: float
+
+
+def fit_kernel_machine(kernels: Sequence[np.ndarray], y: np.ndarray, seed: int, n_classes: int
+                       ) -> tuple[int, KernelMachine]:
+    """Search C of an SVM (one-vs-rest above two classes) by inner CV on each candidate training Gram matrix;
+    returns the index of the best candidate (the first of equals) and its machine refitted on all rows."""
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.svm import SVC
+
+    machine, key = SVC(kernel="precomputed"), "C"
+    if n_classes > 2:
+        machine, key = OneVsRestClassifier(machine), "estimator__C"
+    searches = [grid_search(machine, {key: SVM_C}, k, y, seed) for k in kernels]
+    best = max(range(len(searches)), key=lambda i: searches[i].best_score_)
+    search = searches[best]
+    machines = [search.best_estimator_] if n_classes == 2 else search.best_estimator_.estimators_
+    support = np.unique(np.concatenate([m.support_ for m in machines]))
+    dual = np.zeros((len(support), len(machines)))
+    for c, m in enumerate(machines):  # dual_coef_ and intercept_ are signed as decision_function's
+        dual[np.searchsorted(support, m.support_), c] = m.dual_coef_[0]
+    intercept = np.array([m.intercept_[0] for m in machines])
+    if n_classes == 2:
+        dual, intercept = minus_and_plus_half_f(dual, intercept)
+    return best, KernelMachine(support, dual, intercept, float(search.best_params_[key]))
 
 
 class ReducedHead(FittedHead):
@@ -110,33 +147,18 @@ class SVMHead(ReducedHead):
 
     def fit_reduced(self, z: np.ndarray, y: np.ndarray, seed: int) -> dict[str, Any]:
         from sklearn.metrics.pairwise import euclidean_distances
-        from sklearn.multiclass import OneVsRestClassifier
-        from sklearn.svm import SVC
 
         # Kernels computed once per gamma (by BLAS) and sliced per fold: libsvm's own RBF is ~5x slower.
         squared = euclidean_distances(z, squared=True)
         scale = 1.0 / (z.shape[1] * z.var()) if z.var() > 0 else 1.0
-        machine, key = SVC(kernel="precomputed"), "C"
-        if self.n_classes > 2:
-            machine, key = OneVsRestClassifier(machine), "estimator__C"
-        searches = [grid_search(machine, {key: SVM_C}, np.exp(-scale * f * squared), y, seed)
-                    for f in SVM_GAMMA_FACTORS]
-        best = max(range(len(searches)), key=lambda i: searches[i].best_score_)  # the first of equals
-        search, factor = searches[best], SVM_GAMMA_FACTORS[best]
-        gamma = float(scale * factor)
-        machines = [search.best_estimator_] if self.n_classes == 2 else search.best_estimator_.estimators_
-        support = np.unique(np.concatenate([m.support_ for m in machines]))
-        dual = np.zeros((len(support), len(machines)))
-        for c, m in enumerate(machines):  # dual_coef_ and intercept_ are signed as decision_function's
-            dual[np.searchsorted(support, m.support_), c] = m.dual_coef_[0]
-        intercept = np.array([m.intercept_[0] for m in machines])
-        if self.n_classes == 2:
-            dual, intercept = minus_and_plus_half_f(dual, intercept)
-        self.fitted_buffer("support_vectors", z[support])
-        self.fitted_buffer("dual_coef", dual)
-        self.fitted_buffer("intercept", intercept)
+        best, machine = fit_kernel_machine([np.exp(-scale * f * squared) for f in SVM_GAMMA_FACTORS], y, seed,
+                                           self.n_classes)
+        gamma = float(scale * SVM_GAMMA_FACTORS[best])
+        self.fitted_buffer("support_vectors", z[machine.support])
+        self.fitted_buffer("dual_coef", machine.dual)
+        self.fitted_buffer("intercept", machine.intercept)
         self.fitted_buffer("gamma", gamma)
-        return {"C": float(search.best_params_[key]), "gamma": gamma, "gamma_factor": factor}
+        return {"C": machine.C, "gamma": gamma, "gamma_factor": SVM_GAMMA_FACTORS[best]}
 
     def kernel(self, z: Tensor) -> Tensor:
         """exp(-gamma |z - sv|^2) against every support vector."""
