@@ -1,4 +1,4 @@
-"""Quantum kernels: embedded states by the engine, fidelity and projected Gram matrices, shot estimates."""
+"""Quantum kernels: embedded states by the engine, fidelity and projected Gram matrices, shot estimates, noise."""
 from __future__ import annotations
 
 import math
@@ -7,9 +7,19 @@ import numpy as np
 import pennylane as qml
 import pytest
 import torch
+from pennylane_reference import QML_CHANNELS
 
 from qtransfer.errors import InputError
-from qtransfer.quantum.circuits import make_circuit
+from qtransfer.quantum.circuits import (
+    Circuit,
+    Gate,
+    Observable,
+    const,
+    inp,
+    make_circuit,
+)
+from qtransfer.quantum.compute_uncompute import compute_uncompute, noisy_fidelity_kernel
+from qtransfer.quantum.density import NoiseModel
 from qtransfer.quantum.embeddings import EMBEDDINGS, embedding_states, make_embedding
 from qtransfer.quantum.gram import (
     bloch_vectors,
@@ -17,6 +27,7 @@ from qtransfer.quantum.gram import (
     fidelity_kernel,
     projected_kernel,
 )
+from qtransfer.quantum.statevector import CompiledCircuit
 
 TOL = 1e-10
 PAULIS = [np.array([[0, 1], [1, 0]]), np.array([[0, -1j], [1j, 0]]), np.diag([1.0, -1.0])]
@@ -216,3 +227,74 @@ def test_a_symmetric_gram_matrix_is_measured_once_per_pair_with_a_unit_diagonal(
         estimate_from_shots(k[:5], 100, torch.Generator(), symmetric=True)
     with pytest.raises(InputError, match="shots must be"):
         estimate_from_shots(k, 0, torch.Generator())
+
+
+NOISE = "depolarizing=0.02,amplitude_damping=0.05@H,phase_damping=0.04@IsingZZ+RY,readout=0.03"
+PENNYLANE_NAMES = {"Hadamard": "H", "MultiRZ": "IsingZZ"}
+
+
+def _pennylane_noisy_kernel(name: str, n_qubits: int, noise: NoiseModel):
+    """probs[0] on default.mixed: the embedding's gates (IQPEmbedding's own decomposition), then PennyLane's adjoint
+    of each in reverse order, every gate followed by the model's channels, readout error as bit flips."""
+    embed = _pennylane_embedding(name, n_qubits)
+
+    def gates(x):
+        with qml.QueuingManager.stop_recording():
+            ops = qml.tape.make_qscript(embed)(x).operations
+            return [g for op in ops for g in (op.decomposition() if op.name == "IQPEmbedding" else [op])]
+
+    def with_noise(op, base):
+        qml.apply(op)
+        gate = Gate(PENNYLANE_NAMES.get(base.name, base.name), tuple(range(len(op.wires))))
+        for rule in noise.rules:
+            if rule.applies_to(gate):
+                for w in op.wires:
+                    QML_CHANNELS[rule.channel](rule.p, wires=w)
+
+    @qml.qnode(qml.device("default.mixed", wires=n_qubits))
+    def circuit(x, y):
+        for op in gates(x):
+            with_noise(op, op)
+        for op in reversed(gates(y)):
+            with qml.QueuingManager.stop_recording():
+                inverse = qml.adjoint(op)
+            with_noise(inverse, op)
+        for w in range(n_qubits):
+            qml.BitFlip(noise.readout[0], wires=w)
+        return qml.probs(wires=range(n_qubits))
+
+    return lambda x, y: circuit(x, y)[0]
+
+
+@pytest.mark.parametrize("name", ["tutorial", "iqp"])
+@pytest.mark.parametrize("n_qubits", [2, 3])
+def test_the_noisy_kernel_equals_pennylanes_compute_uncompute_circuit_on_default_mixed(name: str, n_qubits: int) -> None:
+    noise = NoiseModel.parse(NOISE)
+    a, b = _angles(3, n_qubits, seed=10), _angles(2, n_qubits, seed=11)
+    reference = qml.kernels.kernel_matrix(a.numpy(), b.numpy(), _pennylane_noisy_kernel(name, n_qubits, noise))
+    ours = noisy_fidelity_kernel(make_embedding(name, n_qubits), a, b, noise, chunk=4)
+    np.testing.assert_allclose(ours.numpy(), reference, atol=TOL, rtol=0)
+
+
+def test_without_noise_the_compute_uncompute_kernel_is_the_fidelity_kernel_and_noise_lowers_the_diagonal() -> None:
+    emb, x = make_embedding("iqp", 3), _angles(5, 3, seed=12)
+    exact = fidelity_kernel(embedding_states(emb, x), embedding_states(emb, x))
+    torch.testing.assert_close(noisy_fidelity_kernel(emb, x, x, NoiseModel.parse("")), exact, atol=1e-13, rtol=0)
+    noisy = noisy_fidelity_kernel(emb, x, x, NoiseModel.parse("depolarizing=0.01"))
+    assert (noisy.diagonal() < 0.99).all() and (noisy.diagonal() > 0.5).all()
+    assert (noisy - exact).abs().max() > 0.01
+
+
+def test_the_inverse_of_a_gate_sequence_undoes_it() -> None:
+    gates = (Gate("H", (0,)), Gate("S", (1,)), Gate("T", (0,)), Gate("Rot", (1,), (inp(0), inp(1), const(0.3))),
+             Gate("CRX", (0, 1), (inp(2),)), Gate("IsingXX", (1, 0), (const(-0.7),)), Gate("CNOT", (1, 0)))
+    circuit = Circuit(2, 3, (0,), gates, (Observable("Z", (0,)),))
+    both = compute_uncompute(circuit)
+    x = _angles(4, 3, seed=13)
+    states = CompiledCircuit(both, dtype=torch.float64, method="gates").state(torch.cat([x, -x], 1), torch.empty(0))
+    # U(x)^dagger U(x)|00> = |00>, and U(y)^dagger U(x) is not the identity for y != x
+    torch.testing.assert_close(states.reshape(4, 4)[:, 0].abs(), torch.ones(4, dtype=torch.float64), atol=1e-12, rtol=0)
+    other = CompiledCircuit(both, dtype=torch.float64, method="gates").state(torch.cat([x, -x.flip(0)], 1), torch.empty(0))
+    assert (other.reshape(4, 4)[:, 0].abs() < 0.999).all()
+    with pytest.raises(InputError, match="without trainable weights"):
+        compute_uncompute(make_circuit("tutorial", 2, 1))
