@@ -101,15 +101,26 @@ def test_gram_matrices_are_symmetric_positive_semidefinite_with_unit_diagonal(na
     assert 0.05 < k[~torch.eye(40, dtype=torch.bool)].mean() < 0.95
 
 
-def test_chunks_and_precision_do_not_change_the_result() -> None:
-    emb = make_embedding("iqp", 7)  # above 6 qubits: the fused engine path
-    x = _angles(11, 7, seed=4)
+@pytest.mark.parametrize("name", ["tutorial", "iqp"])
+def test_states_at_nine_qubits_equal_pennylanes_whatever_the_chunks_and_precision(name: str) -> None:
+    emb = make_embedding(name, 9)  # the fused engine path
+    assert emb.method == "fused"
+    x = _angles(7, 9, seed=4)
     states = embedding_states(emb, x)
-    assert states.shape == (11, 2**7) and states.dtype == torch.complex128
+    assert states.shape == (7, 2**9)
+    embed = _pennylane_embedding(name, 9)
+
+    @qml.qnode(qml.device("default.qubit", wires=9))
+    def state(v):
+        embed(v)
+        return qml.state()
+
+    for ours, v in zip(states[:2], x[:2].numpy()):
+        np.testing.assert_allclose(ours.numpy(), state(v), atol=TOL, rtol=0)
     torch.testing.assert_close(embedding_states(emb, x, chunk=3), states, atol=1e-13, rtol=0)
     single = embedding_states(emb, x, dtype=torch.complex64)
-    assert single.dtype == torch.complex64
-    torch.testing.assert_close(single.to(torch.complex128), states, atol=1e-4, rtol=0)
+    assert single.dtype == (torch.float32 if name == "tutorial" else torch.complex64)  # tutorial's gates are real
+    torch.testing.assert_close(single.to(states.dtype), states, atol=1e-4, rtol=0)
     torch.testing.assert_close(fidelity_kernel(states, states, chunk=2), fidelity_kernel(states, states), atol=1e-14, rtol=0)
 
 

@@ -48,7 +48,7 @@ def bloch_vectors(states: Tensor) -> Tensor:
     N, n = psi.shape[0], psi.shape[1].bit_length() - 1
     out = torch.empty(N, n, 3, dtype=real_dtype(psi.dtype), device=psi.device)
     for k in range(n):
-        v = psi.view(N, 2**k, 2, 2 ** (n - k - 1))
+        v = psi.reshape(N, 2**k, 2, 2 ** (n - k - 1))
         zero, one = v[:, :, 0], v[:, :, 1]
         # rho_k = (I + x X + y Y + z Z) / 2, so rho_k[0, 1] = (x - i y) / 2
         rho01 = (zero * one.conj()).sum((1, 2))
