@@ -79,7 +79,9 @@ class TrainConfig:
         from qtransfer.quantum.memory import check_fits
 
         get_spec(self.backbone)
-        HEADS.lookup(self.head)
+        check = getattr(HEADS.lookup(self.head), "check_settings", None)
+        if check is not None:  # a head's own early checks (a kernel head's embedding and PCA)
+            check(self)
         if self.seed_parity and self.fitted_head():
             raise InputError(f"--seed-parity trains the tutorial's way, by epochs; head {self.head!r} is fitted in one "
                              f"call: drop --seed-parity or use --head quantum, classical or linear")
@@ -119,7 +121,7 @@ class TrainConfig:
         """Keyword arguments for create_head (the backend built with its shots, noise and device options)."""
         options: dict[str, Any] = {"n_qubits": self.n_qubits, "depth": self.depth, "template": self.template,
                                    "q_delta": self.q_delta, "backend": self.backend, "pca": self.pca,
-                                   "shots": self.shots}
+                                   "shots": self.shots, "noise": self.noise}
         if self.head == "quantum" and (self.shots or self.noise or self.device_options):
             from qtransfer.quantum.backends import make_backend
 

@@ -1,4 +1,4 @@
-"""Network B: the dressed quantum head and classical baselines, looked up by name."""
+"""Network B by name: the dressed quantum head, classical heads, fitted baselines and quantum kernels."""
 from __future__ import annotations
 
 import math
@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from qtransfer.models.baselines import LogisticRegressionHead, MLPHead, SVMHead
+from qtransfer.models.kernel_heads import FidelityKernelHead, ProjectedKernelHead
 from qtransfer.models.settings import SHARED_SETTINGS as SHARED_SETTINGS
 from qtransfer.models.settings import check_ignored
 from qtransfer.quantum.backends import (
@@ -58,6 +59,8 @@ def build_head(config: HeadSettings, in_features: int, n_classes: int, per_sampl
 register_head("logreg")(LogisticRegressionHead)
 register_head("svm")(SVMHead)
 register_head("mlp")(MLPHead)
+register_head("qkernel")(FidelityKernelHead)
+register_head("projected_qkernel")(ProjectedKernelHead)
 
 
 @register_head("quantum")
