@@ -87,6 +87,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"\nbest epoch {summary['best_epoch']}: val accuracy {summary['best_val_acc']:.4f} (selected on val, "
         f"loss {summary['best_val_loss']:.4f}); run directory {run_dir}"
     )
+    if summary.get("head_choices"):
+        chosen = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in summary["head_choices"].items())
+        print(f"fitted in one call; chosen by inner cross-validation on train: {chosen}")
     held = summary.get("held_out")
     if held:
         print(f"held-out test accuracy {held['accuracy']:.4f}, balanced {held['balanced_accuracy']:.4f} "

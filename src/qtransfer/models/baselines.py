@@ -18,7 +18,7 @@ from qtransfer.models.reduction import Reduction
 from qtransfer.models.settings import check_ignored
 
 LOGREG_C = tuple(float(c) for c in np.logspace(-3, 2, 6))
-SVM_C = (1.0, 10.0, 100.0)
+SVM_C = (1.0, 10.0, 100.0, 1000.0)
 SVM_GAMMA_FACTORS = (0.03, 0.1, 0.3, 1.0, 3.0)  # times scikit-learn's "scale": 1 / (n_features * variance)
 MLP_WIDTHS = (16, 64)
 MLP_ALPHAS = (1e-2, 1.0, 1e2)
