@@ -108,3 +108,28 @@ def finished_run(hymenoptera: Path, shared_cache: Path, tmp_path_factory: pytest
     config = TrainConfig(data=str(hymenoptera), backbone="efficientnet_lite0", epochs=2, step_size=2,
                          cache_dir=str(shared_cache), out=str(tmp_path_factory.mktemp("finished-run")), num_workers=0)
     return train(config)
+
+
+@pytest.fixture
+def pixels_backbone(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A stand-in network A registered as "pixels" for the test: its features are the 8x8 RGB pixels (192 numbers),
+    fast and separable enough for digits; its (unused) weights are "packaged", so runs need no --weights."""
+    import torch
+    from torch import nn
+    from torchvision.transforms import InterpolationMode
+
+    from qtransfer.models.backbones import BACKBONES, BackboneSpec
+
+    def build() -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(192, 10))
+
+    def cut(model: nn.Sequential) -> int:
+        del model[1]
+        return 3 * 8 * 8
+
+    weights = tmp_path_factory.mktemp("pixels") / "pixels.pth"
+    torch.save(build().state_dict(), weights)
+    monkeypatch.setitem(BACKBONES, "pixels", BackboneSpec(
+        name="pixels", build=build, cut=cut, url=None, file_name="pixels.pth", resize=8, crop=8, mean=(0.5,) * 3,
+        std=(0.5,) * 3, interpolation=InterpolationMode.NEAREST, packaged=lambda: weights))
+    return "pixels"

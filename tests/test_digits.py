@@ -10,14 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
-from torch import nn
-from torchvision.transforms import InterpolationMode
 
 from qtransfer import cli
 from qtransfer.data.digits import FRACTIONS, write_digits
 from qtransfer.data.download import download_dataset
 from qtransfer.data.images import load_splits
-from qtransfer.models.backbones import BACKBONES, BackboneSpec
 
 
 @pytest.fixture(scope="module")
@@ -104,25 +101,12 @@ def test_the_folder_loads_with_ten_classes_and_a_test_split(digits: Path) -> Non
     assert tuple(image.shape) == (3, 224, 224) and label == 0
 
 
-def _pixels_backbone() -> BackboneSpec:
-    """A stand-in network A whose features are the 8×8 RGB pixels (192 numbers): fast, and separable enough."""
-
-    def cut(model: nn.Sequential) -> int:
-        del model[1]
-        return 3 * 8 * 8
-
-    return BackboneSpec(name="pixels", build=lambda: nn.Sequential(nn.Flatten(), nn.Linear(192, 10)), cut=cut,
-                        url=None, file_name="pixels.pth", resize=8, crop=8, mean=(0.5,) * 3, std=(0.5,) * 3,
-                        interpolation=InterpolationMode.NEAREST)
-
-
 def test_a_ten_class_run_writes_a_10x10_confusion_and_a_multiclass_roc_auc(
-    digits: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    digits: Path, tmp_path: Path, pixels_backbone: str
 ) -> None:
     from qtransfer.config import TrainConfig
     from qtransfer.training.run import train
 
-    monkeypatch.setitem(BACKBONES, "pixels", _pixels_backbone())
     config = TrainConfig(data=str(digits), backbone="pixels", weights="none", head="linear", epochs=2, lr=0.01,
                          batch_size=16, cache_dir=str(tmp_path / "cache"), out=str(tmp_path / "runs"), num_workers=0)
     with warnings.catch_warnings():

@@ -216,7 +216,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     options = ReproduceOptions(
         data=str(args.data) if args.data else None, out=args.out, seeds=args.seed_list, epochs=args.epochs,
-        steps=args.steps, augment_views=args.augment_views, backbones=args.backbones, cache_dir=args.cache_dir,
+        steps=args.steps, augment_views=args.augment_views, backbones=args.backbones, heads=args.heads, cache_dir=args.cache_dir,
         device=args.device, num_workers=args.num_workers, progress=not args.quiet,
     )
     options.command = command_line(args.name, options, args.report)
@@ -315,8 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, metavar="DIR", help="finish an interrupted sweep")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("reproduce", help="rerun one of the paper's experiments: spirals, ants-bees, circuit-sweep, cifar, qc, qq")
-    p.add_argument("name", help="spirals, ants-bees, circuit-sweep, cifar, qc or qq")
+    p = sub.add_parser("reproduce", help="rerun one of the paper's experiments (spirals, ants-bees, circuit-sweep, "
+                       "cifar, qc, qq) or the baselines study")
+    p.add_argument("name", help="spirals, ants-bees, circuit-sweep, cifar, qc, qq or baselines")
     p.add_argument("--data", type=Path, help="dataset folder (ants-bees: hymenoptera_data; cifar: CIFAR-10 root; "
                    "qc, qq: the folder with the paper's pretrained .npy files, else they are fetched and cached)")
     p.add_argument("--seed-list", type=int, nargs="+", metavar="SEED", help="seeds (default: the experiment's five)")
@@ -325,7 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment-views", type=int, default=10, metavar="K",
                    help="ants-bees: also train on K augmented views per training image (default: 10; 0: off)")
     p.add_argument("--backbones", nargs="+", metavar="NAME",
-                   help="ants-bees: backbones (default: resnet18 where its weights are present, efficientnet_lite0)")
+                   help="ants-bees: backbones (default: resnet18 where its weights are present, efficientnet_lite0); "
+                   "baselines: its one backbone (default: efficientnet_lite0)")
+    p.add_argument("--heads", nargs="+", metavar="HEAD", help="baselines: the heads (default: every quantum, "
+                   "classical and fitted head, and svm:pca=4)")
     p.add_argument("--report", type=Path, metavar="FILE", help="also write this experiment's section into FILE "
                    "(docs/REPRODUCTION.md), with its figures beside it")
     p.add_argument("--out", default="runs", help="where run directories are made (default: runs)")

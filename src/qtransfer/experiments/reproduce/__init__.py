@@ -10,6 +10,7 @@ from pathlib import Path
 
 from qtransfer.experiments.reproduce import (  # noqa: F401  (register)
     ants_bees,
+    baselines,
     cifar,
     circuit_sweep,
     qc,
@@ -58,6 +59,8 @@ def command_line(name: str, options: ReproduceOptions, report: Path | None) -> s
         parts += ["--seed-list", *map(str, options.seeds)]
     if options.backbones:
         parts += ["--backbones", *options.backbones]
+    if options.heads:
+        parts += ["--heads", *options.heads]
     if report is not None:
         parts += ["--report", str(report)]
     return shlex.join(parts)

@@ -21,6 +21,7 @@ class ReproduceOptions:
     steps: int | None = None
     augment_views: int = 10
     backbones: list[str] | None = None
+    heads: list[str] | None = None
     cache_dir: str = ""
     device: str = "auto"
     num_workers: int = -1
@@ -42,7 +43,7 @@ class Reproduction:
 
 
 EXPERIMENTS: Registry[Callable[[ReproduceOptions, Path], Reproduction]] = Registry("experiment")
-ORDER = ["spirals", "ants-bees", "circuit-sweep", "cifar", "qc", "qq"]
+ORDER = ["spirals", "ants-bees", "baselines", "circuit-sweep", "cifar", "qc", "qq"]
 
 
 def register_experiment(name: str) -> Callable[[Callable[..., Reproduction]], Callable[..., Reproduction]]:
