@@ -78,10 +78,15 @@ def train_epoch(
 
 
 def fit_once(head: FittedHead, batches: Iterable[Batch], seed: int, device: torch.device) -> tuple[float, float]:
-    """Fit a FittedHead on every sample of one epoch's batches at once; returns its training loss and accuracy."""
+    """Fit a FittedHead on every sample of one epoch's batches at once; returns its training loss and accuracy.
+    scikit-learn's BLAS gets torch's thread count: more threads than cores a process may use make every BLAS call
+    wait for the busiest core (a fit under contention took 15x as long)."""
+    from threadpoolctl import threadpool_limits
+
     parts = [(x, y) for x, y, _ in batches]
     x, y = torch.cat([p[0] for p in parts]).to(device), torch.cat([p[1] for p in parts]).to(device)
-    head.fit(x, y, seed)
+    with threadpool_limits(limits=torch.get_num_threads()):
+        head.fit(x, y, seed)
     fitted = evaluate(head, [(x, y)], device)
     return fitted["loss"], fitted["acc"]
 
