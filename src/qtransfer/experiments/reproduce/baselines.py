@@ -90,16 +90,17 @@ def plot(results: dict[str, dict[str, Any]], rows: dict[str, list[dict[str, Any]
             ax.errorbar(i + 0.3, s["mean"], yerr=[[s["mean"] - s["ci95"][0]], [s["ci95"][1] - s["mean"]]],
                         fmt="o", color="black", capsize=3)
         ax.set_xticks(range(len(heads)), heads, rotation=35, ha="right")
-        ax.set_ylabel("held-out accuracy (each seed × fold; mean, 95% t-interval)")
-        ax.set_title(f"{name}: blue quantum, orange classical")
+        ax.set_ylabel("held-out accuracy")
+        ax.set_title(f"{name}: each seed × fold, mean and 95% t-interval")
         ax.grid(alpha=0.3, axis="y")
         ax = axes[1, col]
         seconds = [results[name]["heads"][h]["train_s"]["mean"] for h in heads]
-        ax.bar(range(len(heads)), seconds,
-               color=[palette[0] if h.partition(":")[0] in QUANTUM else palette[1] for h in heads])
-        ax.set_yscale("log")
+        bars = ax.bar(range(len(heads)), seconds,
+                      color=[palette[0] if h.partition(":")[0] in QUANTUM else palette[1] for h in heads])
+        ax.bar_label(bars, [f"{v:.1f}" for v in seconds], fontsize=8)
         ax.set_xticks(range(len(heads)), heads, rotation=35, ha="right")
         ax.set_ylabel("head training s per fold (incl. inner CV)")
+        ax.set_title("blue: quantum heads, orange: classical heads")
         ax.grid(alpha=0.3, axis="y")
     figures.save(fig, path)
 
@@ -190,4 +191,12 @@ def _verdict(results: dict[str, dict[str, Any]]) -> str:
         lines.append(f"On {name} the dressed quantum circuit ({q['mean']:.4f}) is {side} the best classical head "
                      f"`{best}` ({b['mean']:.4f}): difference {test['mean']:+.4f}, corrected 95% interval "
                      f"[{c['low']:+.4f}, {c['high']:+.4f}].")
+        for a, b_name, what in (("quantum", "classical", "its same-shape classical twin"),
+                                ("qkernel", "svm:pca=4", "the RBF SVM on the same principal components"),
+                                ("projected_qkernel", "svm:pca=4", "the RBF SVM on the same principal components")):
+            p = next((p for p in res["paired"] if p["a"] == a and p["b"] == b_name and b_name != best), None)
+            if p is not None:
+                pc = p["corrected"]
+                lines.append(f"`{a}` against {what} (`{b_name}`): {p['mean']:+.4f} [{pc['low']:+.4f}, "
+                             f"{pc['high']:+.4f}].")
     return " ".join(lines)
