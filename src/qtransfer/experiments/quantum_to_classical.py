@@ -44,13 +44,15 @@ def features_by_depth(network: TetrominoNetwork, x: Tensor, depths: Sequence[int
 
 @dataclass
 class ClassifierRun:
-    """One trained network B: test accuracy and loss, the running training loss per step, its time."""
+    """One trained network B: test accuracy and loss, its time; the running (cumulative mean) training loss and
+    accuracy after each step, as the notebook prints them."""
 
     test_acc: float
     test_loss: float
     train_loss: list[float] = field(repr=False)
     seconds: float
     model: nn.Module = field(repr=False)
+    train_acc: list[float] = field(repr=False, default_factory=list)
 
 
 def classical_network(width: int, classes: int, hidden_layers: int = 0) -> nn.Module:
@@ -67,19 +69,22 @@ def train_classifier(model: nn.Module, train_x: Tensor, train_y: Tensor, test_x:
     started = time.perf_counter()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
-    running, total = [], 0.0
+    running, running_acc, total, total_acc = [], [], 0.0, 0.0
     for step, (xb, yb) in enumerate(zip(train_x.split(batch), train_y.split(batch))):
-        loss = loss_fn(model(xb), yb)
+        out = model(xb)
+        loss = loss_fn(out, yb)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        total += loss.item()
+        total += loss.item()  # loss and accuracy of the weights before this step, as the notebook's session.run
+        total_acc += (out.detach().argmax(1) == yb).double().mean().item()
         running.append(total / (step + 1))
+        running_acc.append(total_acc / (step + 1))
     with torch.no_grad():
         logits = model(test_x)
         test_loss = loss_fn(logits, test_y).item()
         test_acc = (logits.argmax(1) == test_y).double().mean().item()
-    return ClassifierRun(test_acc, test_loss, running, time.perf_counter() - started, model)
+    return ClassifierRun(test_acc, test_loss, running, time.perf_counter() - started, model, running_acc)
 
 
 def plot_feature_images(images: dict[str, Tensor], path: Path) -> None:
