@@ -39,6 +39,8 @@ def features_by_depth(network: TetrominoNetwork, x: Tensor, depths: Sequence[int
         for d, state in enumerate(network.states(part)):
             if d in out:
                 out[d].append(network.featurize(state))
+            if d == max(depths):
+                break
     return {d: torch.cat(v) for d, v in out.items()}
 
 

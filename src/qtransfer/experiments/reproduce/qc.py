@@ -1,6 +1,7 @@
 """QC: a pretrained quantum network A (CV or qubit) and a classical network B: `qtransfer reproduce qc`."""
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,9 +69,8 @@ def paper_placement(values: list[float], paper: float) -> str:
     """Where the paper's single figure falls among our seeds: how many reach it, its empirical quantile, the spread."""
     v = np.asarray(values, dtype=float)
     below = int((v < paper).sum())
-    return (f"{int((v >= paper).sum())} of {v.size} seeds reach the paper's {paper:.4f}; {below} of {v.size} lie "
-            f"below it (its empirical quantile among ours: {below / v.size:.2f}); median {np.median(v):.4f}, "
-            f"min {v.min():.4f}, max {v.max():.4f}")
+    return (f"{v.size - below} of {v.size} seeds reach the paper's {paper:.4f} (its empirical quantile among ours: "
+            f"{below / v.size:.2f}); median {np.median(v):.4f}, min {v.min():.4f}, max {v.max():.4f}")
 
 
 def _cell(values: list[float], notebook: float, better: str) -> str:
@@ -93,7 +93,43 @@ def notebook_path_table(loss: list[list[float]], acc: list[list[float]], noteboo
         lines.append(f"| {n} | {nb_loss:.4f} [{min(losses):.4f}–{max(losses):.4f}] | "
                      f"{_cell([r[n - 1] for r in loss], nb_loss, 'lower')} | "
                      f"{nb_acc:.4f} [{min(accs):.4f}–{max(accs):.4f}] | {_cell([r[n - 1] for r in acc], nb_acc, 'higher')} |")
+    if len(lines) == 2:
+        return f"(Fewer training steps than the notebook's first printed point, {min(notebook[0].running)} batches.)"
     return "\n".join(lines)
+
+
+def path_verdict(loss: list[list[float]], acc: list[list[float]], notebook: list[NotebookRun]) -> str:
+    """In words: up to which printed point the notebook's first run lies within our seeds' ranges, and after."""
+    points = [n for n in notebook[0].running if n <= min(map(len, loss))]
+    if not points:
+        return ""
+
+    def inside(n: int) -> bool:
+        nb_loss, nb_acc = notebook[0].running[n]
+        ours_loss, ours_acc = [r[n - 1] for r in loss], [r[n - 1] for r in acc]
+        return min(ours_loss) <= nb_loss <= max(ours_loss) and min(ours_acc) <= nb_acc <= max(ours_acc)
+
+    agree = list(itertools.takewhile(inside, points))
+    if agree == points:
+        return ("The notebook's running loss and accuracy lie within our seeds' ranges at every printed point: "
+                "the optimisation paths agree.")
+    n, last = points[len(agree)], points[-1]
+    nb_loss, nb_acc = notebook[0].running[last]
+    as_low = sum(r[last - 1] <= nb_loss for r in loss)
+    as_high = sum(r[last - 1] >= nb_acc for r in acc)
+    start = (f"The notebook's running loss and accuracy lie within our seeds' ranges up to {agree[-1]} batches and "
+             f"first leave them at {n}" if agree else
+             f"The notebook's running loss or accuracy lies outside our seeds' ranges from its first printed point "
+             f"({n} batches)")
+    return (start + f"; after {last} batches {as_low} of {len(loss)} seeds have as low a running loss as the "
+            f"notebook's run and {as_high} of {len(loss)} as high a running accuracy.")
+
+
+def rank_chance(values: list[float], paper: float) -> str:
+    """How unusual the paper's figure would be as one more draw from our seeds' distribution (a rank argument)."""
+    reach = sum(v >= paper for v in values)
+    return (f"Were the paper's run one more draw from the distribution of our seeds, the chance of it scoring at "
+            f"least {paper:.4f} would be about ({reach} + 1) / ({len(values)} + 1) = {(reach + 1) / (len(values) + 1):.2f}.")
 
 
 def late_window(loss: list[list[float]], acc: list[list[float]], notebook: list[NotebookRun]) -> str:
@@ -162,7 +198,7 @@ def _qc(options: ReproduceOptions, run_dir: Path) -> Reproduction:
     for seed in tqdm(list(dict.fromkeys(paper_seeds + seeds)), desc="qc seeds", unit="seed",
                      disable=not options.progress):
         train_x, train_y = noisy_coherent_states(steps, seed=seed)
-        cv_train = features_by_depth(cv, train_x, CV_DEPTHS)
+        cv_train = features_by_depth(cv, train_x, CV_DEPTHS if seed in seeds else (15,))
         if seed in paper_seeds:
             run = fit(cv_train[15], cv_test[15], train_y, seed)
             for key in paper:
