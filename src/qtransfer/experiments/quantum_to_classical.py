@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from qtransfer.errors import InputError
 from qtransfer.models.quantum_backbones import TetrominoNetwork, tetromino_inputs
 from qtransfer.report.figures import save, subplots
 
@@ -57,12 +58,21 @@ class ClassifierRun:
     train_acc: list[float] = field(repr=False, default_factory=list)
 
 
-def classical_network(width: int, classes: int, hidden_layers: int = 0) -> nn.Module:
-    """Network B of the QC notebook: linear, or with ReLU hidden layers of the same width (its c_depth − 1)."""
+def classical_network(width: int, classes: int, hidden_layers: int = 0, init: str = "torch") -> nn.Module:
+    """Network B of the QC notebook: linear, or with ReLU hidden layers of the same width (its c_depth − 1);
+    initialised as PyTorch does ("torch") or as the notebook's tf.contrib fully_connected ("notebook")."""
     layers: list[nn.Module] = []
     for _ in range(hidden_layers):
         layers += [nn.Linear(width, width), nn.ReLU()]
-    return nn.Sequential(*layers, nn.Linear(width, classes))
+    net = nn.Sequential(*layers, nn.Linear(width, classes))
+    if init not in ("torch", "notebook"):
+        raise InputError(f"network B init must be 'torch' or 'notebook', got {init!r}")
+    if init == "notebook":  # TensorFlow 1's defaults: Glorot uniform weights, zero biases
+        for layer in net:
+            if isinstance(layer, nn.Linear):
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
+    return net
 
 
 def train_classifier(model: nn.Module, train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor,
