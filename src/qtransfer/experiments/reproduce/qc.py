@@ -98,7 +98,7 @@ def notebook_path_table(loss: list[list[float]], acc: list[list[float]], noteboo
     return "\n".join(lines)
 
 
-def _outside(loss: list[list[float]], acc: list[list[float]], notebook: list[NotebookRun], n: int) -> list[str]:
+def outside_range(loss: list[list[float]], acc: list[list[float]], notebook: list[NotebookRun], n: int) -> list[str]:
     """Which of the notebook's first run's running loss and accuracy after n batches lie outside our seeds' range."""
     nb = dict(zip(("loss", "accuracy"), notebook[0].running[n]))
     ours = {"loss": [r[n - 1] for r in loss], "accuracy": [r[n - 1] for r in acc]}
@@ -110,7 +110,7 @@ def agreeing_points(loss: list[list[float]], acc: list[list[float]], notebook: l
     """The notebook's printed batch counts we reach, and those up to which its first run lies within our seeds'
     ranges of running loss and accuracy (or only those in `check`)."""
     points = [n for n in notebook[0].running if n <= min(map(len, loss))]
-    inside = [not set(_outside(loss, acc, notebook, n)) & set(check) for n in points]
+    inside = [not set(outside_range(loss, acc, notebook, n)) & set(check) for n in points]
     return points, points[:inside.index(False) if False in inside else len(points)]
 
 
@@ -119,18 +119,19 @@ def path_verdict(loss: list[list[float]], acc: list[list[float]], notebook: list
     points, agree = agreeing_points(loss, acc, notebook)
     if not points:
         return ""
-    if agree == points:
-        return ("The notebook's running loss and accuracy lie within our seeds' ranges at every printed point: "
-                "the optimisation paths agree.")
-    n, last = points[len(agree)], points[-1]
-    outside = " and ".join(_outside(loss, acc, notebook, n))
+    last = points[-1]
     nb_loss, nb_acc = notebook[0].running[last]
     as_low = sum(r[last - 1] <= nb_loss for r in loss)
     as_high = sum(r[last - 1] >= nb_acc for r in acc)
-    start = (f"The notebook's running loss and accuracy lie within our seeds' ranges up to {agree[-1]} batches; "
-             f"its running {outside} first leaves them at {n}" if agree else
-             f"The notebook's running {outside} lies outside our seeds' range already at its first printed point "
-             f"({n} batches)")
+    if agree == points:
+        start = "The notebook's running loss and accuracy lie within our seeds' ranges at every printed point"
+    else:
+        n = points[len(agree)]
+        outside = " and ".join(outside_range(loss, acc, notebook, n))
+        start = (f"The notebook's running loss and accuracy lie within our seeds' ranges up to {agree[-1]} batches; "
+                 f"its running {outside} first leaves them at {n}" if agree else
+                 f"The notebook's running {outside} lies outside our seeds' range already at its first printed point "
+                 f"({n} batches)")
     return (start + f"; after {last} batches {as_low} of {len(loss)} seeds have as low a running loss as the "
             f"notebook's run and {as_high} of {len(loss)} as high a running accuracy.")
 
@@ -142,21 +143,34 @@ def rank_chance(values: list[float], paper: float) -> str:
             f"least {paper:.4f} would be about ({reach} + 1) / ({len(values)} + 1) = {(reach + 1) / (len(values) + 1):.2f}.")
 
 
-def late_window(loss: list[list[float]], acc: list[list[float]], notebook: list[NotebookRun]) -> str:
-    """Mean loss and accuracy between the notebook's last two printed points, ours and its (from the running means)."""
+def window_means(loss: list[list[float]], acc: list[list[float]], notebook: list[NotebookRun]
+                 ) -> tuple[int, int, list[list[float]], list[list[float]]] | None:
+    """Mean loss and accuracy over the batches between the notebook's last two printed points, recovered from the
+    running means: (m, n, the notebook's runs' [losses, accuracies], our seeds' [losses, accuracies])."""
     m, n = list(notebook[0].running)[-2:]
     if n > min(map(len, loss)):
-        return ""
+        return None
 
     def window(running_m: float, running_n: float) -> float:
         return (n * running_n - m * running_m) / (n - m)
 
     nb = [[window(run.running[m][k], run.running[n][k]) for run in notebook] for k in (0, 1)]
-    ours = [describe([window(r[m - 1], r[n - 1]) for r in runs]) for runs in (loss, acc)]
+    ours = [[window(r[m - 1], r[n - 1]) for r in runs] for runs in (loss, acc)]
+    return m, n, nb, ours
+
+
+def late_window(loss: list[list[float]], acc: list[list[float]], notebook: list[NotebookRun]) -> str:
+    """Mean loss and accuracy between the notebook's last two printed points, ours and its, in words."""
+    w = window_means(loss, acc, notebook)
+    if w is None:
+        return ""
+    m, n, nb, (our_loss, our_acc) = w
+    dl, da = describe(our_loss), describe(our_acc)
+    reach = sum(a >= min(nb[1]) for a in our_acc)
     return (f"Over batches {m + 1}–{n} alone (recovered from the running means) the notebook's printed runs averaged "
             f"loss {min(nb[0]):.3f}–{max(nb[0]):.3f} and accuracy {min(nb[1]):.3f}–{max(nb[1]):.3f}; our seeds "
-            f"{pm(ours[0], 3)} ({ours[0]['min']:.3f}–{ours[0]['max']:.3f}) and {pm(ours[1], 3)} "
-            f"({ours[1]['min']:.3f}–{ours[1]['max']:.3f}).")
+            f"{pm(dl, 3)} ({dl['min']:.3f}–{dl['max']:.3f}) and {pm(da, 3)} ({da['min']:.3f}–{da['max']:.3f}): "
+            f"{reach} of {len(our_acc)} reach the notebook's accuracy over these batches.")
 
 
 def pretrained_qubit_network(run_dir: Path) -> tuple[Path, Any]:

@@ -23,11 +23,13 @@ from qtransfer.experiments.reproduce.qc import (
     NotebookRun,
     late_window,
     notebook_path_table,
+    outside_range,
     paper_placement,
     path_verdict,
     pretrained_qubit_network,
     rank_chance,
     seeds_text,
+    window_means,
 )
 from qtransfer.experiments.reproduce.registry import (
     ReproduceOptions,
@@ -54,13 +56,47 @@ NOTEBOOK_QQ = [
 ]
 
 
-def _learning_rate_note(paper_lr: list[float], faster: list[float], steps: int) -> str:
-    slow, fast = float(np.mean(paper_lr)), float(np.mean(faster))
-    if slow < 0.6 <= fast:
-        return (f"At the notebook's learning rate our network B has not yet lifted p₀ of the non-Gaussian states "
-                f"above 0.5 after {steps} steps (mean test accuracy {slow:.3f}, near the class balance); at 5× "
-                f"that rate it does ({fast:.3f}).")
-    return f"Mean test accuracy at the notebook's learning rate: {slow:.3f}; at 5× that rate: {fast:.3f}."
+def _learning_rate_note(paper_lr: list[float], faster: list[float], running_acc: list[list[float]], steps: int) -> str:
+    """How the paper's-settings seeds end: above or below the class balance, and where the lower ones started."""
+    v = np.asarray(paper_lr)
+    above, below = v[v > 0.5], v[v <= 0.5]
+    parts = [f"{group.size} below it ({group.min():.3f}–{group.max():.3f})" if name == "below" else
+             f"{group.size} above it ({group.min():.3f}–{group.max():.3f})"
+             for name, group in (("above", above), ("below", below)) if group.size]
+    text = (f"At the notebook's learning rate, after {steps} steps, our {v.size} seeds end on either side of the "
+            f"class balance: " + " and ".join(parts))
+    first = min(NOTEBOOK_QQ[0].running)
+    if below.size and running_acc and len(running_acc[0]) >= first:
+        start = float(np.mean([r[first - 1] for r in running_acc]))
+        if abs(float(np.median(below)) - start) < 0.05:
+            text += (f", about where they started (running accuracy over the first {first} batches {start:.3f}: "
+                     f"network B has not yet turned network A's answer round)")
+    return text + f". At 5× that rate the mean over {len(faster)} seeds is {np.mean(faster):.3f}."
+
+
+def _qq_summary(test_acc: list[float], loss: list[list[float]], running_acc: list[list[float]]) -> str:
+    """What the data say about the paper's 0.8755, in words."""
+    w = window_means(loss, running_acc, NOTEBOOK_QQ)
+    first = min(NOTEBOOK_QQ[0].running)
+    if w is None:
+        return ""
+    m, n, nb, (_, our_acc) = w
+    seeds, reach = len(test_acc), sum(a >= PAPER_QQ for a in test_acc)
+    reach_window = sum(a >= min(nb[1]) for a in our_acc)
+    text = "In short: "
+    if not outside_range(loss, running_acc, NOTEBOOK_QQ, first):
+        text += (f"our runs start where the notebook's does (after {first} batches its running loss and accuracy lie "
+                 f"within our seeds' ranges), but ")
+    text += (f"over batches {m + 1}–{n} the notebook's run scored an accuracy ({min(nb[1]):.2f}–{max(nb[1]):.2f}) "
+             f"that {reach_window} of our {seeds} seeds reached (best {max(our_acc):.2f}), and its test accuracy "
+             f"{PAPER_QQ} is reached by {reach} of them (best {max(test_acc):.3f}). {rank_chance(test_acc, PAPER_QQ)}")
+    if reach == 0 and reach_window == 0:
+        text += (f" So the notebook's one pair of seeds learnt faster than any of our {seeds}: either it was a lucky "
+                 "draw, or its optimisation differs from ours in a way its printed numbers cannot show.")
+    tests = [r.test_acc for r in NOTEBOOK_QQ]
+    return text + (f" The notebook's printed runs repeat that one pair of seeds (test {min(tests):.4f}–"
+                   f"{max(tests):.4f}): they show that its result is stable for that pair, not how it varies over "
+                   f"seeds.")
 
 
 def _start_note(running_acc: list[list[float]]) -> str:
@@ -164,12 +200,11 @@ the paper's runs reported the same kind of norm loss.
 |---|---|
 {norm_rows}
 
-{_learning_rate_note(acc[first], acc[fast], steps)} Our gates are exact below the
-cutoff; the paper's simulator exponentiated a truncated x̂³ for the cubic phase gate, and swapping that in (checked
-for seed 0 at lr 0.01) moved the test accuracy by less than 0.01. {rank_chance(acc[first], PAPER_QQ)} The
-notebook's printed runs repeat one pair of seeds, so they show that its {min(r.test_acc for r in NOTEBOOK_QQ):.4f}–{max(r.test_acc for r in NOTEBOOK_QQ):.4f}
-is stable for that pair, not how the result varies over seeds; over our {len(paper_seeds)} seeds the paper's settings give a median test accuracy of
-{np.median(acc[first]):.3f}, and single runs of this task say little.
+{_learning_rate_note(acc[first], acc[fast], running_acc, steps)} Our gates are exact below the cutoff; the
+paper's simulator exponentiated a truncated x̂³ for the cubic phase gate, and swapping that in (checked for seed 0
+at lr 0.01) moved the test accuracy by less than 0.01.
+
+{_qq_summary(acc[first], curves[first], running_acc)}
 
 Qubits: the same scheme on 4 qubits with the statevector engine, on the QC task (7 noisy coherent states, entered
 as angles): network A the pretrained qubit tetromino circuit cut after 5 layers (frozen), network B two trainable
