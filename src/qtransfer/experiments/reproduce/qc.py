@@ -359,6 +359,7 @@ brackets is over its three printed runs).
 With network B initialised as the notebook's (TensorFlow 1's Glorot uniform weights and zero biases, where PyTorch
 draws both from U(±1/4)), {_lower_first(path_verdict(*row["paths"]["notebook"], NOTEBOOK_QC))} Its test accuracy
 minus the default initialisation's, paired by seed: {paired([r.test_acc for r in paper["notebook"]], row["test_acc"])}.
+
 {_qc_verdict(row, len(fresh))}
 
 Paired differences (same seeds and data), mean [95% bootstrap interval] (better / tie / worse):
