@@ -62,6 +62,27 @@ def test_qc_learns_from_the_cut_network_where_photon_counting_alone_cannot(mari2
     assert acc[15] > 0.6 and acc[0] < 0.3  # chance is 1/7
 
 
+def test_running_loss_and_accuracy_score_each_batch_before_its_step_as_the_notebook_prints_them() -> None:
+    x, y = noisy_coherent_states(50, seed=0)
+    x = x.float()
+    torch.manual_seed(0)
+    start = classical_network(4, 7)
+    before = torch.nn.functional.cross_entropy(start(x[:7]), y[:7]).item()
+    hits = (start(x[:7]).argmax(1) == y[:7]).double().mean().item()
+    torch.manual_seed(0)
+    run = train_classifier(classical_network(4, 7), x, y, x, y)
+    assert run.train_loss[0] == pytest.approx(before) and run.train_acc[0] == pytest.approx(hits)
+    assert len(run.train_acc) == 50 and all(0 <= a <= 1 for a in run.train_acc)
+
+
+def test_network_b_can_start_as_the_notebooks_tensorflow_layer() -> None:
+    layer = classical_network(16, 7, init="notebook")[0]
+    assert torch.count_nonzero(layer.bias) == 0
+    assert layer.weight.abs().max() <= math.sqrt(6 / (16 + 7)) and layer.weight.abs().max() > 0.25  # not U(±1/4)
+    with pytest.raises(ValueError, match="'torch' or 'notebook'"):
+        classical_network(16, 7, init="glorot")
+
+
 def test_gaussianity_inputs_are_coherent_or_one_photon_states() -> None:
     labels = torch.tensor([0, 1])
     zero = torch.zeros(2, dtype=torch.float64)
@@ -116,6 +137,7 @@ def test_qq_training_separates_the_vacuum_probabilities_of_the_two_classes(mari2
     assert run.train_loss[-1] < run.train_loss[10] and run.test_loss < math.log(2)
     assert separation() > untrained + 0.1
     assert 0 < run.norm <= 1
+    assert len(run.train_acc) == 150 and all(0 <= a <= 1 for a in run.train_acc)  # running, as the notebook prints
 
 
 def test_qubit_qq_keeps_network_a_fixed_and_outputs_class_log_probabilities() -> None:

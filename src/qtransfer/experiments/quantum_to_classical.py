@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from qtransfer.errors import InputError
 from qtransfer.models.quantum_backbones import TetrominoNetwork, tetromino_inputs
 from qtransfer.report.figures import save, subplots
 
@@ -39,26 +40,39 @@ def features_by_depth(network: TetrominoNetwork, x: Tensor, depths: Sequence[int
         for d, state in enumerate(network.states(part)):
             if d in out:
                 out[d].append(network.featurize(state))
+            if d == max(depths):
+                break
     return {d: torch.cat(v) for d, v in out.items()}
 
 
 @dataclass
 class ClassifierRun:
-    """One trained network B: test accuracy and loss, the running training loss per step, its time."""
+    """One trained network B: test accuracy and loss, its time; the running (cumulative mean) training loss and
+    accuracy after each step, as the notebook prints them."""
 
     test_acc: float
     test_loss: float
     train_loss: list[float] = field(repr=False)
     seconds: float
     model: nn.Module = field(repr=False)
+    train_acc: list[float] = field(repr=False, default_factory=list)
 
 
-def classical_network(width: int, classes: int, hidden_layers: int = 0) -> nn.Module:
-    """Network B of the QC notebook: linear, or with ReLU hidden layers of the same width (its c_depth − 1)."""
+def classical_network(width: int, classes: int, hidden_layers: int = 0, init: str = "torch") -> nn.Module:
+    """Network B of the QC notebook: linear, or with ReLU hidden layers of the same width (its c_depth − 1);
+    initialised as PyTorch does ("torch") or as the notebook's tf.contrib fully_connected ("notebook")."""
     layers: list[nn.Module] = []
     for _ in range(hidden_layers):
         layers += [nn.Linear(width, width), nn.ReLU()]
-    return nn.Sequential(*layers, nn.Linear(width, classes))
+    net = nn.Sequential(*layers, nn.Linear(width, classes))
+    if init not in ("torch", "notebook"):
+        raise InputError(f"network B init must be 'torch' or 'notebook', got {init!r}")
+    if init == "notebook":  # TensorFlow 1's defaults: Glorot uniform weights, zero biases
+        for layer in net:
+            if isinstance(layer, nn.Linear):
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
+    return net
 
 
 def train_classifier(model: nn.Module, train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor,
@@ -67,19 +81,22 @@ def train_classifier(model: nn.Module, train_x: Tensor, train_y: Tensor, test_x:
     started = time.perf_counter()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
-    running, total = [], 0.0
+    running, running_acc, total, total_acc = [], [], 0.0, 0.0
     for step, (xb, yb) in enumerate(zip(train_x.split(batch), train_y.split(batch))):
-        loss = loss_fn(model(xb), yb)
+        out = model(xb)
+        loss = loss_fn(out, yb)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        total += loss.item()
+        total += loss.item()  # loss and accuracy of the weights before this step, as the notebook's session.run
+        total_acc += (out.detach().argmax(1) == yb).double().mean().item()
         running.append(total / (step + 1))
+        running_acc.append(total_acc / (step + 1))
     with torch.no_grad():
         logits = model(test_x)
         test_loss = loss_fn(logits, test_y).item()
         test_acc = (logits.argmax(1) == test_y).double().mean().item()
-    return ClassifierRun(test_acc, test_loss, running, time.perf_counter() - started, model)
+    return ClassifierRun(test_acc, test_loss, running, time.perf_counter() - started, model, running_acc)
 
 
 def plot_feature_images(images: dict[str, Tensor], path: Path) -> None:

@@ -78,13 +78,15 @@ def vacuum_loss(p0: Tensor, labels: Tensor) -> Tensor:
 
 @dataclass
 class QuantumRun:
-    """One trained network B: test accuracy and loss, running training loss, mean norm kept, seconds."""
+    """One trained network B: test accuracy and loss, mean norm kept, seconds; the running (cumulative mean)
+    training loss and accuracy after each step, as the notebook prints them."""
 
     test_acc: float
     test_loss: float
     train_loss: list[float] = field(repr=False)
     norm: float
     seconds: float
+    train_acc: list[float] = field(repr=False, default_factory=list)
 
 
 def train_gaussianity(model: GaussianityClassifier, train: list[GaussianityBatch], test: list[GaussianityBatch],
@@ -92,15 +94,17 @@ def train_gaussianity(model: GaussianityClassifier, train: list[GaussianityBatch
     """Adam on network B, one batch per step; then accuracy on the test batches (p₀ > 0.5 means label 1)."""
     started = time.perf_counter()
     optimizer = torch.optim.Adam(model.trainable.parameters(), lr=lr)
-    running, total = [], 0.0
+    running, running_acc, total, total_acc = [], [], 0.0, 0.0
     for step, batch in enumerate(train):
         p0, _ = model(batch)
         loss = vacuum_loss(p0, batch.labels)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        total += loss.item()
+        total += loss.item()  # loss and accuracy of the weights before this step, as the notebook's session.run
+        total_acc += ((p0.detach() > 0.5).long() == batch.labels).double().mean().item()
         running.append(total / (step + 1))
+        running_acc.append(total_acc / (step + 1))
     correct = losses = norms = 0.0
     with torch.no_grad():
         for batch in test:
@@ -109,7 +113,7 @@ def train_gaussianity(model: GaussianityClassifier, train: list[GaussianityBatch
             correct += ((p0 > 0.5).long() == batch.labels).double().mean().item()
             norms += state.norm().mean().item()
     n = len(test)
-    return QuantumRun(correct / n, losses / n, running, norms / n, time.perf_counter() - started)
+    return QuantumRun(correct / n, losses / n, running, norms / n, time.perf_counter() - started, running_acc)
 
 
 class QubitTransferClassifier(nn.Module):
