@@ -160,7 +160,8 @@ def _qq(options: ReproduceOptions, run_dir: Path) -> Reproduction:
             qubit_curves.setdefault(label, []).append(run.train_loss)
 
     figures = [run_dir / "qq_loss.png", run_dir / "qq_qubit_loss.png"]
-    plot_loss_curves(curves, figures[0], f"QQ (CV): training loss of network B ({len(seeds)} seeds)")
+    counts = f"{len(seeds)} seeds" + (f"; the paper's settings {len(paper_seeds)}" if paper_seeds != seeds else "")
+    plot_loss_curves(curves, figures[0], f"QQ (CV): training loss of network B ({counts})")
     plot_loss_curves(qubit_curves, figures[1], f"QQ (qubits): training loss of network B ({len(seeds)} seeds)")
     rows = [(label, acc[label], f"{PAPER_QQ:.4f}" if "paper" in label else "–") for label in variants]
     norm_rows = "\n".join(f"| {label} | {np.mean(norms[label]):.3f} |" for label in variants)
