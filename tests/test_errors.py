@@ -1,6 +1,7 @@
 """User errors are one line, bugs show their traceback, checking settings contacts nothing, --quiet is quiet."""
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -55,3 +56,20 @@ def test_quiet_runs_show_no_progress_bars(
     assert "epochs:" not in capsys.readouterr().err
     assert cli.main([*common, "--out", str(tmp_path / "loud")]) == 0
     assert "epochs:" in capsys.readouterr().err
+
+
+def test_the_default_backbone_trains_offline_with_its_packaged_imagenet_weights(
+    hymenoptera: Path, shared_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("training with the default backbone opened a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))  # no downloaded weights to fall back on
+    argv = ["--quiet", "train", "--data", str(hymenoptera), "--head", "linear", "--epochs", "1",
+            "--cache-dir", str(shared_cache), "--workers", "0", "--out", str(tmp_path / "runs")]
+    assert cli.main(argv) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run_dir / "config.json").read_text())["backbone"] == "efficientnet_lite0"
+    assert json.loads((run_dir / "summary.json").read_text())["best_val_acc"] > 0.85  # ImageNet features, not random

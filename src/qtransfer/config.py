@@ -17,7 +17,7 @@ class TrainConfig:
     """Settings of one training run; the CLI flags map onto these fields, and config.json holds them."""
 
     data: str = ""
-    backbone: str = "resnet18"
+    backbone: str = "efficientnet_lite0"  # its ImageNet weights install with the package: works offline
     weights: str = "default"  # "default" (cache, then download), a file path, or "none"
     head: str = "quantum"
     n_qubits: int = 4
