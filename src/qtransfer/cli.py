@@ -15,6 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from qtransfer.config import TrainConfig
+from qtransfer.config_file import read_config_file
 from qtransfer.errors import InputError, QTransferError
 
 # Flags of `train`: config field -> (flag, help). Types and defaults come from TrainConfig.
@@ -66,7 +67,14 @@ def _config(args: argparse.Namespace, **extra: object) -> TrainConfig:
     return TrainConfig(**values, no_cache=args.no_cache, **extra)  # type: ignore[arg-type]
 
 
+def _add_config_file_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", dest="config_file", type=Path, metavar="FILE",
+                   help="settings from a .toml or .json file, keyed by the names of this command's settings as "
+                        "config.json writes them (n_qubits, batch_size, ...); flags given here override it")
+
+
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    _add_config_file_flag(p)
     _add_config_flags(p)
     p.add_argument("--seed-parity", action="store_true",
                    help="the tutorial's way: no cache, backbone in train() mode every step, circuit per sample")
@@ -295,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heads", nargs="+", default=["quantum", "classical", "linear"], metavar="HEAD",
                    help="heads by name, with settings: quantum classical linear quantum:depth=2,qubits=6 "
                         "(default: quantum classical linear)")
+    _add_config_file_flag(p)
     _add_config_flags(p, exclude=("head",))
     _add_seed_flags(p, 5)
     p.add_argument("--augment-views", type=int, default=0, metavar="K",
@@ -305,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("sweep", help="accuracy against circuit depth and qubit count, over seeds, with a plot")
+    _add_config_file_flag(p)
     _add_config_flags(p, exclude=("head",))
     p.add_argument("--depths", type=int, nargs="+", default=list(range(11)), metavar="D",
                    help="depths at --qubits (default: 0 to 10; 0 keeps only the embedding)")
@@ -339,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("cv", help="k-fold cross-validation: epoch selected on an inner split, scored on held-out folds")
+    _add_config_file_flag(p)
     _add_config_flags(p, exclude=("head",))
     p.add_argument("--heads", nargs="+", default=["quantum"], metavar="HEAD", help="heads (default: quantum)")
     p.add_argument("--folds", type=int, default=5, help="number of folds (default: 5)")
@@ -365,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("noise-scan", help="accuracy of a trained quantum head against noise strength and shots")
     p.add_argument("run_dir", type=Path)
+    _add_config_file_flag(p)
     p.add_argument("--channel", default="depolarizing", help="depolarizing, amplitude_damping, phase_damping, "
                    "bit_flip or phase_flip, after every gate (default: depolarizing)")
     p.add_argument("--strengths", type=float, nargs="+", metavar="P", help="channel strengths (default: 0 to 0.3)")
@@ -394,14 +406,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+def _with_config_file(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                      argv: Sequence[str]) -> argparse.Namespace:
+    """The command line parsed again with its --config file's settings as the defaults, so that its flags win."""
+    if getattr(args, "config_file", None) is None:
+        return args
+    commands = _commands(parser)
+    command = commands[args.command]
+    others = [p for p in commands.values() if p is not command]
+    command.set_defaults(**read_config_file(args.config_file, command, others))
+    return parser.parse_args(argv)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The arguments of a command line: its flags over the settings of its --config file, over the defaults."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    return _with_config_file(parser, parser.parse_args(argv), argv)
+
+
+def _settings_source(args: argparse.Namespace, argv: Sequence[str]) -> str:
+    """'FILE: ' or 'FILE (and --flag, ...): ' when a --config file gave settings, to head an error line; else ''."""
+    if getattr(args, "config_file", None) is None:
+        return ""
+    flags = [t.split("=")[0] for t in argv[list(argv).index(args.command) + 1:] if t.startswith("--")]
+    flags = [f for f in flags if not "--config".startswith(f)]
+    return f"{args.config_file} (and {', '.join(flags)}): " if flags else f"{args.config_file}: "
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `qtransfer` and `python -m qtransfer`: 0 done, 1 user error, 2 usage error, 130 interrupted."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     warnings.simplefilter("default")
     handler: Callable[[argparse.Namespace], int] = args.func
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    source = ""  # errors of the file itself name it; later ones are headed by it
     try:
+        args = _with_config_file(parser, args, argv)
+        source = _settings_source(args, argv)
         return _run(handler, args)
     except KeyboardInterrupt as err:
         if args.debug:
@@ -414,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QTransferError as err:
         if args.debug:
             raise
-        print(f"qtransfer {args.command}{_rank_label()}: error: {err}", file=sys.stderr)
+        print(f"qtransfer {args.command}{_rank_label()}: error: {source}{err}", file=sys.stderr)
         return 1
     except Exception:
         traceback.print_exc()
