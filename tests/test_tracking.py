@@ -269,16 +269,18 @@ def test_a_tracker_failing_midway_says_so_once_and_the_run_goes_on(tmp_path, mon
     assert run.info.status == "RUNNING"  # tracking was off when the run ended
 
 
+@pytest.mark.parametrize("command", ["train", "compare", "cv"])
 @pytest.mark.parametrize(("flag", "package"), [("--tensorboard", "tensorboard"), ("--mlflow", "mlflow")])
-def test_a_missing_package_is_one_line_naming_the_extra(flag, package, hymenoptera, tmp_path, capsys,
-                                                        monkeypatch) -> None:
+def test_a_missing_package_is_one_line_naming_the_extra_before_any_work(command, flag, package, hymenoptera, tmp_path,
+                                                                        capsys, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, package, None)  # `import <package>` now fails as if it were not installed
     out = tmp_path / "runs"
-    code, _, err = _main(capsys, "train", "--data", str(hymenoptera), "--out", str(out), flag)
+    code, _, err = _main(capsys, command, "--data", str(hymenoptera), "--out", str(out), "--cache-dir",
+                         str(tmp_path / "cache"), flag)
     assert code == 1
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert f"{flag} needs the package {package}: pip install 'qtransfer[tracking]'" in err
-    assert not out.exists()
+    assert not out.exists() and not (tmp_path / "cache").exists()
 
 
 def test_the_local_database_sits_beside_the_runs_whatever_the_working_directory(tracked_run, tmp_path,

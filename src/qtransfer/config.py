@@ -66,10 +66,6 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise InputError(message)
-        if self.tensorboard or self.mlflow:
-            from qtransfer.tracking.start import check_installed
-
-            check_installed(self.tensorboard, self.mlflow)
         self._check_names()
         if not self.data:
             raise InputError("no data folder given: pass --data DIR (a folder with train/ and val/)")

@@ -20,7 +20,7 @@ from qtransfer.registry import unknown_name
 from qtransfer.report import figures, tables
 from qtransfer.runtime import new_run_dir, package_versions, resolve_device
 from qtransfer.storage import atomic_write_text
-from qtransfer.tracking.start import start_tracker
+from qtransfer.tracking.start import check_installed, start_tracker
 from qtransfer.tracking.tracker import Tracker
 from qtransfer.training.fit import FitResult, fit_features
 
@@ -228,6 +228,7 @@ def run_comparison(
         settings = CompareSettings.load(resumable(Path(resume), "compare_config.json"))
     specs = [parse_head(h) for h in settings.heads]
     _check_settings(settings, specs)
+    check_installed(settings.config.tensorboard, settings.config.mlflow)
     started = time.perf_counter()
     features = load_features(settings.config, settings.augment_views, progress)
     run_dir = None

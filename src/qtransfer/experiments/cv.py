@@ -18,7 +18,7 @@ from qtransfer.features.pipeline import load_features
 from qtransfer.report.tables import cv_markdown
 from qtransfer.runtime import new_run_dir, package_versions, resolve_device
 from qtransfer.storage import atomic_write_text
-from qtransfer.tracking.start import start_tracker
+from qtransfer.tracking.start import check_installed, start_tracker
 from qtransfer.tracking.tracker import Tracker
 from qtransfer.training.fit import FitResult, fit_features
 from qtransfer.training.metrics import METRIC_NAMES
@@ -52,8 +52,9 @@ def cross_validate(settings: CVSettings, progress: bool = True) -> tuple[Path, d
     """Every head on every fold; cv.json and cv.md with per-fold rows, mean ± std and 95% intervals. With
     --tensorboard or --mlflow, one tracked run with a child run per head and fold."""
     settings.check()
-    started = time.perf_counter()
     config = settings.config
+    check_installed(config.tensorboard, config.mlflow)
+    started = time.perf_counter()
     features = load_features(config, progress=progress)
     pool = features.train if settings.keep_val else features.train + features.val
     labels = pool.labels.tolist()

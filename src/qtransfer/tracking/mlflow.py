@@ -143,8 +143,9 @@ def _text(value: Any) -> str:
 
 
 def _short(err: Exception) -> str:
+    """The error's first line; a long one keeps its start (what failed) and its end (why: "Connection refused")."""
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return first if len(first) <= 300 else first[:297] + "..."
+    return first if len(first) <= 300 else f"{first[:140]} ... {first[-150:]}"
 
 
 @contextlib.contextmanager

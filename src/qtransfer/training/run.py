@@ -27,7 +27,7 @@ from qtransfer.models.heads import build_head
 from qtransfer.report import figures
 from qtransfer.runtime import new_run_dir, package_versions, resolve_device
 from qtransfer.storage import atomic_torch_save, atomic_write_text
-from qtransfer.tracking.start import start_tracker
+from qtransfer.tracking.start import check_installed, start_tracker
 from qtransfer.tracking.tracker import Tracker
 from qtransfer.training.checkpoints import (
     check_compatible,
@@ -227,6 +227,7 @@ def train(config: TrainConfig, resume: Path | None = None, progress: bool = True
             raise MissingFileError(f"{resume} has no last.pt to resume from; start a new run without --resume")
         config = TrainConfig.load(resume / "config.json")
     config.validate()
+    check_installed(config.tensorboard, config.mlflow)
     if distributed.is_distributed():
         _check_distributable(config)
     device = resolve_device(config.device)
