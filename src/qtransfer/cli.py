@@ -60,10 +60,23 @@ def _add_config_flags(p: argparse.ArgumentParser, exclude: Sequence[str] = ()) -
         kind = {"int": int, "float": float}.get(str(types[field_name]), str)
         p.add_argument(flag, dest=field_name, type=kind, default=default, help=f"{help_text} (default: {default!r})")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    _add_tracking_flags(p)
+
+
+# Settings of experiment tracking: config fields, so that a config file may set them too.
+TRACKING_FIELDS = ("tensorboard", "mlflow")
+
+
+def _add_tracking_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard event files into the run directory (then: tensorboard --logdir OUT)")
+    p.add_argument("--mlflow", nargs="?", const="local", default="", metavar="URI",
+                   help="also log to MLflow: to the tracking URI, or without one ('local') to the SQLite database "
+                        "OUT/mlflow.db (then: mlflow ui --backend-store-uri sqlite:///OUT/mlflow.db)")
 
 
 def _config(args: argparse.Namespace, **extra: object) -> TrainConfig:
-    values = {name: getattr(args, name) for name in TRAIN_FLAGS if hasattr(args, name)}
+    values = {name: getattr(args, name) for name in (*TRAIN_FLAGS, *TRACKING_FIELDS) if hasattr(args, name)}
     return TrainConfig(**values, no_cache=args.no_cache, **extra)  # type: ignore[arg-type]
 
 
