@@ -458,6 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     warnings.simplefilter("default")
+    warnings.formatwarning = _format_warning
     handler: Callable[[argparse.Namespace], int] = args.func
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     source = ""  # errors of the file itself name it; later ones are headed by it
@@ -502,6 +503,18 @@ def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace)
                          f"(torchrun shares {', '.join(DISTRIBUTED_COMMANDS)})")
     with distributed.session():
         return handler(args)
+
+
+_PACKAGE_DIR = str(Path(__file__).parent)
+_python_format_warning = warnings.formatwarning
+
+
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    line: str | None = None) -> str:
+    """qtransfer's own warnings as one line; other libraries' with their file and line, as Python shows them."""
+    if filename.startswith(_PACKAGE_DIR):
+        return f"qtransfer: warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
 
 
 def _rank_label() -> str:
