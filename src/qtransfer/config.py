@@ -67,6 +67,10 @@ class TrainConfig:
         self._check_names()
         if not self.data:
             raise InputError("no data folder given: pass --data DIR (a folder with train/ and val/)")
+        if self.holdout_list:
+            from qtransfer.data.splits import read_holdout
+
+            read_holdout(Path(self.holdout_list))
         return self
 
     def _check_names(self) -> None:

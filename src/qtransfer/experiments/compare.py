@@ -18,7 +18,12 @@ from qtransfer.features.pipeline import Features, load_features
 from qtransfer.models.heads import HEADS
 from qtransfer.registry import unknown_name
 from qtransfer.report import figures, tables
-from qtransfer.runtime import new_run_dir, package_versions, resolve_device
+from qtransfer.runtime import (
+    check_run_dir,
+    new_run_dir,
+    package_versions,
+    resolve_device,
+)
 from qtransfer.storage import atomic_write_text
 from qtransfer.training.fit import FitResult, fit_features
 
@@ -241,6 +246,7 @@ def compare_on(
 
 def resumable(run_dir: Path, name: str) -> Path:
     """The settings file `name` of an interrupted run directory, or an error saying to start anew."""
+    check_run_dir(run_dir)
     if not (run_dir / name).exists():
         raise MissingFileError(f"{run_dir} has no {name}; start anew without --resume")
     return run_dir / name
