@@ -11,7 +11,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from qtransfer import distributed
-from qtransfer.config import SettingsFile, TrainConfig
+from qtransfer.config import MAX_SEED, SettingsFile, TrainConfig
 from qtransfer.errors import InputError, Interrupted, MissingFileError
 from qtransfer.experiments.stats import describe, paired_difference
 from qtransfer.features.pipeline import Features, load_features
@@ -258,6 +258,8 @@ def _check_settings(settings: CompareSettings, specs: Sequence[HeadSpec]) -> Non
         raise InputError(f"unknown held-out metrics {sorted(unknown)}; compare shows {', '.join(HELD_OUT_KEYS)}")
     if not settings.seeds:
         raise InputError("no seeds: pass --seeds N (a count) or --seed-list 1 2 3")
+    if any(not 0 <= seed <= MAX_SEED for seed in settings.seeds):
+        raise InputError(f"seeds must be in 0..{MAX_SEED}, got {settings.seeds}")
     if settings.augment_views < 0:
         raise InputError(f"--augment-views must be >= 0, got {settings.augment_views}")
     labels = [s.label for s in specs]
