@@ -62,7 +62,7 @@ def circuits(draw: st.DrawFn) -> Circuit:
     return Circuit(n, n_inputs, (n_weights,), tuple(ops), tuple(obs))
 
 
-@bounded(15)
+@bounded(25)
 @given(circuit=circuits(), seed=st.integers(0, 2**16))
 def test_random_valid_circuits_are_normalised_and_agree_with_pennylane(circuit: Circuit, seed: int) -> None:
     g = torch.Generator().manual_seed(seed)

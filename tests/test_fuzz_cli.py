@@ -276,6 +276,11 @@ def _found(places: Places) -> list[tuple[list[str], str]]:
     bad_types.mkdir()
     (bad_types / "config.json").write_text(json.dumps({"data": str(places.missing), "n_qubits": "four"}))
     (bad_types / "best.pt").write_bytes(b"")
+    huge_circuit = places.fresh("found-run")
+    huge_circuit.mkdir()
+    settings = {**json.loads(TrainConfig(data=str(places.missing)).to_json()), "n_qubits": 10**30}
+    (huge_circuit / "config.json").write_text(json.dumps(settings))
+    torch.save({"head": {"w": torch.zeros(2)}, "classes": ["ants", "bees"], "config": settings}, huge_circuit / "best.pt")
     huge = places.fresh("found-config").with_suffix(".json")
     huge.write_text('{"epochs": ' + "9" * 5000 + "}")
     huge_toml = places.fresh("found-config").with_suffix(".toml")
@@ -289,6 +294,7 @@ def _found(places: Places) -> list[tuple[list[str], str]]:
         (["train", "--data", str(places.no_images), "--lr", "inf"], "learning rate must be finite"),
         (["train", "--data", str(places.missing), "--resume", str(run)], "config.json does not exist"),
         (["evaluate", str(bad_types)], "setting 'n_qubits' in"),
+        (["evaluate", str(huge_circuit)], "config.json was damaged: n_qubits must be <= 50"),
         (["predict", str(places.fresh("no-run")), str(places.garbage)], "has no config.json"),
         (["train", "--config", str(huge)], "is not valid JSON"),
         (["train", "--config", str(huge_toml)], "is not valid TOML"),

@@ -52,7 +52,19 @@ class TrainConfig:
     holdout_list: str = ""  # or hold out the files a previous run's holdout.json lists
 
     def validate(self) -> TrainConfig:
-        """Refuse settings outside their range, naming the allowed range."""
+        """Refuse settings outside their range, naming the allowed range, and names that do not exist."""
+        self.check_ranges()
+        self._check_names()
+        if not self.data:
+            raise InputError("no data folder given: pass --data DIR (a folder with train/ and val/)")
+        if self.holdout_list:
+            from qtransfer.data.splits import read_holdout
+
+            read_holdout(Path(self.holdout_list))
+        return self
+
+    def check_ranges(self) -> None:
+        """Refuse numbers outside their range, naming the allowed range (also for a run's saved settings)."""
         checks = [
             (self.n_qubits >= 1, f"n_qubits must be >= 1, got {self.n_qubits}"),
             (self.n_qubits <= MAX_QUBITS, f"n_qubits must be <= {MAX_QUBITS} (2^n amplitudes), got {self.n_qubits}"),
@@ -75,14 +87,6 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise InputError(message)
-        self._check_names()
-        if not self.data:
-            raise InputError("no data folder given: pass --data DIR (a folder with train/ and val/)")
-        if self.holdout_list:
-            from qtransfer.data.splits import read_holdout
-
-            read_holdout(Path(self.holdout_list))
-        return self
 
     def _check_names(self) -> None:
         """Backbone, head, template and backend must exist, and the circuit must fit in memory. Nothing is built

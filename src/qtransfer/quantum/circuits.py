@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -153,7 +154,7 @@ class Circuit:
 
 
 def _count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)  # numpy's integers too
 
 
 def _check_sizes(n_qubits: int, n_inputs: int, weight_shape: tuple[int, ...]) -> None:
@@ -190,7 +191,7 @@ def _check_param(p: Param, what: str, n_inputs: int, n_weights: int) -> None:
     if not isinstance(p, Param) or p.source not in ("input", "weight", "const"):
         raise InputError(f"{what}: a parameter must be inp(i), weight(i) or const(value), got {p!r}")
     if p.source == "const":
-        if not isinstance(p.value, (int, float)) or isinstance(p.value, bool) or not math.isfinite(p.value):
+        if not isinstance(p.value, numbers.Real) or isinstance(p.value, bool) or not math.isfinite(p.value):
             raise InputError(f"{what}: a constant parameter must be a finite number, got {p.value!r}")
         return
     limit = n_inputs if p.source == "input" else n_weights

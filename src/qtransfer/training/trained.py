@@ -57,6 +57,10 @@ class TrainedModel:
             if not (run_dir / needed).exists():
                 raise MissingFileError(f"{run_dir} has no {needed}; is it a finished qtransfer run directory?")
         config = TrainConfig.load(run_dir / "config.json")
+        try:
+            config.check_ranges()
+        except InputError as err:
+            raise InputError(f"{run_dir / 'config.json'} was damaged: {err}") from None
         best = load_checkpoint(run_dir / "best.pt")
         backbone = load_backbone(config, progress)
         if "backbone_buffers" in best:
