@@ -47,6 +47,26 @@ def test_validating_a_remote_backend_contacts_no_service(monkeypatch: pytest.Mon
         TrainConfig(data="somewhere", backend="pennylane:no.such.device").validate()
 
 
+def test_the_cli_checks_a_remote_backend_without_contacting_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    attempts: list[tuple] = []
+
+    def offline(*args: object, **kwargs: object) -> None:
+        attempts.append(args)  # recorded, so that a library catching the error cannot hide the attempt
+        raise OSError("network disabled in this test")
+
+    for owner, name in ((socket.socket, "connect"), (socket, "create_connection"), (socket, "getaddrinfo")):
+        monkeypatch.setattr(owner, name, offline)
+    remote = ["--backend", "pennylane:qiskit.remote", "--device-options", '{"backend": "ibm_x"}', "--shots", "100"]
+    assert cli.main(["--quiet", "train", *remote, "--data", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "dataset folder" in err and "does not exist" in err, err
+    assert cli.main(["--quiet", "train", *remote, "--data", str(tmp_path), "--qubits", "0"]) == 1
+    assert "n_qubits must be >= 1" in capsys.readouterr().err
+    assert attempts == [] and list(tmp_path.iterdir()) == []
+
+
 def test_quiet_runs_show_no_progress_bars(
     hymenoptera: Path, shared_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

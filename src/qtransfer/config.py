@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -9,7 +10,12 @@ from typing import Any, TypeVar
 
 from typing_extensions import Self
 
-from qtransfer.errors import InputError
+from qtransfer.errors import InputError, MissingFileError
+
+MAX_QUBITS = 50  # a state of 2^50 amplitudes is 8 PiB: more than any machine simulates
+MAX_DEPTH = 10_000
+MAX_SEED = 2**32 - 1  # what every generator takes (numpy's and scikit-learn's included)
+KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 
 @dataclass
@@ -48,16 +54,33 @@ class TrainConfig:
     mlflow: str = ""  # also log to MLflow: "" off, "local" (OUT/mlflow.db, SQLite) or a tracking URI
 
     def validate(self) -> TrainConfig:
-        """Refuse settings outside their range, naming the allowed range."""
+        """Refuse settings outside their range, naming the allowed range, and names that do not exist."""
+        self.check_ranges()
+        self._check_names()
+        if not self.data:
+            raise InputError("no data folder given: pass --data DIR (a folder with train/ and val/)")
+        if self.holdout_list:
+            from qtransfer.data.splits import read_holdout
+
+            read_holdout(Path(self.holdout_list))
+        return self
+
+    def check_ranges(self) -> None:
+        """Refuse numbers outside their range, naming the allowed range (also for a run's saved settings)."""
         checks = [
             (self.n_qubits >= 1, f"n_qubits must be >= 1, got {self.n_qubits}"),
+            (self.n_qubits <= MAX_QUBITS, f"n_qubits must be <= {MAX_QUBITS} (2^n amplitudes), got {self.n_qubits}"),
             (self.depth >= 0, f"depth must be >= 0, got {self.depth}"),
+            (self.depth <= MAX_DEPTH, f"depth must be <= {MAX_DEPTH}, got {self.depth}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
             (self.lr > 0, f"learning rate must be > 0, got {self.lr}"),
+            (self.lr < math.inf, f"learning rate must be finite, got {self.lr}"),
             (self.step_size >= 1, f"step size must be >= 1, got {self.step_size}"),
             (0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}"),
             (self.q_delta >= 0, f"q_delta must be >= 0, got {self.q_delta}"),
+            (self.q_delta < math.inf, f"q_delta must be finite, got {self.q_delta}"),
+            (0 <= self.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED}, got {self.seed}"),
             (self.num_workers >= -1, f"workers must be >= 0 (or -1 for automatic), got {self.num_workers}"),
             (self.pca >= 0, f"pca must be >= 0 (0: no reduction), got {self.pca}"),
             (self.shots >= 0, f"shots must be >= 0 (0: exact expectation values), got {self.shots}"),
@@ -66,10 +89,6 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise InputError(message)
-        self._check_names()
-        if not self.data:
-            raise InputError("no data folder given: pass --data DIR (a folder with train/ and val/)")
-        return self
 
     def _check_names(self) -> None:
         """Backbone, head, template and backend must exist, and the circuit must fit in memory. Nothing is built
@@ -148,18 +167,37 @@ class TrainConfig:
         return json.dumps(asdict(self), indent=2)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Settings from a dict, refusing unknown keys."""
+    def from_dict(cls, values: dict[str, Any], source: str = "the settings") -> TrainConfig:
+        """Settings from a dict, refusing unknown keys and values of the wrong type (`source` names where they are)."""
+        if not isinstance(values, dict):
+            raise InputError(f"{source} must be a table of settings, got {type(values).__name__}")
+        defaults = cls()
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:
-            raise InputError(f"unknown settings {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**values)
+            raise InputError(f"unknown settings {sorted(unknown)} in {source}; known: {sorted(known)}")
+        converted = {}
+        for key, value in values.items():
+            kind = type(getattr(defaults, key))
+            if kind is float and type(value) is int:
+                value = float(value) if abs(value) <= 2**1000 else value  # a bigger one stays an int: refused
+            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+                raise InputError(f"setting {key!r} in {source} must be {KINDS[kind]}, got "
+                                 f"{json.dumps(value, default=str)}")
+            converted[key] = value
+        return cls(**converted)
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
         """Settings from a run directory's config.json."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        path = Path(path)
+        if not path.is_file():
+            raise MissingFileError(f"{path} does not exist; is {path.parent} a qtransfer run directory?")
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as err:  # not UTF-8, not JSON, or a number too long to read
+            raise InputError(f"{path} is not readable JSON ({err}); it was damaged: start a new run") from None
+        return cls.from_dict(values, str(path))
 
 
 S = TypeVar("S", bound="SettingsFile")
@@ -177,5 +215,15 @@ class SettingsFile:
     @classmethod
     def load(cls, path: Path) -> Self:
         """Settings from a JSON file written by to_json."""
-        values = json.loads(Path(path).read_text())
-        return cls(TrainConfig.from_dict(values.pop("config")), **values)  # type: ignore[call-arg]
+        path = Path(path)
+        if not path.is_file():
+            raise MissingFileError(f"{path} does not exist; start anew")
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as err:  # not UTF-8, not JSON, or a number too long to read
+            raise InputError(f"{path} is not readable JSON ({err}); it was damaged: start anew") from None
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        if not isinstance(values, dict) or "config" not in values or set(values) - names:
+            raise InputError(f"{path} does not hold the settings qtransfer writes there ({sorted(names)}); it was "
+                             f"damaged or replaced: start anew")
+        return cls(TrainConfig.from_dict(values.pop("config"), str(path)), **values)  # type: ignore[call-arg]

@@ -56,6 +56,8 @@ def _parse_json(text: str, path: Path) -> Any:
     except json.JSONDecodeError as err:
         raise InputError(f"config file {path} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}"
                          ) from None
+    except ValueError as err:  # a number too long to read
+        raise InputError(f"config file {path} is not valid JSON: {err}") from None
 
 
 def _parse_toml(text: str, path: Path) -> Any:
@@ -65,7 +67,7 @@ def _parse_toml(text: str, path: Path) -> Any:
         import tomli as tomllib
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
+    except ValueError as err:  # TOMLDecodeError, or a number too long to read
         raise InputError(f"config file {path} is not valid TOML: {err}") from None
 
 

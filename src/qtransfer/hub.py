@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from qtransfer.errors import ChecksumError, DownloadError
+from qtransfer.errors import ChecksumError, DownloadError, InputError
 from qtransfer.storage import content_hash
 
 
@@ -43,12 +43,17 @@ def download(url: str, target: Path, sha256: str | None, what: str, hint: str, p
 
     `hint` says what to do without a network (where to put the file by hand)."""
     target = Path(target)
+    try:
+        request = urllib.request.Request(url)
+    except ValueError as err:  # "unknown url type", "Invalid IPv6 URL", ...
+        raise InputError(f"cannot download {what} from {url!r}: it is not a URL ({err}); give an http(s):// or "
+                         f"file:// URL") from None
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
     try:
         digest = hashlib.sha256()
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=60) as response:
                 total = int(response.headers.get("Content-Length") or 0) or None
                 with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=target.name,
                           disable=not progress, leave=False) as bar:

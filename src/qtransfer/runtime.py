@@ -1,6 +1,7 @@
 """Where and with what a run executes: the device, the package versions, run directories, the cache folder."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 from datetime import datetime
@@ -11,6 +12,8 @@ import torch
 
 from qtransfer import distributed
 from qtransfer.errors import InputError, WriteError
+from qtransfer.formats import RUN_DIR, RUN_MARKER
+from qtransfer.storage import atomic_write_text
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -46,6 +49,7 @@ def new_run_dir(out: str | Path, name: str) -> Path:
     for i in range(1, 1000):
         try:
             path.mkdir(parents=True)
+            _mark_run_dir(path)
             return path
         except FileExistsError:
             path = Path(out) / f"{stamp}-{name}-{i}"
@@ -53,6 +57,31 @@ def new_run_dir(out: str | Path, name: str) -> Path:
             raise WriteError(f"cannot create the run directory {path} ({err.strerror or err}); "
                              "pass --out DIR where you may write") from None
     raise WriteError(f"cannot create a new run directory in {out}")
+
+
+def _mark_run_dir(path: Path) -> None:
+    atomic_write_text(path / RUN_MARKER, json.dumps(RUN_DIR.stamp({"written_by": _own_version()}), indent=2))
+
+
+def _own_version() -> str:
+    try:
+        return f"qtransfer {metadata.version('qtransfer')}"
+    except metadata.PackageNotFoundError:
+        return "qtransfer"
+
+
+def check_run_dir(path: Path) -> int:
+    """The format version of a run directory (1 when it has no marker, from before versions were recorded), or an
+    InputError when this qtransfer cannot read it."""
+    marker = Path(path) / RUN_MARKER
+    if not marker.is_file():
+        return 1
+    try:
+        values = json.loads(marker.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, OSError) as err:
+        raise InputError(f"{marker} is unreadable ({err}); it marks a qtransfer run directory: restore it or "
+                         f"{RUN_DIR.redo}") from None
+    return RUN_DIR.check(values, marker)
 
 
 def cache_root(cache_dir: str | Path = "") -> Path:

@@ -98,9 +98,15 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def load_image(path: Path) -> Image.Image:
-    """Read an image file as 8-bit RGB."""
-    with Image.open(path) as image:
-        return to_rgb(image)
+    """Read an image file as 8-bit RGB; a file that is not a readable image is an InputError saying why."""
+    try:
+        with Image.open(path) as image:
+            return to_rgb(image)
+    except FileNotFoundError:
+        raise MissingFileError(f"image file {path} does not exist") from None
+    except Exception as err:  # PIL raises many types on corrupt data
+        reason = "empty file" if Path(path).is_file() and Path(path).stat().st_size == 0 else _reason(err)
+        raise InputError(f"{path} is not a readable image ({reason}); pass a JPEG, PNG or other image file") from None
 
 
 def _image_problem(path: Path) -> str | None:
@@ -112,13 +118,17 @@ def _image_problem(path: Path) -> str | None:
             # A JPEG decoded at 1/8 scale still reads every byte, so truncation shows, at half the cost.
             image.draft(None, (1, 1))
             to_rgb(image)
-    except PermissionError:
-        return "permission denied"
-    except UnidentifiedImageError:
-        return "not an image (format not recognised)"
     except Exception as err:  # PIL raises many types on corrupt data; each one means "skip this file"
-        return f"unreadable: {err}"
+        return _reason(err)
     return None
+
+
+def _reason(err: Exception) -> str:
+    if isinstance(err, PermissionError):
+        return "permission denied"
+    if isinstance(err, UnidentifiedImageError):
+        return "not an image (format not recognised)"
+    return f"unreadable: {err}"
 
 
 def _find_classes(split: Path) -> list[str]:

@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from qtransfer.data.images import ImageFolderDataset
-from qtransfer.errors import InputError
+from qtransfer.errors import InputError, MissingFileError
+from qtransfer.formats import HOLDOUT
 
 
 def _by_class(labels: Sequence[int], seed: int) -> dict[int, list[int]]:
@@ -61,8 +62,8 @@ def carve_holdout(
     train = splits["train"]
     names = [p.relative_to(train.root).as_posix() for p, _ in train.samples]
     if listed is not None:
-        record = json.loads(Path(listed).read_text())
-        wanted = set(record.get("files", []))
+        record = read_holdout(Path(listed))
+        wanted = set(record["files"])
         held = [i for i, n in enumerate(names) if n in wanted]
         missing = wanted - set(names)
         if missing:
@@ -71,5 +72,22 @@ def carve_holdout(
     else:
         kept, held = stratified_holdout(train.targets, fraction, seed)
         record = {"fraction": fraction, "seed": seed}
-    record = {**record, "train_root": str(train.root), "files": [names[i] for i in held]}
+    record = {**HOLDOUT.stamp(record), "train_root": str(train.root), "files": [names[i] for i in held]}
     return {**splits, "train": train.subset(kept), "test": train.subset(held)}, record
+
+
+def read_holdout(path: Path) -> dict:
+    """A holdout.json a run wrote: its record, with "files" a list of paths relative to the train folder."""
+    if not path.is_file():
+        raise MissingFileError(f"hold-out list {path} does not exist; pass --holdout-list RUN_DIR/holdout.json of "
+                               f"a run that carved a hold-out")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"hold-out list {path} is not JSON ({err}); pass a holdout.json that a run wrote") from None
+    HOLDOUT.check(record, path)
+    files = record.get("files") if isinstance(record, dict) else None
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise InputError(f"hold-out list {path} has no \"files\" list of file names; pass a holdout.json that a run "
+                         f"wrote")
+    return record

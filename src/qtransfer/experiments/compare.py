@@ -11,14 +11,19 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from qtransfer import distributed
-from qtransfer.config import SettingsFile, TrainConfig
+from qtransfer.config import MAX_SEED, SettingsFile, TrainConfig
 from qtransfer.errors import InputError, Interrupted, MissingFileError
 from qtransfer.experiments.stats import describe, paired_difference
 from qtransfer.features.pipeline import Features, load_features
 from qtransfer.models.heads import HEADS
 from qtransfer.registry import unknown_name
 from qtransfer.report import figures, tables
-from qtransfer.runtime import new_run_dir, package_versions, resolve_device
+from qtransfer.runtime import (
+    check_run_dir,
+    new_run_dir,
+    package_versions,
+    resolve_device,
+)
 from qtransfer.storage import atomic_write_text
 from qtransfer.tracking.start import check_installed, start_tracker
 from qtransfer.tracking.tracker import Tracker
@@ -279,6 +284,7 @@ def compare_on(
 
 def resumable(run_dir: Path, name: str) -> Path:
     """The settings file `name` of an interrupted run directory, or an error saying to start anew."""
+    check_run_dir(run_dir)
     if not (run_dir / name).exists():
         raise MissingFileError(f"{run_dir} has no {name}; start anew without --resume")
     return run_dir / name
@@ -290,6 +296,8 @@ def _check_settings(settings: CompareSettings, specs: Sequence[HeadSpec]) -> Non
         raise InputError(f"unknown held-out metrics {sorted(unknown)}; compare shows {', '.join(HELD_OUT_KEYS)}")
     if not settings.seeds:
         raise InputError("no seeds: pass --seeds N (a count) or --seed-list 1 2 3")
+    if any(not 0 <= seed <= MAX_SEED for seed in settings.seeds):
+        raise InputError(f"seeds must be in 0..{MAX_SEED}, got {settings.seeds}")
     if settings.augment_views < 0:
         raise InputError(f"--augment-views must be >= 0, got {settings.augment_views}")
     labels = [s.label for s in specs]

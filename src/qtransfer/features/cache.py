@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from qtransfer.errors import InputError
+from qtransfer.formats import CACHE_SHARD
 from qtransfer.storage import atomic_write, atomic_write_text
 
 
@@ -36,6 +37,7 @@ class FeatureCache:
         self._index: dict[str, tuple[int, int]] = {}
         self._arrays: list[np.ndarray] = []
         self._seen: set[str] = set()
+        self._foreign = False  # a shard of another format was seen (and said so once)
 
     def lookup(self) -> dict[str, tuple[int, int]]:
         """Every cached image of this extractor: image hash -> (shard, row); rereads the folder for new shards."""
@@ -49,6 +51,9 @@ class FeatureCache:
         data = meta.with_suffix(".npy")
         try:
             entry = json.loads(meta.read_text())
+            if not CACHE_SHARD.readable(entry, meta):
+                self._skip_foreign(meta, entry)
+                return
             hashes = entry["hashes"]
             array = np.load(data, mmap_mode="r", allow_pickle=False)
             if array.dtype != np.float32 or array.ndim != 2 or len(array) != len(hashes):
@@ -64,12 +69,20 @@ class FeatureCache:
         self._arrays.append(array)
         self._index.update((h, (shard, row)) for row, h in enumerate(hashes))
 
+    def _skip_foreign(self, meta: Path, entry: dict) -> None:
+        """Leave a shard of another format (another qtransfer's, sharing the cache) unread and in place."""
+        if not self._foreign:
+            self._foreign = True
+            warnings.warn(f"feature cache {self.dir} holds shards of another qtransfer's format (e.g. {meta.name}: "
+                          f"format {entry.get('format')!r}; this one writes {CACHE_SHARD.current}); they are not "
+                          f"read, and their images are recomputed", stacklevel=5)
+
     def add(self, hashes: Sequence[str], features: Tensor) -> None:
         """Store features of the images with these hashes as one new shard."""
         array = np.ascontiguousarray(features.detach().cpu().float().numpy())
         name = uuid.uuid4().hex
         atomic_write(self.dir / f"{name}.npy", lambda f: np.save(f, array, allow_pickle=False))
-        entry = {"hashes": list(hashes), "shape": list(array.shape), "sha256": _checksum(array)}
+        entry = CACHE_SHARD.stamp({"hashes": list(hashes), "shape": list(array.shape), "sha256": _checksum(array)})
         atomic_write_text(self.dir / f"{name}.json", json.dumps(entry))
 
     def mapped(self, hashes: Sequence[str]) -> MappedFeatures:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -116,14 +117,13 @@ class Circuit:
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:
-        if self.n_qubits < 1:
-            raise InputError(f"n_qubits must be >= 1, got {self.n_qubits}")
+        _check_sizes(self.n_qubits, self.n_inputs, self.weight_shape)
         for i, g in enumerate(self.gates):
             _check_gate(g, i, self.n_qubits, self.n_inputs, self.n_weights)
         if not self.observables:
             raise InputError("a circuit needs at least one observable to measure")
         for o in self.observables:
-            if len(o.paulis) != len(o.wires) or set(o.paulis) - set(PAULIS):
+            if not o.paulis or len(o.paulis) != len(o.wires) or set(o.paulis) - set(PAULIS):
                 raise InputError(f"observable {o} must give one of X, Y, Z per wire")
             _check_wires(o.wires, self.n_qubits, f"observable {o}")
 
@@ -153,25 +153,50 @@ class Circuit:
         )
 
 
+def _count(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)  # numpy's integers too
+
+
+def _check_sizes(n_qubits: int, n_inputs: int, weight_shape: tuple[int, ...]) -> None:
+    if not _count(n_qubits) or n_qubits < 1:
+        raise InputError(f"n_qubits must be an integer >= 1, got {n_qubits!r}")
+    if not _count(n_inputs) or n_inputs < 0:
+        raise InputError(f"n_inputs must be an integer >= 0, got {n_inputs!r}")
+    if not isinstance(weight_shape, tuple) or not all(_count(d) and d >= 0 for d in weight_shape):
+        raise InputError(f"weight_shape must be a tuple of integers >= 0, got {weight_shape!r}")
+
+
 def _check_wires(wires: tuple[int, ...], n_qubits: int, what: str) -> None:
+    if not isinstance(wires, tuple) or not all(_count(w) for w in wires):
+        raise InputError(f"{what}: wires must be a tuple of integers, got {wires!r}")
     if len(set(wires)) != len(wires) or any(not 0 <= w < n_qubits for w in wires):
         raise InputError(f"{what}: wires {wires} must be distinct and in 0..{n_qubits - 1}")
 
 
 def _check_gate(g: Gate, i: int, n_qubits: int, n_inputs: int, n_weights: int) -> None:
-    if g.name not in GATES:
-        raise unknown_name("gate", g.name, GATES, where=f"gate {i}")
+    if not isinstance(g.name, str) or g.name not in GATES:
+        raise unknown_name("gate", str(g.name), GATES, where=f"gate {i}")
     spec = GATES[g.name]
     what = f"gate {i} ({g.name})"
+    _check_wires(g.wires, n_qubits, what)
     if len(g.wires) != spec.n_wires:
         raise InputError(f"{what}: needs {spec.n_wires} wire(s), got {g.wires}")
-    _check_wires(g.wires, n_qubits, what)
     if len(g.params) != spec.n_params:
         raise InputError(f"{what}: needs {spec.n_params} parameter(s), got {len(g.params)}")
     for p in g.params:
-        limit = {"input": n_inputs, "weight": n_weights}.get(p.source)
-        if limit is not None and not 0 <= p.index < limit:
-            raise InputError(f"{what}: {p.source} index {p.index} out of range 0..{limit - 1}")
+        _check_param(p, what, n_inputs, n_weights)
+
+
+def _check_param(p: Param, what: str, n_inputs: int, n_weights: int) -> None:
+    if not isinstance(p, Param) or p.source not in ("input", "weight", "const"):
+        raise InputError(f"{what}: a parameter must be inp(i), weight(i) or const(value), got {p!r}")
+    if p.source == "const":
+        if not isinstance(p.value, numbers.Real) or isinstance(p.value, bool) or not math.isfinite(p.value):
+            raise InputError(f"{what}: a constant parameter must be a finite number, got {p.value!r}")
+        return
+    limit = n_inputs if p.source == "input" else n_weights
+    if not _count(p.index) or not 0 <= p.index < limit:
+        raise InputError(f"{what}: {p.source} index {p.index!r} out of range 0..{limit - 1}")
 
 
 TemplateFn = Callable[[int, int], Circuit]

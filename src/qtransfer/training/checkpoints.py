@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from qtransfer.errors import InputError, MissingFileError
+from qtransfer.formats import CHECKPOINT
 from qtransfer.models.fitted import FittedHead
 
 
@@ -26,6 +27,8 @@ def load_checkpoint(path: Path, resume: bool = False) -> dict[str, Any]:
                   else "retrain, or use a checkpoint qtransfer wrote")
         raise InputError(f"{path} is not a readable qtransfer checkpoint: it is damaged, truncated or not ours "
                          f"({reason}); it was not loaded. {advice[0].upper() + advice[1:]}.") from err
+    if isinstance(state, dict):
+        CHECKPOINT.check(state, path)  # before its keys: a newer format may hold others
     needed = {"head", "classes", "config"} | ({"optimizer", "rows", "best"} if resume else set())
     if not isinstance(state, dict) or not needed <= state.keys():
         have = sorted(state) if isinstance(state, dict) else type(state).__name__

@@ -23,9 +23,15 @@ from qtransfer.features.pipeline import (
     load_backbone,
     split_features,
 )
+from qtransfer.formats import CHECKPOINT
 from qtransfer.models.heads import build_head
 from qtransfer.report import figures
-from qtransfer.runtime import new_run_dir, package_versions, resolve_device
+from qtransfer.runtime import (
+    check_run_dir,
+    new_run_dir,
+    package_versions,
+    resolve_device,
+)
 from qtransfer.storage import atomic_torch_save, atomic_write_text
 from qtransfer.tracking.start import check_installed, start_tracker
 from qtransfer.tracking.tracker import Tracker
@@ -122,8 +128,8 @@ class Run:
 
     # -- checkpoints ---------------------------------------------------------------------
     def _model_state(self) -> dict[str, Any]:
-        state = {"head": self.head.state_dict(), "classes": self.classes, "epoch": self.loop.best["epoch"],
-                 "config": json.loads(self.config.to_json())}
+        state = CHECKPOINT.stamp({"head": self.head.state_dict(), "classes": self.classes,
+                                  "epoch": self.loop.best["epoch"], "config": json.loads(self.config.to_json())})
         if self.config.seed_parity:  # BatchNorm statistics drift in this mode; keep them
             state["backbone_buffers"] = dict(self.backbone.named_buffers())
         return state
@@ -223,6 +229,7 @@ def train(config: TrainConfig, resume: Path | None = None, progress: bool = True
     started = time.perf_counter()
     if resume is not None:
         resume = Path(resume)
+        check_run_dir(resume)
         if not (resume / "last.pt").exists():
             raise MissingFileError(f"{resume} has no last.pt to resume from; start a new run without --resume")
         config = TrainConfig.load(resume / "config.json")

@@ -16,7 +16,7 @@ from qtransfer.errors import InputError, MissingFileError
 from qtransfer.features.extraction import cached_features
 from qtransfer.features.pipeline import feature_cache, load_backbone
 from qtransfer.models.heads import build_head
-from qtransfer.runtime import resolve_device
+from qtransfer.runtime import check_run_dir, resolve_device
 from qtransfer.training.checkpoints import (
     check_compatible,
     load_buffers,
@@ -52,10 +52,15 @@ class TrainedModel:
     def load(cls, run_dir: Path, device: str = "auto", progress: bool = True) -> TrainedModel:
         """The best checkpoint of a run directory."""
         run_dir = Path(run_dir)
+        check_run_dir(run_dir)
         for needed in ("config.json", "best.pt"):
             if not (run_dir / needed).exists():
                 raise MissingFileError(f"{run_dir} has no {needed}; is it a finished qtransfer run directory?")
         config = TrainConfig.load(run_dir / "config.json")
+        try:
+            config.check_ranges()
+        except InputError as err:
+            raise InputError(f"{run_dir / 'config.json'} was damaged: {err}") from None
         best = load_checkpoint(run_dir / "best.pt")
         backbone = load_backbone(config, progress)
         if "backbone_buffers" in best:
