@@ -1,8 +1,10 @@
 """Where and with what a run executes: the device, the package versions, run directories, the cache folder."""
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+from collections.abc import Iterator
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import torch
 
 from qtransfer import distributed
-from qtransfer.errors import InputError, WriteError
+from qtransfer.errors import DirectoryInUse, InputError, WriteError
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -52,6 +54,49 @@ def new_run_dir(out: str | Path, name: str) -> Path:
             raise WriteError(f"cannot create the run directory {path} ({err.strerror or err}); "
                              "pass --out DIR where you may write") from None
     raise WriteError(f"cannot create a new run directory in {out}")
+
+
+LOCK_FILE = ".qtransfer.lock"
+_held: dict[Path, tuple[int, int]] = {}  # directories this process has locked: path -> (fd, depth)
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: Path) -> Iterator[None]:
+    """Hold `run_dir` for this process: another process asking for it meanwhile is refused at once. The lock is an
+    flock on run_dir/.qtransfer.lock, which the system releases when its process dies, even by SIGKILL, so none is
+    ever stale. Nested holds in one process are one lock."""
+    path = Path(run_dir).resolve()
+    if path in _held:
+        fd, depth = _held[path]
+        _held[path] = (fd, depth + 1)
+    else:
+        _held[path] = (_lock(path), 1)
+    try:
+        yield
+    finally:
+        fd, depth = _held.pop(path)
+        if depth > 1:
+            _held[path] = (fd, depth - 1)
+        else:
+            os.close(fd)  # releases the flock
+
+
+def _lock(path: Path) -> int:
+    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform (Windows): run unlocked
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise DirectoryInUse(f"{path} is in use by another qtransfer process (pid {holder}); wait for it to finish, "
+                             f"or stop it and run this again") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
 
 
 def cache_root(cache_dir: str | Path = "") -> Path:

@@ -2,6 +2,7 @@
 after every epoch and resumable."""
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -24,8 +25,17 @@ from qtransfer.features.pipeline import (
 )
 from qtransfer.models.heads import build_head
 from qtransfer.report import figures
-from qtransfer.runtime import new_run_dir, package_versions, resolve_device
-from qtransfer.storage import atomic_torch_save, atomic_write_text
+from qtransfer.runtime import (
+    new_run_dir,
+    package_versions,
+    resolve_device,
+    run_dir_lock,
+)
+from qtransfer.storage import (
+    atomic_torch_save,
+    atomic_write_text,
+    remove_stale_temp_files,
+)
 from qtransfer.training.checkpoints import (
     check_compatible,
     load_buffers,
@@ -205,35 +215,40 @@ class Run:
 def train(config: TrainConfig, resume: Path | None = None, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Run (or resume) a training; returns the run directory and its summary."""
     started = time.perf_counter()
-    if resume is not None:
-        resume = Path(resume)
-        if not (resume / "last.pt").exists():
-            raise MissingFileError(f"{resume} has no last.pt to resume from; start a new run without --resume")
-        config = TrainConfig.load(resume / "config.json")
-    config.validate()
-    if distributed.is_distributed():
-        _check_distributable(config)
-    device = resolve_device(config.device)
-    run = Run(config, device, progress)  # loads the backbone and checks the data before any directory is made
-    if distributed.is_main():
-        run.dir = resume or new_run_dir(config.out, config.name or f"{config.backbone}-{config.head}")
-    run.dir = distributed.broadcast(run.dir)
-    if distributed.is_main():
-        atomic_write_text(run.dir / "config.json", config.to_json())
-        if run.holdout is not None:
-            atomic_write_text(run.dir / "holdout.json", json.dumps(run.holdout, indent=2))
-    if resume is not None:
-        run.restore(load_checkpoint(resume / "last.pt", resume=True))
-    run.prepare()
-    try:
-        run.fit()
-    except KeyboardInterrupt:
-        raise Interrupted(
-            f"interrupted; {len(run.loop.rows)} finished epoch(s) are saved in {run.dir / 'last.pt'} and "
-            f"metrics.jsonl. Continue with: qtransfer train --resume {run.dir}"
-        ) from None
-    summary = distributed.broadcast(run.finish(started) if distributed.is_main() else None)
-    return run.dir, summary
+    with contextlib.ExitStack() as held:
+        if resume is not None:
+            resume = Path(resume)
+            if not (resume / "last.pt").exists():
+                raise MissingFileError(f"{resume} has no last.pt to resume from; start a new run without --resume")
+            if distributed.is_main():  # refuse a run another process is continuing, before any work
+                held.enter_context(run_dir_lock(resume))
+                remove_stale_temp_files(resume)
+            config = TrainConfig.load(resume / "config.json")
+        config.validate()
+        if distributed.is_distributed():
+            _check_distributable(config)
+        device = resolve_device(config.device)
+        run = Run(config, device, progress)  # loads the backbone and checks the data before any directory is made
+        if distributed.is_main():
+            run.dir = resume or new_run_dir(config.out, config.name or f"{config.backbone}-{config.head}")
+            held.enter_context(run_dir_lock(run.dir))
+        run.dir = distributed.broadcast(run.dir)
+        if distributed.is_main():
+            atomic_write_text(run.dir / "config.json", config.to_json())
+            if run.holdout is not None:
+                atomic_write_text(run.dir / "holdout.json", json.dumps(run.holdout, indent=2))
+        if resume is not None:
+            run.restore(load_checkpoint(resume / "last.pt", resume=True))
+        run.prepare()
+        try:
+            run.fit()
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"interrupted; {len(run.loop.rows)} finished epoch(s) are saved in {run.dir / 'last.pt'} and "
+                f"metrics.jsonl. Continue with: qtransfer train --resume {run.dir}"
+            ) from None
+        summary = distributed.broadcast(run.finish(started) if distributed.is_main() else None)
+        return run.dir, summary
 
 
 def _check_distributable(config: TrainConfig) -> None:
