@@ -1,9 +1,11 @@
 """Heads compared over seeds on one set of cached features: runs, summaries, paired differences."""
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -18,8 +20,13 @@ from qtransfer.features.pipeline import Features, load_features
 from qtransfer.models.heads import HEADS
 from qtransfer.registry import unknown_name
 from qtransfer.report import figures, tables
-from qtransfer.runtime import new_run_dir, package_versions, resolve_device
-from qtransfer.storage import atomic_write_text
+from qtransfer.runtime import (
+    new_run_dir,
+    package_versions,
+    resolve_device,
+    run_dir_lock,
+)
+from qtransfer.storage import atomic_write_text, remove_stale_temp_files
 from qtransfer.training.fit import FitResult, fit_features
 
 # Settings a head spec may change ("quantum:depth=2,qubits=8"): spec key -> TrainConfig field.
@@ -102,7 +109,7 @@ def run_grid(
     """Every (spec, augmented, seed) fitted once; runs.jsonl in run_dir keeps finished ones, so a rerun resumes.
     Under torchrun each rank fits every world-th run and rank 0 gathers them, in the single-process order."""
     path = run_dir / "runs.jsonl"
-    done = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    done = read_runs(path)
     done = distributed.broadcast(done if distributed.is_main() else None)  # rank 0's file decides what is left
     have = {(r["label"], r["augmented"], r["seed"]) for r in done}
     todo = [(s, a, seed) for s in specs for a in augmented for seed in seeds if (s.label, a, seed) not in have]
@@ -126,6 +133,24 @@ def run_grid(
     if distributed.is_main():
         atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in done))
     return done
+
+
+def read_runs(path: Path) -> list[dict[str, Any]]:
+    """The finished runs in a runs.jsonl (none when it does not exist). The file is rewritten whole on every
+    change, so it is never torn; a last line that is anyway (a copy cut short) is left out, to be run again."""
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    runs = []
+    for i, line in enumerate(lines):
+        try:
+            runs.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1:
+                raise InputError(f"line {i + 1} of {path} is not a JSON object; delete that line (its run is "
+                                 f"run again) and rerun with --resume {path.parent}") from None
+            warnings.warn(f"the last line of {path} is cut short; its run is run again", stacklevel=2)
+    return runs
 
 
 def group_label(r: dict[str, Any], views: int) -> str:
@@ -184,9 +209,7 @@ class CompareSettings(SettingsFile):
 
 def compare(settings: CompareSettings, resume: Path | None = None, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Train every head over every seed on cached features; write compare.json, compare.md, compare.png."""
-    run_dir, result = run_comparison(settings, resume, "compare", progress)
-    write_comparison(run_dir, result)
-    return run_dir, result
+    return run_comparison(settings, resume, "compare", progress, finish=write_comparison)
 
 
 def write_comparison(run_dir: Path, result: dict[str, Any]) -> None:
@@ -199,27 +222,38 @@ def write_comparison(run_dir: Path, result: dict[str, Any]) -> None:
 
 
 def run_comparison(
-    settings: CompareSettings, resume: Path | None, name: str, progress: bool = True
+    settings: CompareSettings, resume: Path | None, name: str, progress: bool = True,
+    files: dict[str, str] | None = None, finish: Callable[[Path, dict[str, Any]], None] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Features, then every (head, seed) fit, resumable from runs.jsonl; returns the directory and the result."""
+    """Features, then every (head, seed) fit, resumable from runs.jsonl; returns the directory and the result.
+    The directory holds compare_config.json and `files` (name -> text) from the start, and is locked against other
+    processes until `finish(run_dir, result)` has written the results."""
     if resume is not None:
         settings = CompareSettings.load(resumable(Path(resume), "compare_config.json"))
     specs = [parse_head(h) for h in settings.heads]
     _check_settings(settings, specs)
     started = time.perf_counter()
-    features = load_features(settings.config, settings.augment_views, progress)
-    run_dir = None
-    if distributed.is_main():
-        run_dir = Path(resume) if resume else new_run_dir(settings.config.out, settings.config.name or name)
-        atomic_write_text(run_dir / "compare_config.json", settings.to_json())
-    run_dir = distributed.broadcast(run_dir)
-    try:
-        return run_dir, compare_on(settings, features, run_dir, started, progress)
-    except KeyboardInterrupt:
-        path = run_dir / "runs.jsonl"
-        done = len(path.read_text().splitlines()) if path.exists() else 0
-        raise Interrupted(f"interrupted; {done} finished run(s) are kept in {path}. "
-                          f"Continue with: qtransfer {name} --resume {run_dir}") from None
+    with contextlib.ExitStack() as held:
+        if resume is not None and distributed.is_main():  # refuse a directory in use before any work
+            held.enter_context(run_dir_lock(Path(resume)))
+            remove_stale_temp_files(Path(resume))
+        features = load_features(settings.config, settings.augment_views, progress)
+        run_dir = None
+        if distributed.is_main():
+            run_dir = Path(resume) if resume else new_run_dir(settings.config.out, settings.config.name or name)
+            held.enter_context(run_dir_lock(run_dir))
+            for file, text in {"compare_config.json": settings.to_json(), **(files or {})}.items():
+                atomic_write_text(run_dir / file, text)
+        run_dir = distributed.broadcast(run_dir)
+        try:
+            result = compare_on(settings, features, run_dir, started, progress)
+        except KeyboardInterrupt:
+            done = len(read_runs(run_dir / "runs.jsonl"))
+            raise Interrupted(f"interrupted; {done} finished run(s) are kept in {run_dir / 'runs.jsonl'}. "
+                              f"Continue with: qtransfer {name} --resume {run_dir}") from None
+        if finish is not None:
+            finish(run_dir, result)
+        return run_dir, result
 
 
 def compare_on(
