@@ -298,7 +298,8 @@ class Workload:
             return "finished before the kill"
         if kill.left_tmp:
             parts = Path(kill.left_tmp[0]).name[1:].split(".")  # .<name>.<pid>.<host>.<rand>.tmp
-            return "writing " + ".".join(parts[:-4])
+            target = ".".join(parts[:-4])
+            return f"writing a cache shard's .{parts[-5]}" if len(parts[0]) == 32 else f"writing {target}"
         if self.command == "extract":
             return f"extraction ({new_rows} feature rows written)"
         if run_dir is None:
