@@ -5,6 +5,7 @@ recover each (rerun or --resume), and check the cache, the results and the tempo
 
 Half of each command's kills fall at an instant drawn uniformly over its clean run's duration, half right after its
 n-th temporary file appears (n drawn over the clean run's count): a shard, checkpoint or runs.jsonl being written.
+A run that finishes before its instant is reported but not counted: trials go on until --kills kills have landed.
 Every other train kill starts from an empty cache, so extraction inside train is killed too. The checks are those of
 tests/crash_harness.py, shared with tests/test_crash.py.
 """
@@ -44,24 +45,31 @@ def campaign(data: Path, kills: int, seed: int, per_class: int, workdir: Path) -
         workloads[command] = Workload(command, subset, workdir / command, warm_cache=clean["extract"]["cache"])
         clean[command] = workloads[command].run_clean()
     _log("clean runs:", {c: round(v["seconds"], 1) for c, v in clean.items()})
-    trials = []
-    for i in range(kills):
-        command = COMMANDS[i % len(COMMANDS)]
+    trials: list[dict] = []
+    landed, attempt = Counter(), 0
+    per_command = {c: kills // len(COMMANDS) + (i < kills % len(COMMANDS)) for i, c in enumerate(COMMANDS)}
+    while any(landed[c] < n for c, n in per_command.items()) and attempt < 3 * kills:
+        command = COMMANDS[attempt % len(COMMANDS)]
+        k = attempt // len(COMMANDS)
+        attempt += 1
+        if landed[command] >= per_command[command]:
+            continue
         w, ref = workloads[command], clean[command]
-        cold = command == "train" and (i // len(COMMANDS)) % 2 == 1
+        cold = command == "train" and k % 2 == 1
         span = ref["seconds"] + (clean["extract"]["seconds"] if cold else 0.0)
-        if i // len(COMMANDS) % 4 < 2:
+        if k % 4 < 2:
             kwargs = {"at": rng.uniform(0, span)}
         else:
             kwargs = {"nth_tmp": rng.randint(1, max(1, ref["tmp_writes"] + (4 if cold else 0)))}
-        report = w.trial(f"trial{i}", cold=cold, **kwargs)
+        report = w.trial(f"trial{attempt}", cold=cold, **kwargs)
         trials.append(report)
-        _log(f"{i + 1}/{kills} {command} {report['trigger']} -> {report['phase']}; recovery {report['recovery']}; "
-             f"{'passed' if report['passed'] else 'FAILED ' + json.dumps(report['checks'])}")
-    return summarize(trials, clean, kills, seed, per_class, time.perf_counter() - started)
+        landed[command] += report["killed"]  # a run that finished before its instant is reported, not counted
+        _log(f"{sum(landed.values())}/{kills} {command} {report['trigger']} -> {report['phase']}; recovery "
+             f"{report['recovery']}; {'passed' if report['passed'] else 'FAILED ' + json.dumps(report['checks'])}")
+    return summarize(trials, clean, seed, per_class, time.perf_counter() - started)
 
 
-def summarize(trials: list[dict], clean: dict, kills: int, seed: int, per_class: int, seconds: float) -> dict:
+def summarize(trials: list[dict], clean: dict, seed: int, per_class: int, seconds: float) -> dict:
     """Counts per command: kills that landed, phases, recoveries, checks passed."""
     commands = {}
     for command in COMMANDS:
@@ -78,12 +86,12 @@ def summarize(trials: list[dict], clean: dict, kills: int, seed: int, per_class:
             "failed_checks": dict(Counter(k for t in mine for k, ok in t["checks"].items() if not ok)),
         }
     return {
-        "kills": kills, "seed": seed, "images_per_class_and_split": per_class, "wall_s": round(seconds, 1),
+        "trials": len(trials), "kills": sum(t["killed"] for t in trials), "seed": seed, "images_per_class_and_split": per_class, "wall_s": round(seconds, 1),
         "clean_run_s": {c: round(v["seconds"], 1) for c, v in clean.items()},
         "clean_run_temporary_files": {c: v["tmp_writes"] for c, v in clean.items()},
         "all_passed": all(t["passed"] for t in trials),
         "commands": commands,
-        "trials": trials,
+        "each_trial": trials,
     }
 
 

@@ -251,6 +251,11 @@ class Workload:
     def trial(self, name: str, at: float | None = None, nth_tmp: int | None = None, cold: bool = False,
               in_process: bool = False) -> dict[str, Any]:
         """Kill one run at an instant, check what it left, recover (resume or rerun) and check the result."""
+        return self.recover(self.kill(name, at, nth_tmp, cold), in_process)
+
+    def kill(self, name: str, at: float | None = None, nth_tmp: int | None = None, cold: bool = False
+             ) -> dict[str, Any]:
+        """Start a run in fresh folders and SIGKILL it (see run_and_kill); what it left, for `recover`."""
         cache, out = self.folders(name, cold)
         before, _ = shard_rows(cache)
         kill = run_and_kill(self.argv(cache, out), [cache, out], at=at, nth_tmp=nth_tmp)
@@ -261,8 +266,15 @@ class Workload:
         report["phase"] = self._phase(kill, run_dir, len(rows) - len(before))
         report["left_tmp"] = len(kill.left_tmp)
         report["orphan_arrays"] = len(orphan_arrays(cache))
-        checks: dict[str, bool] = {"no_corrupt_shard_on_disk": not bad}
-        missing = len(self.clean["features"]) - len(rows.keys() & self.clean["features"].keys())
+        report["checks"] = {"no_corrupt_shard_on_disk": not bad}
+        report["missing"] = len(self.clean["features"]) - len(rows.keys() & self.clean["features"].keys())
+        report["folders"] = (cache, out, run_dir)
+        return report
+
+    def recover(self, report: dict[str, Any], in_process: bool = False) -> dict[str, Any]:
+        """Rerun or resume a killed run (see `kill`) and check the cache, the results and the temporary files."""
+        cache, out, run_dir = report.pop("folders")
+        checks, missing = report["checks"], report["missing"]
         # recover: --resume when the run left a resumable state, else the same command again
         argv, report["recovery"] = self._recovery(cache, out, run_dir)
         code, stdout, stderr = run_cli(argv, in_process=in_process)
@@ -276,7 +288,7 @@ class Workload:
         if self.command == "extract":
             computed = json.loads(stdout)["computed"] if code == 0 else None
             checks["computed_only_missing"] = computed == missing
-            report["computed"], report["missing"] = computed, missing
+            report["computed"] = computed
         elif code == 0:
             final = run_dir if report["recovery"] == "resume" else next(p for p in sorted(out.iterdir()) if p != run_dir)
             if self.command == "train":
