@@ -7,7 +7,8 @@ Half of each command's kills fall at an instant drawn uniformly over its clean r
 n-th temporary file appears (n drawn over the clean run's count): a shard, checkpoint or runs.jsonl being written.
 A run that finishes before its instant is reported but not counted: trials go on until --kills kills have landed.
 Every other train kill starts from an empty cache, so extraction inside train is killed too. The checks are those of
-tests/crash_harness.py, shared with tests/test_crash.py.
+tests/crash_harness.py, shared with tests/test_crash.py. Recovery (rerun or --resume) runs in this process, through
+the CLI's entry point, with one torch thread like the killed processes (run it with OMP_NUM_THREADS=1).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,8 +35,9 @@ def _log(*args: object) -> None:
     print(*args, file=sys.stderr, flush=True)
 
 
-def campaign(data: Path, kills: int, seed: int, per_class: int, workdir: Path) -> dict:
-    """Run the clean references, then `kills` killed-and-recovered trials spread over the commands."""
+def campaign(data: Path, kills: int, seed: int, per_class: int, workdir: Path, workers: int) -> dict:
+    """Run the clean references, then killed-and-recovered trials spread over the commands until `kills` kills
+    have landed. `workers` processes are killed side by side; recoveries run one at a time in this process."""
     started = time.perf_counter()
     rng = random.Random(seed)
     subset = small_dataset(data, workdir / "data", per_class)
@@ -43,30 +46,43 @@ def campaign(data: Path, kills: int, seed: int, per_class: int, workdir: Path) -
     clean = {"extract": extract.run_clean()}
     for command in COMMANDS[1:]:
         workloads[command] = Workload(command, subset, workdir / command, warm_cache=clean["extract"]["cache"])
-        clean[command] = workloads[command].run_clean()
+    with ThreadPoolExecutor(len(COMMANDS) - 1) as pool:
+        clean.update(zip(COMMANDS[1:], pool.map(lambda c: workloads[c].run_clean(), COMMANDS[1:])))
     _log("clean runs:", {c: round(v["seconds"], 1) for c, v in clean.items()})
     trials: list[dict] = []
-    landed, attempt = Counter(), 0
-    per_command = {c: kills // len(COMMANDS) + (i < kills % len(COMMANDS)) for i, c in enumerate(COMMANDS)}
-    while any(landed[c] < n for c, n in per_command.items()) and attempt < 3 * kills:
-        command = COMMANDS[attempt % len(COMMANDS)]
-        k = attempt // len(COMMANDS)
-        attempt += 1
-        if landed[command] >= per_command[command]:
-            continue
-        w, ref = workloads[command], clean[command]
-        cold = command == "train" and k % 2 == 1
-        span = ref["seconds"] + (clean["extract"]["seconds"] if cold else 0.0)
-        if k % 4 < 2:
-            kwargs = {"at": rng.uniform(0, span)}
-        else:
-            kwargs = {"nth_tmp": rng.randint(1, max(1, ref["tmp_writes"] + (4 if cold else 0)))}
-        report = w.trial(f"trial{attempt}", cold=cold, **kwargs)
-        trials.append(report)
-        landed[command] += report["killed"]  # a run that finished before its instant is reported, not counted
-        _log(f"{sum(landed.values())}/{kills} {command} {report['trigger']} -> {report['phase']}; recovery "
-             f"{report['recovery']}; {'passed' if report['passed'] else 'FAILED ' + json.dumps(report['checks'])}")
+    wanted = {c: kills // len(COMMANDS) + (i < kills % len(COMMANDS)) for i, c in enumerate(COMMANDS)}
+    landed: Counter = Counter()
+    drawn: Counter = Counter()
+    for _ in range(4):  # a run that finishes before its instant is reported, not counted: draw again for it
+        plan = []
+        for k in range(max(wanted.values())):
+            for command in COMMANDS:
+                if k < wanted[command] - landed[command]:
+                    plan.append((command, _draw(rng, drawn[command], clean, command)))
+                    drawn[command] += 1
+        if not plan:
+            break
+        with ThreadPoolExecutor(workers) as pool:
+            futures = [pool.submit(workloads[c].kill, f"{c}{len(trials) + i}", **kwargs)
+                       for i, (c, kwargs) in enumerate(plan)]
+            for (command, _), future in zip(plan, futures):
+                report = workloads[command].recover(future.result(), in_process=True)
+                trials.append(report)
+                landed[command] += report["killed"]
+                _log(f"{sum(landed.values())}/{kills} {command} {report['trigger']} -> {report['phase']}; recovery "
+                     f"{report['recovery']}; "
+                     f"{'passed' if report['passed'] else 'FAILED ' + json.dumps(report['checks'])}")
     return summarize(trials, clean, seed, per_class, time.perf_counter() - started)
+
+
+def _draw(rng: random.Random, k: int, clean: dict, command: str) -> dict:
+    """The k-th kill of a command: at a uniform instant (k mod 4 in 0, 1) or at its n-th temporary file; every
+    other train run starts from an empty cache."""
+    cold = command == "train" and k % 2 == 1
+    if k % 4 < 2:
+        span = clean[command]["seconds"] + (clean["extract"]["seconds"] if cold else 0.0)
+        return {"at": rng.uniform(0, span), "cold": cold}
+    return {"nth_tmp": rng.randint(1, max(1, clean[command]["tmp_writes"] + (4 if cold else 0))), "cold": cold}
 
 
 def summarize(trials: list[dict], clean: dict, seed: int, per_class: int, seconds: float) -> dict:
@@ -103,10 +119,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per-class", type=int, default=10, help="images per class and split (symbolic links)")
     parser.add_argument("--workdir", type=Path, help="where the trials run (default: a temporary folder)")
+    parser.add_argument("--workers", type=int, default=2, help="processes killed side by side (default: 2)")
     args = parser.parse_args()
+    os.environ["OMP_NUM_THREADS"] = "1"  # before torch is imported: recoveries compute like the killed processes
     with tempfile.TemporaryDirectory(prefix="kill-campaign-") as tmp:
         workdir = args.workdir or Path(tmp)
-        result = campaign(args.data.resolve(), args.kills, args.seed, args.per_class, workdir)
+        result = campaign(args.data.resolve(), args.kills, args.seed, args.per_class, workdir, args.workers)
     print(json.dumps(result, indent=2))
 
 
