@@ -144,7 +144,7 @@ def test_distributed_training_matches_single_process(data: Path, single_process_
 def test_distributed_compare_equals_single_process_table(data: Path, single_process_cache, tmp_path: Path) -> None:
     flags = ["--data", str(data), *BACKBONE, "--epochs", "2", "--heads", "quantum", "classical", "--seeds", "2",
              "--cache-dir", str(warm_cache(single_process_cache, tmp_path / "cache"))]
-    launched = launch("compare", *flags, "--out", str(tmp_path / "two"), cwd=tmp_path)
+    launched = launch("compare", *flags, "--out", str(tmp_path / "two"), "--tensorboard", cwd=tmp_path)
     with one_thread():
         assert main(["compare", *flags, "--out", str(tmp_path / "one")]) == 0
     done = finish(launched)
@@ -153,6 +153,11 @@ def test_distributed_compare_equals_single_process_table(data: Path, single_proc
     untimed = lambda d: re.sub(r"\| \d+\.\d\d \|$", "| s |", (d / "compare.md").read_text(), flags=re.M)  # noqa: E731
     assert untimed(run) == untimed(single) and "| `classical` | 2 |" in untimed(run)
     assert (run / "compare.png").exists()
+    # rank 0 alone tracks: one event file for the comparison, a child per head and seed, whichever rank fitted it
+    assert len(list(run.glob("events.out.tfevents*"))) == 1
+    children = sorted(p.name for p in (run / "tensorboard").iterdir())
+    assert children == ["classical-seed42", "classical-seed43", "quantum-seed42", "quantum-seed43"]
+    assert all(len(list((run / "tensorboard" / c).glob("events.out.tfevents*"))) == 1 for c in children)
 
     def rows(d: Path) -> list[dict]:
         return [{k: v for k, v in r.items() if k != "train_s"} for r in json.loads((d / "compare.json").read_text())["runs"]]

@@ -60,10 +60,23 @@ def _add_config_flags(p: argparse.ArgumentParser, exclude: Sequence[str] = ()) -
         kind = {"int": int, "float": float}.get(str(types[field_name]), str)
         p.add_argument(flag, dest=field_name, type=kind, default=default, help=f"{help_text} (default: {default!r})")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    _add_tracking_flags(p)
+
+
+# Settings of experiment tracking: config fields, so that a config file may set them too.
+TRACKING_FIELDS = ("tensorboard", "mlflow")
+
+
+def _add_tracking_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard event files into the run directory (then: tensorboard --logdir OUT)")
+    p.add_argument("--mlflow", nargs="?", const="local", default="", metavar="URI",
+                   help="also log to MLflow: to the tracking URI, or without one ('local') to the SQLite database "
+                        "OUT/mlflow.db (then: mlflow ui --backend-store-uri sqlite:///OUT/mlflow.db)")
 
 
 def _config(args: argparse.Namespace, **extra: object) -> TrainConfig:
-    values = {name: getattr(args, name) for name in TRAIN_FLAGS if hasattr(args, name)}
+    values = {name: getattr(args, name) for name in (*TRAIN_FLAGS, *TRACKING_FIELDS) if hasattr(args, name)}
     return TrainConfig(**values, no_cache=args.no_cache, **extra)  # type: ignore[arg-type]
 
 
@@ -262,7 +275,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "cuda": torch.cuda.is_available(),
         "threads": torch.get_num_threads(),
         "cache": {"path": str(cache), "bytes": size},
-        "backbones": sorted(BACKBONES),
+        "backbones": [*sorted(BACKBONES), "timm:<model> (any timm model; pip install qtransfer[timm])"],
         "quantum_backbones": {name: spec.description for name, spec in QUANTUM_BACKBONES.items()},
         "heads": sorted(HEADS),
         "templates": sorted(TEMPLATES),
@@ -445,6 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     warnings.simplefilter("default")
+    warnings.formatwarning = _format_warning
     handler: Callable[[argparse.Namespace], int] = args.func
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     source = ""  # errors of the file itself name it; later ones are headed by it
@@ -489,6 +503,18 @@ def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace)
                          f"(torchrun shares {', '.join(DISTRIBUTED_COMMANDS)})")
     with distributed.session():
         return handler(args)
+
+
+_PACKAGE_DIR = str(Path(__file__).parent)
+_python_format_warning = warnings.formatwarning
+
+
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    line: str | None = None) -> str:
+    """qtransfer's own warnings as one line; other libraries' with their file and line, as Python shows them."""
+    if filename.startswith(_PACKAGE_DIR):
+        return f"qtransfer: warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
 
 
 def _rank_label() -> str:

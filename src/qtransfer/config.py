@@ -44,6 +44,8 @@ class TrainConfig:
     device_options: str = ""  # PennyLane devices: JSON keyword arguments, e.g. {"noise_model": "FakeManilaV2"}
     holdout: float = 0.0  # carve this stratified fraction of train into a held-out test split (when no test/)
     holdout_list: str = ""  # or hold out the files a previous run's holdout.json lists
+    tensorboard: bool = False  # also write TensorBoard event files into the run directory
+    mlflow: str = ""  # also log to MLflow: "" off, "local" (OUT/mlflow.db, SQLite) or a tracking URI
 
     def validate(self) -> TrainConfig:
         """Refuse settings outside their range, naming the allowed range."""

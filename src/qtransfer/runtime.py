@@ -32,7 +32,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 def package_versions() -> dict[str, str]:
     """Versions of Python and the packages a result depends on."""
     out = {"python": platform.python_version()}
-    for pkg in ("qtransfer", "torch", "torchvision", "numpy", "pennylane", "efficientnet-lite-pytorch"):
+    for pkg in ("qtransfer", "torch", "torchvision", "numpy", "pennylane", "efficientnet-lite-pytorch", "timm"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -43,6 +43,7 @@ def package_versions() -> dict[str, str]:
 def new_run_dir(out: str | Path, name: str) -> Path:
     """<out>/<time>-<name>/, made fresh (a suffix -1, -2, ... when another run took the name this second)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = name.replace(":", "-")  # timm:<model>; Windows allows no colon in a file name
     path = Path(out) / f"{stamp}-{name}"
     for i in range(1, 1000):
         try:

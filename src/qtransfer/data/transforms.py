@@ -18,12 +18,16 @@ def image_transform(
     std: Sequence[float] = IMAGENET_STD,
     interpolation: InterpolationMode = InterpolationMode.BILINEAR,
     augment: bool = False,
+    squash: bool = False,
 ) -> transforms.Compose:
-    """Resize + CenterCrop (or, with `augment`, RandomResizedCrop + RandomHorizontalFlip), ToTensor, Normalize."""
+    """Resize + CenterCrop (or, with `augment`, RandomResizedCrop + RandomHorizontalFlip), ToTensor, Normalize.
+
+    `squash` resizes to a `resize` x `resize` square (timm's crop mode "squash"), not the shorter side to `resize`."""
     if augment:
         geometry = [transforms.RandomResizedCrop(crop, interpolation=interpolation), transforms.RandomHorizontalFlip()]
     else:
-        geometry = [transforms.Resize(resize, interpolation=interpolation), transforms.CenterCrop(crop)]
+        size = (resize, resize) if squash else resize
+        geometry = [transforms.Resize(size, interpolation=interpolation), transforms.CenterCrop(crop)]
     return transforms.Compose([*geometry, transforms.ToTensor(), transforms.Normalize(mean, std)])
 
 

@@ -6,7 +6,7 @@ import json
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ from qtransfer.runtime import (
     run_dir_lock,
 )
 from qtransfer.storage import atomic_write_text, remove_stale_temp_files
+from qtransfer.tracking.start import check_installed, start_tracker
+from qtransfer.tracking.tracker import Tracker
 from qtransfer.training.fit import FitResult, fit_features
 
 # Settings a head spec may change ("quantum:depth=2,qubits=8"): spec key -> TrainConfig field.
@@ -94,6 +96,19 @@ def record(spec: HeadSpec, seed: int, augmented: bool, fit: FitResult) -> dict[s
     }
 
 
+def track_run(parent: Tracker, config: TrainConfig, r: dict[str, Any]) -> None:
+    """One line of runs.jsonl as a child run of the comparison: its settings, per-epoch curves and results."""
+    name = f"{r['label']}{'+aug' if r['augmented'] else ''}-seed{r['seed']}"
+    with parent.child(name) as child:
+        settings = replace(config, head=r["head"], seed=r["seed"], **r["settings"])
+        child.params({**asdict(settings), "label": r["label"], "augmented": r["augmented"]})
+        curves = r["curves"]
+        for epoch, values in enumerate(zip(*curves.values()), 1):
+            child.metrics(dict(zip(curves, values)), epoch)
+        child.results({k: r[k] for k in ("best_epoch", "best_val_acc", "best_val_loss", "final_val_acc",
+                                          "final_val_loss", "train_s", *HELD_OUT) if r.get(k) is not None})
+
+
 # ------------------------------------------------------------------------------------- many fits
 
 
@@ -105,9 +120,11 @@ def run_grid(
     run_dir: Path,
     augmented: Iterable[bool] = (False,),
     progress: bool = True,
+    tracker: Tracker = Tracker(),
 ) -> list[dict[str, Any]]:
     """Every (spec, augmented, seed) fitted once; runs.jsonl in run_dir keeps finished ones, so a rerun resumes.
-    Under torchrun each rank fits every world-th run and rank 0 gathers them, in the single-process order."""
+    Under torchrun each rank fits every world-th run and rank 0 gathers them, in the single-process order. Each
+    finished run is also a child run of `tracker` (rank 0's)."""
     path = run_dir / "runs.jsonl"
     done = read_runs(path)
     done = distributed.broadcast(done if distributed.is_main() else None)  # rank 0's file decides what is left
@@ -126,12 +143,16 @@ def run_grid(
         mine.append(record(spec, seed, augment, fit))
         if distributed.is_main():  # rank 0's finished runs survive an interruption; the others' arrive at the end
             atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in done + mine))
+            track_run(tracker, config, mine[-1])
     if not distributed.is_distributed():
         return done + mine
-    runs = {(r["label"], r["augmented"], r["seed"]): r for part in distributed.gather(mine) for r in part}
+    parts = distributed.gather(mine)
+    runs = {(r["label"], r["augmented"], r["seed"]): r for part in parts for r in part}
     done = done + [runs[(s.label, a, seed)] for s, a, seed in todo]
     if distributed.is_main():
         atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in done))
+        for r in (r for part in parts[1:] for r in part):  # the other ranks' runs
+            track_run(tracker, config, r)
     return done
 
 
@@ -209,7 +230,7 @@ class CompareSettings(SettingsFile):
 
 def compare(settings: CompareSettings, resume: Path | None = None, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Train every head over every seed on cached features; write compare.json, compare.md, compare.png."""
-    return run_comparison(settings, resume, "compare", progress, finish=write_comparison)
+    return run_comparison(settings, resume, "compare", progress, write_comparison)
 
 
 def write_comparison(run_dir: Path, result: dict[str, Any]) -> None:
@@ -223,15 +244,17 @@ def write_comparison(run_dir: Path, result: dict[str, Any]) -> None:
 
 def run_comparison(
     settings: CompareSettings, resume: Path | None, name: str, progress: bool = True,
-    files: dict[str, str] | None = None, finish: Callable[[Path, dict[str, Any]], None] | None = None,
+    write: Callable[[Path, dict[str, Any]], None] = lambda run_dir, result: None, files: dict[str, str] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Features, then every (head, seed) fit, resumable from runs.jsonl; returns the directory and the result.
-    The directory holds compare_config.json and `files` (name -> text) from the start, and is locked against other
-    processes until `finish(run_dir, result)` has written the results."""
+    """Features, then every (head, seed) fit, resumable from runs.jsonl, then `write(run_dir, result)`; returns the
+    directory and the result. The directory holds compare_config.json and `files` (name -> text) from the start,
+    and is locked against other processes until its results are written. With --tensorboard or --mlflow the
+    comparison is one tracked run with a child run per head and seed, and its files at the end."""
     if resume is not None:
         settings = CompareSettings.load(resumable(Path(resume), "compare_config.json"))
     specs = [parse_head(h) for h in settings.heads]
     _check_settings(settings, specs)
+    check_installed(settings.config.tensorboard, settings.config.mlflow)
     started = time.perf_counter()
     with contextlib.ExitStack() as held:
         if resume is not None and distributed.is_main():  # refuse a directory in use before any work
@@ -245,24 +268,36 @@ def run_comparison(
             for file, text in {"compare_config.json": settings.to_json(), **(files or {})}.items():
                 atomic_write_text(run_dir / file, text)
         run_dir = distributed.broadcast(run_dir)
-        try:
-            result = compare_on(settings, features, run_dir, started, progress)
-        except KeyboardInterrupt:
-            done = len(read_runs(run_dir / "runs.jsonl"))
-            raise Interrupted(f"interrupted; {done} finished run(s) are kept in {run_dir / 'runs.jsonl'}. "
-                              f"Continue with: qtransfer {name} --resume {run_dir}") from None
-        if finish is not None:
-            finish(run_dir, result)
-        return run_dir, result
+        config = settings.config
+        with start_tracker(run_dir, config.tensorboard, config.mlflow, resume=resume is not None) as tracker:
+            tracker.params(settings_params(settings))
+            try:
+                result = compare_on(settings, features, run_dir, started, progress, tracker)
+            except KeyboardInterrupt:
+                done = len(read_runs(run_dir / "runs.jsonl"))
+                raise Interrupted(f"interrupted; {done} finished run(s) are kept in {run_dir / 'runs.jsonl'}. "
+                                  f"Continue with: qtransfer {name} --resume {run_dir}") from None
+            write(run_dir, result)
+            tracker.figures(sorted(run_dir.glob("*.png")))
+            tracker.files(run_dir)
+    return run_dir, result
+
+
+def settings_params(settings: Any) -> dict[str, Any]:
+    """An experiment's settings as one flat dict: its TrainConfig's fields, then its own."""
+    values = asdict(settings)
+    return {**values.pop("config"), **values}
 
 
 def compare_on(
-    settings: CompareSettings, features: Features, run_dir: Path, started: float, progress: bool = True
+    settings: CompareSettings, features: Features, run_dir: Path, started: float, progress: bool = True,
+    tracker: Tracker = Tracker(),
 ) -> dict[str, Any]:
-    """Every (head, seed) fitted on given features; the comparison's result (timed from `started`)."""
+    """Every (head, seed) fitted on given features, each a child run of `tracker`; the comparison's result (timed
+    from `started`)."""
     augmented = (False, True) if settings.augment_views else (False,)
     specs = [parse_head(h) for h in settings.heads]
-    runs = run_grid(settings.config, features, specs, settings.seeds, run_dir, augmented, progress)
+    runs = run_grid(settings.config, features, specs, settings.seeds, run_dir, augmented, progress, tracker)
     return {
         "backbone": features.backbone, "weights_id": features.weights_id, "data": settings.config.data,
         "classes": features.classes, "counts": {"train": len(features.train.labels), "val": len(features.val.labels)},

@@ -42,16 +42,17 @@ def sweep(settings: SweepSettings, resume: Path | None = None, progress: bool = 
             raise InputError(f"sweep {name} must be a non-empty list of integers >= {low}, got {values}")
     compare_settings = CompareSettings(settings.config, settings.heads(), settings.seeds)
 
-    def finish(run_dir: Path, result: dict[str, Any]) -> None:
+    def write(run_dir: Path, result: dict[str, Any]) -> None:
         result["axes"] = axes(settings, result["heads"])
-        if distributed.is_main():
-            atomic_write_text(run_dir / "sweep.json", json.dumps(result, indent=2))
-            atomic_write_text(run_dir / "sweep.md", tables.sweep_markdown(result))
-            figures.plot_sweep(result, run_dir / "sweep.png")
+        if not distributed.is_main():
+            return
+        atomic_write_text(run_dir / "sweep.json", json.dumps(result, indent=2))
+        atomic_write_text(run_dir / "sweep.md", tables.sweep_markdown(result))
+        figures.plot_sweep(result, run_dir / "sweep.png")
 
     # sweep_config.json is written first, so an interrupted sweep can be resumed
-    return run_comparison(compare_settings, resume, "sweep", progress,
-                          files={"sweep_config.json": settings.to_json()}, finish=finish)
+    return run_comparison(compare_settings, resume, "sweep", progress, write,
+                          files={"sweep_config.json": settings.to_json()})
 
 
 def axes(settings: SweepSettings, heads: dict[str, Any]) -> dict[str, Any]:

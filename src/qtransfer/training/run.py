@@ -6,6 +6,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ from qtransfer.storage import (
     atomic_write_text,
     remove_stale_temp_files,
 )
+from qtransfer.tracking.start import check_installed, start_tracker
+from qtransfer.tracking.tracker import Tracker
 from qtransfer.training.checkpoints import (
     check_compatible,
     load_buffers,
@@ -80,6 +83,7 @@ class Run:
         self.loop = Loop(self.model, self.head.parameters(), config, device, shared=True)
         self.features: dict[str, FeatureSplit] | None = None
         self.timings: dict[str, float] = {}
+        self.tracker = Tracker()
 
     # -- data ----------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -124,6 +128,7 @@ class Run:
         if row["improved"]:
             self._write(self.dir / "best.pt", lambda path: atomic_torch_save(self._model_state(), path))
         self._save_last()
+        self.tracker.metrics({k: v for k, v in row.items() if k not in ("epoch", "improved")}, row["epoch"])
 
     # -- checkpoints ---------------------------------------------------------------------
     def _model_state(self) -> dict[str, Any]:
@@ -209,7 +214,18 @@ class Run:
             "versions": package_versions(),
         }
         atomic_write_text(self.dir / "summary.json", json.dumps(summary, indent=2))
+        self._track_results(summary)
         return summary
+
+    def _track_results(self, summary: dict[str, Any]) -> None:
+        held = summary["held_out"] or {}
+        results = {"best_epoch": summary["best_epoch"], "best_val_acc": summary["best_val_acc"],
+                   "best_val_loss": summary["best_val_loss"], "final_val_acc": summary["final_val_acc"],
+                   **{f"held_out_{k}": held[k] for k in ("accuracy", "balanced_accuracy", "roc_auc")
+                      if held.get(k) is not None}}
+        self.tracker.results(results)
+        self.tracker.figures(self.dir / name for name in ("curves.png", "confusion.png", "predictions.png"))
+        self.tracker.files(self.dir)
 
 
 def train(config: TrainConfig, resume: Path | None = None, progress: bool = True) -> tuple[Path, dict[str, Any]]:
@@ -225,6 +241,7 @@ def train(config: TrainConfig, resume: Path | None = None, progress: bool = True
                 remove_stale_temp_files(resume)
             config = TrainConfig.load(resume / "config.json")
         config.validate()
+        check_installed(config.tensorboard, config.mlflow)
         if distributed.is_distributed():
             _check_distributable(config)
         device = resolve_device(config.device)
@@ -239,6 +256,9 @@ def train(config: TrainConfig, resume: Path | None = None, progress: bool = True
                 atomic_write_text(run.dir / "holdout.json", json.dumps(run.holdout, indent=2))
         if resume is not None:
             run.restore(load_checkpoint(resume / "last.pt", resume=True))
+        run.tracker = held.enter_context(start_tracker(run.dir, config.tensorboard, config.mlflow,
+                                                       resume=resume is not None, first_step=len(run.loop.rows) + 1))
+        run.tracker.params(asdict(config))
         run.prepare()
         try:
             run.fit()
