@@ -141,6 +141,9 @@ class Run:
     def _save_last(self) -> None:
         state = {**self._model_state(), **self.loop.state_dict(), "timings": self.timings}
         self._write(self.dir / "last.pt", lambda path: atomic_torch_save(state, path))
+        self._save_metrics()
+
+    def _save_metrics(self) -> None:
         metrics = "".join(json.dumps(r) + "\n" for r in self.loop.rows)
         self._write(self.dir / "metrics.jsonl", lambda path: atomic_write_text(path, metrics))
 
@@ -164,6 +167,7 @@ class Run:
             load_buffers(self.backbone, last["backbone_buffers"])
         self.loop.load_state_dict(last)
         self.timings = dict(last["timings"])
+        self._save_metrics()  # a kill between last.pt and metrics.jsonl leaves the file an epoch short
 
     # -- results -------------------------------------------------------------------------
     def _held_out(self) -> dict[str, Any] | None:
