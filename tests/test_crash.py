@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 from crash_harness import (
     Workload,
+    metric_rows,
     run_and_kill,
     run_cli,
     shard_rows,
@@ -117,6 +119,21 @@ def test_sigkill_at_an_atomic_write_then_rerun_or_resume_equals_a_clean_run(
     report = workloads[command].recover(dict(killed[command]), in_process=True)  # type: ignore[call-overload]
     assert report["killed"] and report["passed"], report
     assert report["recovery"] == ("rerun" if command == "extract" else "resume")
+
+
+def test_a_kill_between_last_pt_and_metrics_jsonl_of_the_final_epoch_is_repaired_on_resume(
+    workloads: dict[str, Workload], tmp_path: Path
+) -> None:
+    # found by the campaign: last.pt held every epoch, metrics.jsonl one less, and no epoch was left to rewrite it
+    clean = workloads["train"].clean
+    run_dir = tmp_path / "run"
+    shutil.copytree(next((clean["cache"].parent / "out").iterdir()), run_dir)
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (run_dir / "metrics.jsonl").write_text("".join(lines[:-1]))
+    (run_dir / "summary.json").unlink()
+    code, _, stderr = run_cli(["train", "--resume", str(run_dir)], in_process=True)
+    assert code == 0, stderr
+    assert metric_rows(run_dir) == clean["metrics"]
 
 
 def test_a_torn_last_line_of_runs_jsonl_is_run_again_not_counted(tmp_path: Path) -> None:
