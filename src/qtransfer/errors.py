@@ -39,6 +39,10 @@ class WriteError(QTransferError, OSError):
     """A result could not be written (a full disk, no permission); what was written before is intact."""
 
 
+class DirectoryInUse(QTransferError, RuntimeError):
+    """A run directory is being written by another qtransfer process."""
+
+
 class NonFiniteLoss(QTransferError, RuntimeError):
     """The training loss became NaN or infinite."""
 

@@ -1,9 +1,11 @@
 """Where and with what a run executes: the device, the package versions, run directories, the cache folder."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+from collections.abc import Iterator
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import torch
 
 from qtransfer import distributed
-from qtransfer.errors import InputError, WriteError
+from qtransfer.errors import DirectoryInUse, InputError, WriteError
 from qtransfer.formats import RUN_DIR, RUN_MARKER
 from qtransfer.storage import atomic_write_text
 
@@ -82,6 +84,49 @@ def check_run_dir(path: Path) -> int:
         raise InputError(f"{marker} is unreadable ({err}); it marks a qtransfer run directory: restore it or "
                          f"{RUN_DIR.redo}") from None
     return RUN_DIR.check(values, marker)
+
+
+LOCK_FILE = ".qtransfer.lock"
+_held: dict[Path, tuple[int, int]] = {}  # directories this process has locked: path -> (fd, depth)
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: Path) -> Iterator[None]:
+    """Hold `run_dir` for this process: another process asking for it meanwhile is refused at once. The lock is an
+    flock on run_dir/.qtransfer.lock, which the system releases when its process dies, even by SIGKILL, so none is
+    ever stale. Nested holds in one process are one lock."""
+    path = Path(run_dir).resolve()
+    if path in _held:
+        fd, depth = _held[path]
+        _held[path] = (fd, depth + 1)
+    else:
+        _held[path] = (_lock(path), 1)
+    try:
+        yield
+    finally:
+        fd, depth = _held.pop(path)
+        if depth > 1:
+            _held[path] = (fd, depth - 1)
+        else:
+            os.close(fd)  # releases the flock
+
+
+def _lock(path: Path) -> int:
+    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform (Windows): run unlocked
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise DirectoryInUse(f"{path} is in use by another qtransfer process (pid {holder}); wait for it to finish, "
+                             f"or stop it and run this again") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
 
 
 def cache_root(cache_dir: str | Path = "") -> Path:

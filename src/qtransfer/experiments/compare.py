@@ -1,8 +1,10 @@
 """Heads compared over seeds on one set of cached features: runs, summaries, paired differences."""
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -23,8 +25,9 @@ from qtransfer.runtime import (
     new_run_dir,
     package_versions,
     resolve_device,
+    run_dir_lock,
 )
-from qtransfer.storage import atomic_write_text
+from qtransfer.storage import atomic_write_text, remove_stale_temp_files
 from qtransfer.tracking.start import check_installed, start_tracker
 from qtransfer.tracking.tracker import Tracker
 from qtransfer.training.fit import FitResult, fit_features
@@ -124,7 +127,7 @@ def run_grid(
     Under torchrun each rank fits every world-th run and rank 0 gathers them, in the single-process order. Each
     finished run is also a child run of `tracker` (rank 0's)."""
     path = run_dir / "runs.jsonl"
-    done = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    done = read_runs(path)
     done = distributed.broadcast(done if distributed.is_main() else None)  # rank 0's file decides what is left
     have = {(r["label"], r["augmented"], r["seed"]) for r in done}
     todo = [(s, a, seed) for s in specs for a in augmented for seed in seeds if (s.label, a, seed) not in have]
@@ -152,6 +155,24 @@ def run_grid(
         for r in (r for part in parts[1:] for r in part):  # the other ranks' runs
             track_run(tracker, config, r)
     return done
+
+
+def read_runs(path: Path) -> list[dict[str, Any]]:
+    """The finished runs in a runs.jsonl (none when it does not exist). The file is rewritten whole on every
+    change, so it is never torn; a last line that is anyway (a copy cut short) is left out, to be run again."""
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    runs = []
+    for i, line in enumerate(lines):
+        try:
+            runs.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1:
+                raise InputError(f"line {i + 1} of {path} is not a JSON object; delete that line (its run is "
+                                 f"run again) and rerun with --resume {path.parent}") from None
+            warnings.warn(f"the last line of {path} is cut short; its run is run again", stacklevel=2)
+    return runs
 
 
 def group_label(r: dict[str, Any], views: int) -> str:
@@ -224,36 +245,42 @@ def write_comparison(run_dir: Path, result: dict[str, Any]) -> None:
 
 def run_comparison(
     settings: CompareSettings, resume: Path | None, name: str, progress: bool = True,
-    write: Callable[[Path, dict[str, Any]], None] = lambda run_dir, result: None,
+    write: Callable[[Path, dict[str, Any]], None] = lambda run_dir, result: None, files: dict[str, str] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Features, then every (head, seed) fit, resumable from runs.jsonl, then `write(run_dir, result)`; returns the
-    directory and the result. With --tensorboard or --mlflow the comparison is one tracked run with a child run per
-    head and seed, and its files at the end."""
+    directory and the result. The directory holds compare_config.json and `files` (name -> text) from the start,
+    and is locked against other processes until its results are written. With --tensorboard or --mlflow the
+    comparison is one tracked run with a child run per head and seed, and its files at the end."""
     if resume is not None:
         settings = CompareSettings.load(resumable(Path(resume), "compare_config.json"))
     specs = [parse_head(h) for h in settings.heads]
     _check_settings(settings, specs)
     check_installed(settings.config.tensorboard, settings.config.mlflow)
     started = time.perf_counter()
-    features = load_features(settings.config, settings.augment_views, progress)
-    run_dir = None
-    if distributed.is_main():
-        run_dir = Path(resume) if resume else new_run_dir(settings.config.out, settings.config.name or name)
-        atomic_write_text(run_dir / "compare_config.json", settings.to_json())
-    run_dir = distributed.broadcast(run_dir)
-    config = settings.config
-    with start_tracker(run_dir, config.tensorboard, config.mlflow, resume=resume is not None) as tracker:
-        tracker.params(settings_params(settings))
-        try:
-            result = compare_on(settings, features, run_dir, started, progress, tracker)
-        except KeyboardInterrupt:
-            path = run_dir / "runs.jsonl"
-            done = len(path.read_text().splitlines()) if path.exists() else 0
-            raise Interrupted(f"interrupted; {done} finished run(s) are kept in {path}. "
-                              f"Continue with: qtransfer {name} --resume {run_dir}") from None
-        write(run_dir, result)
-        tracker.figures(sorted(run_dir.glob("*.png")))
-        tracker.files(run_dir)
+    with contextlib.ExitStack() as held:
+        if resume is not None and distributed.is_main():  # refuse a directory in use before any work
+            held.enter_context(run_dir_lock(Path(resume)))
+            remove_stale_temp_files(Path(resume))
+        features = load_features(settings.config, settings.augment_views, progress)
+        run_dir = None
+        if distributed.is_main():
+            run_dir = Path(resume) if resume else new_run_dir(settings.config.out, settings.config.name or name)
+            held.enter_context(run_dir_lock(run_dir))
+            for file, text in {"compare_config.json": settings.to_json(), **(files or {})}.items():
+                atomic_write_text(run_dir / file, text)
+        run_dir = distributed.broadcast(run_dir)
+        config = settings.config
+        with start_tracker(run_dir, config.tensorboard, config.mlflow, resume=resume is not None) as tracker:
+            tracker.params(settings_params(settings))
+            try:
+                result = compare_on(settings, features, run_dir, started, progress, tracker)
+            except KeyboardInterrupt:
+                done = len(read_runs(run_dir / "runs.jsonl"))
+                raise Interrupted(f"interrupted; {done} finished run(s) are kept in {run_dir / 'runs.jsonl'}. "
+                                  f"Continue with: qtransfer {name} --resume {run_dir}") from None
+            write(run_dir, result)
+            tracker.figures(sorted(run_dir.glob("*.png")))
+            tracker.files(run_dir)
     return run_dir, result
 
 

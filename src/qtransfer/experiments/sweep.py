@@ -46,12 +46,13 @@ def sweep(settings: SweepSettings, resume: Path | None = None, progress: bool = 
         result["axes"] = axes(settings, result["heads"])
         if not distributed.is_main():
             return
-        atomic_write_text(run_dir / "sweep_config.json", settings.to_json())
         atomic_write_text(run_dir / "sweep.json", json.dumps(result, indent=2))
         atomic_write_text(run_dir / "sweep.md", tables.sweep_markdown(result))
         figures.plot_sweep(result, run_dir / "sweep.png")
 
-    return run_comparison(compare_settings, resume, "sweep", progress, write)
+    # sweep_config.json is written first, so an interrupted sweep can be resumed
+    return run_comparison(compare_settings, resume, "sweep", progress, write,
+                          files={"sweep_config.json": settings.to_json()})
 
 
 def axes(settings: SweepSettings, heads: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 import warnings
 from collections.abc import Sequence
@@ -14,7 +15,12 @@ from torch import Tensor
 
 from qtransfer.errors import InputError
 from qtransfer.formats import CACHE_SHARD
-from qtransfer.storage import atomic_write, atomic_write_text
+from qtransfer.storage import (
+    STALE_SECONDS,
+    atomic_write,
+    atomic_write_text,
+    remove_stale_temp_files,
+)
 
 
 def extractor_key(backbone: str, weights_id: str, transform: object) -> str:
@@ -38,14 +44,29 @@ class FeatureCache:
         self._arrays: list[np.ndarray] = []
         self._seen: set[str] = set()
         self._foreign = False  # a shard of another format was seen (and said so once)
+        self._swept = False
 
     def lookup(self) -> dict[str, tuple[int, int]]:
         """Every cached image of this extractor: image hash -> (shard, row); rereads the folder for new shards."""
+        if not self._swept and self.dir.is_dir():
+            self._swept = True
+            self.sweep()
         for meta in sorted(self.dir.glob("*.json")):
             if meta.name not in self._seen:
                 self._seen.add(meta.name)
                 self._open(meta)
         return self._index
+
+    def sweep(self) -> None:
+        """Remove what killed writers left: their temporary files, and an .npy whose .json never followed (a
+        live writer adds it within moments, so one older than storage.STALE_SECONDS is an orphan)."""
+        remove_stale_temp_files(self.dir)
+        for data in self.dir.glob("*.npy"):
+            try:
+                if not data.with_suffix(".json").exists() and time.time() - data.stat().st_mtime > STALE_SECONDS:
+                    data.unlink()
+            except FileNotFoundError:
+                pass
 
     def _open(self, meta: Path) -> None:
         data = meta.with_suffix(".npy")

@@ -73,9 +73,10 @@ class MlflowTracker(Tracker):
         self.metrics(values, 0)
 
     def files(self, folder: Path) -> None:
-        """The directory's files as artifacts (not its sub-folders, nor TensorBoard's event files)."""
+        """The directory's files as artifacts (not its sub-folders, TensorBoard's event files, nor hidden files: the
+        lock, temporary files)."""
         for path in sorted(Path(folder).iterdir()):
-            if path.is_file() and not path.name.startswith("events.out.tfevents"):
+            if path.is_file() and not path.name.startswith(("events.out.tfevents", ".")):
                 self._call(f"uploading {path.name}", "log_artifact", self.run_id, str(path))
 
     def child(self, name: str) -> Tracker:

@@ -2,6 +2,7 @@
 after every epoch and resumable."""
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -31,8 +32,13 @@ from qtransfer.runtime import (
     new_run_dir,
     package_versions,
     resolve_device,
+    run_dir_lock,
 )
-from qtransfer.storage import atomic_torch_save, atomic_write_text
+from qtransfer.storage import (
+    atomic_torch_save,
+    atomic_write_text,
+    remove_stale_temp_files,
+)
 from qtransfer.tracking.start import check_installed, start_tracker
 from qtransfer.tracking.tracker import Tracker
 from qtransfer.training.checkpoints import (
@@ -137,6 +143,9 @@ class Run:
     def _save_last(self) -> None:
         state = {**self._model_state(), **self.loop.state_dict(), "timings": self.timings}
         self._write(self.dir / "last.pt", lambda path: atomic_torch_save(state, path))
+        self._save_metrics()
+
+    def _save_metrics(self) -> None:
         metrics = "".join(json.dumps(r) + "\n" for r in self.loop.rows)
         self._write(self.dir / "metrics.jsonl", lambda path: atomic_write_text(path, metrics))
 
@@ -160,6 +169,7 @@ class Run:
             load_buffers(self.backbone, last["backbone_buffers"])
         self.loop.load_state_dict(last)
         self.timings = dict(last["timings"])
+        self._save_metrics()  # a kill between last.pt and metrics.jsonl leaves the file an epoch short
 
     # -- results -------------------------------------------------------------------------
     def _held_out(self) -> dict[str, Any] | None:
@@ -227,30 +237,34 @@ class Run:
 def train(config: TrainConfig, resume: Path | None = None, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Run (or resume) a training; returns the run directory and its summary."""
     started = time.perf_counter()
-    if resume is not None:
-        resume = Path(resume)
-        check_run_dir(resume)
-        if not (resume / "last.pt").exists():
-            raise MissingFileError(f"{resume} has no last.pt to resume from; start a new run without --resume")
-        config = TrainConfig.load(resume / "config.json")
-    config.validate()
-    check_installed(config.tensorboard, config.mlflow)
-    if distributed.is_distributed():
-        _check_distributable(config)
-    device = resolve_device(config.device)
-    run = Run(config, device, progress)  # loads the backbone and checks the data before any directory is made
-    if distributed.is_main():
-        run.dir = resume or new_run_dir(config.out, config.name or f"{config.backbone}-{config.head}")
-    run.dir = distributed.broadcast(run.dir)
-    if distributed.is_main():
-        atomic_write_text(run.dir / "config.json", config.to_json())
-        if run.holdout is not None:
-            atomic_write_text(run.dir / "holdout.json", json.dumps(run.holdout, indent=2))
-    if resume is not None:
-        run.restore(load_checkpoint(resume / "last.pt", resume=True))
-    run.tracker = start_tracker(run.dir, config.tensorboard, config.mlflow, resume=resume is not None,
-                                first_step=len(run.loop.rows) + 1)
-    with run.tracker:
+    with contextlib.ExitStack() as held:
+        if resume is not None:
+            resume = Path(resume)
+            check_run_dir(resume)
+            if not (resume / "last.pt").exists():
+                raise MissingFileError(f"{resume} has no last.pt to resume from; start a new run without --resume")
+            if distributed.is_main():  # refuse a run another process is continuing, before any work
+                held.enter_context(run_dir_lock(resume))
+                remove_stale_temp_files(resume)
+            config = TrainConfig.load(resume / "config.json")
+        config.validate()
+        check_installed(config.tensorboard, config.mlflow)
+        if distributed.is_distributed():
+            _check_distributable(config)
+        device = resolve_device(config.device)
+        run = Run(config, device, progress)  # loads the backbone and checks the data before any directory is made
+        if distributed.is_main():
+            run.dir = resume or new_run_dir(config.out, config.name or f"{config.backbone}-{config.head}")
+            held.enter_context(run_dir_lock(run.dir))
+        run.dir = distributed.broadcast(run.dir)
+        if distributed.is_main():
+            atomic_write_text(run.dir / "config.json", config.to_json())
+            if run.holdout is not None:
+                atomic_write_text(run.dir / "holdout.json", json.dumps(run.holdout, indent=2))
+        if resume is not None:
+            run.restore(load_checkpoint(resume / "last.pt", resume=True))
+        run.tracker = held.enter_context(start_tracker(run.dir, config.tensorboard, config.mlflow,
+                                                       resume=resume is not None, first_step=len(run.loop.rows) + 1))
         run.tracker.params(asdict(config))
         run.prepare()
         try:
@@ -261,7 +275,7 @@ def train(config: TrainConfig, resume: Path | None = None, progress: bool = True
                 f"metrics.jsonl. Continue with: qtransfer train --resume {run.dir}"
             ) from None
         summary = distributed.broadcast(run.finish(started) if distributed.is_main() else None)
-    return run.dir, summary
+        return run.dir, summary
 
 
 def _check_distributable(config: TrainConfig) -> None:

@@ -1,0 +1,338 @@
+"""SIGKILL a qtransfer command at a chosen instant, then check what it left and that rerunning recovers exactly.
+
+Shared by tests/test_crash.py (a few kill points) and benchmarks/kill_campaign.py (the full campaign). A workload
+is one command on a small real dataset; its clean run is the reference every killed-then-recovered run must equal.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BACKBONE = ["--backbone", "efficientnet_lite0", "--workers", "0"]
+RESULT_FILE = {"compare": "compare.json", "sweep": "sweep.json"}
+CONFIG_FILE = {"compare": "compare_config.json", "sweep": "sweep_config.json"}
+
+
+def small_dataset(source: Path, root: Path, per_class: int) -> Path:
+    """`per_class` real images per class and split of `source`, as symbolic links under `root`."""
+    for split in ("train", "val"):
+        for cls in sorted(p.name for p in (source / split).iterdir() if p.is_dir()):
+            (root / split / cls).mkdir(parents=True, exist_ok=True)
+            for path in sorted((source / split / cls).glob("*.jpg"))[:per_class]:
+                (root / split / cls / path.name).symlink_to(path)
+    return root
+
+
+# ------------------------------------------------------------------------------------- running commands
+
+
+def run_cli(argv: list[str], in_process: bool = False, timeout: float = 900) -> tuple[int, str, str]:
+    """`qtransfer --quiet ARGV`: exit code, stdout, stderr; in this process (faster) or as a subprocess."""
+    if in_process:
+        from qtransfer.cli import main
+
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["--quiet", *argv])
+        return code, out.getvalue(), err.getvalue()
+    proc = subprocess.run(_command(argv), capture_output=True, text=True, timeout=timeout, env=_env())
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def _command(argv: list[str]) -> list[str]:
+    return [sys.executable, "-m", "qtransfer", "--quiet", *argv]
+
+
+def _env() -> dict[str, str]:
+    # one thread, as the tests' own process runs: a killed run, its rerun and the clean run compute alike
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "default"}
+
+
+def temp_files(*roots: Path) -> list[Path]:
+    """The `.*.tmp` files of atomic writes under these folders."""
+    return sorted(p for root in roots if root.exists() for p in root.rglob(".*.tmp"))
+
+
+@dataclass
+class Kill:
+    """How one killed process ended: when, whether the kill landed before it finished, what it left."""
+
+    seconds: float
+    killed: bool
+    trigger: str
+    left_tmp: list[str] = field(default_factory=list)
+
+
+def run_and_kill(argv: list[str], watch: list[Path], at: float | None = None, nth_tmp: int | None = None,
+                 timeout: float = 900) -> Kill:
+    """Start `qtransfer ARGV` and SIGKILL it `at` seconds after its start, or as soon as the `nth_tmp`-th
+    temporary file of an atomic write appears under `watch` (polled every half millisecond)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(_command(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
+    seen: set[Path] = set()
+    trigger = f"at {at:.2f} s" if at is not None else f"temporary file #{nth_tmp}"
+    while proc.poll() is None:
+        now = time.perf_counter() - started
+        if at is not None and now >= at:
+            break
+        if nth_tmp is not None:
+            seen.update(_scan_tmp(watch))
+            if len(seen) >= nth_tmp:
+                break
+        if now > timeout:
+            break
+        time.sleep(0.0005 if nth_tmp is not None else 0.01)
+    killed = proc.poll() is None
+    if killed:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    seconds = time.perf_counter() - started
+    return Kill(seconds, killed, trigger, [str(p) for p in temp_files(*watch)])
+
+
+def _scan_tmp(roots: list[Path]) -> set[Path]:
+    found: set[Path] = set()
+    for root in roots:
+        for folder in (root, *_subfolders(root), *(g for f in _subfolders(root) for g in _subfolders(f))):
+            try:
+                found.update(Path(e.path) for e in os.scandir(folder) if e.name.endswith(".tmp"))
+            except OSError:
+                pass
+    return found
+
+
+def _subfolders(root: Path) -> list[Path]:
+    try:
+        return [Path(e.path) for e in os.scandir(root) if e.is_dir()]
+    except OSError:
+        return []
+
+
+def count_tmp_writes(argv: list[str], watch: list[Path], timeout: float = 900) -> tuple[float, int, int, str]:
+    """Run `qtransfer ARGV` to its end while polling for temporary files: seconds, distinct temporary files seen,
+    exit code, stdout (the clean run that kill instants are drawn against)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(_command(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), text=True)
+    seen: set[Path] = set()
+    while proc.poll() is None and time.perf_counter() - started < timeout:
+        seen.update(_scan_tmp(watch))
+        time.sleep(0.0005)
+    stdout, stderr = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"clean run of {argv} failed: {stderr[-2000:]}")
+    return time.perf_counter() - started, len(seen), proc.returncode, stdout
+
+
+# ------------------------------------------------------------------------------------- reading what is on disk
+
+
+def shard_rows(cache: Path) -> tuple[dict[str, bytes], list[str]]:
+    """Read-only view of a feature cache: image hash -> its feature row's bytes over every shard that verifies,
+    and the shards that do not (a corrupt entry that a reader must never be served)."""
+    rows: dict[str, bytes] = {}
+    bad: list[str] = []
+    for meta in sorted(cache.rglob("*.json")):
+        try:
+            entry = json.loads(meta.read_text())
+            array = np.load(meta.with_suffix(".npy"), allow_pickle=False)
+            h = hashlib.sha256()
+            for start in range(0, len(array), 4096):
+                h.update(np.ascontiguousarray(array[start:start + 4096]).data)
+            if h.hexdigest() != entry["sha256"] or len(array) != len(entry["hashes"]):
+                raise ValueError("checksum mismatch")
+        except Exception as err:  # noqa: BLE001 - any failure is a corrupt entry
+            bad.append(f"{meta.name}: {err}")
+            continue
+        rows.update((key, array[i].tobytes()) for i, key in enumerate(entry["hashes"]))
+    return rows, bad
+
+
+def orphan_arrays(cache: Path) -> list[str]:
+    """Shard arrays whose index (.json) was never written: a writer killed between the two files."""
+    return sorted(str(p) for p in cache.rglob("*.npy") if not p.with_suffix(".json").exists())
+
+
+def metric_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """metrics.jsonl without its timings (`*_s`)."""
+    return [{k: v for k, v in json.loads(line).items() if not k.endswith("_s")}
+            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def comparison_runs(run_dir: Path, command: str) -> list[dict[str, Any]]:
+    """A finished comparison's runs without timings, in order."""
+    result = json.loads((run_dir / RESULT_FILE[command]).read_text())
+    return [{k: v for k, v in r.items() if not k.endswith("_s")} for r in result["runs"]]
+
+
+def runs_jsonl_whole(run_dir: Path) -> tuple[bool, int]:
+    """Whether every line of runs.jsonl is one complete JSON object, and how many lines it has."""
+    path = run_dir / "runs.jsonl"
+    if not path.exists():
+        return True, 0
+    lines = path.read_text().splitlines()
+    try:
+        return all(isinstance(json.loads(line), dict) for line in lines), len(lines)
+    except json.JSONDecodeError:
+        return False, len(lines)
+
+
+# ------------------------------------------------------------------------------------- workloads
+
+
+@dataclass
+class Workload:
+    """One command on a small dataset, its clean run, and how to kill and recover it."""
+
+    command: str  # extract | train | compare | sweep
+    data: Path
+    root: Path  # where the trials' folders go
+    warm_cache: Path | None = None  # a full cache to start from (copied per trial); None: start empty
+    clean: dict[str, Any] = field(default_factory=dict)
+
+    def argv(self, cache: Path, out: Path) -> list[str]:
+        """The command line of this workload with its cache and output folder."""
+        common = ["--data", str(self.data), *BACKBONE, "--cache-dir", str(cache)]
+        if self.command == "extract":
+            return ["extract", *common, "--json"]
+        run = [*common, "--out", str(out), "--name", "killed"]
+        if self.command == "train":
+            return ["train", *run, "--epochs", "4", "--qubits", "3", "--step-size", "2"]
+        if self.command == "compare":
+            return ["compare", *run, "--heads", "linear", "quantum:qubits=3", "--seed-list", "1", "2",
+                    "--epochs", "2"]
+        return ["sweep", *run, "--depths", "1", "2", "--qubit-counts", "2", "--seed-list", "1", "--epochs", "2",
+                "--no-classical"]
+
+    def folders(self, name: str, cold: bool = False) -> tuple[Path, Path]:
+        """A trial's cache (a copy of the warm cache unless `cold`) and output folder."""
+        cache, out = self.root / name / "cache", self.root / name / "out"
+        shutil.rmtree(self.root / name, ignore_errors=True)
+        if self.warm_cache is not None and not cold:
+            shutil.copytree(self.warm_cache, cache)
+        else:
+            cache.mkdir(parents=True)
+        out.mkdir(parents=True)
+        return cache, out
+
+    def run_clean(self, in_process: bool = False) -> dict[str, Any]:
+        """The uninterrupted run: its duration, temporary files seen, features and results."""
+        cache, out = self.folders("clean")
+        argv = self.argv(cache, out)
+        if in_process:
+            t = time.perf_counter()
+            code, stdout, stderr = run_cli(argv, in_process=True)
+            if code != 0:
+                raise RuntimeError(f"clean run of {argv} failed: {stderr[-2000:]}")
+            seconds, tmps = time.perf_counter() - t, 0
+        else:
+            seconds, tmps, _, stdout = count_tmp_writes(argv, [cache, out])
+        rows, bad = shard_rows(cache)
+        assert not bad, bad
+        self.clean = {"seconds": seconds, "tmp_writes": tmps, "features": rows, "cache": cache}
+        if self.command == "train":
+            self.clean["metrics"] = metric_rows(next(out.iterdir()))
+        elif self.command in RESULT_FILE:
+            self.clean["runs"] = comparison_runs(next(out.iterdir()), self.command)
+        return self.clean
+
+    def trial(self, name: str, at: float | None = None, nth_tmp: int | None = None, cold: bool = False,
+              in_process: bool = False) -> dict[str, Any]:
+        """Kill one run at an instant, check what it left, recover (resume or rerun) and check the result."""
+        return self.recover(self.kill(name, at, nth_tmp, cold), in_process)
+
+    def kill(self, name: str, at: float | None = None, nth_tmp: int | None = None, cold: bool = False
+             ) -> dict[str, Any]:
+        """Start a run in fresh folders and SIGKILL it (see run_and_kill); what it left, for `recover`."""
+        cache, out = self.folders(name, cold)
+        before, _ = shard_rows(cache)
+        kill = run_and_kill(self.argv(cache, out), [cache, out], at=at, nth_tmp=nth_tmp)
+        report: dict[str, Any] = {"command": self.command, "trigger": kill.trigger, "killed_at_s": round(kill.seconds, 3),
+                                  "killed": kill.killed, "cold_cache": self.warm_cache is None or cold}
+        rows, bad = shard_rows(cache)
+        run_dir = next(iter(sorted(out.iterdir())), None)
+        report["phase"] = self._phase(kill, run_dir, len(rows) - len(before))
+        report["left_tmp"] = len(kill.left_tmp)
+        report["orphan_arrays"] = len(orphan_arrays(cache))
+        report["checks"] = {"no_corrupt_shard_on_disk": not bad}
+        report["missing"] = len(self.clean["features"]) - len(rows.keys() & self.clean["features"].keys())
+        report["folders"] = (cache, out, run_dir)
+        return report
+
+    def recover(self, report: dict[str, Any], in_process: bool = False) -> dict[str, Any]:
+        """Rerun or resume a killed run (see `kill`) and check the cache, the results and the temporary files."""
+        cache, out, run_dir = report.pop("folders")
+        checks, missing = report["checks"], report["missing"]
+        # recover: --resume when the run left a resumable state, else the same command again
+        argv, report["recovery"] = self._recovery(cache, out, run_dir)
+        code, stdout, stderr = run_cli(argv, in_process=in_process)
+        checks["recovery_exit_0"] = code == 0
+        checks["no_corrupt_warning"] = "is corrupt" not in stderr
+        after, bad_after = shard_rows(cache)
+        checks["cache_verifies"] = not bad_after
+        checks["features_bit_for_bit"] = after == self.clean["features"]
+        checks["tmp_files_removed"] = not temp_files(cache) and (
+            report["recovery"] != "resume" or run_dir is None or not temp_files(run_dir))
+        if self.command == "extract":
+            computed = json.loads(stdout)["computed"] if code == 0 else None
+            checks["computed_only_missing"] = computed == missing
+            report["computed"] = computed
+        elif code == 0:
+            final = run_dir if report["recovery"] == "resume" else next(p for p in sorted(out.iterdir()) if p != run_dir)
+            if self.command == "train":
+                checks["metrics_exact"] = metric_rows(final) == self.clean["metrics"]
+                computed = json.loads((final / "summary.json").read_text())["features_computed"]
+                checks["computed_only_missing"] = sum(computed.values()) == missing
+            else:
+                checks["results_exact"] = comparison_runs(final, self.command) == self.clean["runs"]
+                whole, lines = runs_jsonl_whole(final)
+                checks["runs_jsonl_whole"] = whole and lines == len(self.clean["runs"])
+        report["checks"] = checks
+        report["passed"] = all(checks.values())
+        if not report["passed"]:
+            report["stderr"] = stderr[-1500:]
+        return report
+
+    def _phase(self, kill: Kill, run_dir: Path | None, new_rows: int) -> str:
+        if not kill.killed:
+            return "finished before the kill"
+        if kill.left_tmp:
+            parts = Path(kill.left_tmp[0]).name[1:].split(".")  # .<name>.<pid>.<host>.<rand>.tmp
+            target = ".".join(parts[:-4])
+            return f"writing a cache shard's .{parts[-5]}" if len(parts[0]) == 32 else f"writing {target}"
+        if self.command == "extract":
+            return f"extraction ({new_rows} feature rows written)"
+        if run_dir is None:
+            return "start-up (imports, backbone, data check)"
+        if self.command == "train":
+            if not (run_dir / "last.pt").exists():
+                return f"features or epoch 1 ({new_rows} feature rows written)"
+            if (run_dir / "summary.json").exists():
+                return "after summary.json"
+            return f"after epoch {len((run_dir / 'metrics.jsonl').read_text().splitlines())}"
+        if not (run_dir / CONFIG_FILE[self.command]).exists():
+            return f"features ({new_rows} feature rows written)"
+        if (run_dir / RESULT_FILE[self.command]).exists():
+            return "writing results"
+        return f"{runs_jsonl_whole(run_dir)[1]} of {len(self.clean['runs'])} runs done"
+
+    def _recovery(self, cache: Path, out: Path, run_dir: Path | None) -> tuple[list[str], str]:
+        if self.command == "extract":
+            return self.argv(cache, out), "rerun"
+        resumable = run_dir is not None and (run_dir / ("last.pt" if self.command == "train"
+                                                        else CONFIG_FILE[self.command])).exists()
+        if resumable:
+            return [self.command, "--resume", str(run_dir)], "resume"
+        return self.argv(cache, out), "fresh run (nothing resumable yet)"
