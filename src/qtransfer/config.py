@@ -191,13 +191,18 @@ class TrainConfig:
     def load(cls, path: Path) -> TrainConfig:
         """Settings from a run directory's config.json."""
         path = Path(path)
-        if not path.is_file():
-            raise MissingFileError(f"{path} does not exist; is {path.parent} a qtransfer run directory?")
-        try:
-            values = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError as err:  # not UTF-8, not JSON, or a number too long to read
-            raise InputError(f"{path} is not readable JSON ({err}); it was damaged: start a new run") from None
+        values = read_json(path, f"is {path.parent} a qtransfer run directory?", "start a new run")
         return cls.from_dict(values, str(path))
+
+
+def read_json(path: Path, missing: str, damaged: str) -> Any:
+    """The JSON in `path`; a missing or unreadable file is a user error ending with `missing` or `damaged` advice."""
+    if not path.is_file():
+        raise MissingFileError(f"{path} does not exist; {missing}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:  # not UTF-8, not JSON, or a number too long to read
+        raise InputError(f"{path} is not readable JSON ({err}); it was damaged: {damaged}") from None
 
 
 S = TypeVar("S", bound="SettingsFile")
@@ -216,12 +221,7 @@ class SettingsFile:
     def load(cls, path: Path) -> Self:
         """Settings from a JSON file written by to_json."""
         path = Path(path)
-        if not path.is_file():
-            raise MissingFileError(f"{path} does not exist; start anew")
-        try:
-            values = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError as err:  # not UTF-8, not JSON, or a number too long to read
-            raise InputError(f"{path} is not readable JSON ({err}); it was damaged: start anew") from None
+        values = read_json(path, "start anew", "start anew")
         names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
         if not isinstance(values, dict) or "config" not in values or set(values) - names:
             raise InputError(f"{path} does not hold the settings qtransfer writes there ({sorted(names)}); it was "
