@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from real_images import real_subset
 
 BACKBONE = ["--backbone", "efficientnet_lite0", "--workers", "0"]
 RESULT_FILE = {"compare": "compare.json", "sweep": "sweep.json"}
@@ -28,12 +29,7 @@ CONFIG_FILE = {"compare": "compare_config.json", "sweep": "sweep_config.json"}
 
 def small_dataset(source: Path, root: Path, per_class: int) -> Path:
     """`per_class` real images per class and split of `source`, as symbolic links under `root`."""
-    for split in ("train", "val"):
-        for cls in sorted(p.name for p in (source / split).iterdir() if p.is_dir()):
-            (root / split / cls).mkdir(parents=True, exist_ok=True)
-            for path in sorted((source / split / cls).glob("*.jpg"))[:per_class]:
-                (root / split / cls / path.name).symlink_to(path)
-    return root
+    return real_subset(source, root, {"train": per_class, "val": per_class})
 
 
 # ------------------------------------------------------------------------------------- running commands

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from real_images import real_subset
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -147,12 +148,7 @@ def test_a_memory_mapped_cache_trains_to_the_same_metrics_as_in_memory_features(
     from qtransfer.features.cache import MappedFeatures
     from qtransfer.training.run import Run, train
 
-    root = tmp_path / "data"
-    for split in ("train", "val"):
-        for name in ("ants", "bees"):
-            (root / split / name).mkdir(parents=True)
-            for p in sorted((hymenoptera / split / name).glob("*.jpg"))[:5]:
-                (root / split / name / p.name).symlink_to(p)
+    root = real_subset(hymenoptera, tmp_path / "data", {"train": 5, "val": 5})
     settings = {"data": str(root), "backbone": "efficientnet_lite0", "epochs": 3, "batch_size": 3}
     mapped_dir, _ = train(TrainConfig(**settings, cache_dir=str(tmp_path / "cache"), out=str(tmp_path / "a")))
     memory_dir, _ = train(TrainConfig(**settings, no_cache=True, out=str(tmp_path / "b")))

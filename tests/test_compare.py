@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from real_images import real_subset
 from scipy import stats
 
 from qtransfer.config import TrainConfig
@@ -33,13 +34,7 @@ TRAIN_PER_CLASS = 16
 def data(hymenoptera: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real val split (153 images) and the first 16 real train images of each class: compare's augmented
     views are computed for every train image, and their count proves nothing here."""
-    root = tmp_path_factory.mktemp("compare-data")
-    for split, n in (("train", TRAIN_PER_CLASS), ("val", None)):
-        for name in ("ants", "bees"):
-            (root / split / name).mkdir(parents=True)
-            for path in sorted((hymenoptera / split / name).iterdir())[:n]:
-                (root / split / name / path.name).symlink_to(path)
-    return root
+    return real_subset(hymenoptera, tmp_path_factory.mktemp("compare-data"), {"train": TRAIN_PER_CLASS, "val": None})
 
 
 @pytest.fixture(scope="module")

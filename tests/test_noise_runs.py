@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from real_images import real_subset
 
 from qtransfer.cli import main
 from qtransfer.config import TrainConfig
@@ -37,13 +38,7 @@ def evaluate(capsys: pytest.CaptureFixture):
 @pytest.fixture(scope="module")
 def few_val_images(hymenoptera: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with the run's classes: 20 real val images per class (and 2 train images, for the layout)."""
-    root = tmp_path_factory.mktemp("few")
-    for split, n in (("train", 2), ("val", 20)):
-        for name in ("ants", "bees"):
-            (root / split / name).mkdir(parents=True)
-            for path in sorted((hymenoptera / split / name).glob("*.jpg"))[:n]:
-                (root / split / name / path.name).symlink_to(path)
-    return root
+    return real_subset(hymenoptera, tmp_path_factory.mktemp("few"), {"train": 2, "val": 20})
 
 
 def test_a_trained_head_runs_on_qiskit_aer_with_a_fake_ibm_backend_noise_model(trained: Path, few_val_images: Path,

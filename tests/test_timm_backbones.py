@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from real_images import real_subset
 
 from qtransfer.cli import main
 from qtransfer.config import TrainConfig
@@ -42,13 +43,7 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def data(hymenoptera: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four real images per class and split."""
-    root = tmp_path_factory.mktemp("timm-data")
-    for split in ("train", "val"):
-        for name in ("ants", "bees"):
-            (root / split / name).mkdir(parents=True)
-            for p in sorted((hymenoptera / split / name).glob("*.jpg"))[:4]:
-                (root / split / name / p.name).symlink_to(p)
-    return root
+    return real_subset(hymenoptera, tmp_path_factory.mktemp("timm-data"), {"train": 4, "val": 4})
 
 
 def saved_weights(path: Path, seed: int) -> Path:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from real_images import real_subset
 
 from qtransfer.cli import main
 from qtransfer.config import TrainConfig
@@ -137,14 +138,8 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys) -> None:
 
 @pytest.fixture(scope="module")
 def small_data(hymenoptera: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Four images per class and split, copied from the real dataset."""
-    root = tmp_path_factory.mktemp("small")
-    for split in ("train", "val"):
-        for cls in ("ants", "bees"):
-            (root / split / cls).mkdir(parents=True)
-            for src in sorted((hymenoptera / split / cls).glob("*.jpg"))[:4]:
-                (root / split / cls / src.name).write_bytes(src.read_bytes())
-    return root
+    """Four images per class and split of the real dataset."""
+    return real_subset(hymenoptera, tmp_path_factory.mktemp("small"), {"train": 4, "val": 4})
 
 
 def test_seed_parity_runs_the_backbone_in_train_mode_every_step(small_data, tmp_path) -> None:
