@@ -17,15 +17,13 @@ times are recorded. "max_abs_diff" compares the two matrices on the entries Penn
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
-import sys
 import time
 
 import numpy as np
 import torch
-from timing import best_of, emit
+from timing import best_of, emit, logged
 
 
 def _pennylane_kernel(embedding: str, n_qubits: int):
@@ -100,11 +98,6 @@ def point(embedding: str, n_qubits: int, samples: int, budget: float) -> dict:
     }
 
 
-def _logged(result: dict) -> dict:
-    print(json.dumps(result), file=sys.stderr, flush=True)  # each point as soon as it is measured
-    return result
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--qubits", type=int, nargs="+", default=[4, 8, 12])
@@ -121,7 +114,7 @@ def main() -> None:
     result = {
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "pennylane": qml.__version__,
                     "threads": torch.get_num_threads()},
-        "gram": [_logged(point(e, n, args.samples, args.budget)) for e in args.embeddings for n in args.qubits],
+        "gram": [logged(point(e, n, args.samples, args.budget)) for e in args.embeddings for n in args.qubits],
     }
     emit(result, args.out)
 

@@ -16,13 +16,11 @@ expectation value (statevector + sampling), and the same with parameter-shift gr
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import sys
 import time
 
 import torch
-from timing import best_of, emit
+from timing import best_of, emit, logged
 
 
 def density_point(n_qubits: int, batch: int, budget: float) -> dict:
@@ -97,11 +95,6 @@ def shots_point(shots: int) -> dict:
             "train_step_batch4_parameter_shift_s": best_of(step, 5)}
 
 
-def _logged(point: dict) -> dict:
-    print(json.dumps(point), file=sys.stderr, flush=True)  # each point as soon as it is measured
-    return point
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--qubits", type=int, nargs="+", default=[4, 6, 8, 10])
@@ -114,7 +107,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     result = {
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads()},
-        "density": [_logged(density_point(n, args.batch, args.budget)) for n in args.qubits],
+        "density": [logged(density_point(n, args.batch, args.budget)) for n in args.qubits],
         "shots": [shots_point(s) for s in (1024,)],
     }
     emit(result, args.out)

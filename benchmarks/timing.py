@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,12 @@ def best_of(fn: Callable[[], object], repeats: int = 3, warm_up: bool = True) ->
         fn()
         times.append(time.perf_counter() - t)
     return min(times)
+
+
+def logged(point: dict) -> dict:
+    """`point`, after printing it as one JSON line on stderr: each point shows as soon as it is measured."""
+    print(json.dumps(point), file=sys.stderr, flush=True)
+    return point
 
 
 def emit(result: dict, out: str | Path | None) -> None:
