@@ -41,6 +41,8 @@ TRAIN_FLAGS = {
     "name": ("--name", "run name (the directory is <time>-<name>)"),
     "cache_dir": ("--cache-dir", "feature cache folder (default $QTRANSFER_CACHE or ~/.cache/qtransfer)"),
     "num_workers": ("--workers", "image-decoding worker processes (-1: from the CPU count)"),
+    "threads": ("--threads", "CPU threads of each training step (0: one for small heads, every core for large "
+                             "circuits)"),
     "pca": ("--pca", "fitted heads: first reduce the features to this many principal components (0: none)"),
     "shots": ("--shots", "measurements per expectation value (0: exact); training then uses parameter shifts"),
     "noise": ("--noise", "built-in engine noise, e.g. 'depolarizing=0.01,amplitude_damping=0.02@CNOT,readout=0.03'"),

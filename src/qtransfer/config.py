@@ -52,6 +52,7 @@ class TrainConfig:
     holdout_list: str = ""  # or hold out the files a previous run's holdout.json lists
     tensorboard: bool = False  # also write TensorBoard event files into the run directory
     mlflow: str = ""  # also log to MLflow: "" off, "local" (OUT/mlflow.db, SQLite) or a tracking URI
+    threads: int = 0  # intra-op CPU threads of training steps; 0: by the step's size (runtime.threads_for)
 
     def validate(self) -> TrainConfig:
         """Refuse settings outside their range, naming the allowed range, and names that do not exist."""
@@ -85,6 +86,7 @@ class TrainConfig:
             (self.pca >= 0, f"pca must be >= 0 (0: no reduction), got {self.pca}"),
             (self.shots >= 0, f"shots must be >= 0 (0: exact expectation values), got {self.shots}"),
             (0 <= self.holdout < 1, f"holdout must be a fraction in [0, 1), got {self.holdout}"),
+            (self.threads >= 0, f"threads must be >= 0 (0: automatic), got {self.threads}"),
         ]
         for ok, message in checks:
             if not ok:

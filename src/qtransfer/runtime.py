@@ -32,6 +32,37 @@ def resolve_device(name: str = "auto") -> torch.device:
     return distributed.local_device(device) if device.index is None else device
 
 
+# Amplitudes (state size x rows) from which one simulation step gains from a second intra-op thread; below it, a
+# second thread only waits, and stalls the step whenever another process holds a core (benchmarks/many_runs.py).
+PARALLEL_AMPLITUDES = 2**14
+
+
+def cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def threads_for(amplitudes: int, requested: int = 0) -> int:
+    """Intra-op threads for a step that works on `amplitudes` numbers at once: `requested` when > 0; else one for small
+    work (a tiny head's step is per-op overhead) and every core from PARALLEL_AMPLITUDES on."""
+    if requested > 0:
+        return requested
+    return cores() if amplitudes >= PARALLEL_AMPLITUDES else 1
+
+
+@contextlib.contextmanager
+def intra_op_threads(n: int) -> Iterator[int]:
+    """torch (and so scikit-learn, which follows it) on `n` intra-op threads inside the block; restored after."""
+    before = torch.get_num_threads()
+    if n != before:
+        torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def package_versions() -> dict[str, str]:
     """Versions of Python and the packages a result depends on."""
     out = {"python": platform.python_version()}

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import torch
@@ -12,6 +12,7 @@ from qtransfer.models.baselines import LogisticRegressionHead, MLPHead, SVMHead
 from qtransfer.models.kernel_heads import FidelityKernelHead, ProjectedKernelHead
 from qtransfer.models.settings import SHARED_SETTINGS as SHARED_SETTINGS
 from qtransfer.models.settings import check_ignored
+from qtransfer.models.stacked import linear
 from qtransfer.quantum.backends import (
     Backend,
     PennyLaneBackend,
@@ -95,6 +96,13 @@ class DressedQuantumHead(nn.Module):
         q_out = self.backend(self.circuit, self.circuit_inputs(features), self.q_params)
         return self.post_net(q_out)
 
+    def stacked_forward(self, p: Mapping[str, Tensor], x: Tensor) -> Tensor:
+        """K heads' logits (K, B, C) for features (K, B, F), each with its own weights: one engine call."""
+        angles = torch.tanh(linear(x, p["pre_net.weight"], p["pre_net.bias"])) * (math.pi / 2)
+        weights = p["q_params"]
+        q_out = torch.stack([self.backend(self.circuit, a, w) for a, w in zip(angles, weights)])  # TEMP: engine axis
+        return linear(q_out, p["post_net.weight"], p["post_net.bias"])
+
     def extra_repr(self) -> str:
         c = self.circuit
         return f"template={c.name}, n_qubits={c.n_qubits}, weight_shape={c.weight_shape}, backend={self.backend.name}"
@@ -115,6 +123,12 @@ class DressedClassicalHead(nn.Module):
         h = torch.tanh(self.pre_net(features)) * (math.pi / 2)
         return self.post_net(torch.tanh(self.hidden(h)))
 
+    def stacked_forward(self, p: Mapping[str, Tensor], x: Tensor) -> Tensor:
+        """K heads' logits (K, B, C) for features (K, B, F), each with its own weights."""
+        h = torch.tanh(linear(x, p["pre_net.weight"], p["pre_net.bias"])) * (math.pi / 2)
+        h = torch.tanh(linear(h, p["hidden.weight"], p["hidden.bias"]))
+        return linear(h, p["post_net.weight"], p["post_net.bias"])
+
 
 @register_head("linear")
 class LinearHead(nn.Module):
@@ -127,3 +141,7 @@ class LinearHead(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         return self.fc(features)
+
+    def stacked_forward(self, p: Mapping[str, Tensor], x: Tensor) -> Tensor:
+        """K heads' logits (K, B, C) for features (K, B, F), each with its own weights."""
+        return linear(x, p["fc.weight"], p["fc.bias"])

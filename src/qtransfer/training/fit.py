@@ -1,9 +1,11 @@
-"""A head fitted on features in memory: what `compare`, `cv` and `sweep` run many times over seeds."""
+"""Heads fitted on features in memory: what `compare`, `cv` and `sweep` run many times over seeds, folds and
+settings, same-shape ones stacked and trained together."""
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -12,8 +14,12 @@ from torch import nn
 from qtransfer.config import TrainConfig
 from qtransfer.features.pipeline import FeatureSplit
 from qtransfer.models.heads import build_head
+from qtransfer.models.stacked import StackedHeads, stackable
 from qtransfer.training.loop import Loop, chunks, evaluate
 from qtransfer.training.metrics import classification_metrics
+
+# Heads stacked into one model at most: bounds the memory of a step (K x batch x state) and of the best weights.
+MAX_STACK = 128
 
 
 @dataclass
@@ -28,6 +34,29 @@ class FitResult:
     model: nn.Module = field(repr=False)
     test: dict[str, Any] | None = None
     choices: dict[str, Any] = field(default_factory=dict)  # a fitted head's hyper-parameters chosen by inner CV
+    stacked: int = 1  # how many jobs trained together with this one (seconds is its share of their time)
+
+
+@dataclass
+class FitJob:
+    """One head to fit: its settings and its data (train, the split that selects the epoch, an optional test)."""
+
+    config: TrainConfig
+    train: FeatureSplit
+    val: FeatureSplit
+    test: FeatureSplit | None = None
+
+
+def stack_key(job: FitJob) -> tuple[Any, ...] | None:
+    """Jobs with equal keys train as one stacked model: same head architecture and schedule, same number of steps
+    per epoch, data of the same kind; seeds, learning rates and the data themselves may differ. None: alone."""
+    c = job.config
+    if c.fitted_head() or c.seed_parity or c.head not in ("quantum", "classical", "linear") or c.backend != "torch" \
+            or c.shots or c.noise or c.device_options:
+        return None
+    steps = -(-len(job.train.labels) // c.batch_size)
+    settings = json.dumps(asdict(replace(c, seed=0, lr=0.0, name="")), sort_keys=True)
+    return settings, steps, tuple(job.train.features.shape[1:]), job.test is not None
 
 
 def fit_features(
@@ -36,22 +65,60 @@ def fit_features(
 ) -> FitResult:
     """Train config's head on features with `qtransfer train`'s loop (same seed, same batches, same selection on
     val); then score the selected epoch's head on `test`, which plays no part in training or selection."""
-    torch.manual_seed(config.seed)
-    head = build_head(config, train.features.shape[-1], n_classes).to(device)
-    loop = Loop(head, head.parameters(), config, device)
-    best: dict[str, Any] = {}
+    return fit_group([FitJob(config, train, val, test)], n_classes, device, classes)[0]
 
-    def keep_best(row: dict[str, Any]) -> None:
-        if row["improved"]:
-            best.update(copy.deepcopy(head.state_dict()))
 
-    seconds = loop.run(lambda: loop.batches(train.features, train.labels), lambda: chunks(val.features, val.labels),
-                       keep_best)
-    parameters = sum(p.numel() for p in head.parameters() if p.requires_grad)
-    head.load_state_dict(best)
-    head.eval()
-    held_out = None
-    if test is not None:
-        probs = evaluate(head, chunks(test.features, test.labels), device)["probs"]
-        held_out = classification_metrics(test.labels, probs, list(classes or range(n_classes)))
-    return FitResult(loop.rows, loop.best, parameters, seconds, head, held_out, dict(getattr(head, "choices", {})))
+def fit_group(jobs: Sequence[FitJob], n_classes: int, device: torch.device,
+              classes: Sequence[str] | None = None) -> list[FitResult]:
+    """Train jobs of one stack key together as one stacked model (or one job alone); each result equals the job's
+    solo fit_features (its own initial weights, batches, learning rate and best epoch)."""
+    heads = []
+    for job in jobs:
+        torch.manual_seed(job.config.seed)
+        heads.append(build_head(job.config, job.train.features.shape[-1], n_classes).to(device))
+    stacked = len(jobs) > 1 or stackable(heads[0])
+    model: nn.Module = StackedHeads(heads).to(device) if stacked else heads[0]
+    loop = Loop(model, model.parameters(), [j.config for j in jobs], device)
+    best: list[dict[str, Any]] = [{} for _ in jobs]
+
+    def keep_best(rows: list[dict[str, Any]]) -> None:
+        for k, row in enumerate(rows):
+            if row["improved"]:
+                best[k] = model.state_dict_of(k) if stacked else copy.deepcopy(model.state_dict())  # type: ignore[operator]
+
+    same_data = all(j.train is jobs[0].train and j.val is jobs[0].val for j in jobs)
+    if same_data:
+        train, val = jobs[0].train, jobs[0].val
+        seconds = loop.run(lambda: loop.batches(train.features, train.labels), lambda: chunks(val.features, val.labels),
+                           keep_best)
+    else:
+        seconds = loop.run(lambda: loop.stacked_batches([j.train.features for j in jobs], [j.train.labels for j in jobs]),
+                           lambda: [(j.val.features, j.val.labels) for j in jobs], keep_best)
+    results = []
+    for k, (job, head) in enumerate(zip(jobs, heads)):
+        head.load_state_dict(best[k])
+        head.eval()
+        held_out = None
+        if job.test is not None:
+            probs = evaluate(head, chunks(job.test.features, job.test.labels), device)["probs"]
+            held_out = classification_metrics(job.test.labels, probs, list(classes or range(n_classes)))
+        parameters = sum(p.numel() for p in head.parameters() if p.requires_grad)
+        results.append(FitResult(loop.jobs[k].rows, loop.jobs[k].best, parameters, seconds / len(jobs), head, held_out,
+                                 dict(getattr(head, "choices", {})), len(jobs)))
+    return results
+
+
+def fit_jobs(jobs: Sequence[FitJob], n_classes: int, device: torch.device, classes: Sequence[str] | None = None,
+             max_stack: int = MAX_STACK) -> list[FitResult]:
+    """Every job fitted, same-shape ones stacked (up to max_stack at once); results in the jobs' order."""
+    groups: dict[Any, list[int]] = {}
+    for i, job in enumerate(jobs):
+        key = stack_key(job)
+        groups.setdefault(("alone", i) if key is None else key, []).append(i)
+    results: list[FitResult | None] = [None] * len(jobs)
+    for members in groups.values():
+        for start in range(0, len(members), max_stack):
+            part = members[start : start + max_stack]
+            for i, r in zip(part, fit_group([jobs[i] for i in part], n_classes, device, classes)):
+                results[i] = r
+    return results  # type: ignore[return-value]

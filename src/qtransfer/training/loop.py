@@ -1,16 +1,21 @@
 """The one training loop: Adam and StepLR over seeded, shuffled mini-batches, validation after every epoch, the
 best epoch selected on validation accuracy (ties: lower loss).
 
-A single process is the world-size-1 case of a torchrun job: every rank draws the same seeded permutation and
-takes a contiguous slice of each global batch, gradients are averaged by DistributedDataParallel, and the loss
-and accuracy are summed over ranks. (A DistributedSampler would draw its own permutation and pad the last batch
-by repeating samples: other batches than a single-process run's, so other metrics.)
+The loop trains K jobs at once along a leading model axis (`models.stacked`): same-shape heads that differ in
+seed (their initial weights and batch order), learning rate, or data. Each job draws exactly the batches its solo
+run draws, from its own generator, and keeps its own rows and best epoch; one Adam steps the stacked tensors. A
+single run is the K = 1 case, as a single process is the world-size-1 case of a torchrun job: every rank draws the
+same seeded permutation and takes a contiguous slice of each global batch, gradients are averaged by
+DistributedDataParallel, and the loss and accuracy are summed over ranks. (A DistributedSampler would draw its own
+permutation and pad the last batch by repeating samples: other batches than a single-process run's, so other
+metrics.)
 """
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -22,11 +27,14 @@ from qtransfer import distributed
 from qtransfer.config import TrainConfig
 from qtransfer.errors import NonFiniteLoss
 from qtransfer.models.fitted import FittedHead
+from qtransfer.models.stacked import Solo
+from qtransfer.runtime import intra_op_threads, threads_for
 
 # Rows scored at once in validation: bounds its memory like a training batch's (see quantum.memory).
 EVAL_CHUNK = 256
 
 Batch = tuple[Tensor, Tensor, int]  # this rank's inputs and labels, and the size of the global batch
+StackedBatch = tuple[Tensor, Tensor, list[int]]  # (K, B, ...) inputs, (K, B) labels, each job's global batch size
 
 
 def shuffled_batches(
@@ -34,6 +42,13 @@ def shuffled_batches(
 ) -> Iterator[Batch]:
     """Rank `rank`'s slice of each shuffled global batch (of `world` slices); x of shape (N, views, F) gives each
     sample one view drawn at random. `x` may be a tensor or memory-mapped features (rows read batch by batch)."""
+    for idx, n in _batch_indices(x, batch_size, generator, rank, world):
+        yield _rows(x, idx), y[idx[0]], n
+
+
+def _batch_indices(x: Any, batch_size: int, generator: torch.Generator, rank: int = 0,
+                   world: int = 1) -> Iterator[tuple[tuple[Tensor, Tensor | None], int]]:
+    """One epoch's (rows, views) index pairs, each with its global batch size, drawn from `generator`."""
     order = torch.randperm(len(x), generator=generator)
     views = torch.randint(x.shape[1], (len(x),), generator=generator) if x.dim() == 3 else None
     for i in range(0, len(x), batch_size):
@@ -41,7 +56,38 @@ def shuffled_batches(
         n = len(idx)
         if world > 1:
             idx = idx.tensor_split(world)[rank]
-        yield (x[idx] if views is None else x[idx, views[idx]]), y[idx], n
+        yield (idx, None if views is None else views[idx]), n
+
+
+def _rows(x: Any, idx: tuple[Tensor, Tensor | None]) -> Tensor:
+    rows, views = idx
+    return x[rows] if views is None else x[rows, views]
+
+
+def stacked_batches(
+    xs: Sequence[Any], ys: Sequence[Tensor], batch_size: int, generators: Sequence[torch.Generator],
+    rank: int = 0, world: int = 1,
+) -> Iterator[StackedBatch]:
+    """Each job's own shuffled batch, stacked along a leading model axis: job k's batches are exactly those that
+    shuffled_batches(xs[k], ys[k], batch_size, generators[k]) gives. A job whose batch is shorter (its data has
+    fewer rows) is padded with its first row; the global batch sizes say how many rows count."""
+    epochs = [_batch_indices(x, batch_size, g, rank, world) for x, g in zip(xs, generators)]
+    same = all(x is xs[0] for x in xs) and all(y is ys[0] for y in ys)
+    for step in zip(*epochs):
+        width = max(len(idx[0]) for idx, _ in step)
+        padded = [tuple(None if t is None else _pad(t, width) for t in idx) for idx, _ in step]
+        if same and padded[0][1] is None:  # one gather for every job
+            rows = torch.stack([idx[0] for idx in padded])
+            x = xs[0][rows.flatten()].unflatten(0, rows.shape)
+            y = ys[0][rows]
+        else:
+            x = torch.stack([_rows(xk, idx) for xk, idx in zip(xs, padded)])
+            y = torch.stack([yk[idx[0]] for yk, idx in zip(ys, padded)])
+        yield x, y, [n for _, n in step]
+
+
+def _pad(idx: Tensor, width: int) -> Tensor:
+    return idx if len(idx) == width else torch.cat([idx, idx[:1].expand(width - len(idx))])
 
 
 def chunks(x: Any, y: Tensor, size: int = EVAL_CHUNK) -> Iterator[tuple[Tensor, Tensor]]:
@@ -51,30 +97,48 @@ def chunks(x: Any, y: Tensor, size: int = EVAL_CHUNK) -> Iterator[tuple[Tensor, 
 
 
 def train_epoch(
-    model: nn.Module, batches: Iterable[Batch], optimizer: torch.optim.Optimizer, device: torch.device,
-    epoch: int, hint: str = "", world: int = 1,
-) -> tuple[float, float]:
-    """One epoch of optimizer steps, synchronised over `world` ranks; returns the mean training loss and
-    accuracy over all of them."""
-    total_loss, correct, seen = 0.0, 0, 0
+    model: nn.Module, batches: Iterable[StackedBatch], optimizer: torch.optim.Optimizer, device: torch.device,
+    epoch: int, hint: str = "", world: int = 1, lr_scale: Tensor | None = None, names: Sequence[str] = ("",),
+) -> list[tuple[float, float]]:
+    """One epoch of optimizer steps for K stacked jobs, synchronised over `world` ranks; returns each job's mean
+    training loss and accuracy over all ranks. With `lr_scale` (K,), the optimizer runs at learning rate 1 (times
+    its schedule) and each job's parameters move lr_scale[k] of the way: a learning rate per job."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    jobs = len(names)
+    loss_total, right_total, seen = [0.0] * jobs, [0] * jobs, [0] * jobs
     for step, (x, y, n) in enumerate(batches, 1):
         x, y = x.to(device), y.to(device)
         optimizer.zero_grad()
-        logits = model(x)
-        loss_sum = nn.functional.cross_entropy(logits, y, reduction="sum")
-        sums = [loss_sum.item(), int((logits.argmax(1) == y).sum())]
-        batch_loss, batch_right = distributed.all_sum(sums, device) if world > 1 else sums
-        if not math.isfinite(batch_loss):  # every rank sees the same sum, so all stop together
-            lr = optimizer.param_groups[0]["lr"]
-            raise NonFiniteLoss(f"loss is {batch_loss / n} at epoch {epoch}, step {step}{'; ' + hint if hint else ''}. "
-                                f"Try a lower --lr (now {lr:g}).")
+        logits = model(x)  # (K, B, C)
+        losses = nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
+        right = logits.argmax(-1) == y
+        counts = torch.tensor(n, dtype=losses.dtype, device=device)
+        if world == 1 and min(n) < y.shape[1]:  # some job's batch is shorter: its padding rows do not count
+            valid = torch.arange(y.shape[1], device=device) < counts.unsqueeze(1)
+            losses, right = losses * valid, right & valid
+        loss_sum = losses.sum(1)
+        sums = torch.cat([loss_sum.detach(), right.sum(1).to(loss_sum.dtype)]).tolist()
+        if world > 1:
+            sums = distributed.all_sum(sums, device)
+        for k in range(jobs):
+            batch_loss = sums[k]
+            if not math.isfinite(batch_loss):  # every rank sees the same sum, so all stop together
+                lr = optimizer.param_groups[0]["lr"] * (1.0 if lr_scale is None else float(lr_scale[k]))
+                raise NonFiniteLoss(f"loss is {batch_loss / n[k]} at epoch {epoch}, step {step}{names[k]}"
+                                    f"{'; ' + hint if hint else ''}. Try a lower --lr (now {lr:g}).")
+            loss_total[k] += batch_loss
+            right_total[k] += int(sums[jobs + k])
+            seen[k] += n[k]
         # DDP averages gradients over ranks: so scaled, the average is the gradient of the global batch's mean loss
-        (loss_sum / n * world).backward()
-        optimizer.step()
-        total_loss += batch_loss
-        correct += int(batch_right)
-        seen += n
-    return total_loss / seen, correct / seen
+        (loss_sum / counts * world).sum().backward()
+        if lr_scale is None:
+            optimizer.step()
+        else:
+            before = [p.detach().clone() for p in params]
+            optimizer.step()
+            for p, b in zip(params, before):
+                p.detach().copy_(b.lerp_(p.detach(), lr_scale.view(-1, *[1] * (p.dim() - 1))))
+    return [(loss_total[k] / seen[k], right_total[k] / seen[k]) for k in range(jobs)]
 
 
 def fit_once(head: FittedHead, batches: Iterable[Batch], seed: int, device: torch.device) -> tuple[float, float]:
@@ -94,18 +158,48 @@ def fit_once(head: FittedHead, batches: Iterable[Batch], seed: int, device: torc
 def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], device: torch.device) -> dict[str, Any]:
     """Loss, accuracy, predictions and probabilities of `model` over the batches, without gradients."""
     model.eval()
-    losses, preds, probs, labels = [], [], [], []
+    logits, labels = [], []
     with torch.no_grad():
         for x, y in batches:
-            logits = model(x.to(device)).float().cpu()
-            losses.append(nn.functional.cross_entropy(logits, y, reduction="sum"))
-            probs.append(logits.softmax(1))
-            preds.append(logits.argmax(1))
+            logits.append(model(x.to(device)).float().cpu())
             labels.append(y)
-    y = torch.cat(labels)
-    pred = torch.cat(preds)
-    return {"loss": float(torch.stack(losses).sum() / len(y)), "acc": int((pred == y).sum()) / len(y),
-            "pred": pred, "probs": torch.cat(probs), "labels": y}
+    return scores(torch.cat(logits), torch.cat(labels))
+
+
+def evaluate_stacked(model: nn.Module, val: Iterable[tuple[Tensor, Tensor]] | list[tuple[Any, Tensor]],
+                     device: torch.device) -> list[dict[str, Any]]:
+    """evaluate() for each of a stacked model's K jobs: on one iterable of (x, y) chunks that every job is scored
+    on, or on a list of K whole (x, y) splits, one per job (scored in chunks, shorter ones padded)."""
+    model.eval()
+    jobs = model.models  # type: ignore[union-attr]
+    with torch.no_grad():
+        if not isinstance(val, list):
+            parts, labels = [], []
+            for x, y in val:
+                x = x.to(device)
+                parts.append(model(x.unsqueeze(0).expand(jobs, *x.shape)).float().cpu())
+                labels.append(y)
+            logits, y = torch.cat(parts, 1), torch.cat(labels)
+            return [scores(logits[k], y) for k in range(jobs)]
+        sizes = [len(y) for _, y in val]
+        parts = []
+        for i in range(0, max(sizes), EVAL_CHUNK):
+            width = min(EVAL_CHUNK, max(sizes) - i)
+            x = torch.stack([_pad_rows(xk[i : i + width], width) for xk, _ in val]).to(device)
+            parts.append(model(x).float().cpu())
+        logits = torch.cat(parts, 1)
+        return [scores(logits[k, :n], y) for k, (n, (_, y)) in enumerate(zip(sizes, val))]
+
+
+def _pad_rows(x: Tensor, width: int) -> Tensor:
+    return x if len(x) == width else torch.cat([x, x.new_zeros(width - len(x), *x.shape[1:])])
+
+
+def scores(logits: Tensor, y: Tensor) -> dict[str, Any]:
+    """Mean loss, accuracy, predictions and probabilities of logits (N, C) for labels (N,)."""
+    pred = logits.argmax(1)
+    return {"loss": float(nn.functional.cross_entropy(logits, y, reduction="sum") / len(y)),
+            "acc": int((pred == y).sum()) / len(y), "pred": pred, "probs": logits.softmax(1), "labels": y}
 
 
 def adam(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
@@ -118,88 +212,157 @@ def adam(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
-class Loop:
-    """A model's optimizer, scheduler, batch generator, per-epoch rows and best epoch, trained epoch by epoch.
+@dataclass
+class Job:
+    """What one of a loop's jobs keeps apart from the others: settings, batch generator, rows, best epoch."""
 
-    `model` is what runs forward (a head, or backbone + head in seed-parity mode); `params` what is trained.
-    With `shared`, the ranks of a torchrun job train this one model together (each on its slice of every batch);
-    without, this process trains it alone (as `compare` does with the runs it was given). The generator is
-    seeded with the config's seed; seed torch before building the model for its initial weights.
+    config: TrainConfig
+    generator: torch.Generator
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=lambda: {"epoch": 0, "val_acc": -1.0, "val_loss": math.inf})
+
+    def record(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Add an epoch's row; returns it with `improved` set when it is the best epoch so far."""
+        self.rows.append(row)
+        improved = (row["val_acc"], -row["val_loss"]) > (self.best["val_acc"], -self.best["val_loss"])
+        if improved:
+            self.best = {"epoch": row["epoch"], "val_acc": row["val_acc"], "val_loss": row["val_loss"]}
+        return {**row, "improved": improved}
+
+
+def step_amplitudes(config: TrainConfig, models: int = 1) -> int:
+    """The numbers one training step of `models` stacked heads simulates at once: state amplitudes x rows for a
+    quantum head on the built-in engine (density matrices square them), none for classical heads."""
+    if config.head != "quantum" or config.backend != "torch":
+        return 0
+    size = 4**config.n_qubits if config.noise else 2**config.n_qubits
+    return size * config.batch_size * models
+
+
+class Loop:
+    """K same-shape jobs' stacked model, optimizer, scheduler, batch generators, per-epoch rows and best epochs,
+    trained epoch by epoch.
+
+    `model` is what runs forward: a `StackedHeads` of K heads (one config each, same architecture, epochs, batch
+    size and schedule; seeds, learning rates and data may differ), or any single module (a head, or backbone +
+    head in seed-parity mode) as the K = 1 case. `params` is what is trained. With `shared`, the ranks of a
+    torchrun job train one model together (each on its slice of every batch); without, this process trains it
+    alone. Each job's generator is seeded with its config's seed; seed torch before building each head for its
+    initial weights.
     """
 
-    def __init__(self, model: nn.Module, params: Iterable[nn.Parameter], config: TrainConfig, device: torch.device,
-                 shared: bool = False):
-        self.model, self.config, self.device = model, config, device
+    def __init__(self, model: nn.Module, params: Iterable[nn.Parameter], configs: TrainConfig | Sequence[TrainConfig],
+                 device: torch.device, shared: bool = False):
+        configs = [configs] if isinstance(configs, TrainConfig) else list(configs)
+        self.config, self.device = configs[0], device
+        self.fitted = isinstance(model, FittedHead)
+        self.model = model if self.fitted or hasattr(model, "models") else Solo(model)
+        if self.model.models != len(configs):  # type: ignore[union-attr]
+            raise ValueError(f"a loop of {len(configs)} jobs needs a model of as many heads, got {self.model.models}")
         together = shared and distributed.is_distributed()
         self.rank, self.world = (distributed.rank(), distributed.world_size()) if together else (0, 1)
-        self.trainer = (DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-                        if together else model)
-        self.fitted = isinstance(model, FittedHead)
-        self.epochs = 1 if self.fitted else config.epochs
+        self.trainer = (DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+                        if together else self.model)
+        self.jobs = [Job(c, torch.Generator().manual_seed(c.seed)) for c in configs]
+        self.epochs = 1 if self.fitted else self.config.epochs
+        self.threads = threads_for(step_amplitudes(self.config, len(configs)), self.config.threads)
         self.optimizer = self.scheduler = None
+        self.lr_scale: Tensor | None = None
         if not self.fitted:
-            self.optimizer = adam(params, config.lr)
-            self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=config.step_size,
-                                                             gamma=config.gamma)
-        self.generator = torch.Generator().manual_seed(config.seed)
-        self.rows: list[dict[str, Any]] = []
-        self.best: dict[str, Any] = {"epoch": 0, "val_acc": -1.0, "val_loss": math.inf}
+            lrs = [c.lr for c in configs]
+            if len(set(lrs)) > 1:
+                self.lr_scale = torch.tensor(lrs, dtype=torch.float64, device=device)
+            self.optimizer = adam(params, 1.0 if self.lr_scale is not None else lrs[0])
+            self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=self.config.step_size,
+                                                             gamma=self.config.gamma)
 
-    def epoch(self, train: Iterable[Batch], val: Iterable[tuple[Tensor, Tensor]], hint: str = "") -> dict[str, Any]:
-        """Train one epoch on `train`, score `val`, record the row; returns it with `improved` set when it is
-        the best epoch so far."""
+    # the first (or only) job's, for a single run
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """The first job's per-epoch rows."""
+        return self.jobs[0].rows
+
+    @property
+    def best(self) -> dict[str, Any]:
+        """The first job's best epoch."""
+        return self.jobs[0].best
+
+    @property
+    def generator(self) -> torch.Generator:
+        """The first job's batch generator."""
+        return self.jobs[0].generator
+
+    def epoch(self, train: Iterable[StackedBatch], val: Iterable[tuple[Tensor, Tensor]] | Sequence[Iterable],
+              hint: str = "") -> list[dict[str, Any]]:
+        """Train one epoch on `train`, score each job on its `val` (one iterable of chunks for all, or one per job),
+        record the rows; returns them with `improved` set for the jobs whose best epoch this is."""
         t = time.perf_counter()
         self.model.train()
         epoch = len(self.rows) + 1
         if self.fitted:
-            train_loss, train_acc = fit_once(self.model, train, self.config.seed, self.device)  # type: ignore[arg-type]
+            results = [fit_once(self.model, ((x[0], y[0], n[0]) for x, y, n in train), self.config.seed,  # type: ignore[arg-type]
+                                self.device)]
         else:
-            train_loss, train_acc = train_epoch(self.trainer, train, self.optimizer, self.device, epoch, hint,
-                                                self.world)
-            self.scheduler.step()
+            names = [f" (seed {j.config.seed}, lr {j.config.lr:g})" for j in self.jobs] if len(self.jobs) > 1 else [""]
+            results = train_epoch(self.trainer, train, self.optimizer, self.device, epoch, hint, self.world,  # type: ignore[arg-type]
+                                  self.lr_scale, names)
+            self.scheduler.step()  # type: ignore[union-attr]
         train_s = time.perf_counter() - t
-        v = evaluate(self.model, val, self.device)
+        scored = ([evaluate(self.model, val, self.device)] if self.fitted  # type: ignore[arg-type]
+                  else evaluate_stacked(self.model, val, self.device))
         lr = self.optimizer.param_groups[0]["lr"] if self.optimizer else 0.0
-        row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": v["loss"],
-               "val_acc": v["acc"], "lr": lr, "train_s": train_s, "epoch_s": time.perf_counter() - t}
-        self.rows.append(row)
-        improved = (row["val_acc"], -row["val_loss"]) > (self.best["val_acc"], -self.best["val_loss"])
-        if improved:
-            self.best = {"epoch": epoch, "val_acc": row["val_acc"], "val_loss": row["val_loss"]}
-        return {**row, "improved": improved}
+        out = []
+        for k, (job, (train_loss, train_acc), v) in enumerate(zip(self.jobs, results, scored)):
+            row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": v["loss"],
+                   "val_acc": v["acc"], "lr": lr * (float(self.lr_scale[k]) if self.lr_scale is not None else 1.0),
+                   "train_s": train_s / len(self.jobs), "epoch_s": (time.perf_counter() - t) / len(self.jobs)}
+            out.append(job.record(row))
+        return out
 
-    def batches(self, x: Any, y: Tensor) -> Iterator[Batch]:
-        """This process's slices of one epoch of shuffled batches of (x, y), drawn from the loop's generator."""
-        return shuffled_batches(x, y, self.config.batch_size, self.generator, self.rank, self.world)
+    def batches(self, x: Any, y: Tensor) -> Iterator[StackedBatch]:
+        """This process's slices of one epoch of shuffled batches of (x, y), drawn by each job's generator."""
+        return self.stacked_batches([x] * len(self.jobs), [y] * len(self.jobs))
+
+    def stacked_batches(self, xs: Sequence[Any], ys: Sequence[Tensor]) -> Iterator[StackedBatch]:
+        """One epoch of each job's shuffled batches of its own (xs[k], ys[k]), stacked along the model axis."""
+        return stacked_batches(xs, ys, self.config.batch_size, [j.generator for j in self.jobs], self.rank, self.world)
 
     def run(
-        self, train: Callable[[], Iterable[Batch]], val: Callable[[], Iterable[tuple[Tensor, Tensor]]],
-        after_epoch: Callable[[dict[str, Any]], None] = lambda row: None, hint: Callable[[], str] = lambda: "",
+        self, train: Callable[[], Iterable[StackedBatch]], val: Callable[[], Any],
+        after_epoch: Callable[[list[dict[str, Any]]], None] = lambda rows: None, hint: Callable[[], str] = lambda: "",
         progress: bool = False,
     ) -> float:
-        """Train the epochs left (config.epochs; one for a FittedHead), calling `after_epoch(row)` after each; returns the seconds."""
+        """Train the epochs left (config.epochs; one for a FittedHead) on `self.threads` intra-op threads, calling
+        `after_epoch(rows)` (one row per job) after each; returns the seconds."""
         t = time.perf_counter()
         bar = tqdm(range(len(self.rows) + 1, self.epochs + 1), desc="epochs", unit="epoch",
                    disable=not (progress and distributed.is_main()))
-        for _ in bar:
-            row = self.epoch(train(), val(), hint())
-            after_epoch(row)
-            bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{row['val_acc']:.3f}",
-                            best=f"{self.best['val_acc']:.3f}")
+        with intra_op_threads(self.threads):
+            for _ in bar:
+                rows = self.epoch(train(), val(), hint())
+                after_epoch(rows)
+                bar.set_postfix(loss=f"{rows[0]['train_loss']:.3f}", val_acc=f"{rows[0]['val_acc']:.3f}",
+                                best=f"{self.best['val_acc']:.3f}")
         return time.perf_counter() - t
 
     def state_dict(self) -> dict[str, Any]:
-        """What resuming needs besides the weights: optimizer, scheduler, batch generator, RNG, rows, best."""
+        """What resuming needs besides the weights: optimizer, scheduler, batch generators, RNG, rows, bests (one
+        job's as single values, as a single run always wrote them; K jobs' as lists)."""
+        single = len(self.jobs) == 1
+        pick = (lambda values: values[0]) if single else list
         return {"optimizer": self.optimizer.state_dict() if self.optimizer else {},
                 "scheduler": self.scheduler.state_dict() if self.scheduler else {},
-                "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
-                "rows": self.rows, "best": self.best}
+                "generator": pick([j.generator.get_state() for j in self.jobs]), "torch_rng": torch.get_rng_state(),
+                "rows": pick([j.rows for j in self.jobs]), "best": pick([j.best for j in self.jobs])}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a state_dict() of the same settings."""
         if self.optimizer and self.scheduler:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
-        self.generator.set_state(state["generator"])
+        single = len(self.jobs) == 1
+        for k, job in enumerate(self.jobs):
+            pick = (lambda values: values) if single else (lambda values: values[k])  # noqa: B023
+            job.generator.set_state(pick(state["generator"]))
+            job.rows, job.best = list(pick(state["rows"])), dict(pick(state["best"]))
         torch.set_rng_state(state["torch_rng"])
-        self.rows, self.best = list(state["rows"]), dict(state["best"])

@@ -46,7 +46,7 @@ from qtransfer.training.checkpoints import (
     load_buffers,
     load_checkpoint,
 )
-from qtransfer.training.loop import Batch, Loop, chunks, evaluate
+from qtransfer.training.loop import Loop, StackedBatch, chunks, evaluate
 from qtransfer.training.metrics import classification_metrics, confusion
 
 
@@ -96,11 +96,11 @@ class Run:
         self.features = split_features(self.config, self.backbone, self.splits, self.device, progress=self.progress)
         self.timings["features_s"] = time.perf_counter() - t
 
-    def _train_batches(self) -> Iterator[Batch]:
+    def _train_batches(self) -> Iterator[StackedBatch]:
         if self.features is not None:
             f = self.features["train"]
             return self.loop.batches(f.features, f.labels)
-        return ((x, y, len(y)) for x, y in self._image_loader("train", shuffle=True))
+        return ((x.unsqueeze(0), y.unsqueeze(0), [len(y)]) for x, y in self._image_loader("train", shuffle=True))
 
     def _eval_batches(self, split: str = "val") -> Iterator[tuple[Tensor, Tensor]]:
         if self.features is not None:
@@ -126,7 +126,8 @@ class Run:
         return (f"the best checkpoint so far (epoch {best}) is kept in {self.dir / 'best.pt'}" if best
                 else "no epoch finished, so there is no checkpoint")
 
-    def _after_epoch(self, row: dict[str, Any]) -> None:
+    def _after_epoch(self, rows: list[dict[str, Any]]) -> None:
+        (row,) = rows
         if row["improved"]:
             self._write(self.dir / "best.pt", lambda path: atomic_torch_save(self._model_state(), path))
         self._save_last()
@@ -215,6 +216,7 @@ class Run:
             "trainable_parameters": sum(p.numel() for p in self.head.parameters() if p.requires_grad),
             "head_choices": getattr(self.head, "choices", {}),  # hyper-parameters a fitted head chose by inner CV
             "timings": self.timings,
+            "threads": self.loop.threads,
             "seed": self.config.seed,
             "device": str(self.device),
             "versions": package_versions(),
