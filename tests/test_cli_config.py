@@ -72,9 +72,9 @@ lr = 1  # an integer where a number is asked: taken as 1.0
 """)
     assert cli.main(["--quiet", "compare", "--config", str(settings), "--epochs", "1"]) == 0
     saved = json.loads((_only_run(tmp_path / "runs") / "compare_config.json").read_text())
-    assert saved["heads"] == ["linear"] and saved["seeds"] == [3, 4]
-    assert saved["config"]["epochs"] == 1 and saved["config"]["batch_size"] == 16 and saved["config"]["lr"] == 1.0
-    assert saved["config"]["head"] == TrainConfig().head  # compare's heads come from `heads`, not the config
+    assert saved["heads"] == ["linear"] and saved["seed_list"] == [3, 4]
+    assert saved["epochs"] == 1 and saved["batch_size"] == 16 and saved["lr"] == 1.0
+    assert "head" not in saved  # compare's heads come from `heads`, not the config
 
 
 def test_json_files_set_cv_and_sweep_settings_and_flags_win(tmp_path: Path) -> None:

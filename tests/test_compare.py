@@ -90,12 +90,12 @@ def test_a_compare_run_equals_a_train_run_with_the_same_settings(comparison, dat
 
 def test_a_rerun_in_the_same_directory_resumes_without_training_again(comparison, monkeypatch) -> None:
     run_dir, result = comparison
-    import qtransfer.experiments.compare as cmp
+    import qtransfer.experiments.runner as runner
 
     def fail(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(cmp, "fit_features", fail)
+    monkeypatch.setattr(runner, "fit_group", fail)
     settings = CompareSettings.load(run_dir / "compare_config.json")
     _, again = compare(settings, resume=run_dir)
     assert again["runs"] == result["runs"]

@@ -29,7 +29,8 @@ import qtransfer.runtime
 import qtransfer.storage
 from qtransfer.config import TrainConfig
 from qtransfer.errors import DirectoryInUse
-from qtransfer.experiments.compare import CompareSettings, read_runs
+from qtransfer.experiments.compare import CompareSettings
+from qtransfer.experiments.runner import read_runs
 from qtransfer.runtime import new_run_dir, run_dir_lock
 from qtransfer.storage import atomic_write_text, remove_stale_temp_files
 

@@ -221,7 +221,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from qtransfer.experiments.sweep import SweepSettings, sweep
 
     settings = SweepSettings(_config(args), list(args.depths), list(args.qubit_counts), _seeds(args),
-                             classical=not args.no_classical)
+                             no_classical=args.no_classical)
     run_dir, _ = sweep(settings, resume=args.resume, progress=not args.quiet)
     if not _main_rank():
         return 0
@@ -253,8 +253,10 @@ def cmd_cv(args: argparse.Namespace) -> int:
     from qtransfer.experiments.cv import CVSettings, cross_validate
 
     settings = CVSettings(_config(args), list(args.heads), args.folds, args.keep_val, args.inner_fraction,
-                          list(args.metrics))
-    run_dir, _ = cross_validate(settings, progress=not args.quiet)
+                          list(args.metrics), _seeds(args))
+    run_dir, _ = cross_validate(settings, progress=not args.quiet, resume=args.resume)
+    if not _main_rank():
+        return 0
     print((run_dir / "cv.md").read_text())
     print(f"cross-validation directory {run_dir}")
     return 0
@@ -373,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of each fold's training part that selects the epoch (default: 0.2)")
     p.add_argument("--metrics", nargs="+", default=["accuracy", "balanced_accuracy", "roc_auc"], metavar="NAME",
                    help="columns of the table: accuracy balanced_accuracy precision recall f1 roc_auc confusion")
+    _add_seed_flags(p, 1)
+    p.add_argument("--resume", type=Path, metavar="DIR", help="finish an interrupted cross-validation")
     p.set_defaults(func=cmd_cv)
 
     p = sub.add_parser("evaluate", help="score a trained run on its validation split (or another folder)")
@@ -491,7 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # Commands that share their work among torchrun's processes; the others run in one process.
-DISTRIBUTED_COMMANDS = ("extract", "train", "compare", "sweep")
+DISTRIBUTED_COMMANDS = ("extract", "train", "compare", "sweep", "cv")
 
 
 def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:

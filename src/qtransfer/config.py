@@ -6,7 +6,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from typing_extensions import Self
 
@@ -211,21 +211,30 @@ S = TypeVar("S", bound="SettingsFile")
 
 
 class SettingsFile:
-    """For settings dataclasses whose field `config` is a TrainConfig: written as JSON and read back."""
+    """For settings dataclasses whose field `config` is a TrainConfig: written as one flat table keyed by the
+    command's own flag names (so the file is a valid `--config` file of that command) and read back."""
 
     config: TrainConfig
+    PER_JOB: ClassVar[tuple[str, ...]] = ("head", "seed_parity")  # set per job by the command, not flags of it
+    KEYS: ClassVar[dict[str, str]] = {}  # own fields written under their flag's name: field -> key
 
     def to_json(self) -> str:
-        """The settings as indented JSON."""
-        return json.dumps({**asdict(self), "config": asdict(self.config)}, indent=2)  # type: ignore[call-overload]
+        """The settings as indented JSON: the config's fields, then the command's own under their flags' names."""
+        config = {k: v for k, v in asdict(self.config).items() if k not in self.PER_JOB}
+        own = {self.KEYS.get(k, k): v for k, v in asdict(self).items() if k != "config"}  # type: ignore[call-overload]
+        return json.dumps({**config, **own}, indent=2)
 
     @classmethod
     def load(cls, path: Path) -> Self:
-        """Settings from a JSON file written by to_json."""
+        """Settings from a JSON file written by to_json (or, from before flat files, with the config nested)."""
         path = Path(path)
         values = read_json(path, "start anew", "start anew")
-        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        if not isinstance(values, dict) or "config" not in values or set(values) - names:
-            raise InputError(f"{path} does not hold the settings qtransfer writes there ({sorted(names)}); it was "
-                             f"damaged or replaced: start anew")
-        return cls(TrainConfig.from_dict(values.pop("config"), str(path)), **values)  # type: ignore[call-arg]
+        own = {cls.KEYS.get(f.name, f.name): f.name for f in fields(cls) if f.name != "config"}  # type: ignore[arg-type]
+        allowed = {*own, *own.values(), *(f.name for f in fields(TrainConfig)), "config"}
+        if not isinstance(values, dict) or set(values) - allowed:
+            raise InputError(f"{path} does not hold the settings qtransfer writes there ({sorted(own)} and the "
+                             f"training settings); it was damaged or replaced: start anew")
+        nested = values.pop("config", None)
+        config = nested if nested is not None else {k: values.pop(k) for k in list(values) if k not in own}
+        settings = {own.get(k, k): v for k, v in values.items()}
+        return cls(TrainConfig.from_dict(config, str(path)), **settings)  # type: ignore[call-arg]

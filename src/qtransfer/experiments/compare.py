@@ -1,36 +1,28 @@
 """Heads compared over seeds on one set of cached features: runs, summaries, paired differences."""
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
 import time
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from tqdm.auto import tqdm
 
 from qtransfer import distributed
 from qtransfer.config import MAX_SEED, SettingsFile, TrainConfig
-from qtransfer.errors import InputError, Interrupted, MissingFileError
+from qtransfer.errors import InputError
 from qtransfer.experiments.stats import describe, paired_difference
 from qtransfer.features.pipeline import Features, load_features
 from qtransfer.models.heads import HEADS
 from qtransfer.registry import unknown_name
 from qtransfer.report import figures, tables
-from qtransfer.runtime import (
-    check_run_dir,
-    new_run_dir,
-    package_versions,
-    resolve_device,
-    run_dir_lock,
-)
-from qtransfer.storage import atomic_write_text, remove_stale_temp_files
-from qtransfer.tracking.start import check_installed, start_tracker
+from qtransfer.experiments.runner import Job, experiment, resumable, run_jobs
+from qtransfer.runtime import package_versions, resolve_device
+from qtransfer.storage import atomic_write_text
 from qtransfer.tracking.tracker import Tracker
-from qtransfer.training.fit import FitResult, fit_features
+from qtransfer.training.fit import FitJob, FitResult
 
 # Settings a head spec may change ("quantum:depth=2,qubits=8"): spec key -> TrainConfig field.
 SPEC_KEYS = {
@@ -90,7 +82,7 @@ def record(spec: HeadSpec, seed: int, augmented: bool, fit: FitResult) -> dict[s
         "label": spec.label, "head": spec.head, "settings": dict(spec.settings), "seed": seed,
         "augmented": augmented, "best_epoch": fit.best["epoch"], "best_val_acc": fit.best["val_acc"],
         "best_val_loss": fit.best["val_loss"], "final_val_acc": last["val_acc"], "final_val_loss": last["val_loss"],
-        "parameters": fit.parameters, "train_s": fit.seconds, "choices": fit.choices,
+        "parameters": fit.parameters, "train_s": fit.seconds, "stacked": fit.stacked, "choices": fit.choices,
         "curves": {k: [r[k] for r in fit.rows] for k in ("train_loss", "train_acc", "val_loss", "val_acc")},
         **({"held_out_acc": fit.test["accuracy"], "held_out_balanced_acc": fit.test["balanced_accuracy"],
             "held_out_roc_auc": fit.test["roc_auc"]} if fit.test else {}),
@@ -123,56 +115,27 @@ def run_grid(
     progress: bool = True,
     tracker: Tracker = Tracker(),
 ) -> list[dict[str, Any]]:
-    """Every (spec, augmented, seed) fitted once; runs.jsonl in run_dir keeps finished ones, so a rerun resumes.
-    Under torchrun each rank fits every world-th run and rank 0 gathers them, in the single-process order. Each
-    finished run is also a child run of `tracker` (rank 0's)."""
-    path = run_dir / "runs.jsonl"
-    done = read_runs(path)
-    done = distributed.broadcast(done if distributed.is_main() else None)  # rank 0's file decides what is left
-    have = {(r["label"], r["augmented"], r["seed"]) for r in done}
-    todo = [(s, a, seed) for s in specs for a in augmented for seed in seeds if (s.label, a, seed) not in have]
+    """Every (spec, augmented, seed) fitted once, same-shape ones together; runs.jsonl in run_dir keeps finished
+    ones, so a rerun resumes. Each finished run is also a child run of `tracker` (rank 0's)."""
     device = resolve_device(config.device)
     train, val = features.train.to_device(device), features.val.to_device(device)
     aug = features.augmented_train.to_device(device) if features.views is not None else None
     test = features.test.to_device(device) if features.test is not None else None
-    mine: list[dict[str, Any]] = []
-    for spec, augment, seed in tqdm(distributed.share(todo), desc="runs", unit="run",
-                                    disable=not (progress and distributed.is_main())):
-        cfg = replace(spec.config(config), seed=seed)
-        cfg.validate()
-        fit = fit_features(cfg, aug if augment else train, val, len(features.classes), device, test, features.classes)
-        mine.append(record(spec, seed, augment, fit))
-        if distributed.is_main():  # rank 0's finished runs survive an interruption; the others' arrive at the end
-            atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in done + mine))
-            track_run(tracker, config, mine[-1])
-    if not distributed.is_distributed():
-        return done + mine
-    parts = distributed.gather(mine)
-    runs = {(r["label"], r["augmented"], r["seed"]): r for part in parts for r in part}
-    done = done + [runs[(s.label, a, seed)] for s, a, seed in todo]
-    if distributed.is_main():
-        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in done))
-        for r in (r for part in parts[1:] for r in part):  # the other ranks' runs
-            track_run(tracker, config, r)
-    return done
+    jobs = []
+    for spec in specs:
+        for augment in augmented:
+            for seed in seeds:
+                cfg = replace(spec.config(config), seed=seed)
+                cfg.validate()
+                jobs.append(Job((spec.label, augment, seed), FitJob(cfg, aug if augment else train, val, test),
+                                functools.partial(record, spec, seed, augment)))
+    return run_jobs(jobs, run_key, run_dir, len(features.classes), device, features.classes, progress,
+                    track=lambda r: track_run(tracker, config, r))
 
 
-def read_runs(path: Path) -> list[dict[str, Any]]:
-    """The finished runs in a runs.jsonl (none when it does not exist). The file is rewritten whole on every
-    change, so it is never torn; a last line that is anyway (a copy cut short) is left out, to be run again."""
-    if not path.exists():
-        return []
-    lines = path.read_text().splitlines()
-    runs = []
-    for i, line in enumerate(lines):
-        try:
-            runs.append(json.loads(line))
-        except json.JSONDecodeError:
-            if i < len(lines) - 1:
-                raise InputError(f"line {i + 1} of {path} is not a JSON object; delete that line (its run is "
-                                 f"run again) and rerun with --resume {path.parent}") from None
-            warnings.warn(f"the last line of {path} is cut short; its run is run again", stacklevel=2)
-    return runs
+def run_key(r: dict[str, Any]) -> tuple[Any, ...]:
+    """The job a line of a comparison's runs.jsonl records: (label, augmented, seed)."""
+    return r["label"], r["augmented"], r["seed"]
 
 
 def group_label(r: dict[str, Any], views: int) -> str:
@@ -222,6 +185,8 @@ def _paired(a: str, ra: list[dict[str, Any]], b: str, rb: list[dict[str, Any]]) 
 class CompareSettings(SettingsFile):
     """What a comparison runs: the base training settings, the heads, the seeds, augmented views."""
 
+    KEYS: ClassVar[dict[str, str]] = {"seeds": "seed_list"}
+
     config: TrainConfig
     heads: list[str]
     seeds: list[int]
@@ -255,33 +220,16 @@ def run_comparison(
         settings = CompareSettings.load(resumable(Path(resume), "compare_config.json"))
     specs = [parse_head(h) for h in settings.heads]
     _check_settings(settings, specs)
-    check_installed(settings.config.tensorboard, settings.config.mlflow)
     started = time.perf_counter()
-    with contextlib.ExitStack() as held:
-        if resume is not None and distributed.is_main():  # refuse a directory in use before any work
-            held.enter_context(run_dir_lock(Path(resume)))
-            remove_stale_temp_files(Path(resume))
-        features = load_features(settings.config, settings.augment_views, progress)
-        run_dir = None
-        if distributed.is_main():
-            run_dir = Path(resume) if resume else new_run_dir(settings.config.out, settings.config.name or name)
-            held.enter_context(run_dir_lock(run_dir))
-            for file, text in {"compare_config.json": settings.to_json(), **(files or {})}.items():
-                atomic_write_text(run_dir / file, text)
-        run_dir = distributed.broadcast(run_dir)
-        config = settings.config
-        with start_tracker(run_dir, config.tensorboard, config.mlflow, resume=resume is not None) as tracker:
-            tracker.params(settings_params(settings))
-            try:
-                result = compare_on(settings, features, run_dir, started, progress, tracker)
-            except KeyboardInterrupt:
-                done = len(read_runs(run_dir / "runs.jsonl"))
-                raise Interrupted(f"interrupted; {done} finished run(s) are kept in {run_dir / 'runs.jsonl'}. "
-                                  f"Continue with: qtransfer {name} --resume {run_dir}") from None
-            write(run_dir, result)
-            tracker.figures(sorted(run_dir.glob("*.png")))
-            tracker.files(run_dir)
-    return run_dir, result
+    files = {"compare_config.json": settings.to_json(), **(files or {})}
+    with experiment(name, settings.config, resume, files,
+                    lambda: load_features(settings.config, settings.augment_views, progress)) as run:
+        run.tracker.params(settings_params(settings))
+        result = compare_on(settings, run.prepared, run.dir, started, progress, run.tracker)
+        write(run.dir, result)
+        run.tracker.figures(sorted(run.dir.glob("*.png")))
+        run.tracker.files(run.dir)
+    return run.dir, result
 
 
 def settings_params(settings: Any) -> dict[str, Any]:
@@ -307,14 +255,6 @@ def compare_on(
         **summarize(runs, settings.augment_views), "runs": runs, "total_s": time.perf_counter() - started,
         "versions": package_versions(),
     }
-
-
-def resumable(run_dir: Path, name: str) -> Path:
-    """The settings file `name` of an interrupted run directory, or an error saying to start anew."""
-    check_run_dir(run_dir)
-    if not (run_dir / name).exists():
-        raise MissingFileError(f"{run_dir} has no {name}; start anew without --resume")
-    return run_dir / name
 
 
 def _check_settings(settings: CompareSettings, specs: Sequence[HeadSpec]) -> None:

@@ -1,32 +1,34 @@
 """K-fold cross-validation of heads on cached features: select the epoch on an inner part, score the held-out fold."""
 from __future__ import annotations
 
+import functools
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from tqdm.auto import tqdm
-
-from qtransfer.config import TrainConfig
+from qtransfer import distributed
+from qtransfer.config import MAX_SEED, SettingsFile, TrainConfig
 from qtransfer.data.splits import stratified_folds, stratified_holdout
 from qtransfer.errors import InputError
 from qtransfer.experiments.compare import parse_head, settings_params
 from qtransfer.experiments.stats import describe, t_interval
 from qtransfer.features.pipeline import load_features
 from qtransfer.report.tables import cv_markdown
-from qtransfer.runtime import new_run_dir, package_versions, resolve_device
+from qtransfer.experiments.runner import Job, experiment, resumable, run_jobs
+from qtransfer.runtime import package_versions, resolve_device
 from qtransfer.storage import atomic_write_text
-from qtransfer.tracking.start import check_installed, start_tracker
 from qtransfer.tracking.tracker import Tracker
-from qtransfer.training.fit import FitResult, fit_features
+from qtransfer.training.fit import FitJob, FitResult
 from qtransfer.training.metrics import METRIC_NAMES
 
 
 @dataclass
-class CVSettings:
-    """Heads, folds, what is pooled, and the inner fraction kept for selecting the epoch."""
+class CVSettings(SettingsFile):
+    """Heads, folds, seeds, what is pooled, and the inner fraction kept for selecting the epoch."""
+
+    KEYS: ClassVar[dict[str, str]] = {"seeds": "seed_list"}
 
     config: TrainConfig
     heads: list[str] = field(default_factory=lambda: ["quantum"])
@@ -34,6 +36,11 @@ class CVSettings:
     keep_val: bool = False  # pool train only, leaving val aside; else train + val pooled
     inner_fraction: float = 0.2
     metrics: list[str] = field(default_factory=lambda: ["accuracy", "balanced_accuracy", "roc_auc"])
+    seeds: list[int] = field(default_factory=list)  # each head's initialisation and batch order; empty: config.seed
+
+    def seed_list(self) -> list[int]:
+        """The seeds every head is trained with on every fold."""
+        return list(self.seeds) or [self.config.seed]
 
     def check(self) -> None:
         """Refuse bad settings before any work."""
@@ -44,48 +51,69 @@ class CVSettings:
             raise InputError(f"the inner selection fraction must lie in (0, 1), got {self.inner_fraction}")
         if self.folds < 2:
             raise InputError(f"--folds must be >= 2, got {self.folds}")
+        if any(not 0 <= seed <= MAX_SEED for seed in self.seeds):
+            raise InputError(f"seeds must be in 0..{MAX_SEED}, got {self.seeds}")
         for h in self.heads:
             parse_head(h).config(self.config).validate()
 
 
-def cross_validate(settings: CVSettings, progress: bool = True) -> tuple[Path, dict[str, Any]]:
-    """Every head on every fold; cv.json and cv.md with per-fold rows, mean ± std and 95% intervals. With
-    --tensorboard or --mlflow, one tracked run with a child run per head and fold."""
+def cross_validate(settings: CVSettings, progress: bool = True, resume: Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """Every head with every seed on every fold, same-shape ones trained together; cv.json and cv.md with
+    per-fold rows, mean ± std and 95% intervals over folds (seeds averaged within a fold). Resumable: runs.jsonl
+    keeps every finished (head, fold, seed). With --tensorboard or --mlflow, one tracked run with a child run per
+    head, fold and seed."""
+    if resume is not None:
+        settings = CVSettings.load(resumable(Path(resume), "cv_config.json"))
     settings.check()
     config = settings.config
-    check_installed(config.tensorboard, config.mlflow)
     started = time.perf_counter()
-    features = load_features(config, progress=progress)
-    pool = features.train if settings.keep_val else features.train + features.val
-    labels = pool.labels.tolist()
-    folds = stratified_folds(labels, settings.folds, config.seed)
-    device = resolve_device(config.device)
-    run_dir = new_run_dir(config.out, config.name or "cv")
-    with start_tracker(run_dir, config.tensorboard, config.mlflow) as tracker:
-        tracker.params(settings_params(settings))
-        rows = []
-        for head in settings.heads:
-            spec = parse_head(head)
-            for k in tqdm(range(settings.folds), desc=f"{head} folds", unit="fold", disable=not progress):
-                rest = sorted(set(range(len(labels))) - set(folds[k]))
-                fit_idx, select_idx = stratified_holdout([labels[i] for i in rest], settings.inner_fraction,
-                                                         config.seed + k)
-                train, select = pool.subset([rest[i] for i in fit_idx]), pool.subset([rest[i] for i in select_idx])
-                test = pool.subset(folds[k])
-                fit: FitResult = fit_features(spec.config(config), train.to_device(device), select.to_device(device),
-                                              len(features.classes), device, test=test.to_device(device),
-                                              classes=features.classes)
-                rows.append({"head": head, "fold": k, "train": len(train.labels), "select": len(select.labels),
-                             "test": len(test.labels), "best_epoch": fit.best["epoch"],
-                             "selected_on_inner_val_acc": fit.best["val_acc"], "held_out": fit.test,
-                             "choices": fit.choices, "train_s": fit.seconds,
-                             "test_files": [str(p) for p in test.paths]})
-                _track_fold(tracker, spec.config(config), rows[-1], fit)
+    with experiment("cv", config, resume, {"cv_config.json": settings.to_json()},
+                    lambda: load_features(config, progress=progress)) as run:
+        features = run.prepared
+        run.tracker.params(settings_params(settings))
+        pool = features.train if settings.keep_val else features.train + features.val
+        labels = pool.labels.tolist()
+        folds = stratified_folds(labels, settings.folds, config.seed)
+        device = resolve_device(config.device)
+        jobs = []
+        for k in range(settings.folds):
+            rest = sorted(set(range(len(labels))) - set(folds[k]))
+            fit_idx, select_idx = stratified_holdout([labels[i] for i in rest], settings.inner_fraction, config.seed + k)
+            train = pool.subset([rest[i] for i in fit_idx]).to_device(device)
+            select = pool.subset([rest[i] for i in select_idx]).to_device(device)
+            test = pool.subset(folds[k]).to_device(device)
+            for head in settings.heads:
+                spec = parse_head(head)
+                for seed in settings.seed_list():
+                    cfg = replace(spec.config(config), seed=seed)
+                    jobs.append(Job((head, k, seed), FitJob(cfg, train, select, test),
+                                    functools.partial(_fold_row, head, k, seed, (len(train.labels), len(select.labels)),
+                                                      test.paths)))
+        order = {(h, k, seed): i for i, (h, k, seed) in enumerate(
+            (h, k, seed) for h in settings.heads for k in range(settings.folds) for seed in settings.seed_list())}
+        rows = run_jobs(jobs, _fold_key, run.dir, len(features.classes), device, features.classes, progress,
+                        track=lambda r: _track_fold(run.tracker, config, r))
+        rows = sorted(rows, key=lambda r: order[_fold_key(r)])  # by head, then fold, then seed
         result = _result(settings, features.backbone, features.classes, len(labels), rows, started)
-        atomic_write_text(run_dir / "cv.json", json.dumps(result, indent=2))
-        atomic_write_text(run_dir / "cv.md", cv_markdown(result, settings.metrics))
-        tracker.files(run_dir)
-    return run_dir, result
+        if distributed.is_main():
+            atomic_write_text(run.dir / "cv.json", json.dumps(result, indent=2))
+            atomic_write_text(run.dir / "cv.md", cv_markdown(result, settings.metrics))
+        run.tracker.files(run.dir)
+    return run.dir, result
+
+
+def _fold_key(r: dict[str, Any]) -> tuple[Any, ...]:
+    return r["head"], r["fold"], r.get("seed")
+
+
+def _fold_row(head: str, k: int, seed: int, sizes: tuple[int, int], test_paths: list[Path], fit: FitResult
+              ) -> dict[str, Any]:
+    """One line of a cross-validation's runs.jsonl: a head with a seed on a fold."""
+    return {"head": head, "fold": k, "seed": seed, "train": sizes[0], "select": sizes[1], "test": len(test_paths),
+            "best_epoch": fit.best["epoch"], "selected_on_inner_val_acc": fit.best["val_acc"], "held_out": fit.test,
+            "choices": fit.choices, "train_s": fit.seconds, "stacked": fit.stacked,
+            "curves": {m: [r[m] for r in fit.rows] for m in ("train_loss", "train_acc", "val_loss", "val_acc")},
+            "test_files": [str(p) for p in test_paths]}
 
 
 def _result(settings: CVSettings, backbone: str, classes: list[str], samples: int, rows: list[dict[str, Any]],
@@ -93,23 +121,27 @@ def _result(settings: CVSettings, backbone: str, classes: list[str], samples: in
     summary = {}
     for head in settings.heads:
         mine = [r for r in rows if r["head"] == head]
-        held = {m: [r["held_out"][m] for r in mine] for m in settings.metrics if m in ("accuracy", "balanced_accuracy", "roc_auc")}
+        by_fold = [[r for r in mine if r["fold"] == k] for k in range(settings.folds)]
+        per_fold = lambda value: [sum(map(value, rs)) / len(rs) for rs in by_fold]  # noqa: E731
+        held = {m: per_fold(lambda r, m=m: r["held_out"][m]) for m in settings.metrics
+                if m in ("accuracy", "balanced_accuracy", "roc_auc") and all(r["held_out"][m] is not None for r in mine)}
         summary[head] = {
-            "selected_on_inner_val_acc": describe([r["selected_on_inner_val_acc"] for r in mine]),
-            **{f"held_out_{m}": {**describe(v), "ci95": t_interval(v, bounds=(0.0, 1.0))}
-               for m, v in held.items() if None not in v},
+            "selected_on_inner_val_acc": describe(per_fold(lambda r: r["selected_on_inner_val_acc"])),
+            **{f"held_out_{m}": {**describe(v), "ci95": t_interval(v, bounds=(0.0, 1.0))} for m, v in held.items()},
         }
     return {"settings": {**asdict(settings), "config": asdict(settings.config)}, "backbone": backbone,
             "classes": classes, "pooled": "train" if settings.keep_val else "train+val",
-            "samples": samples, "folds": rows, "summary": summary,
+            "samples": samples, "seeds": settings.seed_list(), "folds": rows, "summary": summary,
             "seconds": time.perf_counter() - started, "versions": package_versions()}
 
 
-def _track_fold(parent: Tracker, config: TrainConfig, row: dict[str, Any], fit: FitResult) -> None:
-    """One head on one fold as a child run: its settings, per-epoch metrics, and held-out scores."""
-    with parent.child(f"{row['head']}-fold{row['fold']}") as child:
-        child.params({**asdict(config), "label": row["head"], "fold": row["fold"]})
-        for r in fit.rows:
-            child.metrics({k: v for k, v in r.items() if k != "epoch"}, r["epoch"])
-        held = {f"held_out_{k}": v for k, v in (fit.test or {}).items() if isinstance(v, (int, float))}
-        child.results({"best_epoch": fit.best["epoch"], "selected_on_inner_val_acc": fit.best["val_acc"], **held})
+def _track_fold(parent: Tracker, config: TrainConfig, row: dict[str, Any]) -> None:
+    """One head with one seed on one fold as a child run: its settings, per-epoch metrics, and held-out scores."""
+    with parent.child(f"{row['head']}-fold{row['fold']}-seed{row['seed']}") as child:
+        child.params({**asdict(replace(config, seed=row["seed"])), "label": row["head"], "fold": row["fold"]})
+        curves = row["curves"]
+        for epoch, values in enumerate(zip(*curves.values()), 1):
+            child.metrics(dict(zip(curves, values)), epoch)
+        held = {f"held_out_{k}": v for k, v in (row["held_out"] or {}).items() if isinstance(v, (int, float))}
+        child.results({"best_epoch": row["best_epoch"], "selected_on_inner_val_acc": row["selected_on_inner_val_acc"],
+                       **held})

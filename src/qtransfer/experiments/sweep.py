@@ -4,12 +4,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from qtransfer import distributed
 from qtransfer.config import SettingsFile, TrainConfig
 from qtransfer.errors import InputError
-from qtransfer.experiments.compare import CompareSettings, resumable, run_comparison
+from qtransfer.experiments.compare import CompareSettings, run_comparison
+from qtransfer.experiments.runner import resumable
 from qtransfer.report import figures, tables
 from qtransfer.storage import atomic_write_text
 
@@ -18,19 +19,22 @@ from qtransfer.storage import atomic_write_text
 class SweepSettings(SettingsFile):
     """The base settings, the depths and qubit counts to visit, the seeds, and whether to add classical heads."""
 
+    KEYS: ClassVar[dict[str, str]] = {"qubits": "qubit_counts", "seeds": "seed_list"}
+
     config: TrainConfig
     depths: list[int] = field(default_factory=lambda: list(range(11)))
     qubits: list[int] = field(default_factory=lambda: list(range(2, 13)))
     seeds: list[int] = field(default_factory=lambda: [42, 43, 44, 45, 46])
-    classical: bool = True
+    no_classical: bool = False
 
     def heads(self) -> list[str]:
         """Head specs of every point; a point on both axes is listed once."""
         c = self.config
         points = [(c.n_qubits, d) for d in self.depths] + [(q, c.depth) for q in self.qubits]
         quantum = [f"quantum:qubits={q},depth={d}" for q, d in dict.fromkeys(points)]
-        classical = [f"classical:qubits={q}" for q in dict.fromkeys([*self.qubits, c.n_qubits])] if self.classical else []
-        return quantum + classical
+        if self.no_classical:
+            return quantum
+        return quantum + [f"classical:qubits={q}" for q in dict.fromkeys([*self.qubits, c.n_qubits])]
 
 
 def sweep(settings: SweepSettings, resume: Path | None = None, progress: bool = True) -> tuple[Path, dict[str, Any]]:
@@ -66,7 +70,7 @@ def axes(settings: SweepSettings, heads: dict[str, Any]) -> dict[str, Any]:
 
     depth = {"quantum": [point(f"quantum:qubits={c.n_qubits},depth={d}", d) for d in settings.depths]}
     qubits = {"quantum": [point(f"quantum:qubits={q},depth={c.depth}", q) for q in settings.qubits]}
-    if settings.classical:
+    if not settings.no_classical:
         depth["classical"] = [point(f"classical:qubits={c.n_qubits}", 0)]
         qubits["classical"] = [point(f"classical:qubits={q}", q) for q in settings.qubits]
     return {"depth": {"fixed": {"qubits": c.n_qubits}, **depth}, "qubits": {"fixed": {"depth": c.depth}, **qubits}}

@@ -108,17 +108,11 @@ def fit_group(jobs: Sequence[FitJob], n_classes: int, device: torch.device,
     return results
 
 
-def fit_jobs(jobs: Sequence[FitJob], n_classes: int, device: torch.device, classes: Sequence[str] | None = None,
-             max_stack: int = MAX_STACK) -> list[FitResult]:
-    """Every job fitted, same-shape ones stacked (up to max_stack at once); results in the jobs' order."""
+def stack_groups(jobs: Sequence[FitJob], max_stack: int = MAX_STACK) -> list[list[int]]:
+    """The jobs' indices in groups that train together (equal stack_key, at most max_stack), in order of first job;
+    a job that cannot be stacked is a group of its own."""
     groups: dict[Any, list[int]] = {}
     for i, job in enumerate(jobs):
         key = stack_key(job)
         groups.setdefault(("alone", i) if key is None else key, []).append(i)
-    results: list[FitResult | None] = [None] * len(jobs)
-    for members in groups.values():
-        for start in range(0, len(members), max_stack):
-            part = members[start : start + max_stack]
-            for i, r in zip(part, fit_group([jobs[i] for i in part], n_classes, device, classes)):
-                results[i] = r
-    return results  # type: ignore[return-value]
+    return [g[s : s + max_stack] for g in groups.values() for s in range(0, len(g), max_stack)]

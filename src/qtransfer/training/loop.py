@@ -257,8 +257,9 @@ class Loop:
         self.config, self.device = configs[0], device
         self.fitted = isinstance(model, FittedHead)
         self.model = model if self.fitted or hasattr(model, "models") else Solo(model)
-        if self.model.models != len(configs):  # type: ignore[union-attr]
-            raise ValueError(f"a loop of {len(configs)} jobs needs a model of as many heads, got {self.model.models}")
+        models = getattr(self.model, "models", 1)
+        if models != len(configs):
+            raise ValueError(f"a loop of {len(configs)} jobs needs a model of as many heads, got {models}")
         together = shared and distributed.is_distributed()
         self.rank, self.world = (distributed.rank(), distributed.world_size()) if together else (0, 1)
         self.trainer = (DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
