@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import qtransfer.experiments.cv as cv_module
+import qtransfer.experiments.runner as runner
 from qtransfer.config import TrainConfig
 from qtransfer.data.splits import stratified_folds, stratified_holdout
 from qtransfer.experiments.cv import CVSettings, cross_validate, t_interval
@@ -77,13 +77,15 @@ def test_selecting_on_val_inflates_accuracy_on_pure_noise_labels_while_held_out_
 def test_cross_validation_on_the_real_dataset(hymenoptera: Path, shared_cache: Path, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[set, set]] = []
-    real_fit = cv_module.fit_features
+    real_fit = runner.fit_group
 
-    def spy(config, train, select, n_classes, device, test=None, classes=None):
-        seen.append(({str(p) for p in train.paths} | {str(p) for p in select.paths}, {str(p) for p in test.paths}))
-        return real_fit(config, train, select, n_classes, device, test=test, classes=classes)
+    def spy(jobs, n_classes, device, classes=None):
+        for job in jobs:  # what each stacked fold's fit sees
+            seen.append(({str(p) for p in job.train.paths} | {str(p) for p in job.val.paths},
+                         {str(p) for p in job.test.paths}))
+        return real_fit(jobs, n_classes, device, classes)
 
-    monkeypatch.setattr(cv_module, "fit_features", spy)
+    monkeypatch.setattr(runner, "fit_group", spy)
     config = TrainConfig(data=str(hymenoptera), backbone="efficientnet_lite0", epochs=2, cache_dir=str(shared_cache),
                          out=str(tmp_path), num_workers=0)
     run_dir, result = cross_validate(CVSettings(config, heads=["quantum", "linear"], folds=3))

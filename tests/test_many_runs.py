@@ -78,6 +78,17 @@ def test_jobs_on_different_data_stack_with_their_own_batches(float64: None) -> N
         assert [r["val_acc"] for r in result.rows] == [r["val_acc"] for r in solo.rows]
 
 
+def test_jobs_on_augmented_views_draw_each_samples_view_as_alone(float64: None) -> None:
+    plain = _synthetic(26, 3)
+    views = plain.features.unsqueeze(1) + 0.1 * torch.randn(26, 3, plain.features.shape[1], dtype=torch.float64)
+    train, val = FeatureSplit(views, plain.labels, plain.paths), _synthetic(9, 4)
+    configs = [TrainConfig(data="-", head="linear", epochs=3, seed=s) for s in (5, 6, 7)]
+    for config, result in zip(configs, fit_group([FitJob(c, train, val) for c in configs], 2, torch.device("cpu"))):
+        solo = _solo(config, train, val)
+        assert [r["train_loss"] for r in result.rows] == pytest.approx([r["train_loss"] for r in solo.rows],
+                                                                        abs=1e-9, rel=0)
+
+
 def test_what_cannot_stack_trains_alone() -> None:
     train, val = _synthetic(20, 0), _synthetic(8, 1)
     base = TrainConfig(data="-", head="quantum", epochs=1)

@@ -204,9 +204,9 @@ def test_cv_logs_a_child_per_head_and_fold(hymenoptera, shared_cache, tmp_path, 
     (run_dir,) = tmp_path.glob("*-cv")
     parent, children = _children(tmp_path, database)
     assert parent.data.params["folds"] == "2"
-    assert sorted(children) == ["linear-fold0", "linear-fold1"]
+    assert sorted(children) == ["linear-fold0-seed42", "linear-fold1-seed42"]
     for row in json.loads((run_dir / "cv.json").read_text())["folds"]:
-        child = children[f"linear-fold{row['fold']}"]
+        child = children[f"linear-fold{row['fold']}-seed{row['seed']}"]
         assert child.data.metrics["held_out_accuracy"] == row["held_out"]["accuracy"]
         assert len(_history(tmp_path, child.info.run_id, "val_acc")) == 2
     assert "cv.json" in {a.path for a in _client(tmp_path).list_artifacts(parent.info.run_id)}

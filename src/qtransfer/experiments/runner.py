@@ -101,19 +101,20 @@ def run_jobs(
 ) -> list[dict[str, Any]]:
     """Every job's record, finished ones read from runs.jsonl (`key_of(record)` is its job's key) and the others
     fitted, same-shape ones stacked. After each stacked group runs.jsonl is rewritten whole, so an interruption
-    keeps every finished job. Under torchrun each rank fits every world-th job left and rank 0 gathers them, in
+    keeps every finished job. Under torchrun each rank fits every world-th group left and rank 0 gathers them, in
     the jobs' order; `track(record)` is called on rank 0 for each new record."""
     path = run_dir / RUNS_FILE
     done = read_runs(path)
     done = distributed.broadcast(done if distributed.is_main() else None)  # rank 0's file decides what is left
     have = {key_of(r) for r in done}
     todo = [j for j in jobs if j.key not in have]
-    mine = distributed.share(todo)
+    # whole groups are shared, so that each is stacked as in one process and its results are the same
+    mine = distributed.share(stack_groups([j.fit for j in todo]))
     new: list[dict[str, Any]] = []
-    bar = tqdm(total=len(mine), desc="runs", unit="run", disable=not (progress and distributed.is_main()))
-    for group in stack_groups([j.fit for j in mine]):
-        results = fit_group([mine[i].fit for i in group], n_classes, device, classes)
-        records = [mine[i].record(r) for i, r in zip(group, results)]
+    bar = tqdm(total=sum(map(len, mine)), desc="runs", unit="run", disable=not (progress and distributed.is_main()))
+    for group in mine:
+        results = fit_group([todo[i].fit for i in group], n_classes, device, classes)
+        records = [todo[i].record(r) for i, r in zip(group, results)]
         new += records
         if distributed.is_main():  # rank 0's finished jobs survive an interruption; the others' arrive at the end
             atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in done + new))

@@ -72,6 +72,7 @@ def fit_group(jobs: Sequence[FitJob], n_classes: int, device: torch.device,
               classes: Sequence[str] | None = None) -> list[FitResult]:
     """Train jobs of one stack key together as one stacked model (or one job alone); each result equals the job's
     solo fit_features (its own initial weights, batches, learning rate and best epoch)."""
+    jobs = _in_memory(jobs, device)
     heads = []
     for job in jobs:
         torch.manual_seed(job.config.seed)
@@ -106,6 +107,23 @@ def fit_group(jobs: Sequence[FitJob], n_classes: int, device: torch.device,
         results.append(FitResult(loop.jobs[k].rows, loop.jobs[k].best, parameters, seconds / len(jobs), head, held_out,
                                  dict(getattr(head, "choices", {})), len(jobs)))
     return results
+
+
+def _in_memory(jobs: Sequence[FitJob], device: torch.device) -> list[FitJob]:
+    """The jobs with their features read whole into memory on `device`, each distinct split once: a stacked group
+    reads them K x epochs times (memory-mapped rows are read per batch)."""
+    loaded: dict[int, FeatureSplit] = {}
+
+    def load(split: FeatureSplit | None) -> FeatureSplit | None:
+        if split is None or isinstance(split.features, torch.Tensor):
+            return split
+        if id(split) not in loaded:
+            loaded[id(split)] = replace(split, features=split.features.tensor().to(device))
+        return loaded[id(split)]
+
+    if len(jobs) == 1:
+        return list(jobs)
+    return [replace(j, train=load(j.train), val=load(j.val), test=load(j.test)) for j in jobs]
 
 
 def stack_groups(jobs: Sequence[FitJob], max_stack: int = MAX_STACK) -> list[list[int]]:

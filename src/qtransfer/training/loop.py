@@ -49,14 +49,19 @@ def shuffled_batches(
 def _batch_indices(x: Any, batch_size: int, generator: torch.Generator, rank: int = 0,
                    world: int = 1) -> Iterator[tuple[tuple[Tensor, Tensor | None], int]]:
     """One epoch's (rows, views) index pairs, each with its global batch size, drawn from `generator`."""
-    order = torch.randperm(len(x), generator=generator)
-    views = torch.randint(x.shape[1], (len(x),), generator=generator) if x.dim() == 3 else None
+    order, views = _draw(x, generator)
     for i in range(0, len(x), batch_size):
         idx = order[i : i + batch_size]
         n = len(idx)
         if world > 1:
             idx = idx.tensor_split(world)[rank]
         yield (idx, None if views is None else views[idx]), n
+
+
+def _draw(x: Any, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
+    """An epoch's permutation of the rows and, for x of shape (N, views, F), each row's view."""
+    order = torch.randperm(len(x), generator=generator)
+    return order, (torch.randint(x.shape[1], (len(x),), generator=generator) if x.dim() == 3 else None)
 
 
 def _rows(x: Any, idx: tuple[Tensor, Tensor | None]) -> Tensor:
@@ -71,19 +76,28 @@ def stacked_batches(
     """Each job's own shuffled batch, stacked along a leading model axis: job k's batches are exactly those that
     shuffled_batches(xs[k], ys[k], batch_size, generators[k]) gives. A job whose batch is shorter (its data has
     fewer rows) is padded with its first row; the global batch sizes say how many rows count."""
+    if world == 1 and all(x is xs[0] for x in xs) and all(y is ys[0] for y in ys):
+        yield from _shared_batches(xs[0], ys[0], batch_size, generators)
+        return
     epochs = [_batch_indices(x, batch_size, g, rank, world) for x, g in zip(xs, generators)]
-    same = all(x is xs[0] for x in xs) and all(y is ys[0] for y in ys)
     for step in zip(*epochs):
         width = max(len(idx[0]) for idx, _ in step)
         padded = [tuple(None if t is None else _pad(t, width) for t in idx) for idx, _ in step]
-        if same and padded[0][1] is None:  # one gather for every job
-            rows = torch.stack([idx[0] for idx in padded])
-            x = xs[0][rows.flatten()].unflatten(0, rows.shape)
-            y = ys[0][rows]
-        else:
-            x = torch.stack([_rows(xk, idx) for xk, idx in zip(xs, padded)])
-            y = torch.stack([yk[idx[0]] for yk, idx in zip(ys, padded)])
+        x = torch.stack([_rows(xk, idx) for xk, idx in zip(xs, padded)])
+        y = torch.stack([yk[idx[0]] for yk, idx in zip(ys, padded)])
         yield x, y, [n for _, n in step]
+
+
+def _shared_batches(x: Any, y: Tensor, batch_size: int, generators: Sequence[torch.Generator]
+                    ) -> Iterator[StackedBatch]:
+    """stacked_batches of jobs that share their data: one gather per step for all of them."""
+    draws = [_draw(x, g) for g in generators]
+    orders = torch.stack([order for order, _ in draws])  # (K, N)
+    views = torch.stack([v for _, v in draws]).gather(1, orders) if draws[0][1] is not None else None
+    for i in range(0, len(x), batch_size):
+        rows = orders[:, i : i + batch_size]
+        flat = rows.flatten() if views is None else (rows.flatten(), views[:, i : i + batch_size].flatten())
+        yield x[flat].unflatten(0, rows.shape), y[rows], [rows.shape[1]] * len(generators)
 
 
 def _pad(idx: Tensor, width: int) -> Tensor:
