@@ -163,3 +163,14 @@ def test_torch_backend_passes_stacked_weights_through_and_per_sample_agrees() ->
     batched, per_sample = TorchBackend()(circuit, x, w), TorchBackend(per_sample=True)(circuit, x, w)
     assert batched.shape == (3, 4, 4)
     torch.testing.assert_close(per_sample, batched, atol=1e-12, rtol=0)
+
+
+def test_large_states_run_one_model_after_another_with_the_same_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    circuit = make_circuit("strongly_entangling", 7, 2)
+    engine = CompiledCircuit(circuit, dtype=torch.float64, method="fused")
+    x, w, coef = _data(circuit, 3, 2, torch.float64)
+    grouped, _ = _stacked_and_loop(engine, x, w, coef)
+    monkeypatch.setattr(fused, "STACK_MAX_AMPLITUDES", 0)
+    one_by_one, _ = _stacked_and_loop(engine, x, w, coef)
+    _assert_equal(one_by_one, grouped, 1e-12)
+    assert engine.state(x, w).shape == (3, 2) + (2,) * 7

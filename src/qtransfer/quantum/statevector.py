@@ -285,7 +285,7 @@ class _Stretch:
         a = wmats if self.all_slots else wmats.index_select(0, self.index)
         per_model = a.dim() == 4
         if self.pre is not None:
-            a = a @ self.pre.unsqueeze(1) if per_model else torch.bmm(a, self.pre)
+            a = torch.bmm(a.flatten(1, 2), self.pre).view(a.shape) if per_model else torch.bmm(a, self.pre)
         a = a.unbind(0)
         mm = torch.bmm if per_model else torch.mm
         q = [a[0]]
@@ -437,7 +437,7 @@ class CompiledCircuit:
         mats = []
         for fam in self.families[kind]:
             src = sources[fam.source]
-            mats.append(fam.matrices(src if src.dim() == 1 else src.reshape(-1, src.shape[-1]).T))
+            mats.append(fam.matrices(src if src.dim() == 1 else src.T if src.dim() == 2 else src.reshape(-1, src.shape[-1]).T))
         if not mats:
             return None
         return mats[0] if len(mats) == 1 else torch.cat(mats)
