@@ -339,7 +339,8 @@ class FusedCircuit:
             layer = factors[..., 0, :, :]
             for w in range(1, factors.shape[-3]):
                 layer = _kron(layer, factors[..., w, :, :])
-            segs = consts.expand(*lead, *consts.shape).index_copy(len(lead), slots, layer).view(*lead, len(steps), S, K, K)
+            segs = consts.expand(*lead, *consts.shape).index_copy(len(lead), slots, layer)
+            segs = segs.view(*lead, len(steps), S, K, K)
             while segs.shape[-3] > 1:
                 if segs.shape[-3] % 2:
                     eye = torch.eye(K, dtype=self.dtype, device=self.device).expand(*lead, len(steps), 1, K, K)
@@ -508,7 +509,9 @@ class FusedCircuit:
             out = _kron(out, f)
         return out
 
-    def run(self, inputs: Tensor | None, weights: Tensor, rows: int, observe: bool, models: int | None = None) -> Tensor:
+    def run(
+        self, inputs: Tensor | None, weights: Tensor, rows: int, observe: bool, models: int | None = None
+    ) -> Tensor:
         """Expectation values (rows, n_outputs), or the final state batch-last (2^n, rows) when not `observe`.
 
         With `models`, weights (models, n_weights) and inputs (models, rows / models, n_inputs) or None: rows run

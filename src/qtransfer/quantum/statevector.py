@@ -437,7 +437,8 @@ class CompiledCircuit:
         mats = []
         for fam in self.families[kind]:
             src = sources[fam.source]
-            mats.append(fam.matrices(src if src.dim() == 1 else src.T if src.dim() == 2 else src.reshape(-1, src.shape[-1]).T))
+            src = src if src.dim() < 3 else src.reshape(-1, src.shape[-1])  # a model axis: (models * rows, size)
+            mats.append(fam.matrices(src if src.dim() == 1 else src.T))
         if not mats:
             return None
         return mats[0] if len(mats) == 1 else torch.cat(mats)
@@ -531,7 +532,8 @@ class CompiledCircuit:
                     continue
                 if fam.source == "all":
                     gi = g[:, :n_in] if gi is None else gi + g[:, :n_in]
-                    g = g[:, n_in:].sum(0) if weights.dim() == 1 else g[:, n_in:].unflatten(0, (weights.shape[0], -1)).sum(1)
+                    g = g[:, n_in:]
+                    g = g.sum(0) if weights.dim() == 1 else g.unflatten(0, (weights.shape[0], -1)).sum(1)
                 g = g if fam.source == "weight" else g[..., :n_w]
                 gw = g if gw is None else gw + g
         return (None if gi is None else gi.view(inputs.shape)), gw
@@ -625,7 +627,9 @@ class CompiledCircuit:
                              f"with weights (models, {c.n_weights}); got {got}")
         return (inputs if inputs.dtype == rd else inputs.to(rd)), weights, inputs.shape[0], None
 
-    def _check_stacked(self, inputs: Tensor | None, weights: Tensor, models: int) -> tuple[Tensor | None, Tensor, int, int]:
+    def _check_stacked(
+        self, inputs: Tensor | None, weights: Tensor, models: int
+    ) -> tuple[Tensor | None, Tensor, int, int]:
         c, rd = self.circuit, real_dtype(self.dtype)
         if weights.dim() != 2 or tuple(weights.shape) != (models, c.n_weights):
             got = None if inputs is None else tuple(inputs.shape)
