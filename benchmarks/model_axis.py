@@ -7,8 +7,9 @@ Small: the tutorial template (4 qubits, depth 6) on a batch of 4, float32, dense
 Large: the same template at 12 and 16 qubits on the fused path, K = 1 and 4. A step is one engine call with
 inputs (K, 4, n) and weights (K, n_weights), then backward of sum(coef * outputs) to both; the loop does the same
 with K solo calls (inputs (4, n), weights (n_weights,)), each with its own backward. Figures are microseconds per
-model-step, the best of --repeats timings of a few steps each, stacked and loop interleaved in one process, so
-their ratio holds under load (the load average is printed beside them).
+model-step (wall clock, and this process's CPU time, which load inflates less), the best of --repeats rounds of a
+few steps each; every round times stacked and loop back to back, so their ratio holds under load (the load
+average is printed beside them).
 """
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ import argparse
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 
 import torch
-from timing import best_of, emit, logged
+from timing import emit, logged
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -52,18 +54,26 @@ def steps(n_qubits: int, models: int, stacked: bool):
 
 
 def point(n_qubits: int, models: int, repeats: int) -> dict:
-    """Microseconds per model-step, stacked and looped, and their ratio."""
+    """Microseconds per model-step, stacked and looped, and their ratio: wall time and this process's CPU time,
+    the best of `repeats` rounds, each round timing both kinds back to back (so load hits them alike)."""
     inner = max(1, 200 // models) if n_qubits <= 6 else 2
     out: dict = {"n_qubits": n_qubits, "models": models, "batch": BATCH, "depth": DEPTH}
     fns = {}
     for kind in ("stacked", "loop"):
         out["method"], fns[kind] = steps(n_qubits, models, kind == "stacked")
-    for kind, fn in fns.items():
-        def many(fn=fn) -> None:
+        fns[kind]()  # warm-up: compilation, buffers
+    best = {(kind, clock): float("inf") for kind in fns for clock in ("wall", "cpu")}
+    for _ in range(repeats):
+        for kind, fn in fns.items():
+            wall, cpu = time.perf_counter(), time.process_time()
             for _ in range(inner):
                 fn()
-        out[f"{kind}_us_per_model_step"] = best_of(many, repeats) / inner / models * 1e6
-    out["loop/stacked"] = out["loop_us_per_model_step"] / out["stacked_us_per_model_step"]
+            best[kind, "wall"] = min(best[kind, "wall"], time.perf_counter() - wall)
+            best[kind, "cpu"] = min(best[kind, "cpu"], time.process_time() - cpu)
+    for clock, suffix in (("wall", ""), ("cpu", "_cpu")):
+        for kind in fns:
+            out[f"{kind}_us_per_model_step{suffix}"] = best[kind, clock] / inner / models * 1e6
+        out[f"loop/stacked{suffix}"] = out[f"loop_us_per_model_step{suffix}"] / out[f"stacked_us_per_model_step{suffix}"]
     out["loadavg"] = os.getloadavg()[0]
     return logged(out)
 
@@ -71,7 +81,7 @@ def point(n_qubits: int, models: int, repeats: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--skip-large", action="store_true", help="only the 4-qubit points")
     p.add_argument("--out", help="also write the JSON to this file")
     args = p.parse_args()

@@ -125,6 +125,9 @@ def test_a_circuit_without_inputs_gives_one_row_per_model(method: str) -> None:
     expected = torch.stack([-torch.sin(w[:, 0]) * torch.cos(w[:, 1]), -torch.cos(w[:, 0]) * torch.sin(w[:, 1])], 1)
     torch.testing.assert_close(gw, expected, atol=1e-12, rtol=0)
     assert engine(torch.zeros(3, 4, 0, dtype=torch.float64), w).shape == (3, 4, 2)
+    one = engine(torch.zeros(1, 4, 0, dtype=torch.float64), w[:1])
+    assert one.shape == (1, 4, 2)
+    torch.testing.assert_close(one, out[:1].expand(1, 4, 2), atol=1e-12, rtol=0)
 
 
 def test_gradient_free_runs_in_chunks_equal_one_run(monkeypatch: pytest.MonkeyPatch) -> None:

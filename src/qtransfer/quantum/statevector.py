@@ -591,6 +591,10 @@ class CompiledCircuit:
     def _stacked(self, inputs: Tensor | None, weights: Tensor, batch: int, observe: bool) -> Tensor:
         """Outputs (models, batch, n_outputs) or states (models, batch, 2, ..., 2) of one call for many models."""
         models, n = weights.shape[0], self.circuit.n_qubits
+        if models == 1 and self.method != "gates":  # one model: the solo path, which has fewer ops
+            solo_inputs = None if inputs is None else inputs[0]
+            out = (self(solo_inputs, weights[0]) if observe else self.state(solo_inputs, weights[0])).unsqueeze(0)
+            return out.expand(1, batch, *out.shape[2:])
         rows = 1 if inputs is None else inputs.shape[1]  # each model's simulated rows
         if self.method == "dense":
             out = self._dense_run(inputs, weights, observe)
