@@ -22,7 +22,7 @@ from qtransfer.quantum.sampling import (
     shift_rules,
     unroll,
 )
-from qtransfer.quantum.statevector import CompiledCircuit, probabilities
+from qtransfer.quantum.statevector import CompiledCircuit, model_axis, probabilities
 from qtransfer.registry import unknown_name
 
 
@@ -42,6 +42,10 @@ class TorchBackend:
     gradients by the parameter-shift rule, as on hardware; `diff_method="parameter-shift"` does so without
     shots. `noise` (a NoiseModel or its text, e.g. "depolarizing=0.01,readout=0.02") simulates density
     matrices with channels after gates, and readout error.
+
+    Many same-shape models run in one call with a leading model axis: inputs (models, batch, n_inputs) and
+    weights (models, n_weights) give (models, batch, n_outputs), each model with its own gradient (exact
+    statevector runs only: shots, noise and parameter shift refuse it).
     """
 
     def __init__(
@@ -80,11 +84,19 @@ class TorchBackend:
 
     def __call__(self, circuit: Circuit, inputs: Tensor, weights: Tensor) -> Tensor:
         dtype = torch.float64 if weights.dtype == torch.float64 else torch.float32
+        models = model_axis(circuit, inputs, weights)
+        if models is not None and not self.exact_pure:
+            raise InputError(
+                f"backend {self.name!r} (shots, noise or parameter shift) runs one model per call; got "
+                f"{models} models stacked on a leading axis: call it once per model, or use exact TorchBackend()"
+            )
         if self.noise is not None and self.noise.channels and not self.shots and self.diff_method != "parameter-shift":
             return self._exact_noisy(circuit, inputs, weights.to(dtype))
         if not self.exact_pure:
             return self._measured(circuit, inputs, weights.to(dtype))
         compiled = self.compiled(circuit, dtype, weights.device)
+        if self.per_sample and models is not None and inputs is not None:
+            return torch.cat([compiled(inputs[:, i : i + 1], weights) for i in range(inputs.shape[1])], 1)
         if self.per_sample:
             return torch.cat([compiled(x[None], weights) for x in inputs])
         return compiled(inputs, weights)

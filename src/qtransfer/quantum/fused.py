@@ -27,6 +27,10 @@ from qtransfer.quantum.params import ParamIndex, Sources
 from qtransfer.quantum.sampling import parity_signs
 
 SIGN_MATRIX_ENTRIES = 2**20  # up to this size, all Z products are read with one matrix of signs
+# Per-model blocks on rows-last states cost strided copies (their rows are not contiguous): above this many
+# amplitudes per model (2^n x rows per model) models run one after another (measured: 5x slower stacked at 16 qubits,
+# batch 4; 1.7x faster at 10 qubits; even at 12).
+STACK_MAX_AMPLITUDES = 2**13
 
 
 def eval_rows(n_qubits: int, rows: int) -> int:
@@ -47,6 +51,13 @@ def _kron(a: Tensor, b: Tensor) -> Tensor:
     d = a.shape[-1] * b.shape[-1]
     out = a[..., :, None, :, None] * b[..., None, :, None, :]
     return out.reshape(*out.shape[:-4], d, d)
+
+
+def _per_row(m: Tensor, rows: int) -> Tensor:
+    """Matrices (models, 1 or rows per model, ..., d, d) as one per row (rows, ..., d, d); others unchanged."""
+    if m.dim() < 4:
+        return m
+    return m.expand(m.shape[0], rows // m.shape[0], *m.shape[2:]).reshape(rows, *m.shape[2:])
 
 
 def _apply_local(p: Tensor, g: Tensor, wires: Sequence[int], k: int) -> Tensor:
@@ -312,26 +323,30 @@ class FusedCircuit:
         self.batched_steps = {i for steps, *_ in self.batched for i in steps}
 
     def _batched_matrices(self, mats: list[Tensor]) -> dict[int, Tensor]:
-        """The matrices of the blocks built together (see _compile_batched_blocks), by step."""
+        """The matrices of the blocks built together (see _compile_batched_blocks), by step; with a model axis
+        the gate matrices (models, 1, gates, 2, 2) give blocks (models, 1, K, K)."""
         if not self.batched:
             return {}
-        parts = [torch.eye(2, dtype=self.dtype, device=self.device)[None]]
+        lead = mats[self.table_groups[0]].shape[:-3]
+        parts = [torch.eye(2, dtype=self.dtype, device=self.device).expand(*lead, 1, 2, 2)]
         parts += [mats[g] for g in self.table_groups]
         if self.density:
             parts += [mats[g].conj() for g in self.table_groups]
-        table = torch.cat(parts)
+        table = torch.cat(parts, -3)
         out: dict[int, Tensor] = {}
         for steps, S, K, consts, slots, table_index in self.batched:
-            factors = table[table_index]  # (layers, k, 2, 2)
-            layer = factors[:, 0]
-            for w in range(1, factors.shape[1]):
-                layer = _kron(layer, factors[:, w])
-            segs = consts.index_copy(0, slots, layer).view(len(steps), S, K, K)
-            while segs.shape[1] > 1:
-                if segs.shape[1] % 2:
-                    segs = torch.cat([segs, torch.eye(K, dtype=self.dtype, device=self.device).expand(len(steps), 1, K, K)], 1)
-                segs = segs[:, 1::2] @ segs[:, 0::2]  # later segments act after earlier ones
-            out.update(zip(steps, segs[:, 0].unbind(0)))
+            factors = table[..., table_index, :, :]  # (..., layers, k, 2, 2)
+            layer = factors[..., 0, :, :]
+            for w in range(1, factors.shape[-3]):
+                layer = _kron(layer, factors[..., w, :, :])
+            segs = consts.expand(*lead, *consts.shape).index_copy(len(lead), slots, layer)
+            segs = segs.view(*lead, len(steps), S, K, K)
+            while segs.shape[-3] > 1:
+                if segs.shape[-3] % 2:
+                    eye = torch.eye(K, dtype=self.dtype, device=self.device).expand(*lead, len(steps), 1, K, K)
+                    segs = torch.cat([segs, eye], -3)
+                segs = segs[..., 1::2, :, :] @ segs[..., 0::2, :, :]  # later segments act after earlier ones
+            out.update(zip(steps, segs[..., 0, :, :].unbind(-3)))
         return out
 
     def _gather(self, indices: Sequence[int]) -> dict:
@@ -454,7 +469,9 @@ class FusedCircuit:
             vecs.append(v.T if v.dim() == 2 else v.unsqueeze(-1))  # (2^g, rows) or (2^g, 1)
         return vecs
 
-    def _step_matrices(self, mats: list[Tensor]) -> list[Tensor | None]:
+    def _step_matrices(self, mats: list[Tensor], rows: int) -> list[Tensor | None]:
+        """Each step's matrix: (K, K) shared, (rows, K, K) per sample, or (models, 1 or rows per model, K, K);
+        wide gates' per-model matrices are repeated over their rows."""
         out = []
         batched = self._batched_matrices(mats)
         for i, step in enumerate(self.steps):
@@ -475,6 +492,8 @@ class FusedCircuit:
                     g = self._gate(seg[1], mats, seg[2])
                     eye = torch.eye(2**step.k, dtype=self.dtype, device=self.device)
                     p = _apply_local(eye if p is None else p, g, seg[3], step.k)
+            if step.wide_wires is not None and p.dim() == 4:
+                p = _per_row(p, rows)
             out.append(p)
         return out
 
@@ -490,12 +509,25 @@ class FusedCircuit:
             out = _kron(out, f)
         return out
 
-    def run(self, inputs: Tensor | None, weights: Tensor, rows: int, observe: bool) -> Tensor:
-        """Expectation values (rows, n_outputs), or the final state batch-last (2^n, rows) when not `observe`."""
-        sources = Sources(inputs, weights, self.consts)
-        mats = self._gate_matrices(sources)
-        left, right = self._halves(mats)
-        step_mats = self._step_matrices(mats)
+    def run(
+        self, inputs: Tensor | None, weights: Tensor, rows: int, observe: bool, models: int | None = None
+    ) -> Tensor:
+        """Expectation values (rows, n_outputs), or the final state batch-last (2^n, rows) when not `observe`.
+
+        With `models`, weights (models, n_weights) and inputs (models, rows / models, n_inputs) or None: rows run
+        model by model, each model's gates built from its own weights and its blocks applied to its rows; large
+        states (see STACK_MAX_AMPLITUDES) run one model after another."""
+        if models is not None and (2**self.n) * (rows // models) > STACK_MAX_AMPLITUDES:
+            parts = [self.run(None if inputs is None else inputs[k], weights[k], rows // models, observe)
+                     for k in range(models)]
+            return torch.cat(parts, 0 if observe else 1)
+        if models is None:
+            sources = Sources(inputs, weights, self.consts)
+        else:
+            sources = Sources(inputs, weights.unsqueeze(1), self.consts)
+        mats = self._gate_matrices(sources)  # with models: (models, 1 or rows per model, gates, d, d)
+        left, right = self._halves(mats if models is None else [_per_row(m, rows) for m in mats])
+        step_mats = self._step_matrices(mats, rows)
         small = (left, right, *step_mats)
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in small):
             return _FusedSimulation.apply(self, observe, rows, *small)
@@ -504,7 +536,7 @@ class FusedCircuit:
             if chunk >= rows:
                 return self._run_no_grad(left, right, step_mats, observe, rows)
             cut = lambda t, i: t if t is None or t.shape[-1] == 1 or t.dim() < 2 else t[..., i : i + chunk]
-            per_sample = lambda m, i: m if m is None or m.dim() < 3 else m[i : i + chunk]
+            per_sample = lambda m, i: m if m is None or m.dim() < 3 else _per_row(m, rows)[i : i + chunk]
             parts = [self._run_no_grad(cut(left, i), cut(right, i), [per_sample(m, i) for m in step_mats], observe,
                                        min(chunk, rows - i)) for i in range(0, rows, chunk)]
             return torch.cat(parts, 0 if observe else 1)
@@ -675,9 +707,13 @@ class FusedCircuit:
         return mu[j], (states[0] if states else mu[1 - j]), grads
 
     def _step_grad(self, step: _Step, m: Tensor, mu_out: Tensor, psi_in: Tensor) -> Tensor:
-        """dL/dM = conj(Σ mu_out psi_in^T) of one block or wide gate, (d, d) or per sample (rows, d, d)."""
+        """dL/dM = conj(Σ mu_out psi_in^T) of one block or wide gate, (d, d), per sample (rows, d, d) or per
+        group of rows (models, rows per group, d, d)."""
         rows, per_sample = psi_in.shape[-1], m.dim() == 3
-        if step.wide_wires is not None:
+        if m.dim() == 4:
+            g = kernels.block_grad_grouped(mu_out, psi_in, self.n, step.lo, step.k, rows, m.shape[0] * m.shape[1])
+            g = g.view(m.shape)
+        elif step.wide_wires is not None:
             g = kernels.wide_grad(mu_out, psi_in, self.n, step.wide_wires, rows, m.shape[-1], per_sample)
         else:
             g = kernels.block_grad(mu_out, psi_in, self.n, step.lo, step.k, rows, per_sample)

@@ -23,10 +23,13 @@ def window(x: Tensor, n: int, lo: int, k: int, rows: int) -> Tensor:
 
 
 def apply_block(x: Tensor, out: Tensor, m: Tensor, n: int, lo: int, k: int, rows: int) -> Tensor:
-    """out = block m on wires [lo, lo+k) of x; m is (K, K) shared or (rows, K, K) per sample."""
+    """out = block m on wires [lo, lo+k) of x; m is (K, K) shared, (rows, K, K) per sample, or
+    (models, G, K, K) per group of rows / (models * G) consecutive samples."""
     K, C = 2**k, 2 ** (n - lo - k) * rows
     if m.dim() == 3:
         return _apply_per_sample(x, out, m, n, lo, k, rows)
+    if m.dim() == 4:
+        return _apply_grouped(x, out, m.reshape(-1, K, K), n, lo, k, rows)
     xv, ov = window(x, n, lo, k, rows), window(out, n, lo, k, rows)
     if xv.shape[0] == 1:
         torch.mm(m, xv[0], out=ov[0])
@@ -44,6 +47,19 @@ def _apply_per_sample(x: Tensor, out: Tensor, m: Tensor, n: int, lo: int, k: int
     xv = x.view(-1, K, 2 ** (n - lo - k), rows)
     out.view(-1, K, 2 ** (n - lo - k), rows).copy_(torch.einsum("bij,ljrb->lirb", m, xv))
     return out
+
+
+def _apply_grouped(x: Tensor, out: Tensor, m: Tensor, n: int, lo: int, k: int, rows: int) -> Tensor:
+    K, G = 2**k, m.shape[0]
+    shape = (-1, K, 2 ** (n - lo - k), G, rows // G)
+    out.view(shape).copy_(torch.einsum("gij,ljrgb->lirgb", m, x.view(shape)))
+    return out
+
+
+def block_grad_grouped(lam: Tensor, psi: Tensor, n: int, lo: int, k: int, rows: int, groups: int) -> Tensor:
+    """Σ lam psi^T over everything but the block's two indices, per group of rows / groups consecutive samples."""
+    shape = (-1, 2**k, 2 ** (n - lo - k), groups, rows // groups)
+    return torch.einsum("lirgb,ljrgb->gij", lam.view(shape), psi.view(shape))
 
 
 def block_grad(lam: Tensor, psi: Tensor, n: int, lo: int, k: int, rows: int, per_sample: bool) -> Tensor:

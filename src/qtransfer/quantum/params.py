@@ -43,7 +43,8 @@ class ParamIndex:
 
 
 class Sources:
-    """The parameter sources of one call, (batch, size) or (size,), each built on first use."""
+    """The parameter sources of one call, each built on first use: (batch, size) or (size,); with a model axis,
+    inputs (models, batch, size) and weights (models, 1, size), so that weights broadcast over each model's rows."""
 
     def __init__(self, inputs: Tensor | None, weights: Tensor, consts: Tensor):
         self.made: dict[str, Tensor | None] = {"input": inputs, "weight": weights}
@@ -52,7 +53,11 @@ class Sources:
     def __getitem__(self, name: str) -> Tensor:
         made = self.made
         if name not in made:
-            wc = made["wc"] = torch.cat([made["weight"], self.consts])
-            inputs = made["input"]
-            made["all"] = None if inputs is None else torch.cat([inputs, wc.expand(inputs.shape[0], -1)], 1)
+            weights, inputs = made["weight"], made["input"]
+            if weights.dim() == 1:
+                wc = made["wc"] = torch.cat([weights, self.consts])
+                made["all"] = None if inputs is None else torch.cat([inputs, wc.expand(inputs.shape[0], -1)], 1)
+            else:
+                wc = made["wc"] = torch.cat([weights, self.consts.expand(*weights.shape[:-1], -1)], -1)
+                made["all"] = None if inputs is None else torch.cat([inputs, wc.expand(*inputs.shape[:-1], -1)], -1)
         return made[name]

@@ -130,7 +130,8 @@ class _Family:
 
     A moment's derivative by a parameter is K M, K the parameter's generator on its gate's wires:
     constant for one-parameter gates; for Rot a mix of its wire's Paulis weighted by its own angles.
-    Input families are batched: their matrices have shape (L, batch, D, D).
+    Input families are batched: their matrices have shape (L, batch, D, D); weight families too, per model, when
+    the weights have a model axis.
     """
 
     def __init__(self, circuit: Circuit, moments: list[list[int]], pindex: ParamIndex):
@@ -170,7 +171,6 @@ class _Family:
         slots = np.array([[pindex.slots[m[pos], p] for pos, p in refs] for m in moments], dtype=np.int64)
         self.source, local = pindex.locate(slots)  # (L, F)
         self.size = pindex.sizes[self.source]
-        self.batched = self.source in ("input", "all")
         self.whole = np.array_equal(local.ravel(), np.arange(self.size))
         # the forward reads each parameter thrice, in order (factor, trig term, moment): cos(scale t + phase)
         # gives [1, cos(f t), sin(f t)]
@@ -184,13 +184,14 @@ class _Family:
         """Cast the compile-time arrays to the run dtype and device."""
         if not self.n_factors:
             return self
-        rd, shape = real_dtype(dtype), ((-1, 1) if self.batched else (-1,))
+        rd = real_dtype(dtype)
         cast = lambda a: torch.as_tensor(a if dtype.is_complex else a.real, dtype=dtype, device=device)
         index = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.long, device=device)
         self.dtype = dtype
         self.index = index(self.np_index)
-        self.scale = torch.as_tensor(self.np_scale, dtype=rd, device=device).reshape(shape)
-        self.phase = torch.as_tensor(self.np_phase, dtype=rd, device=device).reshape(shape)
+        self.scale = torch.as_tensor(self.np_scale, dtype=rd, device=device)
+        self.phase = torch.as_tensor(self.np_phase, dtype=rd, device=device)
+        self.scale_rows, self.phase_rows = self.scale.view(-1, 1), self.phase.view(-1, 1)
         basis = cast(self.np_basis)  # (F, 3, D*D); complex as real pairs, since the trig terms are real
         self.basis = torch.view_as_real(basis).flatten(-2) if dtype.is_complex else basis
         self.gens_t = cast(self.np_gens.reshape(self.D, self.D, -1).transpose(1, 0, 2).reshape(self.D**2, -1))
@@ -209,20 +210,24 @@ class _Family:
         return full.reshape(self.D, self.D)
 
     def matrices(self, src: Tensor) -> Tensor:
-        """Full matrices (L, D, D), or (L, batch, D, D), from this call's source (size,) or (size, batch)."""
-        trig = torch.cos(torch.addcmul(self.phase, src.index_select(0, self.index), self.scale))
+        """Full matrices (L, D, D), or (L, rows, D, D), from this call's source (size,) or (size, rows); rows are
+        samples, or models for weights with a model axis."""
+        rows = src.dim() == 2
+        scale, phase = (self.scale_rows, self.phase_rows) if rows else (self.scale, self.phase)
+        trig = torch.cos(torch.addcmul(phase, src.index_select(0, self.index), scale))
         entries = torch.bmm(trig.view(self.n_factors, 3, -1).mT, self.basis)  # (F, L * batch, D*D)
         if self.dtype.is_complex:
             entries = torch.view_as_complex(entries.unflatten(-1, (-1, 2)))
         full = entries[0] if self.n_factors == 1 else entries.prod(0)
-        return full.view(self.n_moments, -1, self.D, self.D) if self.batched else full.view(-1, self.D, self.D)
+        return full.view(self.n_moments, -1, self.D, self.D) if rows else full.view(-1, self.D, self.D)
 
     def grads(self, y: Tensor, src: Tensor) -> Tensor:
-        """dL/dsource (..., size) from Y = dL/dM^H M = (conj(dL/dM) M^T)^T per moment: dL/dt = Re sum(K^T * Y)."""
-        u = y.flatten(-2) @ self.gens_t  # (L, F) or (L, batch, F)
+        """dL/dsource (size,) or (rows, size) from Y = dL/dM^H M = (conj(dL/dM) M^T)^T per moment (L, D, D) or
+        (L, rows, D, D): dL/dt = Re sum(K^T * Y)."""
+        u = y.flatten(-2) @ self.gens_t  # (L, F) or (L, rows, F)
         if u.is_complex():
             u = u.real
-        if self.batched:
+        if u.dim() == 3:
             u = u.transpose(0, 1)
         if self.rots is not None:
             u = self._mix_rot(u, src.index_select(-1, self.slots).view(u.shape))
@@ -273,27 +278,31 @@ class _Stretch:
         return self
 
     def forward(self, wmats: Tensor | None, keep: bool) -> tuple[Tensor, tuple | None]:
-        """U for this call's weight-moment matrices wmats (Lw, D, D); with keep, the A_l and Q_l = A_l ... A_1."""
+        """U for this call's weight-moment matrices wmats (Lw, D, D), or (Lw, models, D, D) per model; with keep,
+        the A_l and Q_l = A_l ... A_1."""
         if not self.slots:
             return self.post, None
         a = wmats if self.all_slots else wmats.index_select(0, self.index)
+        per_model = a.dim() == 4
         if self.pre is not None:
-            a = torch.bmm(a, self.pre)
+            a = torch.bmm(a.flatten(1, 2), self.pre).view(a.shape) if per_model else torch.bmm(a, self.pre)
         a = a.unbind(0)
+        mm = torch.bmm if per_model else torch.mm
         q = [a[0]]
         for m in a[1:]:
-            q.append(torch.mm(m, q[-1]))
-        u = q[-1] if self.post is None else torch.mm(self.post, q[-1])
+            q.append(mm(m, q[-1]))
+        u = q[-1] if self.post is None else self.post @ q[-1] if per_model else torch.mm(self.post, q[-1])
         return u, ((a, torch.stack(q)) if keep else None)
 
     def grads(self, state_in: Tensor, lam: Tensor, saved: tuple) -> Tensor:
-        """Y_l = Q_l C_l (L, D, D) for lam = conj(dL/dstate_out): C_L = (conj(dL/dU))^T post, C_{l-1} = C_l A_l."""
+        """Y_l = Q_l C_l (L, D, D), or (L, models, D, D), for lam = conj(dL/dstate_out): C_L = (conj(dL/dU))^T post,
+        C_{l-1} = C_l A_l."""
         a, q = saved
         c = torch.outer(state_in, lam) if state_in.dim() == 1 else state_in.mT @ lam
         cs = [c if self.post is None else c @ self.post]
         for m in a[:0:-1]:
             cs.append(cs[-1] @ m)
-        return torch.bmm(q, torch.stack(cs[::-1]))
+        return torch.bmm(q, torch.stack(cs[::-1])) if q.dim() == 3 else q @ torch.stack(cs[::-1])
 
 
 class _DenseSimulation(torch.autograd.Function):
@@ -428,23 +437,34 @@ class CompiledCircuit:
         mats = []
         for fam in self.families[kind]:
             src = sources[fam.source]
-            mats.append(fam.matrices(src.T if fam.batched else src))
+            src = src if src.dim() < 3 else src.reshape(-1, src.shape[-1])  # a model axis: (models * rows, size)
+            mats.append(fam.matrices(src if src.dim() == 1 else src.T))
         if not mats:
             return None
         return mats[0] if len(mats) == 1 else torch.cat(mats)
 
+    def _sources(self, inputs: Tensor | None, weights: Tensor) -> Sources:
+        """This call's parameter sources; weights with a model axis (models, n_weights) broadcast over rows."""
+        return Sources(inputs, weights if weights.dim() == 1 else weights.unsqueeze(1), self.consts)
+
     def _dense(self, inputs: Tensor | None, weights: Tensor, observe: bool, tape: list | None = None) -> Tensor:
-        """Outputs (batch, n_outputs) or final state (batch, D); no batch dim when no input moment ran."""
-        sources = Sources(inputs, weights, self.consts)
+        """Outputs (batch, n_outputs) or final state (batch, D); no batch dim when no input moment ran. With a model
+        axis (weights (models, n_weights), inputs (models, batch, n_inputs)): (models, batch or 1, ...)."""
+        sources = self._sources(inputs, weights)
+        models = None if weights.dim() == 1 else weights.shape[0]
         wmats = self._family_matrices("weight", sources)
         imats = self._family_matrices("input", sources) if inputs is not None else None
         keep = tape is not None
-        state = self.init
+        state = self.init if models is None else self.init.view(1, 1, -1)
         for kind, step in self.steps:
             if kind == "input":
-                m = imats[step]  # (batch, D, D)
-                new = m @ state if state.dim() == 1 else torch.bmm(m, state.unsqueeze(-1)).squeeze(-1)
-                record = (m, state.dim(), new)
+                m = imats[step]  # (batch, D, D), or (models * batch, D, D)
+                if models is not None:
+                    m = m.view(models, -1, self.D, self.D)
+                    new = (m @ state.unsqueeze(-1)).squeeze(-1)
+                else:
+                    new = m @ state if state.dim() == 1 else torch.bmm(m, state.unsqueeze(-1)).squeeze(-1)
+                record = (m, state.shape, new)
             else:
                 u, saved = step.forward(wmats, keep)
                 new = state @ u.mT
@@ -481,11 +501,12 @@ class CompiledCircuit:
         for k in range(len(self.steps) - 1, first - 1, -1):
             kind, step = self.steps[k]
             if kind == "input":
-                m, dim_in, out = tape[k]
-                yi[step] = out.unsqueeze(-1) * lam.unsqueeze(-2)
+                m, shape_in, out = tape[k]
+                y = out.unsqueeze(-1) * lam.unsqueeze(-2)
+                yi[step] = y if y.dim() == 3 else y.flatten(0, 1)
                 if k > first:
                     lam = (lam.unsqueeze(-2) @ m).squeeze(-2)
-                    lam = lam.sum(0) if dim_in == 1 else lam
+                    lam = lam if lam.shape == shape_in else lam.sum_to_size(shape_in)
                 continue
             state_in, u, saved = tape[k]
             if saved is not None:
@@ -493,11 +514,11 @@ class CompiledCircuit:
                 if step.all_slots:
                     yw = y
                 else:
-                    yw = y.new_zeros(self.n_moments["weight"], self.D, self.D) if yw is None else yw
+                    yw = y.new_zeros(self.n_moments["weight"], *y.shape[1:]) if yw is None else yw
                     yw.index_copy_(0, step.index, y)
             if k > first:
                 lam = lam @ u
-        sources = Sources(inputs, weights, self.consts)
+        sources = self._sources(inputs, weights)
         gi = gw = None
         ys = {"weight": yw, "input": (yi[0].unsqueeze(0) if len(yi) == 1 else torch.stack(yi)) if yi else None}
         n_in, n_w = self.circuit.n_inputs, self.circuit.n_weights
@@ -511,10 +532,11 @@ class CompiledCircuit:
                     continue
                 if fam.source == "all":
                     gi = g[:, :n_in] if gi is None else gi + g[:, :n_in]
-                    g = g[:, n_in:].sum(0)
-                g = g if fam.source == "weight" else g[:n_w]
+                    g = g[:, n_in:]
+                    g = g.sum(0) if weights.dim() == 1 else g.unflatten(0, (weights.shape[0], -1)).sum(1)
+                g = g if fam.source == "weight" else g[..., :n_w]
                 gw = g if gw is None else gw + g
-        return gi, gw
+        return (None if gi is None else gi.view(inputs.shape)), gw
 
     def _dense_run(self, inputs: Tensor | None, weights: Tensor, observe: bool) -> Tensor:
         """The dense simulation, through the adjoint autograd node when a gradient may be asked for."""
@@ -538,8 +560,11 @@ class CompiledCircuit:
 
     # -- entry points ----------------------------------------------------------------------
     def state(self, inputs: Tensor | None, weights: Tensor) -> Tensor:
-        """Final state, shape (batch, 2, ..., 2), for inputs (batch, n_inputs) and flat weights."""
-        inputs, weights, batch = self._check(inputs, weights)
+        """Final state, shape (batch, 2, ..., 2), for inputs (batch, n_inputs) and flat weights; with a model axis
+        (inputs (models, batch, n_inputs), weights (models, n_weights)) shape (models, batch, 2, ..., 2)."""
+        inputs, weights, batch, models = self._check(inputs, weights)
+        if models is not None:
+            return self._stacked(inputs, weights, batch, observe=False)
         if self.method == "dense":
             s = self._dense_run(inputs, weights, observe=False)
             s = s.expand(batch, -1) if s.dim() == 1 else s
@@ -550,8 +575,11 @@ class CompiledCircuit:
         return self._gates(inputs, weights, batch)
 
     def __call__(self, inputs: Tensor | None, weights: Tensor) -> Tensor:
-        """Expectation values of the circuit's observables, shape (batch, n_outputs)."""
-        inputs, weights, batch = self._check(inputs, weights)
+        """Expectation values of the circuit's observables, shape (batch, n_outputs); with a model axis (inputs
+        (models, batch, n_inputs), weights (models, n_weights)) shape (models, batch, n_outputs)."""
+        inputs, weights, batch, models = self._check(inputs, weights)
+        if models is not None:
+            return self._stacked(inputs, weights, batch, observe=True)
         if self.method == "dense":
             out = self._dense_run(inputs, weights, observe=True)
             return out.expand(batch, -1) if out.dim() == 1 else out
@@ -560,21 +588,76 @@ class CompiledCircuit:
         state = self._gates(inputs, weights, batch)
         return torch.stack([expval(state, o) for o in self.circuit.observables], dim=1)
 
-    def _check(self, inputs: Tensor | None, weights: Tensor) -> tuple[Tensor | None, Tensor, int]:
+    def _stacked(self, inputs: Tensor | None, weights: Tensor, batch: int, observe: bool) -> Tensor:
+        """Outputs (models, batch, n_outputs) or states (models, batch, 2, ..., 2) of one call for many models."""
+        models, n = weights.shape[0], self.circuit.n_qubits
+        if models == 1 and self.method != "gates":  # one model: the solo path, which has fewer ops
+            solo_inputs = None if inputs is None else inputs[0]
+            out = (self(solo_inputs, weights[0]) if observe else self.state(solo_inputs, weights[0])).unsqueeze(0)
+            return out.expand(1, batch, *out.shape[2:])
+        rows = 1 if inputs is None else inputs.shape[1]  # each model's simulated rows
+        if self.method == "dense":
+            out = self._dense_run(inputs, weights, observe)
+        elif self.method == "fused":
+            out = self.fused.run(inputs, weights, models * rows, observe, models=models)
+            out = (out if observe else out.T).view(models, rows, -1)
+        else:
+            flat = None if inputs is None else inputs.reshape(models * rows, -1)
+            state = self._gates(flat, weights.repeat_interleave(rows, 0), models * rows)
+            if not observe:
+                return state.view(models, rows, *state.shape[1:]).expand(models, batch, *state.shape[1:])
+            out = torch.stack([expval(state, o) for o in self.circuit.observables], dim=1).view(models, rows, -1)
+        out = out.expand(models, batch, out.shape[-1])
+        return out if observe else out.reshape((models, batch) + (2,) * n)
+
+    def _check(self, inputs: Tensor | None, weights: Tensor) -> tuple[Tensor | None, Tensor, int, int | None]:
         c, rd = self.circuit, real_dtype(self.dtype)
+        models = model_axis(c, inputs, weights)
+        if models is not None:
+            return self._check_stacked(inputs, weights, models)
         weights = weights if weights.dim() == 1 else weights.reshape(-1)
         weights = weights if weights.dtype == rd else weights.to(rd)
         if weights.numel() != c.n_weights:
             raise InputError(
                 f"weights have {weights.numel()} values; circuit {c.name!r} needs {c.n_weights} "
-                f"(shape {c.weight_shape})"
+                f"(shape {c.weight_shape}); for many models at once pass weights (models, {c.n_weights}) "
+                f"with inputs (models, batch, {c.n_inputs})"
             )
         if c.n_inputs == 0:
-            return None, weights, 1 if inputs is None else inputs.shape[0]
+            return None, weights, 1 if inputs is None else inputs.shape[0], None
         if inputs is None or inputs.dim() != 2 or inputs.shape[1] != c.n_inputs:
             got = None if inputs is None else tuple(inputs.shape)
-            raise InputError(f"inputs must have shape (batch, {c.n_inputs}), got {got}")
-        return (inputs if inputs.dtype == rd else inputs.to(rd)), weights, inputs.shape[0]
+            raise InputError(f"inputs must have shape (batch, {c.n_inputs}), or (models, batch, {c.n_inputs}) "
+                             f"with weights (models, {c.n_weights}); got {got}")
+        return (inputs if inputs.dtype == rd else inputs.to(rd)), weights, inputs.shape[0], None
+
+    def _check_stacked(
+        self, inputs: Tensor | None, weights: Tensor, models: int
+    ) -> tuple[Tensor | None, Tensor, int, int]:
+        c, rd = self.circuit, real_dtype(self.dtype)
+        if weights.dim() != 2 or tuple(weights.shape) != (models, c.n_weights):
+            got = None if inputs is None else tuple(inputs.shape)
+            raise InputError(f"with inputs of shape {got} (models, batch, n_inputs), weights must have shape "
+                             f"(models, n_weights) = ({models}, {c.n_weights}); got {tuple(weights.shape)}")
+        weights = weights if weights.dtype == rd else weights.to(rd)
+        if c.n_inputs == 0:
+            return None, weights, 1 if inputs is None else inputs.shape[1], models
+        if inputs is None or inputs.shape[2] != c.n_inputs:
+            got = None if inputs is None else tuple(inputs.shape)
+            raise InputError(f"inputs must have shape (models, batch, {c.n_inputs}) = ({models}, batch, {c.n_inputs}) "
+                             f"for weights of shape {tuple(weights.shape)}; got {got}")
+        return (inputs if inputs.dtype == rd else inputs.to(rd)), weights, inputs.shape[1], models
+
+
+def model_axis(circuit: Circuit, inputs: Tensor | None, weights: Tensor) -> int | None:
+    """The number of models when a call stacks many (inputs (models, batch, n_inputs), or for a circuit without
+    inputs weights (models, n_weights) other than its own weight_shape), else None."""
+    if inputs is not None and inputs.dim() == 3:
+        return inputs.shape[0]
+    if (inputs is None and circuit.n_inputs == 0 and weights.dim() == 2 and weights.shape[1] == circuit.n_weights
+            and tuple(weights.shape) != circuit.weight_shape):
+        return weights.shape[0]
+    return None
 
 
 def simulate(
