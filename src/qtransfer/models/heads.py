@@ -99,9 +99,7 @@ class DressedQuantumHead(nn.Module):
     def stacked_forward(self, p: Mapping[str, Tensor], x: Tensor) -> Tensor:
         """K heads' logits (K, B, C) for features (K, B, F), each with its own weights: one engine call."""
         angles = torch.tanh(linear(x, p["pre_net.weight"], p["pre_net.bias"])) * (math.pi / 2)
-        weights = p["q_params"]
-        q_out = torch.stack([self.backend(self.circuit, a, w) for a, w in zip(angles, weights)])  # TEMP: engine axis
-        return linear(q_out, p["post_net.weight"], p["post_net.bias"])
+        return linear(self.backend(self.circuit, angles, p["q_params"]), p["post_net.weight"], p["post_net.bias"])
 
     def extra_repr(self) -> str:
         c = self.circuit
