@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from qtransfer.errors import InputError
+from qtransfer.models.fitted import FittedHead
 from qtransfer.models.heads import DressedQuantumHead
 from qtransfer.models.kernel_heads import FidelityKernelHead, ProjectedKernelHead, QuantumKernelHead
 from qtransfer.quantum.circuits import Circuit, Observable
@@ -81,6 +82,20 @@ class FrozenKernelHead(nn.Module):
         return (gram @ self.dual_coef + self.intercept).to(features.dtype)
 
 
+class FittedForward(nn.Module):
+    """A fitted head's forward on its buffers, without the head as a submodule: its extra state (the chosen
+    hyper-parameters, a dict) is not a tensor, and tracing takes every module's state as tensors."""
+
+    def __init__(self, head: FittedHead):
+        super().__init__()
+        self._fitted = (head,)  # a tuple: not registered as a submodule
+        for name, buffer in head.named_buffers():
+            self.register_buffer(name.replace(".", "_"), buffer)  # the same tensors, so the trace keeps them as ours
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self._fitted[0](features)
+
+
 class PlainModel(nn.Module):
     """images (N, 3, H, W), preprocessed as the sidecar says -> class probabilities (N, classes), float32."""
 
@@ -115,6 +130,8 @@ def plain_head(head: nn.Module) -> nn.Module:
         return FrozenDressedHead(head)
     if isinstance(head, (FidelityKernelHead, ProjectedKernelHead)):
         return FrozenKernelHead(head)
+    if isinstance(head, FittedHead):
+        return FittedForward(head)
     return head
 
 

@@ -7,6 +7,9 @@ import importlib.util
 import io
 import json
 import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +68,27 @@ def export_model(model: TrainedModel, fmt: str, out: Path) -> dict[str, Any]:
                          "model file e.g. model.pt, model.onnx or model.qasm")
     if not out.parent.is_dir():
         raise InputError(f"folder {out.parent} does not exist; create it or choose another --out")
+    if fmt == "qasm" and not isinstance(model.head, DressedQuantumHead):
+        raise InputError(f"--format qasm writes a trained circuit; head {model.config.head!r} has none (its "
+                         "circuit, if any, has no trained weights): use --format torchscript or onnx")
     note = exactness(model.config)
-    plain = plain_model(model.backbone, model.head)
+    with _quiet_torch():
+        return _export(model, fmt, out, note)
+
+
+@contextmanager
+def _quiet_torch() -> Iterator[None]:
+    """No gradients, and none of torch's warnings about tracing (deprecation, constant shapes) that the checks of
+    every export make moot."""
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module="torch")
+        warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        yield
+
+
+def _export(model: TrainedModel, fmt: str, out: Path, note: str | None) -> dict[str, Any]:
+    plain = plain_model(model.backbone, model.head).requires_grad_(False)
     crop = model.backbone.spec.crop
     example = torch.randn(2, 3, crop, crop, generator=torch.Generator().manual_seed(0))
     check = torch.randn(CHECK_IMAGES, 3, crop, crop, generator=torch.Generator().manual_seed(1))
@@ -92,8 +114,7 @@ def export_model(model: TrainedModel, fmt: str, out: Path) -> dict[str, Any]:
 
 
 def _trace(module: nn.Module, example: Tensor) -> torch.jit.ScriptModule:
-    with torch.no_grad():
-        return torch.jit.trace(module, example, check_trace=False)
+    return torch.jit.trace(module, example, check_trace=False)
 
 
 def _agree(got: Tensor, expected: Tensor, what: str) -> None:
@@ -114,10 +135,9 @@ def _onnx_bytes(plain: nn.Module, example: Tensor) -> bytes:
     if importlib.util.find_spec("onnx") is None:
         raise MissingPackageError("ONNX export needs onnx and onnxruntime: pip install 'qtransfer[export]'")
     buffer = io.BytesIO()
-    with torch.no_grad():
-        torch.onnx.export(plain, (example,), buffer, input_names=["images"], output_names=["probabilities"],
-                          dynamic_axes={"images": {0: "N"}, "probabilities": {0: "N"}}, opset_version=ONNX_OPSET,
-                          dynamo=False)
+    torch.onnx.export(plain, (example,), buffer, input_names=["images"], output_names=["probabilities"],
+                      dynamic_axes={"images": {0: "N"}, "probabilities": {0: "N"}}, opset_version=ONNX_OPSET,
+                      dynamo=False)
     return buffer.getvalue()
 
 
@@ -133,16 +153,12 @@ def _run_onnx(data: bytes, images: Tensor) -> Tensor:
 def _export_qasm(model: TrainedModel, plain: nn.Module, example: Tensor, check: Tensor, expected: Tensor,
                  out: Path) -> tuple[str, dict[str, Any]]:
     head = model.head
-    if not isinstance(head, DressedQuantumHead):
-        raise InputError(f"--format qasm writes a trained circuit; head {model.config.head!r} has none (its "
-                         "circuit, if any, has no trained weights): use --format torchscript or onnx")
     circuit = head.circuit
     frozen: FrozenDressedHead = plain.head  # type: ignore[assignment]
     parts = ClassicalParts(plain.backbone, frozen).eval()
-    with torch.no_grad():
-        traced = torch.jit.trace_module(parts, {"forward": example, "readout": torch.zeros(2, circuit.n_outputs)},
-                                        check_trace=False)
-        got = traced.readout(frozen.circuit(traced(check)))
+    traced = torch.jit.trace_module(parts, {"forward": example, "readout": torch.zeros(2, circuit.n_outputs)},
+                                    check_trace=False)
+    got = traced.readout(frozen.circuit(traced(check)))
     _agree(got, expected, "classical layers of the QASM")
     text = to_openqasm3(circuit, head.q_params.detach().cpu().double().numpy())
     classical = out.with_suffix(".classical.pt")

@@ -204,7 +204,7 @@ class FrozenCircuit(nn.Module):
             v = self._wire_vector(x, program)
             psi = v if psi is None else _kron(psi, v)
         assert psi is not None
-        if psi[0].shape[0] == 1:
+        if not any(step[0] == "input" for program in self.wires for step in program):
             ones = x[:, :1] * 0 + 1  # the batch size, as an op the trace keeps dynamic
             psi = (psi[0] * ones, None if psi[1] is None else psi[1] * ones)
         for step in self.steps:
