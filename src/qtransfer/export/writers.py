@@ -50,6 +50,7 @@ class ClassicalParts(nn.Module):
 
 def export_run(run_dir: Path, fmt: str, out: Path, progress: bool = True) -> dict[str, Any]:
     """Export the best model of a run directory; returns the sidecar written beside it."""
+    check_destination(fmt, Path(out))
     return export_model(TrainedModel.load(run_dir, device="cpu", progress=progress), fmt, out)
 
 
@@ -58,9 +59,8 @@ def sidecar_path(out: Path) -> Path:
     return Path(out).with_suffix(".json")
 
 
-def export_model(model: TrainedModel, fmt: str, out: Path) -> dict[str, Any]:
-    """Write `model` as `fmt` to `out` and its sidecar to out.json (for qasm also out.classical.pt)."""
-    out = Path(out)
+def check_destination(fmt: str, out: Path) -> None:
+    """Refuse an unknown format, or an --out that is the sidecar's name or in a folder that does not exist."""
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     if out.suffix == ".json":
@@ -68,6 +68,12 @@ def export_model(model: TrainedModel, fmt: str, out: Path) -> dict[str, Any]:
                          "model file e.g. model.pt, model.onnx or model.qasm")
     if not out.parent.is_dir():
         raise InputError(f"folder {out.parent} does not exist; create it or choose another --out")
+
+
+def export_model(model: TrainedModel, fmt: str, out: Path) -> dict[str, Any]:
+    """Write `model` as `fmt` to `out` and its sidecar to out.json (for qasm also out.classical.pt)."""
+    out = Path(out)
+    check_destination(fmt, out)
     if fmt == "qasm" and not isinstance(model.head, DressedQuantumHead):
         raise InputError(f"--format qasm writes a trained circuit; head {model.config.head!r} has none (its "
                          "circuit, if any, has no trained weights): use --format torchscript or onnx")
