@@ -38,9 +38,12 @@ EVERY_GATE = Circuit(3, 3, (3,), (
 ), (Observable("Z", (0,)), Observable("XY", (1, 2)), Observable("ZZ", (0, 2)), Observable("Y", (1,))))
 
 
-@pytest.mark.parametrize("fold", [8, 0])
-@pytest.mark.parametrize("circuit", [*(make_circuit(t, n, 2) for t in sorted(TEMPLATES) for n in (1, 3, 5)),
-                                     EVERY_GATE], ids=lambda c: f"{c.name}-{c.n_qubits}" if isinstance(c, Circuit) else None)
+CASES = [*((make_circuit(t, n, 2), 8) for t in sorted(TEMPLATES) for n in (1, 4)),
+         (make_circuit("strongly_entangling", 5, 2), 0), (EVERY_GATE, 8), (EVERY_GATE, 0)]
+
+
+@pytest.mark.parametrize(("circuit", "fold"), CASES,
+                         ids=[f"{c.name}-{c.n_qubits}-{'folded' if f else 'gates'}" for c, f in CASES])
 def test_a_frozen_circuit_computes_the_engines_expectation_values(circuit: Circuit, fold: int) -> None:
     weights = torch.randn(circuit.n_weights, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     inputs = 2 * torch.randn(7, circuit.n_inputs, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
@@ -74,7 +77,7 @@ HEADS = {
 
 @pytest.mark.parametrize("name", sorted(HEADS))
 def test_every_head_traces_and_exports_to_onnx_with_its_own_outputs(name: str) -> None:
-    x, y = make_classification(60, 10, n_informative=5, class_sep=2.0, random_state=0)
+    x, y = make_classification(40, 10, n_informative=5, class_sep=2.0, random_state=0)
     features, labels = torch.from_numpy(x).float(), torch.from_numpy(y)
     options = {"n_qubits": 4, "depth": 2, "template": "tutorial", "pca": 0, **HEADS[name]}
     torch.manual_seed(0)
