@@ -111,7 +111,7 @@ def test_noise_is_refused_and_shots_are_exported_as_their_exact_expectation_valu
     assert exactness(TrainConfig(head="linear", shots=100)) is None
 
 
-def test_qasm_needs_a_trained_circuit_and_out_must_not_be_the_sidecar(finished_run, tmp_path: Path) -> None:
+def test_refusals_and_a_shots_run_exported_as_the_exact_model_its_shots_estimate(finished_run, tmp_path: Path) -> None:
     model = TrainedModel.load(finished_run[0], device="cpu", progress=False)
     linear = TrainedModel(TrainConfig(head="linear"), model.backbone, create_head("linear", 1280, 2), model.classes,
                           model.device)
@@ -122,12 +122,19 @@ def test_qasm_needs_a_trained_circuit_and_out_must_not_be_the_sidecar(finished_r
     with pytest.raises(InputError, match="unknown export format 'tflite'"):
         export_model(model, "tflite", tmp_path / "m.tflite")
     assert not list(tmp_path.iterdir())
+    shots = model.simulated(shots=64)
+    side = export_model(shots, "torchscript", tmp_path / "shots.pt")
+    assert "exact expectation values those shots estimate" in side["exactness"]
+    images = torch.randn(3, 3, 224, 224, generator=torch.Generator().manual_seed(5))
+    exported = torch.jit.load(str(tmp_path / "shots.pt"))(images)
+    torch.testing.assert_close(exported, model.probabilities(images), atol=1e-5, rtol=0)  # the exact model's
+    assert (shots.probabilities(images) - model.probabilities(images)).abs().max() > 1e-3  # not 64 shots' draw
 
 
 def test_exports_predict_like_qtransfer_predict_in_a_process_without_qtransfer(
         finished_run, hymenoptera: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = finished_run[0]
-    images = [str(p) for cls in ("ants", "bees") for p in sorted((hymenoptera / "val" / cls).glob("*.jpg"))[:2]]
+    images = [str(p) for cls in ("ants", "bees") for p in sorted((hymenoptera / "val" / cls).glob("*.jpg"))[:1]]
     assert main(["--quiet", "predict", str(run_dir), *images, "--json"]) == 0
     predicted = np.array([list(r["probabilities"].values()) for r in json.loads(capsys.readouterr().out)])
     assert main(["--quiet", "export", str(run_dir), "--format", "onnx", "--out", str(tmp_path / "cli.onnx")]) == 0
