@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from qtransfer.config import TrainConfig
 from qtransfer.errors import InputError
 from qtransfer.models.fitted import FittedHead
 from qtransfer.models.heads import DressedQuantumHead
@@ -108,7 +108,7 @@ class PlainModel(nn.Module):
         return self.head(self.backbone(images)).float().softmax(1)
 
 
-def exactness(config: Any) -> str | None:
+def exactness(config: TrainConfig) -> str | None:
     """What the exported model computes instead of the run's own simulation, when it differs (shots); None when it
     computes the same. Refuses noise, which it does not simulate."""
     options = config.parsed_device_options()

@@ -8,6 +8,7 @@ the state is their Kronecker product. The rest runs on the batched state: stretc
 Diagonal observables are a constant sign matrix on the probabilities."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 
 from qtransfer.errors import InputError
 from qtransfer.quantum.circuits import Circuit, Observable
-from qtransfer.quantum.gate_matrices import FIXED, ROTATIONS, embed, gate_matrix, z_signs
+from qtransfer.quantum.gate_matrices import FIXED, ROTATIONS, bit_index, embed, gate_matrix, z_signs
 
 FOLD_MAX_QUBITS = 8  # constant stretches become one 2^n x 2^n matrix up to here (256 x 256: 0.5 MB in float32)
 
@@ -160,7 +161,7 @@ class FrozenCircuit(nn.Module):
         n, D = self.n_qubits, 2**self.n_qubits
         self.diagonal = [i for i, o in enumerate(observables) if o.diagonal]
         self.other = [i for i, o in enumerate(observables) if not o.diagonal]
-        signs = np.stack([z_signs(len(observables[i].wires))[_bits(n, observables[i].wires)] for i in self.diagonal],
+        signs = np.stack([z_signs(len(observables[i].wires))[bit_index(n, observables[i].wires)] for i in self.diagonal],
                          1) if self.diagonal else np.zeros((D, 0))
         self.signs_name = self._constant(signs.astype(complex))[0]
         self.paulis = []
@@ -233,7 +234,7 @@ class FrozenCircuit(nn.Module):
 
         real, shape = gather(psi[0])
         imag = None if psi[1] is None else gather(psi[1])[0]
-        out = _matmul_rows((real, imag), m_t)
+        out = _rowmatmul((real, imag), m_t)
         return scatter(out[0], shape), None if out[1] is None else scatter(out[1], shape)
 
     def forward(self, inputs: Tensor) -> Tensor:
@@ -252,19 +253,14 @@ class FrozenCircuit(nn.Module):
         return out
 
 
-def _bits(n: int, wires: tuple[int, ...]) -> np.ndarray:
-    from qtransfer.quantum.gate_matrices import bit_index
-
-    return bit_index(n, wires)
-
-
 def _add(a: Tensor | None, b: Tensor | None, sign: float = 1.0) -> Tensor | None:
     if a is None:
         return None if b is None else sign * b
     return a if b is None else a + sign * b
 
 
-def _complex_product(ar: Tensor, ai: Tensor | None, br: Tensor, bi: Tensor | None, mul) -> Pair:
+def _complex_product(ar: Tensor, ai: Tensor | None, br: Tensor, bi: Tensor | None,
+                     mul: Callable[[Tensor, Tensor], Tensor]) -> Pair:
     real = mul(ar, br)
     if ai is not None and bi is not None:
         real = real - mul(ai, bi)
@@ -281,12 +277,7 @@ def _matmul(m: Pair, v: Pair) -> Pair:
 
 
 def _rowmatmul(psi: Pair, m_t: Pair) -> Pair:
-    """Rows psi (B, D) times a constant transposed matrix (D, D'), complex."""
-    return _complex_product(psi[0], psi[1], m_t[0], m_t[1], torch.matmul)
-
-
-def _matmul_rows(psi: Pair, m_t: Pair) -> Pair:
-    """(B, R, d) @ (d, d) or (B, d, d), complex."""
+    """Rows times a transposed matrix, complex: (B, D) @ (D, D'), or (B, R, d) @ (d, d) or per sample (B, d, d)."""
     return _complex_product(psi[0], psi[1], m_t[0], m_t[1], torch.matmul)
 
 
