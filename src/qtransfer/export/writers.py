@@ -87,7 +87,8 @@ def _quiet_torch() -> Iterator[None]:
     """No gradients, and none of torch's warnings about tracing (deprecation, constant shapes) that the checks of
     every export make moot."""
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning, module="torch")
+        for category in (FutureWarning, DeprecationWarning):  # TorchScript's and the legacy ONNX exporter's
+            warnings.filterwarnings("ignore", category=category)
         warnings.filterwarnings("ignore", category=UserWarning, module="torch")
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         yield
