@@ -106,7 +106,7 @@ def test_noise_is_refused_and_shots_are_exported_as_their_exact_expectation_valu
         exactness(TrainConfig(noise="depolarizing=0.01"))
     with pytest.raises(InputError, match="noise model 'FakeManilaV2'"):
         exactness(TrainConfig(backend="pennylane:qiskit.aer", device_options='{"noise_model": "FakeManilaV2"}'))
-    assert "exact expectation values those shots estimate" in exactness(TrainConfig(shots=100))
+    assert "exact values those shots estimate" in exactness(TrainConfig(shots=100))
     assert exactness(TrainConfig()) is None
     assert exactness(TrainConfig(head="linear", shots=100)) is None
 
@@ -124,7 +124,7 @@ def test_refusals_and_a_shots_run_exported_as_the_exact_model_its_shots_estimate
     assert not list(tmp_path.iterdir())
     shots = model.simulated(shots=64)
     side = export_model(shots, "torchscript", tmp_path / "shots.pt")
-    assert "exact expectation values those shots estimate" in side["exactness"]
+    assert "exact values those shots estimate" in side["exactness"]
     images = torch.randn(3, 3, 224, 224, generator=torch.Generator().manual_seed(5))
     exported = torch.jit.load(str(tmp_path / "shots.pt"))(images)
     torch.testing.assert_close(exported, model.probabilities(images), atol=1e-5, rtol=0)  # the exact model's

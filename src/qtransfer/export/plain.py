@@ -114,13 +114,13 @@ def exactness(config: TrainConfig) -> str | None:
     options = config.parsed_device_options()
     if config.noise or "noise_model" in options:
         what = f"--noise {config.noise!r}" if config.noise else f"the device noise model {options['noise_model']!r}"
-        raise InputError(f"run was trained with {what}; an export computes noiseless expectation values, which "
+        raise InputError(f"this run was trained with {what}; an export computes noiseless expectation values, which "
                          "would not be the model this run scored. Export a run trained without noise")
     shots = config.shots or options.get("shots")
     if shots and config.head in ("quantum", "qkernel", "projected_qkernel"):
-        return (f"the run estimates its circuit's expectation values from {shots} shots; this file computes the "
-                "exact expectation values those shots estimate (the model `qtransfer evaluate` scores without "
-                "--shots), so its probabilities are the exact model's, not one draw of shots")
+        return (f"the run estimates what its circuit measures (expectation values or kernel entries) from {shots} "
+                "shots; this file computes the exact values those shots estimate (the model `qtransfer evaluate` "
+                "scores without --shots), so its probabilities are the exact model's, not one draw of shots")
     return None
 
 
