@@ -191,6 +191,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from qtransfer.export.writers import export_run, sidecar_path
+
+    doc = export_run(args.run_dir, args.format, args.out, progress=not args.quiet)
+    written = ", ".join(str(args.out.parent / name) for name in doc["files"].values())
+    print(f"{args.format}: {written}; preprocessing, classes and usage in {sidecar_path(args.out)}")
+    if doc.get("exactness"):
+        print(f"note: {doc['exactness']}")
+    return 0
+
+
 def _seeds(args: argparse.Namespace) -> list[int]:
     if args.seed_list:
         return list(args.seed_list)
@@ -412,6 +423,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="write a trained run as one TorchScript or ONNX file (or its circuit as "
+                       "OpenQASM 3) that runs without qtransfer, with a sidecar JSON")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--format", required=True, choices=["torchscript", "onnx", "qasm"],
+                   help="torchscript or onnx: backbone + head, images in, probabilities out; qasm: the circuit with "
+                        "its trained weights (OpenQASM 3) and the classical layers as FILE.classical.pt")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE",
+                   help="the model file (e.g. model.pt, model.onnx, model.qasm); the sidecar goes to FILE.json")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("info", help="versions, device, cache location and size, known names")
     p.set_defaults(func=cmd_info)
