@@ -75,10 +75,12 @@ def fit_group(jobs: Sequence[FitJob], n_classes: int, device: torch.device,
     jobs = _in_memory(jobs, device)
     heads = []
     for job in jobs:
-        torch.manual_seed(job.config.seed)
-        heads.append(build_head(job.config, job.train.features.shape[-1], n_classes).to(device))
+        # the CPU generator alone, where heads are built: torch.manual_seed also queues a CUDA seeding with its
+        # stack trace (15 ms a call in a CUDA build), and the CPU stream it sets is the same
+        torch.default_generator.manual_seed(job.config.seed)
+        heads.append(build_head(job.config, job.train.features.shape[-1], n_classes))
     stacked = len(jobs) > 1 or stackable(heads[0])
-    model: nn.Module = StackedHeads(heads).to(device) if stacked else heads[0]
+    model: nn.Module = (StackedHeads(heads) if stacked else heads[0]).to(device)
     loop = Loop(model, model.parameters(), [j.config for j in jobs], device)
     best: list[dict[str, Any]] = [{} for _ in jobs]
 
@@ -98,7 +100,7 @@ def fit_group(jobs: Sequence[FitJob], n_classes: int, device: torch.device,
     results = []
     for k, (job, head) in enumerate(zip(jobs, heads)):
         head.load_state_dict(best[k])
-        head.eval()
+        head.to(device).eval()
         held_out = None
         if job.test is not None:
             probs = evaluate(head, chunks(job.test.features, job.test.labels), device)["probs"]

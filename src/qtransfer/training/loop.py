@@ -94,10 +94,16 @@ def _shared_batches(x: Any, y: Tensor, batch_size: int, generators: Sequence[tor
     draws = [_draw(x, g) for g in generators]
     orders = torch.stack([order for order, _ in draws])  # (K, N)
     views = torch.stack([v for _, v in draws]).gather(1, orders) if draws[0][1] is not None else None
+    table = x.flatten(0, 1) if views is not None and isinstance(x, Tensor) else x  # row r's view v at r * V + v
     for i in range(0, len(x), batch_size):
         rows = orders[:, i : i + batch_size]
-        flat = rows.flatten() if views is None else (rows.flatten(), views[:, i : i + batch_size].flatten())
-        yield x[flat].unflatten(0, rows.shape), y[rows], [rows.shape[1]] * len(generators)
+        flat = rows.flatten()
+        if views is not None:
+            flat = flat * x.shape[1] + views[:, i : i + batch_size].flatten()
+        # index_select: a third of advanced indexing's time at these sizes
+        picked = table.index_select(0, flat) if isinstance(table, Tensor) else table[flat]
+        yield picked.unflatten(0, rows.shape), y.index_select(0, rows.flatten()).view(rows.shape), \
+            [rows.shape[1]] * len(generators)
 
 
 def _pad(idx: Tensor, width: int) -> Tensor:
