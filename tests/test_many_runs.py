@@ -257,3 +257,24 @@ def test_a_run_records_its_threads_and_restores_torchs(finished_run) -> None:
     assert summary["threads"] == 1
     assert torch.get_num_threads() == 1  # the session's setting, restored after training
     assert math.isfinite(summary["best_val_loss"])
+
+
+def test_fitted_heads_search_their_grid_in_parallel_only_where_cores_are_free(monkeypatch) -> None:
+    import qtransfer.models.fitted as fitted
+    from sklearn import model_selection
+
+    train, original, fits = _synthetic(80, 5), model_selection.GridSearchCV, {}
+    for free in (1, 2):
+        seen: list[int] = []
+
+        def spy(*args, seen=seen, **kwargs):
+            seen.append(kwargs["n_jobs"])
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(fitted, "free_cores", lambda free=free: free)
+        monkeypatch.setattr(model_selection, "GridSearchCV", spy)
+        head = build_head(TrainConfig(data="-", head="logreg"), train.features.shape[1], 2)
+        head.fit(train.features.float(), train.labels, 0)
+        fits[free] = (seen, head.choices, head(train.features.float()).detach())
+    assert fits[1][0] == [1] and fits[2][0] == [2]
+    assert fits[1][1] == fits[2][1] and torch.equal(fits[1][2], fits[2][2])  # the same choice, the same model

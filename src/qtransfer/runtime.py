@@ -42,6 +42,13 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def free_cores() -> int:
+    """Cores that no other process is using now, at least one: every core less the run queue beyond this process
+    (the one-minute load average)."""
+    others = max(0.0, os.getloadavg()[0] - 1.0) if hasattr(os, "getloadavg") else 0.0
+    return max(1, cores() - round(others))
+
+
 def threads_for(amplitudes: int, requested: int = 0) -> int:
     """Intra-op threads for a step that works on `amplitudes` numbers at once: `requested` when > 0; else one for small
     work (a tiny head's step is per-op overhead) and every core from PARALLEL_AMPLITUDES on."""

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from qtransfer.errors import InputError
+from qtransfer.runtime import free_cores
 
 INNER_FOLDS = 5
 
@@ -85,7 +86,7 @@ def inner_cv(estimator: Any, grid: Mapping[str, Sequence[Any]], x: np.ndarray, y
 def grid_search(estimator: Any, grid: Mapping[str, Sequence[Any]], x: np.ndarray, y: np.ndarray, seed: int,
                 folds: int = INNER_FOLDS) -> Any:
     """inner_cv's fitted GridSearchCV (best_estimator_, best_params_, best_score_, cv_results_)."""
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedKFold
 
     present = np.bincount(y)[np.bincount(y) > 0]
     smallest = int(present.min()) if present.size else 0
@@ -93,7 +94,10 @@ def grid_search(estimator: Any, grid: Mapping[str, Sequence[Any]], x: np.ndarray
         raise InputError(f"a fitted head needs at least 2 training samples of every class for its inner "
                          f"cross-validation; the smallest class has {smallest}")
     splitter = StratifiedKFold(n_splits=min(folds, smallest), shuffle=True, random_state=seed)
-    search = GridSearchCV(estimator, dict(grid), cv=splitter, scoring="accuracy", n_jobs=1, refit=True)
+    # the grid's fits in parallel processes (one thread each) only where cores are free: beside a busy process a
+    # second worker would only wait for it
+    workers = min(free_cores(), splitter.get_n_splits() * len(ParameterGrid(dict(grid))))
+    search = GridSearchCV(estimator, dict(grid), cv=splitter, scoring="accuracy", n_jobs=workers, refit=True)
     return search.fit(x, y)
 
 
