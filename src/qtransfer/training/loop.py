@@ -37,15 +37,6 @@ Batch = tuple[Tensor, Tensor, int]  # this rank's inputs and labels, and the siz
 StackedBatch = tuple[Tensor, Tensor, list[int]]  # (K, B, ...) inputs, (K, B) labels, each job's global batch size
 
 
-def shuffled_batches(
-    x: Any, y: Tensor, batch_size: int, generator: torch.Generator, rank: int = 0, world: int = 1,
-) -> Iterator[Batch]:
-    """Rank `rank`'s slice of each shuffled global batch (of `world` slices); x of shape (N, views, F) gives each
-    sample one view drawn at random. `x` may be a tensor or memory-mapped features (rows read batch by batch)."""
-    for idx, n in _batch_indices(x, batch_size, generator, rank, world):
-        yield _rows(x, idx), y[idx[0]], n
-
-
 def _batch_indices(x: Any, batch_size: int, generator: torch.Generator, rank: int = 0,
                    world: int = 1) -> Iterator[tuple[tuple[Tensor, Tensor | None], int]]:
     """One epoch's (rows, views) index pairs, each with its global batch size, drawn from `generator`."""
@@ -73,9 +64,11 @@ def stacked_batches(
     xs: Sequence[Any], ys: Sequence[Tensor], batch_size: int, generators: Sequence[torch.Generator],
     rank: int = 0, world: int = 1,
 ) -> Iterator[StackedBatch]:
-    """Each job's own shuffled batch, stacked along a leading model axis: job k's batches are exactly those that
-    shuffled_batches(xs[k], ys[k], batch_size, generators[k]) gives. A job whose batch is shorter (its data has
-    fewer rows) is padded with its first row; the global batch sizes say how many rows count."""
+    """Each job's own shuffled batches of its (xs[k], ys[k]), stacked along a leading model axis: per epoch a
+    permutation of the rows (and, for x of shape (N, views, F), one view per row) drawn from the job's generator,
+    cut into batches; under torchrun (one job) each rank takes a contiguous slice of every global batch. So job k
+    draws exactly the batches it draws alone. A job whose batch is shorter (fewer rows) is padded with its first
+    row; the global batch sizes say how many rows count."""
     if world == 1 and all(x is xs[0] for x in xs) and all(y is ys[0] for y in ys):
         yield from _shared_batches(xs[0], ys[0], batch_size, generators)
         return
