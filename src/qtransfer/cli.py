@@ -13,8 +13,9 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
-from qtransfer.config import TrainConfig
+from qtransfer.config import ResumeChanges, TrainConfig
 from qtransfer.config_file import read_config_file
 from qtransfer.errors import InputError, QTransferError
 
@@ -99,7 +100,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from qtransfer.training.run import train
 
     config = _config(args, seed_parity=args.seed_parity)
-    run_dir, summary = train(config, resume=args.resume, progress=not args.quiet)
+    changes = _resume_changes(args) if args.resume else None
+    run_dir, summary = train(config, resume=args.resume, progress=not args.quiet, changes=changes)
     if not _main_rank():
         return 0
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -207,7 +209,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from qtransfer.experiments.compare import CompareSettings, compare
 
     settings = CompareSettings(_config(args), list(args.heads), _seeds(args), args.augment_views, list(args.metrics))
-    run_dir, _ = compare(settings, resume=args.resume, progress=not args.quiet)
+    changes = _resume_changes(args, {"seeds": ("seeds", settings.seeds), "seed_list": ("seeds", settings.seeds)})
+    run_dir, _ = compare(settings, resume=args.resume, progress=not args.quiet, changes=changes)
     if not _main_rank():
         return 0
     print((run_dir / "compare.md").read_text())
@@ -220,12 +223,28 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     settings = SweepSettings(_config(args), list(args.depths), list(args.qubit_counts), _seeds(args),
                              classical=not args.no_classical)
-    run_dir, _ = sweep(settings, resume=args.resume, progress=not args.quiet)
+    changes = _resume_changes(args, {"seeds": ("seeds", settings.seeds), "seed_list": ("seeds", settings.seeds),
+                                     "qubit_counts": ("qubits", settings.qubits),
+                                     "no_classical": ("classical", settings.classical)})
+    run_dir, _ = sweep(settings, resume=args.resume, progress=not args.quiet, changes=changes)
     if not _main_rank():
         return 0
     print((run_dir / "sweep.md").read_text())
     print(f"sweep directory {run_dir}")
     return 0
+
+
+def _resume_changes(args: argparse.Namespace, renamed: dict[str, tuple[str, Any]] | None = None) -> ResumeChanges:
+    """The settings this command line gave (its flags and --config file, not the defaults), for a resumed run;
+    `renamed`: a flag's destination -> the setting it gives and its value, where they are not the same."""
+    renamed = renamed or {}
+    flags = {renamed.get(dest, (dest,))[0]: flag for dest, flag in args.flag_names.items()}
+    values = {}
+    for dest in args.given:
+        name, value = renamed.get(dest, (dest, getattr(args, dest)))
+        values[name] = value
+        flags[name] = args.flag_names.get(dest, name)  # as typed: --seeds or --seed-list
+    return ResumeChanges(values, flags)
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -426,14 +445,34 @@ def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPar
 
 def _with_config_file(parser: argparse.ArgumentParser, args: argparse.Namespace,
                       argv: Sequence[str]) -> argparse.Namespace:
-    """The command line parsed again with its --config file's settings as the defaults, so that its flags win."""
-    if getattr(args, "config_file", None) is None:
-        return args
-    commands = _commands(parser)
-    command = commands[args.command]
-    others = [p for p in commands.values() if p is not command]
-    command.set_defaults(**read_config_file(args.config_file, command, others))
-    return parser.parse_args(argv)
+    """The command line parsed again with its --config file's settings as the defaults, so that its flags win;
+    `given` lists the settings the flags and the file gave, `flag_names` each setting's flag."""
+    from_file: dict[str, Any] = {}
+    command = _commands(parser)[args.command]
+    if getattr(args, "config_file", None) is not None:
+        others = [p for p in _commands(parser).values() if p is not command]
+        from_file = read_config_file(args.config_file, command, others)
+        command.set_defaults(**from_file)
+        args = parser.parse_args(argv)
+    typed = _typed(args.command, argv)
+    args.given = tuple(dict.fromkeys([*from_file, *typed]))
+    args.flag_names = {a.dest: max(a.option_strings, key=len) for a in command._actions
+                       if a.option_strings and a.dest not in NOT_SETTINGS}
+    return args
+
+
+# Flag destinations that are not settings of a run: how to run the command, not what it computes.
+NOT_SETTINGS = frozenset({"help", "config_file", "resume", "json"})
+
+
+def _typed(command: str, argv: Sequence[str]) -> list[str]:
+    """The destinations of the flags typed on the command line (not those left at their defaults)."""
+    parser = build_parser()
+    for action in _commands(parser)[command]._actions:
+        if action.option_strings:
+            action.default = argparse.SUPPRESS
+    typed = vars(parser.parse_args(argv))
+    return [dest for dest in typed if dest not in NOT_SETTINGS and dest not in ("command", "func", "debug", "quiet")]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

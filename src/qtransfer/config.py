@@ -4,13 +4,15 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
-
-from typing_extensions import Self
+from typing import TYPE_CHECKING, Any
 
 from qtransfer.errors import InputError, MissingFileError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 MAX_QUBITS = 50  # a state of 2^50 amplitudes is 8 PiB: more than any machine simulates
 MAX_DEPTH = 10_000
@@ -205,9 +207,6 @@ def read_json(path: Path, missing: str, damaged: str) -> Any:
         raise InputError(f"{path} is not readable JSON ({err}); it was damaged: {damaged}") from None
 
 
-S = TypeVar("S", bound="SettingsFile")
-
-
 class SettingsFile:
     """For settings dataclasses whose field `config` is a TrainConfig: written as JSON and read back."""
 
@@ -227,3 +226,56 @@ class SettingsFile:
             raise InputError(f"{path} does not hold the settings qtransfer writes there ({sorted(names)}); it was "
                              f"damaged or replaced: start anew")
         return cls(TrainConfig.from_dict(values.pop("config"), str(path)), **values)  # type: ignore[call-arg]
+
+    def resumed(self, changes: ResumeChanges) -> Self:
+        """These saved settings with `changes` applied to their TrainConfig; a change to any other is refused."""
+        own = {k: v for k, v in changes.values.items() if k not in TRAIN_FIELDS}
+        changes.check(asdict(self), own)  # type: ignore[call-overload]
+        config = changes.apply(self.config)
+        return replace(self, config=config)  # type: ignore[type-var]
+
+
+TRAIN_FIELDS = frozenset(f.name for f in fields(TrainConfig))
+
+# What may change when a run is resumed: where and how long it runs, and what watches it; never what it computes.
+RESUMABLE = ("epochs", "device", "num_workers", "cache_dir", "no_cache", "tensorboard", "mlflow")
+
+
+@dataclass(frozen=True)
+class ResumeChanges:
+    """Settings given anew for a resumed run (name -> value; TrainConfig fields or an experiment's own), and the
+    flag each was given by, to name it in a refusal (default: the setting's name)."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+    flags: Mapping[str, str] = field(default_factory=dict)
+
+    def apply(self, saved: TrainConfig) -> TrainConfig:
+        """The saved settings with the given ones of RESUMABLE; any other given TrainConfig setting must equal the
+        saved one."""
+        given = {k: v for k, v in self.values.items() if k in TRAIN_FIELDS}
+        self.check(asdict(saved), {k: v for k, v in given.items() if k not in RESUMABLE})
+        resumed = replace(saved, **{k: v for k, v in given.items() if k in RESUMABLE})
+        resumed.check_ranges()
+        return resumed
+
+    def check(self, saved: Mapping[str, Any], given: Mapping[str, Any]) -> None:
+        """Refuse the first given setting that differs from its saved value, in one line naming its flag."""
+        for name, value in given.items():
+            if name in saved and not _same(value, saved[name]):
+                flag = self.flags.get(name, name)
+                allowed = ", ".join(self.flags.get(k, k) for k in RESUMABLE)
+                raise InputError(
+                    f"{flag} {_shown(value)} differs from the resumed run's {_shown(saved[name])}; a resumed run "
+                    f"keeps its settings except {allowed}: drop {flag}, or start a new run without --resume")
+
+
+def _same(given: Any, saved: Any) -> bool:
+    if isinstance(given, tuple):
+        given = list(given)
+    if isinstance(given, Path):
+        given = str(given)
+    return bool(given == saved)
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, default=str)

@@ -13,7 +13,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from qtransfer import distributed
-from qtransfer.config import MAX_SEED, SettingsFile, TrainConfig
+from qtransfer.config import MAX_SEED, ResumeChanges, SettingsFile, TrainConfig
 from qtransfer.errors import InputError, Interrupted, MissingFileError
 from qtransfer.experiments.stats import describe, paired_difference
 from qtransfer.features.pipeline import Features, load_features
@@ -129,6 +129,9 @@ def run_grid(
     path = run_dir / "runs.jsonl"
     done = read_runs(path)
     done = distributed.broadcast(done if distributed.is_main() else None)  # rank 0's file decides what is left
+    epochs = {s.label: 1 if s.config(config).fitted_head() else s.config(config).epochs for s in specs}
+    # a resumed comparison given other --epochs trains its finished runs again: they keep no checkpoints to extend
+    done = [r for r in done if len(r["curves"]["val_acc"]) == epochs.get(r["label"], len(r["curves"]["val_acc"]))]
     have = {(r["label"], r["augmented"], r["seed"]) for r in done}
     todo = [(s, a, seed) for s in specs for a in augmented for seed in seeds if (s.label, a, seed) not in have]
     device = resolve_device(config.device)
@@ -229,8 +232,13 @@ class CompareSettings(SettingsFile):
     metrics: list[str] = field(default_factory=lambda: ["accuracy", "balanced_accuracy"])  # held-out columns
 
 
-def compare(settings: CompareSettings, resume: Path | None = None, progress: bool = True) -> tuple[Path, dict[str, Any]]:
-    """Train every head over every seed on cached features; write compare.json, compare.md, compare.png."""
+def compare(settings: CompareSettings, resume: Path | None = None, progress: bool = True,
+            changes: ResumeChanges | None = None) -> tuple[Path, dict[str, Any]]:
+    """Train every head over every seed on cached features; write compare.json, compare.md, compare.png. A resumed
+    comparison keeps its saved settings, with `changes` applied to those that may change (config.RESUMABLE)."""
+    if resume is not None:
+        saved = CompareSettings.load(resumable(Path(resume), "compare_config.json"))
+        settings = saved.resumed(changes or ResumeChanges())
     return run_comparison(settings, resume, "compare", progress, write_comparison)
 
 
@@ -247,12 +255,10 @@ def run_comparison(
     settings: CompareSettings, resume: Path | None, name: str, progress: bool = True,
     write: Callable[[Path, dict[str, Any]], None] = lambda run_dir, result: None, files: dict[str, str] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Features, then every (head, seed) fit, resumable from runs.jsonl, then `write(run_dir, result)`; returns the
-    directory and the result. The directory holds compare_config.json and `files` (name -> text) from the start,
+    """Features, then every (head, seed) fit, resumable from runs.jsonl (`settings` are then the resumed run's), then
+    `write(run_dir, result)`; returns the directory and the result. The directory holds compare_config.json and `files` (name -> text) from the start,
     and is locked against other processes until its results are written. With --tensorboard or --mlflow the
     comparison is one tracked run with a child run per head and seed, and its files at the end."""
-    if resume is not None:
-        settings = CompareSettings.load(resumable(Path(resume), "compare_config.json"))
     specs = [parse_head(h) for h in settings.heads]
     _check_settings(settings, specs)
     check_installed(settings.config.tensorboard, settings.config.mlflow)
