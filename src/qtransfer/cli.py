@@ -496,8 +496,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    warnings.simplefilter("default")
-    warnings.formatwarning = _format_warning
+    python_format = warnings.formatwarning
+    with warnings.catch_warnings():  # the process's warning filters and format are its own again afterwards
+        warnings.simplefilter("default")
+        warnings.formatwarning = _format_warning
+        try:
+            return _handle(parser, args, argv)
+        finally:
+            warnings.formatwarning = python_format
+
+
+def _handle(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> int:
+    """Run the parsed command; a user error is one line (exit 1), an interruption exit 130, a bug its traceback."""
     handler: Callable[[argparse.Namespace], int] = args.func
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     source = ""  # errors of the file itself name it; later ones are headed by it
