@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from qtransfer import distributed
 from qtransfer.config import ResumeChanges, TrainConfig
 from qtransfer.data.images import load_image
-from qtransfer.errors import InputError, Interrupted, WriteError
+from qtransfer.errors import InputError, Interrupted, MissingFileError, WriteError
 from qtransfer.features.pipeline import (
     FeatureSplit,
     dataset_splits,
@@ -248,6 +248,9 @@ def train(config: TrainConfig, resume: Path | None = None, progress: bool = True
         if resume is not None:
             resume = Path(resume)
             check_run_dir(resume)
+            if not (resume / "config.json").is_file():
+                raise MissingFileError(f"{resume} has no config.json: it is not a qtransfer run directory, or its run "
+                                       f"was stopped before saving its settings; start a new run without --resume")
             if distributed.is_main():  # refuse a run another process is continuing, before any work
                 held.enter_context(run_dir_lock(resume))
                 remove_stale_temp_files(resume)
