@@ -28,7 +28,8 @@ TRAIN_FLAGS = {
                        "projected_qkernel"),
     "n_qubits": ("--qubits", "qubits of the circuit (also the width of the classical head)"),
     "depth": ("--depth", "variational layers of the circuit"),
-    "template": ("--template", "circuit template: tutorial, strongly_entangling, basic_entangler, ring_cz"),
+    "template": ("--template", "the quantum head's circuit: tutorial, strongly_entangling, basic_entangler, ring_cz"),
+    "embedding": ("--embedding", "the kernel heads' (qkernel, projected_qkernel) feature map: tutorial, iqp"),
     "backend": ("--backend", "'torch' (built-in engine) or 'pennylane:<device>'"),
     "q_delta": ("--q-delta", "spread of the initial circuit weights"),
     "epochs": ("--epochs", "training epochs"),
@@ -284,6 +285,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from qtransfer.models.heads import HEADS
     from qtransfer.models.quantum_backbones import QUANTUM_BACKBONES
     from qtransfer.quantum.circuits import TEMPLATES
+    from qtransfer.quantum.embeddings import EMBEDDINGS
     from qtransfer.runtime import cache_root, package_versions, resolve_device
 
     cache = cache_root()
@@ -298,6 +300,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "quantum_backbones": {name: spec.description for name, spec in QUANTUM_BACKBONES.items()},
         "heads": sorted(HEADS),
         "templates": sorted(TEMPLATES),
+        "embeddings": sorted(EMBEDDINGS),
     }
     print(json.dumps(info, indent=2))
     return 0

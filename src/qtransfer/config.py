@@ -18,6 +18,7 @@ MAX_QUBITS = 50  # a state of 2^50 amplitudes is 8 PiB: more than any machine si
 MAX_DEPTH = 10_000
 MAX_SEED = 2**32 - 1  # what every generator takes (numpy's and scikit-learn's included)
 KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+KERNEL_HEADS = ("qkernel", "projected_qkernel")  # their embedding was their `template` before it had its own name
 
 
 @dataclass
@@ -30,7 +31,8 @@ class TrainConfig:
     head: str = "quantum"
     n_qubits: int = 4
     depth: int = 6
-    template: str = "tutorial"
+    template: str = "tutorial"  # the quantum head's circuit (quantum.circuits.TEMPLATES)
+    embedding: str = "tutorial"  # the kernel heads' feature map (quantum.embeddings.EMBEDDINGS)
     backend: str = "torch"
     q_delta: float = 0.01
     epochs: int = 30
@@ -143,7 +145,7 @@ class TrainConfig:
     def head_options(self) -> dict[str, Any]:
         """Keyword arguments for create_head (the backend built with its shots, noise and device options)."""
         options: dict[str, Any] = {"n_qubits": self.n_qubits, "depth": self.depth, "template": self.template,
-                                   "q_delta": self.q_delta, "backend": self.backend, "pca": self.pca,
+                                   "embedding": self.embedding, "q_delta": self.q_delta, "backend": self.backend, "pca": self.pca,
                                    "shots": self.shots, "noise": self.noise}
         if self.head == "quantum" and (self.shots or self.noise or self.device_options):
             from qtransfer.quantum.backends import make_backend
@@ -174,6 +176,8 @@ class TrainConfig:
         if not isinstance(values, dict):
             raise InputError(f"{source} must be a table of settings, got {type(values).__name__}")
         defaults = cls()
+        if "embedding" not in values and values.get("head") in KERNEL_HEADS:  # written when --template named it
+            values = {**values, "embedding": values.get("template", defaults.embedding), "template": defaults.template}
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:

@@ -34,9 +34,9 @@ from qtransfer.training.fit import FitResult, fit_features
 
 # Settings a head spec may change ("quantum:depth=2,qubits=8"): spec key -> TrainConfig field.
 SPEC_KEYS = {
-    "qubits": "n_qubits", "n_qubits": "n_qubits", "depth": "depth", "template": "template", "backend": "backend",
-    "q_delta": "q_delta", "lr": "lr", "epochs": "epochs", "batch_size": "batch_size", "step_size": "step_size",
-    "gamma": "gamma", "pca": "pca",
+    "qubits": "n_qubits", "n_qubits": "n_qubits", "depth": "depth", "template": "template", "embedding": "embedding",
+    "backend": "backend", "q_delta": "q_delta", "lr": "lr", "epochs": "epochs", "batch_size": "batch_size",
+    "step_size": "step_size", "gamma": "gamma", "pca": "pca",
 }
 METRICS = ("best_val_acc", "final_val_acc", "best_val_loss", "final_val_loss", "parameters", "train_s")
 HELD_OUT = ("held_out_acc", "held_out_balanced_acc", "held_out_roc_auc")
@@ -62,7 +62,7 @@ class HeadSpec:
 
 
 def parse_head(text: str) -> HeadSpec:
-    """'name' or 'name:key=value,key=value' (keys: qubits, depth, template, backend, q_delta, lr, ...)."""
+    """'name' or 'name:key=value,key=value' (keys: qubits, depth, template, embedding, lr, ...)."""
     name, _, rest = text.strip().partition(":")
     if name not in HEADS:
         raise unknown_name("head", name, HEADS, where=repr(text))

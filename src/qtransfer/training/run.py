@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from qtransfer import distributed
 from qtransfer.config import ResumeChanges, TrainConfig
 from qtransfer.data.images import load_image
-from qtransfer.errors import InputError, Interrupted, MissingFileError, WriteError
+from qtransfer.errors import InputError, Interrupted, WriteError
 from qtransfer.features.pipeline import (
     FeatureSplit,
     dataset_splits,
@@ -248,13 +248,11 @@ def train(config: TrainConfig, resume: Path | None = None, progress: bool = True
         if resume is not None:
             resume = Path(resume)
             check_run_dir(resume)
-            if not (resume / "config.json").is_file():
-                raise MissingFileError(f"{resume} has no config.json: it is not a qtransfer run directory, or its run "
-                                       f"was stopped before saving its settings; start a new run without --resume")
+            saved = TrainConfig.load(resume / "config.json")  # a folder without one is refused before it is locked
             if distributed.is_main():  # refuse a run another process is continuing, before any work
                 held.enter_context(run_dir_lock(resume))
                 remove_stale_temp_files(resume)
-            config = (changes or ResumeChanges()).apply(TrainConfig.load(resume / "config.json"))
+            config = (changes or ResumeChanges()).apply(saved)
             if (resume / "last.pt").exists():
                 last = load_checkpoint(resume / "last.pt", resume=True)
                 _check_epochs(config, len(last["rows"]), changes)
