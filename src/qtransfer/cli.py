@@ -21,7 +21,8 @@ from qtransfer.errors import InputError, QTransferError
 
 # Flags of `train`: config field -> (flag, help). Types and defaults come from TrainConfig.
 TRAIN_FLAGS = {
-    "data": ("--data", "folder with train/ and val/ (one sub-folder of images per class)"),
+    "data": ("--data", "folder with train/ and val/ (one sub-folder of images per class), or a dataset name: "
+                       "hymenoptera (downloaded and checked once) or digits (written), into <cache>/datasets/"),
     "backbone": ("--backbone", "pretrained network A (see `qtransfer info`); resnet18 is the paper's (its weights are downloaded)"),
     "weights": ("--weights", "'default' (torchvision cache, then download), a weights file, or 'none' (random)"),
     "head": ("--head", "network B: quantum, classical, linear; fitted by inner CV: logreg, svm, mlp, qkernel, "

@@ -62,7 +62,8 @@ class TrainConfig:
         self.check_ranges()
         self._check_names()
         if not self.data:
-            raise InputError("no data folder given: pass --data DIR (a folder with train/ and val/)")
+            raise InputError("no data given: pass --data DIR (a folder with train/ and val/) or a dataset name "
+                             "(--data hymenoptera: downloaded once into the cache; --data digits: written there)")
         if self.holdout_list:
             from qtransfer.data.splits import read_holdout
 

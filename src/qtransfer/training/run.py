@@ -76,7 +76,7 @@ class Run:
         self.config, self.device, self.progress = config, device, progress
         self.dir = Path(config.out)
         self.backbone = load_backbone(config, progress)
-        self.splits, self.holdout = dataset_splits(config, self.backbone)
+        self.splits, self.holdout = dataset_splits(config, self.backbone, progress)
         self.classes = self.splits["train"].classes
         torch.manual_seed(config.seed)
         self.head = build_head(config, self.backbone.out_features, len(self.classes))
