@@ -297,7 +297,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "cuda": torch.cuda.is_available(),
         "threads": torch.get_num_threads(),
         "cache": {"path": str(cache), "bytes": size},
-        "backbones": [*sorted(BACKBONES), "timm:<model> (any timm model; pip install qtransfer[timm])"],
+        "backbones": [*sorted(BACKBONES), "timm:<model> (any timm model; pip install 'qtransfer[timm]')"],
         "quantum_backbones": {name: spec.description for name, spec in QUANTUM_BACKBONES.items()},
         "heads": sorted(HEADS),
         "templates": sorted(TEMPLATES),
