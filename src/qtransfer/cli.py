@@ -465,8 +465,8 @@ def _with_config_file(parser: argparse.ArgumentParser, args: argparse.Namespace,
     return args
 
 
-# Flag destinations that are not settings of a run: how to run the command, not what it computes.
-NOT_SETTINGS = frozenset({"help", "config_file", "resume", "json"})
+# Destinations that are not settings of a run: how to run the command, not what it computes.
+NOT_SETTINGS = frozenset({"help", "config_file", "resume", "json", "debug", "quiet", "command", "func"})
 
 
 def _typed(command: str, argv: Sequence[str]) -> list[str]:
@@ -476,7 +476,7 @@ def _typed(command: str, argv: Sequence[str]) -> list[str]:
         if action.option_strings:
             action.default = argparse.SUPPRESS
     typed = vars(parser.parse_args(argv))
-    return [dest for dest in typed if dest not in NOT_SETTINGS and dest not in ("command", "func", "debug", "quiet")]
+    return [dest for dest in typed if dest not in NOT_SETTINGS]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

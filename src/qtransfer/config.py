@@ -146,8 +146,8 @@ class TrainConfig:
     def head_options(self) -> dict[str, Any]:
         """Keyword arguments for create_head (the backend built with its shots, noise and device options)."""
         options: dict[str, Any] = {"n_qubits": self.n_qubits, "depth": self.depth, "template": self.template,
-                                   "embedding": self.embedding, "q_delta": self.q_delta, "backend": self.backend, "pca": self.pca,
-                                   "shots": self.shots, "noise": self.noise}
+                                   "embedding": self.embedding, "q_delta": self.q_delta, "backend": self.backend,
+                                   "pca": self.pca, "shots": self.shots, "noise": self.noise}
         if self.head == "quantum" and (self.shots or self.noise or self.device_options):
             from qtransfer.quantum.backends import make_backend
 

@@ -256,8 +256,8 @@ def run_comparison(
     write: Callable[[Path, dict[str, Any]], None] = lambda run_dir, result: None, files: dict[str, str] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Features, then every (head, seed) fit, resumable from runs.jsonl (`settings` are then the resumed run's), then
-    `write(run_dir, result)`; returns the directory and the result. The directory holds compare_config.json and `files` (name -> text) from the start,
-    and is locked against other processes until its results are written. With --tensorboard or --mlflow the
+    `write(run_dir, result)`; returns the directory and the result. The directory holds compare_config.json and
+    `files` (name -> text) from the start, and is locked against other processes until its results are written. With --tensorboard or --mlflow the
     comparison is one tracked run with a child run per head and seed, and its files at the end."""
     specs = [parse_head(h) for h in settings.heads]
     _check_settings(settings, specs)

@@ -95,8 +95,17 @@ def dataset_splits(config: TrainConfig, backbone: Backbone, progress: bool = Tru
 
 def shared_data_folder(config: TrainConfig, progress: bool = True) -> Path:
     """config.data as a folder (a dataset name fetched into the cache on first use: by rank 0 before the others)."""
-    root = data_folder(config.data, config.cache_dir, progress) if distributed.is_main() else None
-    distributed.barrier()
+    if not distributed.is_distributed():
+        return data_folder(config.data, config.cache_dir, progress)
+    root, failed = None, True
+    try:
+        if distributed.is_main():
+            root = data_folder(config.data, config.cache_dir, progress)
+        failed = False
+    finally:
+        failed = distributed.broadcast(failed)  # every rank waits for rank 0, and stops with it
+    if failed:
+        raise InputError(f"rank 0 could not prepare --data {config.data} (its error says why)")
     return root if root is not None else data_folder(config.data, config.cache_dir, progress=False)
 
 
