@@ -248,11 +248,10 @@ def train(config: TrainConfig, resume: Path | None = None, progress: bool = True
         if resume is not None:
             resume = Path(resume)
             check_run_dir(resume)
-            saved = TrainConfig.load(resume / "config.json")  # a folder without one is refused before it is locked
-            if distributed.is_main():  # refuse a run another process is continuing, before any work
+            if distributed.is_main() and resume.is_dir():  # refuse a run another process is continuing, first
                 held.enter_context(run_dir_lock(resume))
                 remove_stale_temp_files(resume)
-            config = (changes or ResumeChanges()).apply(saved)
+            config = (changes or ResumeChanges()).apply(TrainConfig.load(resume / "config.json"))
             if (resume / "last.pt").exists():
                 last = load_checkpoint(resume / "last.pt", resume=True)
                 _check_epochs(config, len(last["rows"]), changes)
