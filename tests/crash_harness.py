@@ -24,7 +24,7 @@ from real_images import real_subset
 
 BACKBONE = ["--backbone", "efficientnet_lite0", "--workers", "0"]
 RESULT_FILE = {"compare": "compare.json", "sweep": "sweep.json"}
-CONFIG_FILE = {"compare": "compare_config.json", "sweep": "sweep_config.json"}
+CONFIG_FILE = {"train": "config.json", "compare": "compare_config.json", "sweep": "sweep_config.json"}
 
 
 def small_dataset(source: Path, root: Path, per_class: int) -> Path:
@@ -327,8 +327,8 @@ class Workload:
     def _recovery(self, cache: Path, out: Path, run_dir: Path | None) -> tuple[list[str], str]:
         if self.command == "extract":
             return self.argv(cache, out), "rerun"
-        resumable = run_dir is not None and (run_dir / ("last.pt" if self.command == "train"
-                                                        else CONFIG_FILE[self.command])).exists()
+        # a run directory resumes once its settings are saved, even if it was killed before its first epoch
+        resumable = run_dir is not None and (run_dir / CONFIG_FILE[self.command]).exists()
         if resumable:
             return [self.command, "--resume", str(run_dir)], "resume"
         return self.argv(cache, out), "fresh run (nothing resumable yet)"

@@ -76,3 +76,46 @@ def test_only_the_cli_prints_or_reads_the_command_line() -> None:
             if isinstance(node, ast.Attribute) and node.attr == "argv":
                 offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno} sys.argv")
     assert offenders == []
+
+
+def _imported_at_load(tree: ast.Module) -> set[str]:
+    """Top-level package names a module imports when it is loaded (not inside functions or TYPE_CHECKING)."""
+    names: set[str] = set()
+
+    def visit(nodes: list[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+            elif isinstance(node, ast.If) and "TYPE_CHECKING" not in ast.unparse(node.test):
+                visit(node.body + node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body + [s for h in node.handlers for s in h.body] + node.orelse + node.finalbody)
+
+    visit(tree.body)
+    return names
+
+
+def test_every_package_imported_when_a_module_loads_is_declared() -> None:
+    import re
+    from importlib.metadata import packages_distributions
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    # modules that serve an extra (tracking/mlflow.py) are loaded only when it is asked for
+    requirements = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    declared = {re.split(r"[ <>=;\[!~]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
+    distributions = packages_distributions()
+    missing = {}
+    for path in PACKAGE.rglob("*.py"):
+        for name in _imported_at_load(ast.parse(path.read_text())):
+            if name in sys.stdlib_module_names or name in ("qtransfer", "__future__"):
+                continue
+            dists = {d.lower().replace("_", "-") for d in distributions.get(name, [name])}
+            if not dists & declared:
+                missing.setdefault(name, []).append(str(path.relative_to(PACKAGE)))
+    assert not missing, f"imported when loaded but not declared in pyproject.toml: {missing}"

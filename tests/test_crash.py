@@ -58,10 +58,12 @@ def killed(workloads: dict[str, Workload], tmp_path_factory: pytest.TempPathFact
     - a compare whose runs.jsonl is read while it runs, and whose directory another process asks for."""
     root = tmp_path_factory.mktemp("killed")
     results: dict[str, object] = {}
-    points = [("extract", {"nth_tmp": 1}), ("train", {"nth_tmp": 9, "cold": True}), ("compare", {"nth_tmp": 4})]
+    # train-early: killed at its first cache shard (after the run marker and config.json), before any epoch
+    points = [("extract", {"nth_tmp": 1}), ("train", {"nth_tmp": 9, "cold": True}), ("compare", {"nth_tmp": 4}),
+              ("train-early", {"nth_tmp": 3, "cold": True})]
 
-    def kill(command: str, kwargs: dict) -> None:
-        results[command] = workloads[command].kill(f"kill-{command}", **kwargs)
+    def kill(name: str, kwargs: dict) -> None:
+        results[name] = workloads[name.split("-")[0]].kill(f"kill-{name}", **kwargs)
 
     def two_extracts() -> None:
         argv = workloads["extract"].argv(root / "shared-cache", root)
@@ -120,6 +122,17 @@ def test_sigkill_at_an_atomic_write_then_rerun_or_resume_equals_a_clean_run(
     report = workloads[command].recover(dict(killed[command]), in_process=True)  # type: ignore[call-overload]
     assert report["killed"] and report["passed"], report
     assert report["recovery"] == ("rerun" if command == "extract" else "resume")
+
+
+def test_a_sigkill_during_feature_extraction_before_the_first_epoch_resumes_to_equal_a_clean_run(
+    workloads: dict[str, Workload], killed: dict[str, object]
+) -> None:
+    report = dict(killed["train-early"])  # type: ignore[call-overload]
+    run_dir = report["folders"][2]
+    assert report["killed"] and run_dir is not None and (run_dir / "config.json").exists(), report
+    assert not (run_dir / "last.pt").exists(), report["phase"]
+    report = workloads["train"].recover(report, in_process=True)
+    assert report["recovery"] == "resume" and report["passed"], report
 
 
 def test_a_kill_between_last_pt_and_metrics_jsonl_of_the_final_epoch_is_repaired_on_resume(

@@ -28,6 +28,29 @@ def test_a_user_error_is_one_line_and_a_bug_shows_its_traceback(
     assert "Traceback" in err and "KeyError: 'an internal mistake'" in err and "please report it" in err
 
 
+def test_main_leaves_the_process_warning_settings_as_it_found_them() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        filters, formatwarning = list(warnings.filters), warnings.formatwarning
+        seen = []
+
+        def handler(args: object) -> int:
+            seen.append(warnings.filters[0][0])  # inside a command, the CLI's own filter: warnings are shown once
+            seen.append(warnings.formatwarning("w", UserWarning, cli.__file__, 1))
+            return 0
+
+        cli_info = cli.cmd_info
+        try:
+            cli.cmd_info = handler  # type: ignore[assignment]
+            assert cli.main(["info"]) == 0
+        finally:
+            cli.cmd_info = cli_info  # type: ignore[assignment]
+        assert seen == ["default", "qtransfer: warning: w\n"]
+        assert warnings.filters == filters and warnings.formatwarning is formatwarning
+
+
 def test_user_errors_are_qtransfer_errors_and_still_the_builtin_kinds() -> None:
     assert issubclass(InputError, QTransferError) and issubclass(InputError, ValueError)
     assert issubclass(MissingFileError, FileNotFoundError)

@@ -1,6 +1,7 @@
 """Quantum-kernel heads: SVMs on the engine's fidelity and projected kernels, fitted on training rows only."""
 from __future__ import annotations
 
+import json
 from unittest import mock
 
 import numpy as np
@@ -12,7 +13,7 @@ from sklearn.svm import SVC
 from qtransfer.config import TrainConfig
 from qtransfer.errors import InputError
 from qtransfer.models import baselines
-from qtransfer.models.heads import create_head
+from qtransfer.models.heads import build_head, create_head
 from qtransfer.quantum.embeddings import embedding_states, make_embedding
 from qtransfer.quantum.gram import bloch_vectors, fidelity_kernel, projected_kernel
 
@@ -25,8 +26,8 @@ def data(n: int, classes: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.T
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
-def head(name: str, template: str = "tutorial", shots: int = 0, classes: int = 2):
-    return create_head(name, 20, classes, template=template, shots=shots, noise="", **SHARED)
+def head(name: str, embedding: str = "tutorial", shots: int = 0, classes: int = 2):
+    return create_head(name, 20, classes, embedding=embedding, shots=shots, noise="", **SHARED)
 
 
 def exact_kernel(name: str, h, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -39,11 +40,11 @@ def exact_kernel(name: str, h, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor
 
 
 @pytest.mark.parametrize("name", ["qkernel", "projected_qkernel"])
-@pytest.mark.parametrize("template", ["tutorial", "iqp"])
-def test_a_kernel_head_is_the_svm_scikit_learn_fits_on_its_training_gram_matrix(name: str, template: str) -> None:
+@pytest.mark.parametrize("embedding", ["tutorial", "iqp"])
+def test_a_kernel_head_is_the_svm_scikit_learn_fits_on_its_training_gram_matrix(name: str, embedding: str) -> None:
     x, y = data(80)
     test_x, _ = data(30, seed=1)
-    h = head(name, template)
+    h = head(name, embedding)
     choices = h.fit(x, y, seed=3)
     assert set(choices) >= {"C", "bandwidth"}
     train_angles = float(h.bandwidth) * h.reduction(x)
@@ -100,9 +101,26 @@ def test_qkernel_and_the_matched_svm_see_the_same_principal_components() -> None
 
 
 def test_kernel_heads_refuse_a_circuit_template_or_a_pca_they_cannot_use() -> None:
-    with pytest.raises(InputError, match="iqp"):
-        TrainConfig(data="x", head="qkernel", template="strongly_entangling").validate()
+    with pytest.raises(InputError, match="unknown embedding 'strongly_entangling'.*Known: iqp, tutorial"):
+        TrainConfig(data="x", head="qkernel", embedding="strongly_entangling").validate()
     with pytest.raises(InputError, match="--pca"):
         TrainConfig(data="x", head="projected_qkernel", pca=8).validate()
     with pytest.raises(InputError, match="noise"):
         create_head("projected_qkernel", 20, 2, template="tutorial", shots=0, noise="depolarizing=0.01", **SHARED)
+
+
+def test_embedding_and_template_are_one_name_each_and_both_are_listed(capsys) -> None:
+    from qtransfer.cli import TRAIN_FLAGS, main
+    from qtransfer.quantum.circuits import TEMPLATES
+    from qtransfer.quantum.embeddings import EMBEDDINGS
+
+    config = TrainConfig(data="x", head="qkernel", template="ring_cz", embedding="iqp", n_qubits=3)
+    assert build_head(config, 20, 2).embedding.name == "iqp"  # the circuit template plays no part in a kernel head
+    assert TRAIN_FLAGS["template"][1].endswith(": " + ", ".join(TEMPLATES))
+    assert TRAIN_FLAGS["embedding"][1].endswith(": " + ", ".join(EMBEDDINGS))
+    assert main(["info"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["templates"], info["embeddings"]) == (sorted(TEMPLATES), sorted(EMBEDDINGS))
+    # a run saved when --template named a kernel head's embedding reads back with the same embedding
+    old = TrainConfig.from_dict({"data": "x", "head": "projected_qkernel", "template": "iqp"})
+    assert (old.embedding, old.template) == ("iqp", "tutorial")

@@ -194,5 +194,5 @@ def test_unknown_names_get_the_closest_timm_names(data: Path, capsys: pytest.Cap
 
 def test_without_timm_the_message_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "timm", None)  # `import timm` now raises ImportError
-    with pytest.raises(MissingPackageError, match=re.escape("install qtransfer[timm] (pip install timm)")):
+    with pytest.raises(MissingPackageError, match=re.escape("pip install 'qtransfer[timm]' (or pip install timm)")):
         get_spec(f"timm:{MODEL}")

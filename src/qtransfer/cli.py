@@ -13,21 +13,24 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
-from qtransfer.config import TrainConfig
+from qtransfer.config import ResumeChanges, TrainConfig
 from qtransfer.config_file import read_config_file
 from qtransfer.errors import InputError, QTransferError
 
 # Flags of `train`: config field -> (flag, help). Types and defaults come from TrainConfig.
 TRAIN_FLAGS = {
-    "data": ("--data", "folder with train/ and val/ (one sub-folder of images per class)"),
+    "data": ("--data", "folder with train/ and val/ (one sub-folder of images per class), or a dataset name: "
+                       "hymenoptera (downloaded and checked once) or digits (written), into <cache>/datasets/"),
     "backbone": ("--backbone", "pretrained network A (see `qtransfer info`); resnet18 is the paper's (its weights are downloaded)"),
     "weights": ("--weights", "'default' (torchvision cache, then download), a weights file, or 'none' (random)"),
     "head": ("--head", "network B: quantum, classical, linear; fitted by inner CV: logreg, svm, mlp, qkernel, "
                        "projected_qkernel"),
     "n_qubits": ("--qubits", "qubits of the circuit (also the width of the classical head)"),
     "depth": ("--depth", "variational layers of the circuit"),
-    "template": ("--template", "circuit template: tutorial, strongly_entangling, basic_entangler, ring_cz"),
+    "template": ("--template", "the quantum head's circuit: tutorial, strongly_entangling, basic_entangler, ring_cz"),
+    "embedding": ("--embedding", "the kernel heads' (qkernel, projected_qkernel) feature map: tutorial, iqp"),
     "backend": ("--backend", "'torch' (built-in engine) or 'pennylane:<device>'"),
     "q_delta": ("--q-delta", "spread of the initial circuit weights"),
     "epochs": ("--epochs", "training epochs"),
@@ -101,7 +104,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from qtransfer.training.run import train
 
     config = _config(args, seed_parity=args.seed_parity)
-    run_dir, summary = train(config, resume=args.resume, progress=not args.quiet)
+    changes = _resume_changes(args) if args.resume else None
+    run_dir, summary = train(config, resume=args.resume, progress=not args.quiet, changes=changes)
     if not _main_rank():
         return 0
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -220,7 +224,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from qtransfer.experiments.compare import CompareSettings, compare
 
     settings = CompareSettings(_config(args), list(args.heads), _seeds(args), args.augment_views, list(args.metrics))
-    run_dir, _ = compare(settings, resume=args.resume, progress=not args.quiet)
+    changes = _resume_changes(args, {"seeds": ("seeds", settings.seeds), "seed_list": ("seeds", settings.seeds)})
+    run_dir, _ = compare(settings, resume=args.resume, progress=not args.quiet, changes=changes)
     if not _main_rank():
         return 0
     print((run_dir / "compare.md").read_text())
@@ -233,12 +238,28 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     settings = SweepSettings(_config(args), list(args.depths), list(args.qubit_counts), _seeds(args),
                              no_classical=args.no_classical)
-    run_dir, _ = sweep(settings, resume=args.resume, progress=not args.quiet)
+    changes = _resume_changes(args, {"seeds": ("seeds", settings.seeds), "seed_list": ("seeds", settings.seeds),
+                                     "qubit_counts": ("qubits", settings.qubits),
+                                     "no_classical": ("no_classical", settings.no_classical)})
+    run_dir, _ = sweep(settings, resume=args.resume, progress=not args.quiet, changes=changes)
     if not _main_rank():
         return 0
     print((run_dir / "sweep.md").read_text())
     print(f"sweep directory {run_dir}")
     return 0
+
+
+def _resume_changes(args: argparse.Namespace, renamed: dict[str, tuple[str, Any]] | None = None) -> ResumeChanges:
+    """The settings this command line gave (its flags and --config file, not the defaults), for a resumed run;
+    `renamed`: a flag's destination -> the setting it gives and its value, where they are not the same."""
+    renamed = renamed or {}
+    flags = {renamed.get(dest, (dest,))[0]: flag for dest, flag in args.flag_names.items()}
+    values = {}
+    for dest in args.given:
+        name, value = renamed.get(dest, (dest, getattr(args, dest)))
+        values[name] = value
+        flags[name] = args.flag_names.get(dest, name)  # as typed: --seeds or --seed-list
+    return ResumeChanges(values, flags)
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -265,7 +286,8 @@ def cmd_cv(args: argparse.Namespace) -> int:
 
     settings = CVSettings(_config(args), list(args.heads), args.folds, args.keep_val, args.inner_fraction,
                           list(args.metrics), _seeds(args))
-    run_dir, _ = cross_validate(settings, progress=not args.quiet, resume=args.resume)
+    changes = _resume_changes(args, {"seeds": ("seeds", settings.seeds), "seed_list": ("seeds", settings.seeds)})
+    run_dir, _ = cross_validate(settings, progress=not args.quiet, resume=args.resume, changes=changes)
     if not _main_rank():
         return 0
     print((run_dir / "cv.md").read_text())
@@ -280,6 +302,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from qtransfer.models.heads import HEADS
     from qtransfer.models.quantum_backbones import QUANTUM_BACKBONES
     from qtransfer.quantum.circuits import TEMPLATES
+    from qtransfer.quantum.embeddings import EMBEDDINGS
     from qtransfer.runtime import cache_root, package_versions, resolve_device
 
     cache = cache_root()
@@ -290,10 +313,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         "cuda": torch.cuda.is_available(),
         "threads": torch.get_num_threads(),
         "cache": {"path": str(cache), "bytes": size},
-        "backbones": [*sorted(BACKBONES), "timm:<model> (any timm model; pip install qtransfer[timm])"],
+        "backbones": [*sorted(BACKBONES), "timm:<model> (any timm model; pip install 'qtransfer[timm]')"],
         "quantum_backbones": {name: spec.description for name, spec in QUANTUM_BACKBONES.items()},
         "heads": sorted(HEADS),
         "templates": sorted(TEMPLATES),
+        "embeddings": sorted(EMBEDDINGS),
     }
     print(json.dumps(info, indent=2))
     return 0
@@ -453,14 +477,34 @@ def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPar
 
 def _with_config_file(parser: argparse.ArgumentParser, args: argparse.Namespace,
                       argv: Sequence[str]) -> argparse.Namespace:
-    """The command line parsed again with its --config file's settings as the defaults, so that its flags win."""
-    if getattr(args, "config_file", None) is None:
-        return args
-    commands = _commands(parser)
-    command = commands[args.command]
-    others = [p for p in commands.values() if p is not command]
-    command.set_defaults(**read_config_file(args.config_file, command, others))
-    return parser.parse_args(argv)
+    """The command line parsed again with its --config file's settings as the defaults, so that its flags win;
+    `given` lists the settings the flags and the file gave, `flag_names` each setting's flag."""
+    from_file: dict[str, Any] = {}
+    command = _commands(parser)[args.command]
+    if getattr(args, "config_file", None) is not None:
+        others = [p for p in _commands(parser).values() if p is not command]
+        from_file = read_config_file(args.config_file, command, others)
+        command.set_defaults(**from_file)
+        args = parser.parse_args(argv)
+    typed = _typed(args.command, argv)
+    args.given = tuple(dict.fromkeys([*from_file, *typed]))
+    args.flag_names = {a.dest: max(a.option_strings, key=len) for a in command._actions
+                       if a.option_strings and a.dest not in NOT_SETTINGS}
+    return args
+
+
+# Destinations that are not settings of a run: how to run the command, not what it computes.
+NOT_SETTINGS = frozenset({"help", "config_file", "resume", "json", "debug", "quiet", "command", "func"})
+
+
+def _typed(command: str, argv: Sequence[str]) -> list[str]:
+    """The destinations of the flags typed on the command line (not those left at their defaults)."""
+    parser = build_parser()
+    for action in _commands(parser)[command]._actions:
+        if action.option_strings:
+            action.default = argparse.SUPPRESS
+    typed = vars(parser.parse_args(argv))
+    return [dest for dest in typed if dest not in NOT_SETTINGS]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -484,8 +528,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    warnings.simplefilter("default")
-    warnings.formatwarning = _format_warning
+    python_format = warnings.formatwarning
+    with warnings.catch_warnings():  # the process's warning filters and format are its own again afterwards
+        warnings.simplefilter("default")
+        warnings.formatwarning = _format_warning
+        try:
+            return _handle(parser, args, argv)
+        finally:
+            warnings.formatwarning = python_format
+
+
+def _handle(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> int:
+    """Run the parsed command; a user error is one line (exit 1), an interruption exit 130, a bug its traceback."""
     handler: Callable[[argparse.Namespace], int] = args.func
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     source = ""  # errors of the file itself name it; later ones are headed by it

@@ -4,18 +4,21 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
-
-from typing_extensions import Self
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from qtransfer.errors import InputError, MissingFileError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 MAX_QUBITS = 50  # a state of 2^50 amplitudes is 8 PiB: more than any machine simulates
 MAX_DEPTH = 10_000
 MAX_SEED = 2**32 - 1  # what every generator takes (numpy's and scikit-learn's included)
 KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+KERNEL_HEADS = ("qkernel", "projected_qkernel")  # their embedding was their `template` before it had its own name
 
 
 @dataclass
@@ -28,7 +31,8 @@ class TrainConfig:
     head: str = "quantum"
     n_qubits: int = 4
     depth: int = 6
-    template: str = "tutorial"
+    template: str = "tutorial"  # the quantum head's circuit (quantum.circuits.TEMPLATES)
+    embedding: str = "tutorial"  # the kernel heads' feature map (quantum.embeddings.EMBEDDINGS)
     backend: str = "torch"
     q_delta: float = 0.01
     epochs: int = 30
@@ -59,7 +63,8 @@ class TrainConfig:
         self.check_ranges()
         self._check_names()
         if not self.data:
-            raise InputError("no data folder given: pass --data DIR (a folder with train/ and val/)")
+            raise InputError("no data given: pass --data DIR (a folder with train/ and val/) or a dataset name "
+                             "(--data hymenoptera: downloaded once into the cache; --data digits: written there)")
         if self.holdout_list:
             from qtransfer.data.splits import read_holdout
 
@@ -143,8 +148,8 @@ class TrainConfig:
     def head_options(self) -> dict[str, Any]:
         """Keyword arguments for create_head (the backend built with its shots, noise and device options)."""
         options: dict[str, Any] = {"n_qubits": self.n_qubits, "depth": self.depth, "template": self.template,
-                                   "q_delta": self.q_delta, "backend": self.backend, "pca": self.pca,
-                                   "shots": self.shots, "noise": self.noise}
+                                   "embedding": self.embedding, "q_delta": self.q_delta, "backend": self.backend,
+                                   "pca": self.pca, "shots": self.shots, "noise": self.noise}
         if self.head == "quantum" and (self.shots or self.noise or self.device_options):
             from qtransfer.quantum.backends import make_backend
 
@@ -174,6 +179,8 @@ class TrainConfig:
         if not isinstance(values, dict):
             raise InputError(f"{source} must be a table of settings, got {type(values).__name__}")
         defaults = cls()
+        if "embedding" not in values and values.get("head") in KERNEL_HEADS:  # written when --template named it
+            values = {**values, "embedding": values.get("template", defaults.embedding), "template": defaults.template}
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:
@@ -207,9 +214,6 @@ def read_json(path: Path, missing: str, damaged: str) -> Any:
         raise InputError(f"{path} is not readable JSON ({err}); it was damaged: {damaged}") from None
 
 
-S = TypeVar("S", bound="SettingsFile")
-
-
 class SettingsFile:
     """For settings dataclasses whose field `config` is a TrainConfig: written as one flat table keyed by the
     command's own flag names (so the file is a valid `--config` file of that command) and read back."""
@@ -238,3 +242,56 @@ class SettingsFile:
         config = nested if nested is not None else {k: values.pop(k) for k in list(values) if k not in own}
         settings = {own.get(k, k): v for k, v in values.items()}
         return cls(TrainConfig.from_dict(config, str(path)), **settings)  # type: ignore[call-arg]
+
+    def resumed(self, changes: ResumeChanges) -> Self:
+        """These saved settings with `changes` applied to their TrainConfig; a change to any other is refused."""
+        own = {k: v for k, v in changes.values.items() if k not in TRAIN_FIELDS}
+        changes.check(asdict(self), own)  # type: ignore[call-overload]
+        config = changes.apply(self.config)
+        return replace(self, config=config)  # type: ignore[type-var]
+
+
+TRAIN_FIELDS = frozenset(f.name for f in fields(TrainConfig))
+
+# What may change when a run is resumed: where and how long it runs, and what watches it; never what it computes.
+RESUMABLE = ("epochs", "device", "num_workers", "cache_dir", "no_cache", "threads", "tensorboard", "mlflow")
+
+
+@dataclass(frozen=True)
+class ResumeChanges:
+    """Settings given anew for a resumed run (name -> value; TrainConfig fields or an experiment's own), and the
+    flag each was given by, to name it in a refusal (default: the setting's name)."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+    flags: Mapping[str, str] = field(default_factory=dict)
+
+    def apply(self, saved: TrainConfig) -> TrainConfig:
+        """The saved settings with the given ones of RESUMABLE; any other given TrainConfig setting must equal the
+        saved one."""
+        given = {k: v for k, v in self.values.items() if k in TRAIN_FIELDS}
+        self.check(asdict(saved), {k: v for k, v in given.items() if k not in RESUMABLE})
+        resumed = replace(saved, **{k: v for k, v in given.items() if k in RESUMABLE})
+        resumed.check_ranges()
+        return resumed
+
+    def check(self, saved: Mapping[str, Any], given: Mapping[str, Any]) -> None:
+        """Refuse the first given setting that differs from its saved value, in one line naming its flag."""
+        for name, value in given.items():
+            if name in saved and not _same(value, saved[name]):
+                flag = self.flags.get(name, name)
+                allowed = ", ".join(self.flags.get(k, k) for k in RESUMABLE)
+                raise InputError(
+                    f"{flag} {_shown(value)} differs from the resumed run's {_shown(saved[name])}; a resumed run "
+                    f"keeps its settings except {allowed}: drop {flag}, or start a new run without --resume")
+
+
+def _same(given: Any, saved: Any) -> bool:
+    if isinstance(given, tuple):
+        given = list(given)
+    if isinstance(given, Path):
+        given = str(given)
+    return bool(given == saved)
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, default=str)

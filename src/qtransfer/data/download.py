@@ -12,8 +12,9 @@ from pathlib import Path
 
 from qtransfer import hub
 from qtransfer.data.digits import write_digits
-from qtransfer.errors import ChecksumError, InputError
-from qtransfer.registry import Registry
+from qtransfer.errors import ChecksumError, InputError, MissingFileError
+from qtransfer.registry import Registry, closest
+from qtransfer.runtime import cache_root
 from qtransfer.storage import file_sha256
 
 
@@ -37,6 +38,27 @@ DATASETS["hymenoptera"] = DatasetSource(
     manifest="hymenoptera_data.sha256",
 )
 DATASETS["digits"] = DatasetSource(url=None, folder="digits", generate=write_digits)
+
+
+def data_folder(data: str | Path, cache_dir: str | Path = "", progress: bool = True) -> Path:
+    """The folder `--data` names: a path as given, or a registered dataset's name (hymenoptera, digits), downloaded
+    and checked (or written) into the cache's datasets/ folder on first use and checked and reused afterwards."""
+    path, name = Path(data), str(data)
+    if path.exists():
+        return path
+    if name in DATASETS:
+        return get_dataset(name, datasets_dir(cache_dir), progress=progress)
+    guess = closest(name, DATASETS) if len(path.parts) == 1 else None
+    if guess:
+        raise MissingFileError(f"{name} is neither a folder nor a dataset name; did you mean --data {guess}? "
+                               f"(datasets: {', '.join(DATASETS)})")
+    return path
+
+
+def datasets_dir(cache_dir: str | Path = "") -> Path:
+    """Where `--data NAME` puts a registered dataset: <cache>/datasets (the cache: --cache-dir, $QTRANSFER_CACHE or
+    ~/.cache/qtransfer)."""
+    return cache_root(cache_dir) / "datasets"
 
 
 def get_dataset(name: str, dest: Path, url: str | None = None, progress: bool = True) -> Path:

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 
 from qtransfer import distributed
-from qtransfer.config import MAX_SEED, SettingsFile, TrainConfig
+from qtransfer.config import MAX_SEED, ResumeChanges, SettingsFile, TrainConfig
 from qtransfer.errors import InputError
 from qtransfer.experiments.stats import describe, paired_difference
 from qtransfer.features.pipeline import Features, load_features
@@ -26,9 +26,9 @@ from qtransfer.training.fit import FitJob, FitResult
 
 # Settings a head spec may change ("quantum:depth=2,qubits=8"): spec key -> TrainConfig field.
 SPEC_KEYS = {
-    "qubits": "n_qubits", "n_qubits": "n_qubits", "depth": "depth", "template": "template", "backend": "backend",
-    "q_delta": "q_delta", "lr": "lr", "epochs": "epochs", "batch_size": "batch_size", "step_size": "step_size",
-    "gamma": "gamma", "pca": "pca",
+    "qubits": "n_qubits", "n_qubits": "n_qubits", "depth": "depth", "template": "template", "embedding": "embedding",
+    "backend": "backend", "q_delta": "q_delta", "lr": "lr", "epochs": "epochs", "batch_size": "batch_size",
+    "step_size": "step_size", "gamma": "gamma", "pca": "pca",
 }
 METRICS = ("best_val_acc", "final_val_acc", "best_val_loss", "final_val_loss", "parameters", "train_s")
 HELD_OUT = ("held_out_acc", "held_out_balanced_acc", "held_out_roc_auc")
@@ -54,7 +54,7 @@ class HeadSpec:
 
 
 def parse_head(text: str) -> HeadSpec:
-    """'name' or 'name:key=value,key=value' (keys: qubits, depth, template, backend, q_delta, lr, ...)."""
+    """'name' or 'name:key=value,key=value' (keys: qubits, depth, template, embedding, lr, ...)."""
     name, _, rest = text.strip().partition(":")
     if name not in HEADS:
         raise unknown_name("head", name, HEADS, where=repr(text))
@@ -116,7 +116,8 @@ def run_grid(
     tracker: Tracker = Tracker(),
 ) -> list[dict[str, Any]]:
     """Every (spec, augmented, seed) fitted once, same-shape ones together; runs.jsonl in run_dir keeps finished
-    ones, so a rerun resumes. Each finished run is also a child run of `tracker` (rank 0's)."""
+    ones, so a rerun resumes (a run of other epochs, from before a resume changed --epochs, is trained again: it
+    keeps no checkpoint to extend). Each finished run is also a child run of `tracker` (rank 0's)."""
     device = resolve_device(config.device)
     train, val = features.train.to_device(device), features.val.to_device(device)
     aug = features.augmented_train.to_device(device) if features.views is not None else None
@@ -127,15 +128,16 @@ def run_grid(
             for seed in seeds:
                 cfg = replace(spec.config(config), seed=seed)
                 cfg.validate()
-                jobs.append(Job((spec.label, augment, seed), FitJob(cfg, aug if augment else train, val, test),
+                epochs = 1 if cfg.fitted_head() else cfg.epochs
+                jobs.append(Job((spec.label, augment, seed, epochs), FitJob(cfg, aug if augment else train, val, test),
                                 functools.partial(record, spec, seed, augment)))
     return run_jobs(jobs, run_key, run_dir, len(features.classes), device, features.classes, progress,
                     track=lambda r: track_run(tracker, config, r))
 
 
 def run_key(r: dict[str, Any]) -> tuple[Any, ...]:
-    """The job a line of a comparison's runs.jsonl records: (label, augmented, seed)."""
-    return r["label"], r["augmented"], r["seed"]
+    """The job a line of a comparison's runs.jsonl records: (label, augmented, seed, epochs)."""
+    return r["label"], r["augmented"], r["seed"], len(r["curves"]["val_acc"])
 
 
 def group_label(r: dict[str, Any], views: int) -> str:
@@ -194,8 +196,13 @@ class CompareSettings(SettingsFile):
     metrics: list[str] = field(default_factory=lambda: ["accuracy", "balanced_accuracy"])  # held-out columns
 
 
-def compare(settings: CompareSettings, resume: Path | None = None, progress: bool = True) -> tuple[Path, dict[str, Any]]:
-    """Train every head over every seed on cached features; write compare.json, compare.md, compare.png."""
+def compare(settings: CompareSettings, resume: Path | None = None, progress: bool = True,
+            changes: ResumeChanges | None = None) -> tuple[Path, dict[str, Any]]:
+    """Train every head over every seed on cached features; write compare.json, compare.md, compare.png. A resumed
+    comparison keeps its saved settings, with `changes` applied to those that may change (config.RESUMABLE)."""
+    if resume is not None:
+        saved = CompareSettings.load(resumable(Path(resume), "compare_config.json"))
+        settings = saved.resumed(changes or ResumeChanges())
     return run_comparison(settings, resume, "compare", progress, write_comparison)
 
 
@@ -212,12 +219,10 @@ def run_comparison(
     settings: CompareSettings, resume: Path | None, name: str, progress: bool = True,
     write: Callable[[Path, dict[str, Any]], None] = lambda run_dir, result: None, files: dict[str, str] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Features, then every (head, seed) fit, resumable from runs.jsonl, then `write(run_dir, result)`; returns the
-    directory and the result. The directory holds compare_config.json and `files` (name -> text) from the start,
-    and is locked against other processes until its results are written. With --tensorboard or --mlflow the
+    """Features, then every (head, seed) fit, resumable from runs.jsonl (`settings` are then the resumed run's), then
+    `write(run_dir, result)`; returns the directory and the result. The directory holds compare_config.json and
+    `files` (name -> text) from the start, and is locked against other processes until its results are written. With --tensorboard or --mlflow the
     comparison is one tracked run with a child run per head and seed, and its files at the end."""
-    if resume is not None:
-        settings = CompareSettings.load(resumable(Path(resume), "compare_config.json"))
     specs = [parse_head(h) for h in settings.heads]
     _check_settings(settings, specs)
     started = time.perf_counter()

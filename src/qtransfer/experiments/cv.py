@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from qtransfer import distributed
-from qtransfer.config import MAX_SEED, SettingsFile, TrainConfig
+from qtransfer.config import MAX_SEED, ResumeChanges, SettingsFile, TrainConfig
 from qtransfer.data.splits import stratified_folds, stratified_holdout
 from qtransfer.errors import InputError
 from qtransfer.experiments.compare import parse_head, settings_params
@@ -57,13 +57,15 @@ class CVSettings(SettingsFile):
             parse_head(h).config(self.config).validate()
 
 
-def cross_validate(settings: CVSettings, progress: bool = True, resume: Path | None = None) -> tuple[Path, dict[str, Any]]:
+def cross_validate(settings: CVSettings, progress: bool = True, resume: Path | None = None,
+                   changes: ResumeChanges | None = None) -> tuple[Path, dict[str, Any]]:
     """Every head with every seed on every fold, same-shape ones trained together; cv.json and cv.md with
     per-fold rows, mean ± std and 95% intervals over folds (seeds averaged within a fold). Resumable: runs.jsonl
     keeps every finished (head, fold, seed). With --tensorboard or --mlflow, one tracked run with a child run per
-    head, fold and seed."""
+    head, fold and seed. A resumed cross-validation keeps its saved settings, with `changes` applied to those that
+    may change (config.RESUMABLE)."""
     if resume is not None:
-        settings = CVSettings.load(resumable(Path(resume), "cv_config.json"))
+        settings = CVSettings.load(resumable(Path(resume), "cv_config.json")).resumed(changes or ResumeChanges())
     settings.check()
     config = settings.config
     started = time.perf_counter()

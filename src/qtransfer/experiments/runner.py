@@ -99,13 +99,15 @@ def run_jobs(
     device: torch.device, classes: Sequence[str] | None = None, progress: bool = True,
     track: Callable[[dict[str, Any]], None] = lambda record: None,
 ) -> list[dict[str, Any]]:
-    """Every job's record, finished ones read from runs.jsonl (`key_of(record)` is its job's key) and the others
-    fitted, same-shape ones stacked. After each stacked group runs.jsonl is rewritten whole, so an interruption
+    """Every job's record, finished ones read from runs.jsonl (`key_of(record)` is its job's key; records of no job
+    are dropped) and the others fitted, same-shape ones stacked. After each stacked group runs.jsonl is rewritten whole, so an interruption
     keeps every finished job. Under torchrun each rank fits every world-th group left and rank 0 gathers them, in
     the jobs' order; `track(record)` is called on rank 0 for each new record."""
     path = run_dir / RUNS_FILE
     done = read_runs(path)
     done = distributed.broadcast(done if distributed.is_main() else None)  # rank 0's file decides what is left
+    wanted = {j.key for j in jobs}
+    done = [r for r in done if key_of(r) in wanted]  # a record no job asks for any more is dropped
     have = {key_of(r) for r in done}
     todo = [j for j in jobs if j.key not in have]
     # whole groups are shared, so that each is stacked as in one process and its results are the same

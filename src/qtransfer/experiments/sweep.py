@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from qtransfer import distributed
-from qtransfer.config import SettingsFile, TrainConfig
+from qtransfer.config import ResumeChanges, SettingsFile, TrainConfig
 from qtransfer.errors import InputError
 from qtransfer.experiments.compare import CompareSettings, run_comparison
 from qtransfer.experiments.runner import resumable
@@ -37,10 +37,12 @@ class SweepSettings(SettingsFile):
         return quantum + [f"classical:qubits={q}" for q in dict.fromkeys([*self.qubits, c.n_qubits])]
 
 
-def sweep(settings: SweepSettings, resume: Path | None = None, progress: bool = True) -> tuple[Path, dict[str, Any]]:
-    """Fit every point over every seed; write sweep.json, sweep.md and sweep.png."""
+def sweep(settings: SweepSettings, resume: Path | None = None, progress: bool = True,
+          changes: ResumeChanges | None = None) -> tuple[Path, dict[str, Any]]:
+    """Fit every point over every seed; write sweep.json, sweep.md and sweep.png. A resumed sweep keeps its saved
+    settings, with `changes` applied to those that may change (config.RESUMABLE)."""
     if resume is not None:
-        settings = SweepSettings.load(resumable(Path(resume), "sweep_config.json"))
+        settings = SweepSettings.load(resumable(Path(resume), "sweep_config.json")).resumed(changes or ResumeChanges())
     for name, values, low in (("depths", settings.depths, 0), ("qubits", settings.qubits, 1)):
         if not values or min(values) < low:
             raise InputError(f"sweep {name} must be a non-empty list of integers >= {low}, got {values}")

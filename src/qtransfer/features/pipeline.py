@@ -14,7 +14,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from qtransfer import distributed
 from qtransfer.config import TrainConfig
+from qtransfer.data.download import data_folder
 from qtransfer.data.images import ImageFolderDataset, load_splits
 from qtransfer.data.splits import carve_holdout
 from qtransfer.errors import InputError
@@ -77,16 +79,34 @@ def load_backbone(config: TrainConfig, progress: bool = True) -> Backbone:
     return create_backbone(config.backbone, weights=config.weights, progress=progress)
 
 
-def dataset_splits(config: TrainConfig, backbone: Backbone) -> tuple[dict[str, ImageFolderDataset], dict | None]:
+def dataset_splits(config: TrainConfig, backbone: Backbone, progress: bool = True
+                   ) -> tuple[dict[str, ImageFolderDataset], dict | None]:
     """The data's splits under the backbone's transform, with a held-out test split carved from train when asked;
     and the record of the carved files (for holdout.json). Images whose features are cached were decoded
     before, byte for byte: only the others are checked for readability."""
     cache = feature_cache(config, backbone)
-    splits = load_splits(Path(config.data), backbone.transform, trusted=_cached_image(cache) if cache else _never)
+    root = shared_data_folder(config, progress)
+    splits = load_splits(root, backbone.transform, trusted=_cached_image(cache) if cache else _never)
     if config.holdout or config.holdout_list:
         listed = Path(config.holdout_list) if config.holdout_list else None
         return carve_holdout(splits, config.holdout, config.seed, listed)
     return splits, None
+
+
+def shared_data_folder(config: TrainConfig, progress: bool = True) -> Path:
+    """config.data as a folder (a dataset name fetched into the cache on first use: by rank 0 before the others)."""
+    if not distributed.is_distributed():
+        return data_folder(config.data, config.cache_dir, progress)
+    root, failed = None, True
+    try:
+        if distributed.is_main():
+            root = data_folder(config.data, config.cache_dir, progress)
+        failed = False
+    finally:
+        failed = distributed.broadcast(failed)  # every rank waits for rank 0, and stops with it
+    if failed:
+        raise InputError(f"rank 0 could not prepare --data {config.data} (its error says why)")
+    return root if root is not None else data_folder(config.data, config.cache_dir, progress=False)
 
 
 def _never(path: Path) -> bool:
@@ -137,7 +157,7 @@ def load_features(config: TrainConfig, augment_views: int = 0, progress: bool = 
     """Backbone features of the data's splits (from the cache when there), plus augmented train views."""
     device = resolve_device(config.device)
     backbone = load_backbone(config, progress)
-    splits, _ = dataset_splits(config, backbone)
+    splits, _ = dataset_splits(config, backbone, progress)
     feats = split_features(config, backbone, splits, device, progress=progress)
     views = None
     if augment_views > 0:
@@ -159,7 +179,7 @@ def extract_dataset(config: TrainConfig, batch_size: int = 32, progress: bool = 
         raise InputError(f"--batch-size must be >= 1, got {batch_size}")
     device = resolve_device(config.device)
     backbone = load_backbone(config, progress)
-    splits, _ = dataset_splits(config, backbone)
+    splits, _ = dataset_splits(config, backbone, progress)
     started = time.perf_counter()
     feats = split_features(config, backbone, splits, device, batch_size=batch_size, progress=progress)
     seconds = time.perf_counter() - started

@@ -39,15 +39,15 @@ class QuantumKernelHead(ReducedHead):
 
     @classmethod
     def check_settings(cls, settings: Any) -> None:
-        """Refuse an unknown embedding (--template) or a --pca other than --qubits before any work."""
-        make_embedding(settings.template, settings.n_qubits)
+        """Refuse an unknown --embedding or a --pca other than --qubits before any work."""
+        make_embedding(settings.embedding, settings.n_qubits)
         _check_pca(cls.name, settings.n_qubits, settings.pca)
 
-    def __init__(self, in_features: int, n_classes: int, n_qubits: int = 4, template: str = "tutorial",
+    def __init__(self, in_features: int, n_classes: int, n_qubits: int = 4, embedding: str = "tutorial",
                  shots: int = 0, pca: int = 0, **shared: Any):
         _check_pca(self.name, n_qubits, pca)
         super().__init__(self.name, in_features, n_classes, n_qubits, **shared)
-        self.embedding: Embedding = make_embedding(template, n_qubits)
+        self.embedding: Embedding = make_embedding(embedding, n_qubits)
         self.shots = shots
         self.fitted_buffer("bandwidth", np.ones(()))
         self.fitted_buffer("support_angles", np.zeros((0, n_qubits)))
@@ -100,13 +100,13 @@ class QuantumKernelHead(ReducedHead):
 
 
 class FidelityKernelHead(QuantumKernelHead):
-    """qkernel: an SVM on the fidelity kernel of the embedding circuit named by --template (tutorial, iqp)."""
+    """qkernel: an SVM on the fidelity kernel of the embedding circuit named by --embedding (tutorial, iqp)."""
 
     name = "qkernel"
 
-    def __init__(self, in_features: int, n_classes: int, n_qubits: int = 4, template: str = "tutorial",
+    def __init__(self, in_features: int, n_classes: int, n_qubits: int = 4, embedding: str = "tutorial",
                  shots: int = 0, pca: int = 0, noise: str = "", **shared: Any):
-        super().__init__(in_features, n_classes, n_qubits, template, shots, pca, **shared)
+        super().__init__(in_features, n_classes, n_qubits, embedding, shots, pca, **shared)
         from qtransfer.quantum.density import NoiseModel
 
         self.noise = NoiseModel.parse(noise) if noise else None
@@ -131,11 +131,11 @@ class ProjectedKernelHead(QuantumKernelHead):
 
     name = "projected_qkernel"
 
-    def __init__(self, in_features: int, n_classes: int, n_qubits: int = 4, template: str = "tutorial",
+    def __init__(self, in_features: int, n_classes: int, n_qubits: int = 4, embedding: str = "tutorial",
                  shots: int = 0, pca: int = 0, noise: str = "", **shared: Any):
         if noise:
             raise InputError("projected_qkernel does not simulate noise; use qkernel with --noise, or drop --noise")
-        super().__init__(in_features, n_classes, n_qubits, template, shots, pca, **shared)
+        super().__init__(in_features, n_classes, n_qubits, embedding, shots, pca, **shared)
         self.fitted_buffer("gamma", np.ones(()))
 
     def bloch(self, angles: Tensor, offset: int) -> Tensor:

@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 # TrainConfig.head_options gives each of these to every head.
-SHARED_SETTINGS = frozenset({"n_qubits", "depth", "q_delta", "template", "backend", "pca", "shots", "noise"})
+SHARED_SETTINGS = frozenset({"n_qubits", "depth", "q_delta", "template", "embedding", "backend", "pca", "shots",
+                             "noise"})
 
 
 def check_ignored(head: str, kwargs: dict[str, Any]) -> None:

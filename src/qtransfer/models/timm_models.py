@@ -27,8 +27,8 @@ def import_timm() -> ModuleType:
     try:
         import timm
     except ImportError:
-        raise MissingPackageError("--backbone timm:<model> needs timm: install qtransfer[timm] (pip install timm)"
-                                  ) from None
+        raise MissingPackageError(
+            "--backbone timm:<model> needs timm: pip install 'qtransfer[timm]' (or pip install timm)") from None
     return timm
 
 

@@ -15,9 +15,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from qtransfer import distributed
-from qtransfer.config import TrainConfig
+from qtransfer.config import ResumeChanges, TrainConfig
 from qtransfer.data.images import load_image
-from qtransfer.errors import InputError, Interrupted, MissingFileError, WriteError
+from qtransfer.errors import InputError, Interrupted, WriteError
 from qtransfer.features.pipeline import (
     FeatureSplit,
     dataset_splits,
@@ -76,7 +76,7 @@ class Run:
         self.config, self.device, self.progress = config, device, progress
         self.dir = Path(config.out)
         self.backbone = load_backbone(config, progress)
-        self.splits, self.holdout = dataset_splits(config, self.backbone)
+        self.splits, self.holdout = dataset_splits(config, self.backbone, progress)
         self.classes = self.splits["train"].classes
         torch.manual_seed(config.seed)
         self.head = build_head(config, self.backbone.out_features, len(self.classes))
@@ -93,7 +93,10 @@ class Run:
         if self.config.seed_parity:
             return
         t = time.perf_counter()
-        self.features = split_features(self.config, self.backbone, self.splits, self.device, progress=self.progress)
+        # extraction's data loaders draw from torch's RNG; training must not depend on whether features were cached
+        with torch.random.fork_rng(devices=[]):
+            self.features = split_features(self.config, self.backbone, self.splits, self.device,
+                                           progress=self.progress)
         self.timings["features_s"] = time.perf_counter() - t
 
     def _train_batches(self) -> Iterator[StackedBatch]:
@@ -236,19 +239,24 @@ class Run:
         self.tracker.files(self.dir)
 
 
-def train(config: TrainConfig, resume: Path | None = None, progress: bool = True) -> tuple[Path, dict[str, Any]]:
-    """Run (or resume) a training; returns the run directory and its summary."""
+def train(config: TrainConfig, resume: Path | None = None, progress: bool = True,
+          changes: ResumeChanges | None = None) -> tuple[Path, dict[str, Any]]:
+    """Run (or resume) a training; returns the run directory and its summary. A resumed run keeps its saved
+    settings, with `changes` applied to those that may change (see config.RESUMABLE); `config` is then unused. A
+    run killed before its first epoch was saved starts again from epoch 1."""
     started = time.perf_counter()
     with contextlib.ExitStack() as held:
+        last = None
         if resume is not None:
             resume = Path(resume)
             check_run_dir(resume)
-            if not (resume / "last.pt").exists():
-                raise MissingFileError(f"{resume} has no last.pt to resume from; start a new run without --resume")
-            if distributed.is_main():  # refuse a run another process is continuing, before any work
+            if distributed.is_main() and resume.is_dir():  # refuse a run another process is continuing, first
                 held.enter_context(run_dir_lock(resume))
                 remove_stale_temp_files(resume)
-            config = TrainConfig.load(resume / "config.json")
+            config = (changes or ResumeChanges()).apply(TrainConfig.load(resume / "config.json"))
+            if (resume / "last.pt").exists():
+                last = load_checkpoint(resume / "last.pt", resume=True)
+                _check_epochs(config, len(last["rows"]), changes)
         config.validate()
         check_installed(config.tensorboard, config.mlflow)
         if distributed.is_distributed():
@@ -263,21 +271,29 @@ def train(config: TrainConfig, resume: Path | None = None, progress: bool = True
             atomic_write_text(run.dir / "config.json", config.to_json())
             if run.holdout is not None:
                 atomic_write_text(run.dir / "holdout.json", json.dumps(run.holdout, indent=2))
-        if resume is not None:
-            run.restore(load_checkpoint(resume / "last.pt", resume=True))
+        if last is not None:
+            run.restore(last)
         run.tracker = held.enter_context(start_tracker(run.dir, config.tensorboard, config.mlflow,
                                                        resume=resume is not None, first_step=len(run.loop.rows) + 1))
         run.tracker.params(asdict(config))
-        run.prepare()
         try:
+            run.prepare()
             run.fit()
         except KeyboardInterrupt:
-            raise Interrupted(
-                f"interrupted; {len(run.loop.rows)} finished epoch(s) are saved in {run.dir / 'last.pt'} and "
-                f"metrics.jsonl. Continue with: qtransfer train --resume {run.dir}"
-            ) from None
+            done = len(run.loop.rows)
+            saved = (f"{done} finished epoch(s) are saved in {run.dir / 'last.pt'} and metrics.jsonl" if done else
+                     f"no epoch finished; the settings are saved in {run.dir / 'config.json'}")
+            raise Interrupted(f"interrupted; {saved}. Continue with: qtransfer train --resume {run.dir}") from None
         summary = distributed.broadcast(run.finish(started) if distributed.is_main() else None)
         return run.dir, summary
+
+
+def _check_epochs(config: TrainConfig, finished: int, changes: ResumeChanges | None) -> None:
+    """Refuse fewer epochs than the resumed run has finished (a head fitted in one call has one, whatever is set)."""
+    if config.epochs < finished and not config.fitted_head():
+        flag = (changes.flags.get("epochs", "epochs") if changes else "epochs")
+        raise InputError(f"{flag} {config.epochs} is fewer than the {finished} epochs the resumed run has finished; "
+                         f"pass {flag} {finished} or more to extend it, or drop it to finish the run as it was set")
 
 
 def _check_distributable(config: TrainConfig) -> None:

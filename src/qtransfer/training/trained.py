@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from qtransfer.config import TrainConfig
+from qtransfer.data.download import data_folder
 from qtransfer.data.images import load_image, load_splits
 from qtransfer.data.splits import carve_holdout
 from qtransfer.errors import InputError, MissingFileError
@@ -107,7 +108,7 @@ class TrainedModel:
 
     def features(self, data: Path | None = None, split: str = "val") -> EvaluationSplit:
         """Backbone features and labels of a split (from the feature cache when there)."""
-        root = Path(data) if data else Path(self.config.data)
+        root = data_folder(data or self.config.data, self.config.cache_dir, self.progress)
         splits = load_splits(root, self.backbone.transform)
         holdout = self.run_dir / "holdout.json" if self.run_dir else None
         if split == "test" and "test" not in splits and data is None and holdout is not None and holdout.exists():
