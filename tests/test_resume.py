@@ -112,7 +112,7 @@ def test_any_other_flag_that_differs_is_refused_in_one_line_naming_it(data, tmp_
         code, err = cli(capsys, "train", "--resume", str(run_dir), *flags)
         assert code == 1, err
         assert err.count("\n") == 1 and named in err and "start a new run without --resume" in err, err
-        assert "--epochs, --device, --workers, --cache-dir, --no-cache, --tensorboard, --mlflow" in err
+        assert "--epochs, --device, --workers, --cache-dir, --no-cache, --threads, --tensorboard, --mlflow" in err
     assert (run_dir / "metrics.jsonl").read_text() == before
     # flags equal to the saved settings are accepted
     code, err = cli(capsys, "train", "--resume", str(run_dir), "--qubits", "2", "--data", str(data))
@@ -164,18 +164,18 @@ def test_compare_and_sweep_resume_extend_epochs_and_refuse_other_changes(
         return {(r["label"], r["seed"]): r["curves"] for r in runs}
 
     assert curves(short) == curves(straight) and len(curves(short)[("quantum", 1)]["val_acc"]) == 3
-    assert json.loads((short / "compare_config.json").read_text())["config"]["epochs"] == 3
+    assert json.loads((short / "compare_config.json").read_text())["epochs"] == 3
 
     code, err = cli(capsys, "sweep", *common, "--depths", "0", "--qubit-counts", "2", "--epochs", "1",
                     "--out", str(tmp_path / "sweep"))
     assert code == 0, err
     swept = next((tmp_path / "sweep").iterdir())
     for flags, named in ((["--depths", "0", "1"], "--depths [0, 1] differs"),
-                         (["--no-classical"], "--no-classical false differs from the resumed run's true")):
+                         (["--no-classical"], "--no-classical true differs from the resumed run's false")):
         code, err = cli(capsys, "sweep", "--resume", str(swept), *flags)
         assert code == 1 and named in err, err
     code, err = cli(capsys, "sweep", "--resume", str(swept), "--epochs", "2")
     assert code == 0, err
     runs = [json.loads(line) for line in (swept / "runs.jsonl").read_text().splitlines()]
     assert {len(r["curves"]["val_acc"]) for r in runs} == {2}
-    assert json.loads((swept / "sweep_config.json").read_text())["config"]["epochs"] == 2
+    assert json.loads((swept / "sweep_config.json").read_text())["epochs"] == 2
