@@ -1,0 +1,131 @@
+"""A PennyLane tape as the engine's circuit description: broadcast parameters become per-sample inputs, the others
+weights, so tapes of one structure share one compiled circuit whatever their parameter values."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import pennylane as qml
+import torch
+from torch import Tensor
+
+from qtransfer.devices.native import ENGINE_GATES, GLOBAL_PHASE, SKIPPED
+from qtransfer.errors import InputError
+from qtransfer.quantum.circuits import Circuit, Gate, Observable, inp, weight
+from qtransfer.quantum.gate_matrices import complex_dtype
+from qtransfer.quantum.statevector import CompiledCircuit
+
+COMPILED_CACHE_SIZE = 64
+_compiled: OrderedDict[tuple, CompiledCircuit] = OrderedDict()
+
+
+@dataclass
+class Translation:
+    """A tape on the engine: its circuit, this call's inputs (batch, n_inputs) or None, weights, global phase."""
+
+    circuit: Circuit
+    inputs: Tensor | None
+    weights: Tensor
+    phase: Tensor | None
+    batch_size: int | None
+
+
+def as_tensor(value: object, dtype: torch.dtype) -> Tensor:
+    """A parameter as a torch tensor of `dtype`, keeping its autograd history when it is one already."""
+    if isinstance(value, Tensor):
+        return value if value.dtype == dtype else value.to(dtype)
+    return torch.as_tensor(np.asarray(qml.math.unwrap(value), dtype=float), dtype=dtype)
+
+
+def pauli_observables(tape: qml.tape.QuantumScript) -> list[Observable] | None:
+    """The distinct Pauli words the tape's expectation values are sums of (by wire position), or None when
+    some measurement is not such an expectation value."""
+    words: dict[Observable, None] = {}
+    for mp in tape.measurements:
+        if not isinstance(mp, qml.measurements.ExpectationMP) or mp.obs is None or mp.obs.pauli_rep is None:
+            return None
+        for word in mp.obs.pauli_rep:
+            if word:
+                words[word_observable(word)] = None
+    return list(words)
+
+
+def word_observable(word: qml.pauli.PauliWord) -> Observable:
+    """A Pauli word on integer wires as the engine's observable."""
+    wires = tuple(int(w) for w in word)
+    return Observable("".join(word[w] for w in word), wires)
+
+
+def translate(tape: qml.tape.QuantumScript, n_qubits: int, dtype: torch.dtype,
+              observables: list[Observable] | None = None) -> Translation:
+    """The engine's description of a tape on integer wires 0..n_qubits-1 made only of native operations."""
+    batch = tape.batch_size
+    gates: list[Gate] = []
+    inputs: list[Tensor] = []
+    weights: list[Tensor] = []
+    phases: list[Tensor] = []
+    for op in tape.operations:
+        name = op.name
+        if name in SKIPPED:
+            continue
+        if name == GLOBAL_PHASE:
+            phases.append(as_tensor(op.data[0], dtype))
+            continue
+        if name not in ENGINE_GATES:
+            raise InputError(f"operation {name} is not native to the engine; decompose the tape first "
+                             "(qml.device('qtransfer.qubit') does this in its preprocessing)")
+        params = []
+        for p in op.data:
+            t = as_tensor(p, dtype)
+            if batch is not None and t.dim() == 1:
+                params.append(inp(len(inputs)))
+                inputs.append(t)
+            else:
+                params.append(weight(len(weights)))
+                weights.append(t)
+        gates.append(Gate(ENGINE_GATES[name], tuple(int(w) for w in op.wires), tuple(params)))
+    circuit = Circuit(n_qubits, len(inputs), (len(weights),), tuple(gates),
+                      tuple(observables) if observables else (Observable("Z", (0,)),))
+    phase = None
+    if phases:
+        phase = phases[0]
+        for p in phases[1:]:
+            phase = phase + p
+    return Translation(
+        circuit,
+        torch.stack(inputs, 1) if inputs else None,
+        torch.stack(weights) if weights else torch.zeros(0, dtype=dtype),
+        phase,
+        batch,
+    )
+
+
+def compiled(circuit: Circuit, dtype: torch.dtype, method: str) -> CompiledCircuit:
+    """The compiled circuit for a structure, built once and kept among the most recent."""
+    key = (circuit, dtype, method)
+    hit = _compiled.get(key)
+    if hit is not None:
+        _compiled.move_to_end(key)
+        return hit
+    made = _compiled[key] = CompiledCircuit(circuit, dtype=dtype, method=method)
+    if len(_compiled) > COMPILED_CACHE_SIZE:
+        _compiled.popitem(last=False)
+    return made
+
+
+def expvals(t: Translation, dtype: torch.dtype, method: str) -> Tensor:
+    """The circuit's observables' expectation values, (batch, n_observables)."""
+    return compiled(t.circuit, dtype, method)(t.inputs, t.weights)
+
+
+def final_state(t: Translation, dtype: torch.dtype, method: str) -> Tensor:
+    """The final state, complex, shape (batch, 2, ..., 2) when broadcast, else (2, ..., 2)."""
+    state = compiled(t.circuit, dtype, method).state(t.inputs, t.weights)
+    state = state.to(complex_dtype(dtype))
+    if t.batch_size is not None and state.shape[0] != t.batch_size:
+        state = state.expand(t.batch_size, *state.shape[1:])
+    if t.phase is not None:
+        phase = torch.exp(-1j * t.phase.to(state.dtype))
+        state = state * (phase.reshape((-1,) + (1,) * t.circuit.n_qubits) if phase.dim() else phase)
+    return state if t.batch_size is not None else state[0]
