@@ -21,12 +21,12 @@ from pennylane.transforms import broadcast_expand, defer_measurements
 from pennylane.transforms.core import CompilePipeline
 
 from qtransfer.devices import simulate as sim
-from qtransfer.devices.native import NATIVE_NAMES, is_native
+from qtransfer.devices.native import NATIVE_NAMES, decomposition, is_native
 from qtransfer.errors import InputError
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 METHODS = ("auto", "dense", "fused", "gates")
-BACKPROP_INTERFACES = {Interface.TORCH, Interface.NUMPY, Interface.AUTO}
+BACKPROP_INTERFACES = {Interface.TORCH}
 DEVICE_DERIVATIVES = {"adjoint", "device"}
 
 
@@ -116,7 +116,8 @@ class QTransferQubit(Device):
         program = CompilePipeline()
         program.add_transform(defer_measurements, allow_postselect=False)
         program.add_transform(decompose, stopping_condition=is_native, device_wires=self.wires,
-                              target_gates=set(NATIVE_NAMES), skip_initial_state_prep=False, name=self.name)
+                              target_gates=set(NATIVE_NAMES), skip_initial_state_prep=False, name=self.name,
+                              decomposer=decomposition)
         program.add_transform(validate_device_wires, self.wires, name=self.name)
         program.add_transform(validate_measurements, name=self.name)
         if config.gradient_method == "backprop":
@@ -140,12 +141,14 @@ class QTransferQubit(Device):
     def execute(self, circuits, execution_config: ExecutionConfig | None = None):
         """Each tape's results; torch tensors with autograd under backprop, numpy otherwise."""
         config = execution_config or ExecutionConfig()
-        backprop = config.gradient_method == "backprop" and config.interface in (Interface.TORCH,)
+        backprop = config.gradient_method == "backprop" and config.interface in BACKPROP_INTERFACES
+        # the engine's autograd nodes differentiate once; higher orders go gate by gate through torch autograd
+        method = "gates" if backprop and config.derivative_order > 1 else self._method
         out = []
         for tape in circuits:
             tape, n = self._standard(tape)
             torch_out = backprop and any(isinstance(p, torch.Tensor) for p in tape.get_parameters(trainable_only=False))
-            out.append(sim.simulate(tape, n, self._dtype, self._method, rng=self._rng, torch_out=torch_out))
+            out.append(sim.simulate(tape, n, self._dtype, method, rng=self._rng, torch_out=torch_out))
         return tuple(out)
 
     def compute_derivatives(self, circuits, execution_config: ExecutionConfig | None = None):

@@ -56,11 +56,13 @@ def _pauli_sum(rep, words: list, values: Tensor | None, t: Translation, dtype: t
 
 def _with_torch_params(tape, dtype: torch.dtype) -> tuple[qml.tape.QuantumScript, list[Tensor]]:
     """The tape with torch parameters, and its trainable ones (which require grad)."""
-    params = [as_tensor(p, dtype).detach() for p in tape.get_parameters(trainable_only=False)]
+    # only gate parameters: an observable's (a Hermitian matrix, a projector's state) stay as they are
+    params = [as_tensor(p, dtype).detach() for p in tape.get_parameters(trainable_only=False, operations_only=True)]
     trainable = []
     for i in tape.trainable_params:
-        params[i].requires_grad_(True)
-        trainable.append(params[i])
+        if i < len(params):
+            params[i].requires_grad_(True)
+            trainable.append(params[i])
     return tape.bind_new_parameters(params, list(range(len(params)))), trainable
 
 
