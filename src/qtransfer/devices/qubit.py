@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import pennylane as qml
@@ -57,6 +58,8 @@ class QTransferQubit(Device):
 
     name = "qtransfer.qubit"
     _device_options = ("rng",)
+    _native = staticmethod(is_native)
+    _target_gates = NATIVE_NAMES
 
     def __init__(self, wires=None, shots=None, seed=None, dtype: str = "float64", method: str = "auto") -> None:
         super().__init__(wires=wires, shots=shots)
@@ -67,13 +70,11 @@ class QTransferQubit(Device):
 
     # -- configuration -----------------------------------------------------------------------
     def supports_derivatives(self, execution_config: ExecutionConfig | None = None, circuit=None) -> bool:
-        """Backprop through the engine's autograd node (torch), the adjoint sweep for any interface; exact only."""
+        """Backprop through the engine's autograd node (torch; other interfaces get the adjoint sweep), the adjoint
+        sweep for any interface; exact results only."""
         if execution_config is None:
             return True
-        method = execution_config.gradient_method
-        if method == "backprop" and execution_config.interface not in BACKPROP_INTERFACES:
-            return False
-        if method in {"backprop", "best"} | DEVICE_DERIVATIVES:
+        if execution_config.gradient_method in {"backprop", "best"} | DEVICE_DERIVATIVES:
             return circuit is None or not circuit.shots
         return False
 
@@ -94,12 +95,18 @@ class QTransferQubit(Device):
             method = "backprop" if config.interface in BACKPROP_INTERFACES else "adjoint"
         if method == "device":
             method = "adjoint"
+        converted = method == "backprop" and config.interface not in BACKPROP_INTERFACES | {Interface.NUMPY}
+        if converted:
+            # the engine is torch: other interfaces get exact derivatives from its reverse sweep (first order),
+            # or from the parameter-shift rule (higher orders)
+            method = "adjoint" if config.derivative_order == 1 else qml.gradients.param_shift
         updated["gradient_method"] = method
-        if config.use_device_gradient is None:
-            updated["use_device_gradient"] = method in {"adjoint", "backprop"}
-        if config.use_device_jacobian_product is None:
+        device_gradient = method in ("adjoint", "backprop")
+        if config.use_device_gradient is None or converted:
+            updated["use_device_gradient"] = device_gradient
+        if config.use_device_jacobian_product is None or converted:
             updated["use_device_jacobian_product"] = False
-        if config.grad_on_execution is None:
+        if config.grad_on_execution is None or converted:
             updated["grad_on_execution"] = method == "adjoint"
         mcm = config.mcm_config
         if mcm.mcm_method not in (None, "deferred"):
@@ -115,8 +122,8 @@ class QTransferQubit(Device):
         config = execution_config or ExecutionConfig()
         program = CompilePipeline()
         program.add_transform(defer_measurements, allow_postselect=False)
-        program.add_transform(decompose, stopping_condition=is_native, device_wires=self.wires,
-                              target_gates=set(NATIVE_NAMES), skip_initial_state_prep=False, name=self.name,
+        program.add_transform(decompose, stopping_condition=self._native, device_wires=self.wires,
+                              target_gates=set(self._target_gates), skip_initial_state_prep=False, name=self.name,
                               decomposer=decomposition)
         program.add_transform(validate_device_wires, self.wires, name=self.name)
         program.add_transform(validate_measurements, name=self.name)
@@ -148,7 +155,7 @@ class QTransferQubit(Device):
         for tape in circuits:
             tape, n = self._standard(tape)
             torch_out = backprop and any(isinstance(p, torch.Tensor) for p in tape.get_parameters(trainable_only=False))
-            out.append(sim.simulate(tape, n, self._dtype, method, rng=self._rng, torch_out=torch_out))
+            out.append(self._simulate(tape, n, method, rng=self._rng, torch_out=torch_out))
         return tuple(out)
 
     def compute_derivatives(self, circuits, execution_config: ExecutionConfig | None = None):
@@ -162,7 +169,7 @@ class QTransferQubit(Device):
 
     def _jacobian(self, tape):
         tape, n = self._standard(tape)
-        return sim.jacobian(tape, n, self._dtype, self._method)
+        return sim.jacobian(tape, partial(self._simulate, n=n, method=self._method, torch_out=True), self._dtype)
 
     def compute_vjp(self, circuits, cotangents, execution_config: ExecutionConfig | None = None):
         """Vector-Jacobian products: one forward and one adjoint sweep per tape."""
@@ -175,7 +182,12 @@ class QTransferQubit(Device):
 
     def _vjp(self, tape, cotangents):
         tape, n = self._standard(tape)
-        return sim.execute_and_vjp(tape, cotangents, n, self._dtype, self._method)
+        run = partial(self._simulate, n=n, method=self._method, torch_out=True)
+        return sim.execute_and_vjp(tape, cotangents, run, self._dtype)
+
+    def _simulate(self, tape, n: int, method: str, rng=None, torch_out: bool = False):
+        """The results of a tape on wires 0..n-1."""
+        return sim.simulate(tape, n, self._dtype, method, rng=rng, torch_out=torch_out)
 
 
 def _map(tape, wire_map: dict):

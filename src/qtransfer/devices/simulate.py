@@ -3,7 +3,7 @@ measurement from its final state by PennyLane's measurement functions, and deriv
 (the adjoint sweep), for any interface."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pennylane as qml
@@ -18,7 +18,11 @@ def simulate(tape: qml.tape.QuantumScript, n_qubits: int, dtype: torch.dtype, me
              rng: np.random.Generator | None = None, torch_out: bool = False):
     """The tape's results (PennyLane's structure); torch tensors with autograd when `torch_out`, else numpy.
     The tape's wires must be 0..n_qubits-1."""
-    results = _measurements(tape, n_qubits, dtype, method, rng, torch_out)
+    return structured(tape, _measurements(tape, n_qubits, dtype, method, rng, torch_out))
+
+
+def structured(tape: qml.tape.QuantumScript, results: Sequence):
+    """One result per measurement in PennyLane's structure: a single one unwrapped, shot vectors outermost."""
     if len(tape.measurements) == 1:
         if tape.shots.has_partitioned_shots:
             return tuple(r[0] for r in results)
@@ -70,17 +74,12 @@ def _results_list(results, n_measurements: int) -> list:
     return list(results) if n_measurements > 1 else [results]
 
 
-def vjp(tape, cotangents, n_qubits: int, dtype: torch.dtype, method: str) -> tuple[np.ndarray, ...]:
-    """Σ cotangent · d(results)/d(trainable parameter), per trainable parameter: one forward and one adjoint sweep."""
-    out, _ = execute_and_vjp(tape, cotangents, n_qubits, dtype, method)
-    return out
-
-
 @torch.enable_grad()
-def execute_and_vjp(tape, cotangents, n_qubits: int, dtype: torch.dtype, method: str):
-    """(vjp per trainable parameter, the results) from one run of the engine."""
+def execute_and_vjp(tape, cotangents, run: Callable, dtype: torch.dtype):
+    """(Σ cotangent · d(results)/d(trainable parameter) per trainable parameter, the results) from one run of
+    the engine, `run(tape)` giving torch results: one forward and one reverse sweep."""
     torch_tape, trainable = _with_torch_params(tape, dtype)
-    results = simulate(torch_tape, n_qubits, dtype, method, torch_out=True)
+    results = run(torch_tape)
     res = _results_list(results, len(tape.measurements))
     cots = [as_cotangent(c) for c in _results_list(cotangents, len(tape.measurements))]
     numpy_results = _to_numpy(results)
@@ -94,7 +93,7 @@ def execute_and_vjp(tape, cotangents, n_qubits: int, dtype: torch.dtype, method:
     rows = []
     for k in range(n):
         torch_tape, trainable = _with_torch_params(tape, dtype)
-        res = _results_list(simulate(torch_tape, n_qubits, dtype, method, torch_out=True), len(tape.measurements))
+        res = _results_list(run(torch_tape), len(tape.measurements))
         rows.append(_grads(res, [None if c is None else c[k] for c in cots], trainable, retain=False))
     return tuple(np.stack([row[p] for row in rows], -1) for p in range(len(trainable))), numpy_results
 
@@ -140,11 +139,11 @@ def _to_numpy(results):
 
 
 @torch.enable_grad()  # called inside torch's own autograd functions, where it is off
-def jacobian(tape, n_qubits: int, dtype: torch.dtype, method: str):
+def jacobian(tape, run: Callable, dtype: torch.dtype):
     """The Jacobian in PennyLane's structure (measurements, then trainable parameters; single ones unwrapped),
-    one adjoint sweep per entry of the results."""
+    one reverse sweep per entry of the results, `run(tape)` giving torch results."""
     torch_tape, trainable = _with_torch_params(tape, dtype)
-    results = simulate(torch_tape, n_qubits, dtype, method, torch_out=True)
+    results = run(torch_tape)
     numpy_results = _to_numpy(results)
     if not trainable:
         return (), numpy_results
@@ -155,7 +154,7 @@ def jacobian(tape, n_qubits: int, dtype: torch.dtype, method: str):
         for e in range(max(1, r.numel())):
             if e or k:  # the first entry reuses the forward above
                 torch_tape, trainable = _with_torch_params(tape, dtype)
-                res = _results_list(simulate(torch_tape, n_qubits, dtype, method, torch_out=True), len(res))
+                res = _results_list(run(torch_tape), len(res))
             cot = torch.zeros(r.shape, dtype=r.dtype).reshape(-1)
             cot[e] = 1
             cots = [None] * len(res)

@@ -1,0 +1,103 @@
+"""`qtransfer.mixed`: PennyLane tapes with one-qubit channels run on the engine's density-matrix path."""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import pennylane as qml
+import torch
+from pennylane.devices.qubit_mixed import measure, measure_with_samples
+
+from qtransfer.devices.native import NATIVE_NAMES, is_native
+from qtransfer.devices.qubit import QTransferQubit
+from qtransfer.devices.simulate import structured
+from qtransfer.devices.translate import COMPILED_CACHE_SIZE, translate
+from qtransfer.quantum.fused import FusedCircuit
+from qtransfer.quantum.gate_matrices import complex_dtype
+
+_compiled: OrderedDict[tuple, FusedCircuit] = OrderedDict()
+
+
+def is_channel(op: object) -> bool:
+    """A one-qubit channel: the engine applies any of them by its Kraus matrices."""
+    return isinstance(op, qml.operation.Channel) and len(op.wires) == 1
+
+
+def is_native_mixed(op: object) -> bool:
+    """Whether the density path runs `op` without decomposing it."""
+    return is_native(op) or is_channel(op)
+
+
+def superoperator(op: qml.operation.Channel) -> np.ndarray:
+    """Σ K ⊗ conj(K) of a one-qubit channel, on the (row, column) bits of its qubit."""
+    kraus = [np.asarray(qml.math.unwrap(qml.math.detach(k)), dtype=complex) for k in op.kraus_matrices()]
+    return sum(np.kron(k, k.conj()) for k in kraus)
+
+
+def _split(tape: qml.tape.QuantumScript) -> tuple[qml.tape.QuantumScript, list[list[tuple[int, np.ndarray]]]]:
+    """The tape's gates (a neutral RY(0) where a channel comes first on its wire), and per gate the channels
+    after it."""
+    ops: list = []
+    channels: list[list[tuple[int, np.ndarray]]] = []
+    for op in tape.operations:
+        if not is_channel(op):
+            ops.append(op)
+            channels.append([])
+            continue
+        if not ops:
+            ops.append(qml.RY(0.0, wires=op.wires))
+            channels.append([])
+        channels[-1].append((int(op.wires[0]), superoperator(op)))
+    return tape.copy(operations=ops), channels
+
+
+def _fused(circuit, channels, dtype: torch.dtype) -> FusedCircuit:
+    key = (circuit, dtype, tuple((q, m.tobytes()) for c in channels for q, m in c), tuple(len(c) for c in channels))
+    hit = _compiled.get(key)
+    if hit is not None:
+        _compiled.move_to_end(key)
+        return hit
+    real = circuit.real and all(not np.abs(m.imag).any() for c in channels for _, m in c)
+    run_dtype = dtype if real else complex_dtype(dtype)
+    made = _compiled[key] = FusedCircuit(circuit, run_dtype, torch.device("cpu"), channels=channels)
+    if len(_compiled) > COMPILED_CACHE_SIZE:
+        _compiled.popitem(last=False)
+    return made
+
+
+def density_matrix(tape: qml.tape.QuantumScript, n_qubits: int, dtype: torch.dtype) -> torch.Tensor:
+    """The final density matrix, complex, (2,) * 2n (rows, then columns), batch first when broadcast."""
+    gates, channels = _split(tape)
+    t = translate(gates, n_qubits, dtype)
+    rows = 1 if t.inputs is None else t.inputs.shape[0]
+    rho = _fused(t.circuit, channels, dtype).run(t.inputs, t.weights, rows, observe=False)  # (4^n, rows)
+    n = n_qubits
+    rho = rho.T.reshape((-1,) + (2,) * (2 * n))  # bits (r0, c0, r1, c1, ...)
+    rho = rho.permute([0] + [1 + 2 * q for q in range(n)] + [2 + 2 * q for q in range(n)]).to(complex_dtype(dtype))
+    if t.batch_size is not None and rho.shape[0] != t.batch_size:
+        rho = rho.expand(t.batch_size, *rho.shape[1:])
+    return rho if t.batch_size is not None else rho[0]
+
+
+class QTransferMixed(QTransferQubit):
+    """qtransfer's density-matrix engine behind PennyLane's device API: one-qubit channels (depolarizing,
+    amplitude and phase damping, bit and phase flips, QubitChannel, ...) after gates; same options as
+    `qtransfer.qubit` (method is always the fused density path)."""
+
+    name = "qtransfer.mixed"
+    _native = staticmethod(is_native_mixed)
+    _target_gates = NATIVE_NAMES | {"DepolarizingChannel", "AmplitudeDamping", "PhaseDamping", "BitFlip", "PhaseFlip",
+                                    "QubitChannel", "GeneralizedAmplitudeDamping", "ResetError", "PauliError",
+                                    "ThermalRelaxationError"}
+
+    def _simulate(self, tape, n: int, method: str, rng=None, torch_out: bool = False):
+        state = density_matrix(tape, n, self._dtype)
+        if not torch_out:
+            state = state.detach().numpy()
+        batched = tape.batch_size is not None
+        if not tape.shots:
+            results = [measure(mp, state, is_state_batched=batched) for mp in tape.measurements]
+        else:
+            results = measure_with_samples(tape.measurements, state, shots=tape.shots, is_state_batched=batched,
+                                           rng=rng if rng is not None else np.random.default_rng())
+        return structured(tape, results)
