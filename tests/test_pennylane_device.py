@@ -143,7 +143,8 @@ def test_float32_on_request():
     torch.testing.assert_close(out32.double(), out64, atol=1e-5, rtol=0)
 
 
-def test_mixed_channels_match_default_mixed_values_and_gradients():
+@pytest.mark.parametrize("diagonal", [False, True])  # True: every expectation read from the diagonal alone
+def test_mixed_channels_match_default_mixed_values_and_gradients(diagonal):
     kraus = [np.sqrt(0.9) * np.eye(2), np.sqrt(0.1) * np.array([[0, 1], [1, 0]])]
 
     def circuit(x, w):
@@ -159,15 +160,17 @@ def test_mixed_channels_match_default_mixed_values_and_gradients():
         qml.PhaseFlip(0.1, wires=1)
         qml.QubitChannel(kraus, wires=2)
         qml.RX(w[1], wires=0)
+        if diagonal:
+            return qml.expval(qml.PauliZ(0)), qml.expval(0.5 * qml.PauliZ(1) @ qml.PauliZ(2) - qml.PauliZ(2))
         return qml.expval(qml.PauliZ(0)), qml.expval(qml.PauliY(1) @ qml.PauliX(2)), qml.probs(wires=[0, 2])
 
     x = torch.rand(2, 3, dtype=torch.float64)
     results = []
     for name in ("qtransfer.mixed", "default.mixed"):
         w = torch.tensor([0.3, -0.8], dtype=torch.float64, requires_grad=True)
-        z, yx, p = qml.QNode(circuit, qml.device(name, wires=3), interface="torch", diff_method="backprop")(x, w)
-        (z.sum() + 2 * yx.sum() + p[:, 1].sum()).backward()
-        results.append((z.detach(), yx.detach(), p.detach(), w.grad))
+        out = qml.QNode(circuit, qml.device(name, wires=3), interface="torch", diff_method="backprop")(x, w)
+        (out[0].sum() + 2 * out[1].sum() + (0 if diagonal else out[2][:, 1].sum())).backward()
+        results.append((*(o.detach() for o in out), w.grad))
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9)
 

@@ -11,7 +11,7 @@ from pennylane.devices.qubit_mixed import measure, measure_with_samples
 from qtransfer.devices.native import NATIVE_NAMES, is_native
 from qtransfer.devices.qubit import QTransferQubit
 from qtransfer.devices.simulate import structured
-from qtransfer.devices.translate import COMPILED_CACHE_SIZE, translate
+from qtransfer.devices.translate import COMPILED_CACHE_SIZE, as_tensor, translate
 from qtransfer.quantum.fused import FusedCircuit
 from qtransfer.quantum.gate_matrices import complex_dtype
 
@@ -65,12 +65,40 @@ def _fused(circuit, channels, dtype: torch.dtype) -> FusedCircuit:
     return made
 
 
-def density_matrix(tape: qml.tape.QuantumScript, n_qubits: int, dtype: torch.dtype) -> torch.Tensor:
-    """The final density matrix, complex, (2,) * 2n (rows, then columns), batch first when broadcast."""
+def _run(tape: qml.tape.QuantumScript, n_qubits: int, dtype: torch.dtype, observe: bool):
     gates, channels = _split(tape)
     t = translate(gates, n_qubits, dtype)
     rows = 1 if t.inputs is None else t.inputs.shape[0]
-    rho = _fused(t.circuit, channels, dtype).run(t.inputs, t.weights, rows, observe=False)  # (4^n, rows)
+    return t, _fused(t.circuit, channels, dtype).run(t.inputs, t.weights, rows, observe=observe)
+
+
+def diagonal_expvals(tape: qml.tape.QuantumScript, n_qubits: int, dtype: torch.dtype) -> list[torch.Tensor] | None:
+    """Expectation values read from the diagonal of the final density matrix when every measurement is the
+    expectation of a sum of Z products (the engine reads probabilities without building the matrix), else None."""
+    if tape.shots or not tape.measurements:
+        return None
+    for mp in tape.measurements:
+        rep = mp.obs.pauli_rep if isinstance(mp, qml.measurements.ExpectationMP) and mp.obs is not None else None
+        if rep is None or any(set(word.values()) - {"Z"} for word in rep):
+            return None
+    t, probs = _run(tape, n_qubits, dtype, observe=True)  # (rows, 2^n)
+    bits = (np.arange(2**n_qubits)[:, None] >> np.arange(n_qubits - 1, -1, -1)[None, :]) & 1
+    out = []
+    for mp in tape.measurements:
+        total = 0
+        for word, coeff in mp.obs.pauli_rep.items():
+            signs = np.prod(1 - 2 * bits[:, [int(w) for w in word]], axis=1) if word else np.ones(2**n_qubits)
+            total = total + as_tensor(qml.math.real(coeff), dtype) * (probs @ torch.as_tensor(signs, dtype=probs.dtype))
+        total = total if isinstance(total, torch.Tensor) else torch.zeros(probs.shape[0], dtype=dtype)
+        if t.batch_size is not None and total.shape[0] != t.batch_size:
+            total = total.expand(t.batch_size)
+        out.append(total if t.batch_size is not None else total[0])
+    return out
+
+
+def density_matrix(tape: qml.tape.QuantumScript, n_qubits: int, dtype: torch.dtype) -> torch.Tensor:
+    """The final density matrix, complex, (2,) * 2n (rows, then columns), batch first when broadcast."""
+    t, rho = _run(tape, n_qubits, dtype, observe=False)  # (4^n, rows)
     n = n_qubits
     rho = rho.T.reshape((-1,) + (2,) * (2 * n))  # bits (r0, c0, r1, c1, ...)
     rho = rho.permute([0] + [1 + 2 * q for q in range(n)] + [2 + 2 * q for q in range(n)]).to(complex_dtype(dtype))
@@ -91,6 +119,9 @@ class QTransferMixed(QTransferQubit):
                                     "ThermalRelaxationError"}
 
     def _simulate(self, tape, n: int, method: str, rng=None, torch_out: bool = False):
+        fast = diagonal_expvals(tape, n, self._dtype)
+        if fast is not None:
+            return structured(tape, fast if torch_out else [f.detach().numpy() for f in fast])
         state = density_matrix(tape, n, self._dtype)
         if not torch_out:
             state = state.detach().numpy()
