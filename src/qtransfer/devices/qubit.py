@@ -105,7 +105,8 @@ class QTransferQubit(Device):
         if config.use_device_gradient is None or converted:
             updated["use_device_gradient"] = device_gradient
         if config.use_device_jacobian_product is None or converted:
-            updated["use_device_jacobian_product"] = False
+            # converted: products, not Jacobians, so that complex results (state()) give real parameters real grads
+            updated["use_device_jacobian_product"] = converted and method == "adjoint"
         if config.grad_on_execution is None or converted:
             updated["grad_on_execution"] = method == "adjoint"
         mcm = config.mcm_config

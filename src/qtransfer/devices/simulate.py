@@ -74,28 +74,43 @@ def _results_list(results, n_measurements: int) -> list:
     return list(results) if n_measurements > 1 else [results]
 
 
-@torch.enable_grad()
+@torch.enable_grad()  # called inside torch's own autograd functions, where it is off
 def execute_and_vjp(tape, cotangents, run: Callable, dtype: torch.dtype):
     """(Σ cotangent · d(results)/d(trainable parameter) per trainable parameter, the results) from one run of
     the engine, `run(tape)` giving torch results: one forward and one reverse sweep."""
-    torch_tape, trainable = _with_torch_params(tape, dtype)
-    results = run(torch_tape)
-    res = _results_list(results, len(tape.measurements))
-    cots = [as_cotangent(c) for c in _results_list(cotangents, len(tape.measurements))]
-    numpy_results = _to_numpy(results)
+    first = _fresh(tape, run, dtype)
+    res, trainable = first
+    numpy_results = _to_numpy(tuple(res) if len(res) > 1 else res[0])
     if not trainable:
         return (), numpy_results
+    cots = [as_cotangent(c) for c in _results_list(cotangents, len(tape.measurements))]
     batched = any(c.dim() > r.dim() for r, c in zip(res, cots) if c is not None)
     if not batched:
-        return Ragged(_grads(res, cots, trainable, retain=False)), numpy_results
+        return Ragged(_product(tape, cots, run, dtype, first, real=True)), numpy_results
     # cotangents with a leading batch axis (a Jacobian asked for as VJPs): one product per row
     n = next(c.shape[0] for r, c in zip(res, cots) if c is not None and c.dim() > r.dim())
-    rows = []
-    for k in range(n):
-        torch_tape, trainable = _with_torch_params(tape, dtype)
-        res = _results_list(run(torch_tape), len(tape.measurements))
-        rows.append(_grads(res, [None if c is None else c[k] for c in cots], trainable, retain=False))
+    rows = [_product(tape, [None if c is None else c[k] for c in cots], run, dtype, first if k == 0 else None, True)
+            for k in range(n)]
     return tuple(np.stack([row[p] for row in rows], -1) for p in range(len(trainable))), numpy_results
+
+
+def _fresh(tape, run: Callable, dtype: torch.dtype) -> tuple[list[Tensor], list[Tensor]]:
+    """A run with torch parameters: its results (one per measurement) and trainable parameters."""
+    torch_tape, trainable = _with_torch_params(tape, dtype)
+    return _results_list(run(torch_tape), len(tape.measurements)), trainable
+
+
+def _product(tape, cots: list, run: Callable, dtype: torch.dtype, first=None, real: bool = False) -> tuple[np.ndarray, ...]:
+    """Σ cotangent · d(results)/d(trainable parameter), complex when results are (a second run for the imaginary
+    part) unless `real` (a real parameter's product: the real part, the chain rule for a real loss in torch and
+    autograd), from `first` (a `_fresh` run, used once) or fresh runs: the engine's nodes are differentiated once."""
+    res, trainable = first if first is not None else _fresh(tape, run, dtype)
+    out = _grads(res, cots, trainable)
+    if not real and any(r.is_complex() for r, c in zip(res, cots) if c is not None):
+        res, trainable = _fresh(tape, run, dtype)
+        imag = _grads(res, [None if c is None else -1j * c for c in cots], trainable)  # Im z = Re(-i z)
+        out = tuple(a + 1j * b for a, b in zip(out, imag))
+    return out
 
 
 class Ragged(tuple):
@@ -117,18 +132,18 @@ def as_cotangent(c) -> Tensor | None:
     return t
 
 
-def _grads(res: list, cots: list, trainable: list[Tensor], retain: bool) -> tuple[np.ndarray, ...]:
+def _grads(res: list, cots: list, trainable: list[Tensor]) -> tuple[np.ndarray, ...]:
+    """d Re(Σ cotangent · result) / d(trainable parameter)."""
     loss = None
     for r, c in zip(res, cots):
         if c is None or not r.requires_grad:
             continue
-        c = c.to(r.dtype) if r.is_complex() or c.is_complex() else c.to(r.dtype)
-        term = (r * c).sum()
+        term = (r * c.to(torch.promote_types(r.dtype, c.dtype))).sum()
         term = term.real if term.is_complex() else term
         loss = term if loss is None else loss + term
     if loss is None:
         return tuple(np.zeros(tuple(p.shape)) for p in trainable)
-    grads = torch.autograd.grad(loss, trainable, allow_unused=True, retain_graph=retain)
+    grads = torch.autograd.grad(loss, trainable, allow_unused=True)
     return tuple(np.zeros(tuple(p.shape)) if g is None else g.detach().numpy() for g, p in zip(grads, trainable))
 
 
@@ -142,24 +157,20 @@ def _to_numpy(results):
 def jacobian(tape, run: Callable, dtype: torch.dtype):
     """The Jacobian in PennyLane's structure (measurements, then trainable parameters; single ones unwrapped),
     one reverse sweep per entry of the results, `run(tape)` giving torch results."""
-    torch_tape, trainable = _with_torch_params(tape, dtype)
-    results = run(torch_tape)
-    numpy_results = _to_numpy(results)
+    first = _fresh(tape, run, dtype)
+    res, trainable = first
+    numpy_results = _to_numpy(tuple(res) if len(res) > 1 else res[0])
     if not trainable:
         return (), numpy_results
-    res = _results_list(results, len(tape.measurements))
     per_measurement = []
     for k, r in enumerate(res):
         entries = []
         for e in range(max(1, r.numel())):
-            if e or k:  # the first entry reuses the forward above
-                torch_tape, trainable = _with_torch_params(tape, dtype)
-                res = _results_list(run(torch_tape), len(res))
             cot = torch.zeros(r.shape, dtype=r.dtype).reshape(-1)
             cot[e] = 1
-            cots = [None] * len(res)
+            cots: list = [None] * len(res)
             cots[k] = cot.reshape(r.shape)
-            entries.append(_grads(res, cots, trainable, retain=False))
+            entries.append(_product(tape, cots, run, dtype, first if k == e == 0 else None))
         per_param = tuple(
             np.stack([row[p] for row in entries]).reshape(tuple(r.shape) + tuple(trainable[p].shape))
             for p in range(len(trainable))
