@@ -125,7 +125,7 @@ class QTransferMixed(QTransferQubit):
         state = density_matrix(tape, n, self._dtype)
         if not torch_out:
             state = state.detach().numpy()
-        batched = tape.batch_size is not None
+        batched = state.ndim == 2 * n + 1
         if not tape.shots:
             results = [measure(mp, state, is_state_batched=batched) for mp in tape.measurements]
         else:

@@ -18,6 +18,7 @@ from qtransfer.quantum.statevector import CompiledCircuit
 
 COMPILED_CACHE_SIZE = 64
 _compiled: OrderedDict[tuple, CompiledCircuit] = OrderedDict()
+_circuits: dict[tuple, Circuit] = {}
 
 
 @dataclass
@@ -60,8 +61,9 @@ def word_observable(word: qml.pauli.PauliWord) -> Observable:
 def translate(tape: qml.tape.QuantumScript, n_qubits: int, dtype: torch.dtype,
               observables: list[Observable] | None = None) -> Translation:
     """The engine's description of a tape on integer wires 0..n_qubits-1 made only of native operations."""
-    batch = tape.batch_size
-    gates: list[Gate] = []
+    # native gates take scalars, so a parameter with one axis is broadcast (tape.batch_size costs more than a run)
+    batch = None
+    structure: list[tuple] = []  # (engine name, wires, per parameter: is it an input)
     inputs: list[Tensor] = []
     weights: list[Tensor] = []
     phases: list[Tensor] = []
@@ -71,22 +73,20 @@ def translate(tape: qml.tape.QuantumScript, n_qubits: int, dtype: torch.dtype,
             continue
         if name == GLOBAL_PHASE:
             phases.append(as_tensor(op.data[0], dtype))
+            batch = phases[-1].shape[0] if phases[-1].dim() == 1 else batch
             continue
         if name not in ENGINE_GATES:
             raise InputError(f"operation {name} is not native to the engine; decompose the tape first "
                              "(qml.device('qtransfer.qubit') does this in its preprocessing)")
-        params = []
+        kinds = []
         for p in op.data:
             t = as_tensor(p, dtype)
-            if batch is not None and t.dim() == 1:
-                params.append(inp(len(inputs)))
-                inputs.append(t)
-            else:
-                params.append(weight(len(weights)))
-                weights.append(t)
-        gates.append(Gate(ENGINE_GATES[name], tuple(int(w) for w in op.wires), tuple(params)))
-    circuit = Circuit(n_qubits, len(inputs), (len(weights),), tuple(gates),
-                      tuple(observables) if observables else (Observable("Z", (0,)),))
+            per_sample = t.dim() == 1
+            batch = t.shape[0] if per_sample else batch
+            kinds.append(per_sample)
+            (inputs if per_sample else weights).append(t)
+        structure.append((ENGINE_GATES[name], tuple(op.wires.tolist()), tuple(kinds)))
+    circuit = _circuit(n_qubits, tuple(structure), tuple(observables) if observables else (Observable("Z", (0,)),))
     phase = None
     if phases:
         phase = phases[0]
@@ -99,6 +99,25 @@ def translate(tape: qml.tape.QuantumScript, n_qubits: int, dtype: torch.dtype,
         phase,
         batch,
     )
+
+
+def _circuit(n_qubits: int, structure: tuple, observables: tuple[Observable, ...]) -> Circuit:
+    """The Circuit of a tape structure, built (and checked) once."""
+    key = (n_qubits, structure, observables)
+    hit = _circuits.get(key)
+    if hit is not None:
+        return hit
+    gates, counts = [], [0, 0]  # inputs, weights so far
+    for name, wires, kinds in structure:
+        params = []
+        for per_sample in kinds:
+            params.append(inp(counts[0]) if per_sample else weight(counts[1]))
+            counts[not per_sample] += 1
+        gates.append(Gate(name, tuple(int(w) for w in wires), tuple(params)))
+    if len(_circuits) >= COMPILED_CACHE_SIZE:
+        _circuits.pop(next(iter(_circuits)))
+    made = _circuits[key] = Circuit(n_qubits, counts[0], (counts[1],), tuple(gates), observables)
+    return made
 
 
 def compiled(circuit: Circuit, dtype: torch.dtype, method: str) -> CompiledCircuit:
