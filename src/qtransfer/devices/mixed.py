@@ -12,6 +12,7 @@ from qtransfer.devices.native import NATIVE_NAMES, is_native
 from qtransfer.devices.qubit import QTransferQubit
 from qtransfer.devices.simulate import structured
 from qtransfer.devices.translate import COMPILED_CACHE_SIZE, as_tensor, translate
+from qtransfer.errors import InputError
 from qtransfer.quantum.fused import FusedCircuit
 from qtransfer.quantum.gate_matrices import complex_dtype
 
@@ -30,6 +31,11 @@ def is_native_mixed(op: object) -> bool:
 
 def superoperator(op: qml.operation.Channel) -> np.ndarray:
     """Σ K ⊗ conj(K) of a one-qubit channel, on the (row, column) bits of its qubit."""
+    if any(qml.math.requires_grad(p) for p in op.data):
+        raise InputError(f"{op.name}'s parameters are constants on qtransfer.mixed (not differentiated); "
+                         "pass them without requires_grad, or use diff_method='finite-diff' for them")
+    if any(qml.math.ndim(p) for p in op.data if op.name != "QubitChannel"):
+        raise InputError(f"{op.name} is broadcast; qtransfer.mixed broadcasts gate parameters only")
     kraus = [np.asarray(qml.math.unwrap(qml.math.detach(k)), dtype=complex) for k in op.kraus_matrices()]
     return sum(np.kron(k, k.conj()) for k in kraus)
 
