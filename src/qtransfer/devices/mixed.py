@@ -124,7 +124,9 @@ class QTransferMixed(QTransferQubit):
                                     "QubitChannel", "GeneralizedAmplitudeDamping", "ResetError", "PauliError",
                                     "ThermalRelaxationError"}
 
-    def _simulate(self, tape, n: int, method: str, rng=None, torch_out: bool = False):
+    def _simulate(self, tape, n: int, method: str, rng=None, torch_out: bool = False, params=None):
+        if params is not None:
+            tape = tape.bind_new_parameters(params, list(range(len(params))))
         fast = diagonal_expvals(tape, n, self._dtype)
         if fast is not None:
             return structured(tape, fast if torch_out else [f.detach().numpy() for f in fast])

@@ -29,6 +29,7 @@ DTYPES = {"float64": torch.float64, "float32": torch.float32}
 METHODS = ("auto", "dense", "fused", "gates")
 BACKPROP_INTERFACES = {Interface.TORCH}
 DEVICE_DERIVATIVES = {"adjoint", "device"}
+KEPT_RUNS = 64  # runs kept for device VJPs that never came are dropped beyond this
 
 
 def _engine_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -67,6 +68,7 @@ class QTransferQubit(Device):
             raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         self._dtype, self._method = _engine_dtype(dtype), method
         self._rng = np.random.default_rng(seed)
+        self._kept: dict = {}  # id(tape) -> (tape, its last run), for the vector-Jacobian product that follows
 
     # -- configuration -----------------------------------------------------------------------
     def supports_derivatives(self, execution_config: ExecutionConfig | None = None, circuit=None) -> bool:
@@ -152,9 +154,19 @@ class QTransferQubit(Device):
         backprop = config.gradient_method == "backprop" and config.interface in BACKPROP_INTERFACES
         # the engine's autograd nodes differentiate once; higher orders go gate by gate through torch autograd
         method = "gates" if backprop and config.derivative_order > 1 else self._method
+        # with device VJPs, the backward pass comes next: keep each tape's run, so it costs one reverse sweep
+        keep = config.gradient_method == "adjoint" and bool(config.use_device_jacobian_product)
+        if len(self._kept) > KEPT_RUNS:
+            self._kept.clear()
         out = []
-        for tape in circuits:
-            tape, n = self._standard(tape)
+        for original in circuits:
+            tape, n = self._standard(original)
+            if keep:
+                run = partial(self._simulate, n=n, method=self._method, torch_out=True)
+                first, results = sim.forward(tape, run, self._dtype)
+                self._kept[id(original)] = (original, first)  # the tape itself is kept, so its id is not reused
+                out.append(results)
+                continue
             torch_out = backprop and any(isinstance(p, torch.Tensor) for p in tape.get_parameters(trainable_only=False))
             out.append(self._simulate(tape, n, method, rng=self._rng, torch_out=torch_out))
         return tuple(out)
@@ -182,13 +194,15 @@ class QTransferQubit(Device):
         return tuple(p[1] for p in pairs), tuple(p[0] for p in pairs)
 
     def _vjp(self, tape, cotangents):
+        original, first = self._kept.pop(id(tape), (None, None))
+        first = first if original is tape else None  # a tape's hash costs more than a 4-qubit run
         tape, n = self._standard(tape)
         run = partial(self._simulate, n=n, method=self._method, torch_out=True)
-        return sim.execute_and_vjp(tape, cotangents, run, self._dtype)
+        return sim.execute_and_vjp(tape, cotangents, run, self._dtype, first)
 
-    def _simulate(self, tape, n: int, method: str, rng=None, torch_out: bool = False):
-        """The results of a tape on wires 0..n-1."""
-        return sim.simulate(tape, n, self._dtype, method, rng=rng, torch_out=torch_out)
+    def _simulate(self, tape, n: int, method: str, rng=None, torch_out: bool = False, params=None):
+        """The results of a tape on wires 0..n-1 (with its operations' parameters replaced by `params`)."""
+        return sim.simulate(tape, n, self._dtype, method, rng=rng, torch_out=torch_out, params=params)
 
 
 def _map(tape, wire_map: dict):

@@ -15,10 +15,10 @@ from qtransfer.devices.translate import Translation, as_tensor, expvals, final_s
 
 
 def simulate(tape: qml.tape.QuantumScript, n_qubits: int, dtype: torch.dtype, method: str,
-             rng: np.random.Generator | None = None, torch_out: bool = False):
+             rng: np.random.Generator | None = None, torch_out: bool = False, params: list | None = None):
     """The tape's results (PennyLane's structure); torch tensors with autograd when `torch_out`, else numpy.
-    The tape's wires must be 0..n_qubits-1."""
-    return structured(tape, _measurements(tape, n_qubits, dtype, method, rng, torch_out))
+    The tape's wires must be 0..n_qubits-1; `params` replaces its operations' parameters."""
+    return structured(tape, _measurements(tape, n_qubits, dtype, method, rng, torch_out, params))
 
 
 def structured(tape: qml.tape.QuantumScript, results: Sequence):
@@ -30,14 +30,14 @@ def structured(tape: qml.tape.QuantumScript, results: Sequence):
     return tuple(results)
 
 
-def _measurements(tape, n_qubits: int, dtype: torch.dtype, method: str, rng, torch_out: bool) -> Sequence:
+def _measurements(tape, n_qubits: int, dtype: torch.dtype, method: str, rng, torch_out: bool, params) -> Sequence:
     words = pauli_observables(tape) if not tape.shots else None
     if words is not None:
-        t = translate(tape, n_qubits, dtype, words)
+        t = translate(tape, n_qubits, dtype, words, params)
         values = expvals(t, dtype, method) if words else None
         out = [_pauli_sum(mp.obs.pauli_rep, words, values, t, dtype) for mp in tape.measurements]
         return out if torch_out else [o.detach().numpy() for o in out]
-    t = translate(tape, n_qubits, dtype)
+    t = translate(tape, n_qubits, dtype, params=params)
     state = final_state(t, dtype, method)
     if not torch_out:
         state = state.detach().numpy()
@@ -58,8 +58,8 @@ def _pauli_sum(rep, words: list, values: Tensor | None, t: Translation, dtype: t
     return total[0] if t.batch_size is None else total
 
 
-def _with_torch_params(tape, dtype: torch.dtype) -> tuple[qml.tape.QuantumScript, list[Tensor]]:
-    """The tape with torch parameters, and its trainable ones (which require grad)."""
+def _with_torch_params(tape, dtype: torch.dtype) -> tuple[list[Tensor], list[Tensor]]:
+    """The tape's gate parameters as torch tensors, and its trainable ones (which require grad)."""
     # only gate parameters: an observable's (a Hermitian matrix, a projector's state) stay as they are
     params = [as_tensor(p, dtype).detach() for p in tape.get_parameters(trainable_only=False, operations_only=True)]
     trainable = []
@@ -67,7 +67,7 @@ def _with_torch_params(tape, dtype: torch.dtype) -> tuple[qml.tape.QuantumScript
         if i < len(params):
             params[i].requires_grad_(True)
             trainable.append(params[i])
-    return tape.bind_new_parameters(params, list(range(len(params)))), trainable
+    return params, trainable
 
 
 def _results_list(results, n_measurements: int) -> list:
@@ -75,10 +75,11 @@ def _results_list(results, n_measurements: int) -> list:
 
 
 @torch.enable_grad()  # called inside torch's own autograd functions, where it is off
-def execute_and_vjp(tape, cotangents, run: Callable, dtype: torch.dtype):
+def execute_and_vjp(tape, cotangents, run: Callable, dtype: torch.dtype, first=None):
     """(Σ cotangent · d(results)/d(trainable parameter) per trainable parameter, the results) from one run of
-    the engine, `run(tape)` giving torch results: one forward and one reverse sweep."""
-    first = _fresh(tape, run, dtype)
+    the engine, `run(tape, params=...)` giving torch results for those parameters (or `first`, a `forward` kept
+    from the execution): one forward and one reverse sweep."""
+    first = first if first is not None else _fresh(tape, run, dtype)
     res, trainable = first
     numpy_results = _to_numpy(tuple(res) if len(res) > 1 else res[0])
     if not trainable:
@@ -94,10 +95,17 @@ def execute_and_vjp(tape, cotangents, run: Callable, dtype: torch.dtype):
     return tuple(np.stack([row[p] for row in rows], -1) for p in range(len(trainable))), numpy_results
 
 
+@torch.enable_grad()
+def forward(tape, run: Callable, dtype: torch.dtype) -> tuple[tuple[list[Tensor], list[Tensor]], object]:
+    """A run kept for a vector-Jacobian product to come, and its results as numpy."""
+    first = _fresh(tape, run, dtype)
+    return first, _to_numpy(tuple(first[0]) if len(first[0]) > 1 else first[0][0])
+
+
 def _fresh(tape, run: Callable, dtype: torch.dtype) -> tuple[list[Tensor], list[Tensor]]:
     """A run with torch parameters: its results (one per measurement) and trainable parameters."""
-    torch_tape, trainable = _with_torch_params(tape, dtype)
-    return _results_list(run(torch_tape), len(tape.measurements)), trainable
+    params, trainable = _with_torch_params(tape, dtype)
+    return _results_list(run(tape, params=params), len(tape.measurements)), trainable
 
 
 def _product(tape, cots: list, run: Callable, dtype: torch.dtype, first=None, real: bool = False) -> tuple[np.ndarray, ...]:
@@ -156,7 +164,7 @@ def _to_numpy(results):
 @torch.enable_grad()  # called inside torch's own autograd functions, where it is off
 def jacobian(tape, run: Callable, dtype: torch.dtype):
     """The Jacobian in PennyLane's structure (measurements, then trainable parameters; single ones unwrapped),
-    one reverse sweep per entry of the results, `run(tape)` giving torch results."""
+    one reverse sweep per entry of the results, `run(tape, params=...)` giving torch results for them."""
     first = _fresh(tape, run, dtype)
     res, trainable = first
     numpy_results = _to_numpy(tuple(res) if len(res) > 1 else res[0])

@@ -59,8 +59,10 @@ def word_observable(word: qml.pauli.PauliWord) -> Observable:
 
 
 def translate(tape: qml.tape.QuantumScript, n_qubits: int, dtype: torch.dtype,
-              observables: list[Observable] | None = None) -> Translation:
-    """The engine's description of a tape on integer wires 0..n_qubits-1 made only of native operations."""
+              observables: list[Observable] | None = None, params: list | None = None) -> Translation:
+    """The engine's description of a tape on integer wires 0..n_qubits-1 made only of native operations;
+    `params` replaces its operations' parameters, in order (binding them to a new tape costs more)."""
+    values = iter(params) if params is not None else None
     # native gates take scalars, so a parameter with one axis is broadcast (tape.batch_size costs more than a run)
     batch = None
     structure: list[tuple] = []  # (engine name, wires, per parameter: is it an input)
@@ -70,16 +72,18 @@ def translate(tape: qml.tape.QuantumScript, n_qubits: int, dtype: torch.dtype,
     for op in tape.operations:
         name = op.name
         if name in SKIPPED:
+            for _ in op.data if values is not None else ():
+                next(values)
             continue
         if name == GLOBAL_PHASE:
-            phases.append(as_tensor(op.data[0], dtype))
+            phases.append(as_tensor(op.data[0] if values is None else next(values), dtype))
             batch = phases[-1].shape[0] if phases[-1].dim() == 1 else batch
             continue
         if name not in ENGINE_GATES:
             raise InputError(f"operation {name} is not native to the engine; decompose the tape first "
                              "(qml.device('qtransfer.qubit') does this in its preprocessing)")
         kinds = []
-        for p in op.data:
+        for p in (op.data if values is None else [next(values) for _ in op.data]):
             t = as_tensor(p, dtype)
             per_sample = t.dim() == 1
             batch = t.shape[0] if per_sample else batch
