@@ -56,7 +56,8 @@ def test_one_compiled_circuit_per_structure_and_one_engine_call_per_broadcast_ta
     node = qml.QNode(tutorial_layer(n, 2), dev, interface="torch", diff_method="backprop")
     calls = []
     original = translate.CompiledCircuit.__call__
-    monkeypatch.setattr(translate.CompiledCircuit, "__call__", lambda self, *a: calls.append(a[0].shape) or original(self, *a))
+    monkeypatch.setattr(translate.CompiledCircuit, "__call__",
+                        lambda self, *a: calls.append(a[0].shape) or original(self, *a))
     node(torch.rand(7, n), torch.rand(2, n))
     size = len(translate._compiled)
     node(torch.rand(7, n), torch.rand(2, n))
@@ -80,7 +81,8 @@ def mixed_bag(x, w, mid_measure=True):
 
 MEASUREMENTS = {
     "expval": lambda A: qml.expval(qml.PauliX(0) @ qml.PauliY(2)),
-    "hamiltonian": lambda A: qml.expval(qml.Hamiltonian([0.3, -1.2, 0.5], [qml.PauliZ(0), qml.PauliX(1) @ qml.PauliX(2), qml.Identity(1)])),
+    "hamiltonian": lambda A: qml.expval(
+        qml.Hamiltonian([0.3, -1.2, 0.5], [qml.PauliZ(0), qml.PauliX(1) @ qml.PauliX(2), qml.Identity(1)])),
     "hermitian": lambda A: qml.expval(qml.Hermitian(A, wires=[1])),
     "var": lambda A: qml.var(qml.PauliZ(1) @ qml.PauliX(0)),
     "probs": lambda A: qml.probs(wires=[2, 0]),
@@ -137,7 +139,8 @@ def test_shots_are_seeded_and_estimate_the_exact_values():
 def test_float32_on_request():
     circuit = tutorial_layer(4, 2)
     x, w = torch.rand(3, 4, dtype=torch.float64), torch.rand(2, 4, dtype=torch.float64)
-    out32 = torch.stack(qml.QNode(circuit, qml.device("qtransfer.qubit", wires=4, dtype="float32"), interface="torch")(x, w))
+    dev32 = qml.device("qtransfer.qubit", wires=4, dtype="float32")
+    out32 = torch.stack(qml.QNode(circuit, dev32, interface="torch")(x, w))
     out64 = torch.stack(qml.QNode(circuit, qml.device("qtransfer.qubit", wires=4), interface="torch")(x, w))
     assert out32.dtype == torch.float32 and out64.dtype == torch.float64
     torch.testing.assert_close(out32.double(), out64, atol=1e-5, rtol=0)

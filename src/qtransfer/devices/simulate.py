@@ -11,7 +11,15 @@ import torch
 from pennylane.devices.qubit import measure, measure_with_samples
 from torch import Tensor
 
-from qtransfer.devices.translate import Translation, as_tensor, expvals, final_state, pauli_observables, translate, word_observable
+from qtransfer.devices.translate import (
+    Translation,
+    as_tensor,
+    expvals,
+    final_state,
+    pauli_observables,
+    translate,
+    word_observable,
+)
 
 
 def simulate(tape: qml.tape.QuantumScript, n_qubits: int, dtype: torch.dtype, method: str,
@@ -108,7 +116,8 @@ def _fresh(tape, run: Callable, dtype: torch.dtype) -> tuple[list[Tensor], list[
     return _results_list(run(tape, params=params), len(tape.measurements)), trainable
 
 
-def _product(tape, cots: list, run: Callable, dtype: torch.dtype, first=None, real: bool = False) -> tuple[np.ndarray, ...]:
+def _product(tape, cots: list, run: Callable, dtype: torch.dtype, first=None,
+             real: bool = False) -> tuple[np.ndarray, ...]:
     """Σ cotangent · d(results)/d(trainable parameter), complex when results are (a second run for the imaginary
     part) unless `real` (a real parameter's product: the real part, the chain rule for a real loss in torch and
     autograd), from `first` (a `_fresh` run, used once) or fresh runs: the engine's nodes are differentiated once."""
