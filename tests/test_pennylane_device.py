@@ -181,3 +181,19 @@ def test_mixed_channels_match_default_mixed_values_and_gradients(diagonal):
 def test_unknown_dtype_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="float64' or 'float32"):
         qml.device("qtransfer.qubit", wires=2, dtype="float16")
+
+
+@pytest.mark.parametrize("name, n", [("qtransfer.qubit", 8), ("qtransfer.mixed", 2)])  # the fused engine's runs
+def test_a_run_can_be_differentiated_twice_as_torch_jacobians_do(name, n):
+    @qml.qnode(qml.device(name, wires=n), diff_method="backprop", interface="torch")
+    def circuit(x, y):
+        qml.RX(x, wires=0)
+        qml.RY(y, wires=1)
+        qml.CNOT(wires=[0, 1])
+        return qml.probs(wires=[1])
+
+    x, y = (torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (0.543, -0.654))
+    dx, dy = torch.autograd.functional.jacobian(circuit, (x, y))  # one backward pass per output entry
+    a, b = 0.543, -0.654
+    torch.testing.assert_close(dx, torch.tensor([-1.0, 1.0], dtype=torch.float64) * np.sin(a) * np.cos(b) / 2)
+    torch.testing.assert_close(dy, torch.tensor([-1.0, 1.0], dtype=torch.float64) * np.cos(a) * np.sin(b) / 2)

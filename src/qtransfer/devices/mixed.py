@@ -11,7 +11,7 @@ from pennylane.devices.qubit_mixed import measure, measure_with_samples
 from qtransfer.devices.native import NATIVE_NAMES, is_native
 from qtransfer.devices.qubit import QTransferQubit
 from qtransfer.devices.simulate import structured
-from qtransfer.devices.translate import COMPILED_CACHE_SIZE, as_tensor, translate
+from qtransfer.devices.translate import COMPILED_CACHE_SIZE, as_tensor, repeatable, translate
 from qtransfer.errors import InputError
 from qtransfer.quantum.fused import FusedCircuit
 from qtransfer.quantum.gate_matrices import complex_dtype
@@ -75,7 +75,8 @@ def _run(tape: qml.tape.QuantumScript, n_qubits: int, dtype: torch.dtype, observ
     gates, channels = _split(tape)
     t = translate(gates, n_qubits, dtype)
     rows = 1 if t.inputs is None else t.inputs.shape[0]
-    return t, _fused(t.circuit, channels, dtype).run(t.inputs, t.weights, rows, observe=observe)
+    sim = _fused(t.circuit, channels, dtype)
+    return t, repeatable(lambda x, w: sim.run(x, w, rows, observe=observe), t.inputs, t.weights)
 
 
 def diagonal_expvals(tape: qml.tape.QuantumScript, n_qubits: int, dtype: torch.dtype) -> list[torch.Tensor] | None:
@@ -119,6 +120,7 @@ class QTransferMixed(QTransferQubit):
     `qtransfer.qubit` (method is always the fused density path)."""
 
     name = "qtransfer.mixed"
+    _backprop_second_order = False  # the density path differentiates once: higher orders by parameter shift
     _native = staticmethod(is_native_mixed)
     _target_gates = NATIVE_NAMES | {"DepolarizingChannel", "AmplitudeDamping", "PhaseDamping", "BitFlip", "PhaseFlip",
                                     "QubitChannel", "GeneralizedAmplitudeDamping", "ResetError", "PauliError",

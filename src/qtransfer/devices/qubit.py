@@ -61,6 +61,7 @@ class QTransferQubit(Device):
     _device_options = ("rng",)
     _native = staticmethod(is_native)
     _target_gates = NATIVE_NAMES
+    _backprop_second_order = True  # through the engine's gate-by-gate path
 
     def __init__(self, wires=None, shots=None, seed=None, dtype: str = "float64", method: str = "auto") -> None:
         super().__init__(wires=wires, shots=shots)
@@ -97,7 +98,9 @@ class QTransferQubit(Device):
             method = "backprop" if config.interface in BACKPROP_INTERFACES else "adjoint"
         if method == "device":
             method = "adjoint"
-        converted = method == "backprop" and config.interface not in BACKPROP_INTERFACES | {Interface.NUMPY}
+        converted = method == "backprop" and (
+            config.interface not in BACKPROP_INTERFACES | {Interface.NUMPY}
+            or (config.derivative_order > 1 and not self._backprop_second_order))
         if converted:
             # the engine is torch: other interfaces get exact derivatives from its reverse sweep (first order),
             # or from the parameter-shift rule (higher orders)

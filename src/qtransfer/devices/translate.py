@@ -137,14 +137,52 @@ def compiled(circuit: Circuit, dtype: torch.dtype, method: str) -> CompiledCircu
     return made
 
 
+class _Repeatable(torch.autograd.Function):
+    """A run of the fused engine as one node that can be differentiated again: the engine's own node frees
+    (statevector) or reuses as scratch (density matrix) what its backward needs, so a second backward pass
+    (torch.autograd.functional.jacobian, retain_graph) runs the engine again instead."""
+
+    @staticmethod
+    def forward(ctx, run, inputs: Tensor | None, weights: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.run, ctx.leaves = run, _leaves(inputs, weights)
+        with torch.enable_grad():
+            ctx.out = run(*ctx.leaves)
+        return ctx.out.detach()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        leaves, out = ctx.leaves, ctx.out
+        if out is None:
+            leaves = _leaves(*leaves)
+            with torch.enable_grad():
+                out = ctx.run(*leaves)
+        ctx.out = None
+        want = [t for t in leaves if t is not None and t.requires_grad]
+        grads = iter(torch.autograd.grad(out, want, grad, allow_unused=True))
+        return (None, *(next(grads) if t is not None and t.requires_grad else None for t in leaves))
+
+
+def _leaves(*tensors: Tensor | None) -> list[Tensor | None]:
+    return [None if t is None else t.detach().requires_grad_(t.requires_grad) for t in tensors]
+
+
+def repeatable(run, inputs: Tensor | None, weights: Tensor) -> Tensor:
+    """run(inputs, weights), through a node that can be differentiated more than once when it needs to be."""
+    grads = torch.is_grad_enabled() and (weights.requires_grad or (inputs is not None and inputs.requires_grad))
+    return _Repeatable.apply(run, inputs, weights) if grads else run(inputs, weights)
+
+
 def expvals(t: Translation, dtype: torch.dtype, method: str) -> Tensor:
     """The circuit's observables' expectation values, (batch, n_observables)."""
-    return compiled(t.circuit, dtype, method)(t.inputs, t.weights)
+    sim = compiled(t.circuit, dtype, method)
+    return repeatable(sim, t.inputs, t.weights) if sim.method == "fused" else sim(t.inputs, t.weights)
 
 
 def final_state(t: Translation, dtype: torch.dtype, method: str) -> Tensor:
     """The final state, complex, shape (batch, 2, ..., 2) when broadcast, else (2, ..., 2)."""
-    state = compiled(t.circuit, dtype, method).state(t.inputs, t.weights)
+    sim = compiled(t.circuit, dtype, method)
+    state = repeatable(sim.state, t.inputs, t.weights) if sim.method == "fused" else sim.state(t.inputs, t.weights)
     state = state.to(complex_dtype(dtype))
     if t.batch_size is not None and state.shape[0] != t.batch_size:
         state = state.expand(t.batch_size, *state.shape[1:])
