@@ -214,3 +214,20 @@ def test_density_matrices_without_noise_equal_the_statevector_at_seven_qubits() 
         results.append([out, *torch.autograd.grad((out * torch.arange(7.0, dtype=torch.float64)).sum(), [x, w])])
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, atol=1e-11, rtol=0)
+
+
+@pytest.mark.parametrize("noise", [None, "depolarizing=0.01"])
+def test_a_second_backward_through_one_fused_run_is_refused_not_wrong(noise) -> None:
+    """The adjoint sweep consumes the states the forward kept (on the density path, its checkpoints): a second
+    backward through the same run must fail loudly rather than return another gradient."""
+    from qtransfer.quantum.backends import TorchBackend
+
+    circuit = make_circuit("tutorial", 8, 2)
+    backend = TorchBackend(method="fused", noise=noise)
+    weights = torch.randn(circuit.n_weights, dtype=torch.float64, requires_grad=True)
+    out = backend(circuit, torch.randn(3, circuit.n_inputs, dtype=torch.float64), weights).sum()
+    out.backward(retain_graph=True)
+    first = weights.grad.clone()
+    with pytest.raises(RuntimeError, match="differentiated once per forward pass"):
+        out.backward()
+    assert torch.equal(weights.grad, first)

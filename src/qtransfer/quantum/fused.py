@@ -754,6 +754,9 @@ class _FusedSimulation(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):  # type: ignore[override]
+        if ctx.pair is None and ctx.checkpoints is None:  # the sweep consumed the states it kept
+            raise RuntimeError("the fused engine's simulation can be differentiated once per forward pass; run the "
+                               "circuit again for another gradient")
         left, right, *step_mats = ctx.saved_tensors
         sim, j, needs = ctx.sim, ctx.j, ctx.needs_input_grad[5:]
         rows = max(left.shape[-1], right.shape[-1], grad.shape[0] if ctx.observe else grad.shape[-1])
@@ -764,7 +767,8 @@ class _FusedSimulation(torch.autograd.Function):
                 sim.measure_grad(mu[1], grad, mu[1], mu[0])
             else:
                 mu[0].copy_(conj(grad))
-            mu0, free, grads = sim.adjoint_checkpointed(ctx.checkpoints, mu, step_mats, needs)
+            checkpoints, ctx.checkpoints = ctx.checkpoints, None  # the sweep overwrites them
+            mu0, free, grads = sim.adjoint_checkpointed(checkpoints, mu, step_mats, needs)
             g_left, g_right = sim.halves_grad(mu0, left, right, free)
             sim.pool.give(mu)
         else:
