@@ -2,7 +2,9 @@
 against PennyLane's default.gaussian (values and gradients, float64)."""
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,6 +115,50 @@ def test_a_truncated_exponential_at_the_working_cutoff_is_what_we_avoid() -> Non
     x = a + ad
     truncated = torch.linalg.matrix_exp(1j * 0.4 * (x @ x @ x) / 6)
     assert (truncated[:4, :4] - gates.cubic_phase(t(0.4), k)[:4, :4]).abs().max() > 1e-3
+
+
+REFERENCE = Path(__file__).parent / "reference" / "qq_strawberryfields.json"  # benchmarks/qq_strawberryfields_reference.py
+
+
+def test_the_truncated_convention_is_strawberry_fields_gate_and_far_from_the_exact_one() -> None:
+    reference = json.loads(REFERENCE.read_text())
+    for cutoff, by_gamma in reference["cubic_phase"].items():
+        for gamma, m in by_gamma.items():
+            theirs = torch.tensor(np.array(m["real"]) + 1j * np.array(m["imag"]))
+            ours = gates.cubic_phase_gate(t(float(gamma)), int(cutoff), "truncated")
+            torch.testing.assert_close(ours, theirs, atol=1e-12, rtol=0)
+            # unitary on the kept space, yet far from the true gate's elements there
+            torch.testing.assert_close(ours @ ours.conj().T, torch.eye(int(cutoff), dtype=C128), atol=1e-12, rtol=0)
+            assert (ours - gates.cubic_phase_gate(t(float(gamma)), int(cutoff), "exact")).abs().max() > 0.3
+    # the exact gate is the same at every cutoff; the truncated one changes with it
+    small, large = (gates.cubic_phase_gate(t(0.8), c, "truncated")[:6, :6] for c in (15, 25))
+    assert (small - large).abs().max() > 1e-2
+    torch.testing.assert_close(gates.cubic_phase(t(0.8), 15)[:6, :6], gates.cubic_phase(t(0.8), 25)[:6, :6],
+                               atol=1e-11, rtol=0)
+    with pytest.raises(ValueError, match="exact, truncated"):
+        gates.cubic_phase_gate(t(0.1), 5, "taylor")
+
+
+def test_the_exact_cubic_phase_grid_is_converged_at_its_default_size() -> None:
+    gamma = torch.tensor([1.0, -0.6, 2.0], dtype=F64)
+    for cutoff in (15, 35):
+        torch.testing.assert_close(gates.cubic_phase(gamma, cutoff), gates.cubic_phase(gamma, cutoff, points=8193),
+                                   atol=1e-11, rtol=0)
+
+
+def test_stacked_models_apply_their_own_parameters_to_their_own_group() -> None:
+    k, per = 3, 2  # three parameter sets, two kets each
+    r = torch.tensor([0.2, -0.4, 0.7], dtype=F64)
+    start = FockState.vacuum(2, 8, batch=k * per, dtype=C128).displace(torch.linspace(0.1, 0.6, k * per,
+                                                                                      dtype=F64), 0.3, 0)
+    stacked = FockState(start.ket, models=k).squeeze(r, 0.1, 0).rotate(r, 1).beamsplitter(r, 0.2)
+    stacked = stacked.cubic_phase(r / 2, 1, "truncated").kerr(0.05, 0)
+    for m in range(k):
+        one = FockState(start.ket[m * per:(m + 1) * per]).squeeze(r[m], 0.1, 0).rotate(r[m], 1)
+        one = one.beamsplitter(r[m], 0.2).cubic_phase(r[m] / 2, 1, "truncated").kerr(0.05, 0)
+        torch.testing.assert_close(stacked.ket[m * per:(m + 1) * per], one.ket, atol=1e-14, rtol=0)
+    with pytest.raises(ValueError, match="equal groups"):
+        FockState(start.ket, models=4)
 
 
 def test_beam_splitter_elements_equal_the_two_mode_exponential() -> None:

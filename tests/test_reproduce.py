@@ -110,7 +110,14 @@ def test_qc_and_qq_write_their_tables_beside_the_papers_figures(tmp_path: Path, 
     # (test_schemes and test_quantum_backbones do that): the experiments' fixed data sizes and network A's
     # pretraining are shrunk here, and every step still runs.
     monkeypatch.setattr(q2c, "noisy_coherent_states", _at_most(q2c.noisy_coherent_states, 10))  # 1000 batches of 7
-    monkeypatch.setattr(q2q, "gaussianity_batches", _at_most(q2q.gaussianity_batches, 3))  # 250 test batches
+    import qtransfer.experiments.reproduce.qc as qc
+    import qtransfer.experiments.reproduce.qq as qq
+
+    monkeypatch.setattr(qc, "NOTEBOOK_TEST_BATCHES", 3)  # the q2c notebook's stream: 1000 test batches
+
+    monkeypatch.setattr(qq, "gaussianity_batches", _at_most(q2q.gaussianity_batches, 3))  # 250 test batches
+    monkeypatch.setattr(qq, "TEST_BATCHES", 2)  # the notebook's stream: 500 test batches
+    monkeypatch.setattr(qq, "CUTOFFS", (15, 20))  # the cutoff study: 15, 20, 25, 35
     monkeypatch.setattr(qb, "pretrain_qubit_tetromino", functools.partial(qb.pretrain_qubit_tetromino, steps=10))
     report = tmp_path / "REPRODUCTION.md"
     for name, steps, figures in [("qc", 10, ("qc_features.png", "qc_loss.png", "qc_depth.png")),
@@ -123,6 +130,8 @@ def test_qc_and_qq_write_their_tables_beside_the_papers_figures(tmp_path: Path, 
         assert (result.run_dir / "qubit_tetromino.pt").exists()
     text = report.read_text()
     assert "| CV, cut after 15 of 25 layers, amplitude features (the paper's) |" in text and "0.8067" in text
-    assert "| A (as the notebook) + B, lr 0.01 (the paper's settings) |" in text and "0.8755" in text
+    assert "| the notebook's stream RandomState(100), network B from seeds 0–0 |" in text
+    assert "| A (as the notebook) + B, lr 0.01 (the notebook's settings) |" in text and "0.8755" in text
+    assert "| truncated, cutoff 20 |" in text and "| exact, cutoff 15 |" in text and "0.8708" in text
     assert "qubit A (5 of 8 layers, frozen) + 2 trainable layers" in text
     assert (tmp_path / "reproduction" / "qc" / "qc_features.png").exists()

@@ -1,6 +1,7 @@
 """Schemes QC and QQ: their datasets, networks, gradients and short trainings that must learn."""
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -19,7 +20,9 @@ from qtransfer.experiments.quantum_to_quantum import (
     GaussianityClassifier,
     QubitTransferClassifier,
     gaussianity_batches,
+    notebook_stream,
     train_gaussianity,
+    train_seeds,
     vacuum_loss,
 )
 from qtransfer.models.quantum_backbones import (
@@ -153,3 +156,57 @@ def test_qubit_qq_keeps_network_a_fixed_and_outputs_class_log_probabilities() ->
     torch.testing.assert_close(model.fixed, before)
     assert run.train_loss[-1] < run.train_loss[0]
     assert np.isfinite(run.test_loss)
+
+
+# ------------------------------------------------------------------ the paper's QQ model, stacked seeds
+
+SF_REFERENCE = Path(__file__).parent / "reference" / "qq_strawberryfields.json"  # Strawberry Fields 0.23, fock backend
+
+
+def test_the_notebook_circuit_with_the_truncated_gate_equals_strawberry_fields(mari2019: Path) -> None:
+    reference = json.loads(SF_REFERENCE.read_text())
+    first = notebook_stream(1, 1, 0)[0][0]  # the notebook's stream, drawn as the notebook draws it
+    assert first.labels.tolist() == reference["batch"]["labels"]
+    torch.testing.assert_close(first.squeezing, torch.tensor(reference["batch"]["sq"], dtype=torch.float64))
+    torch.testing.assert_close(first.rotation2, torch.tensor(reference["batch"]["r2"], dtype=torch.float64))
+    weights = torch.tensor(reference["network_b_weights"], dtype=torch.float64)
+    for cutoff, theirs in reference["forward"].items():
+        for cubic_phase in ("truncated", "exact"):
+            a = create_quantum_backbone("cv-gaussianity", weights=mari2019, squeeze_in_layer=False,
+                                        cubic_phase=cubic_phase)
+            p0, state = GaussianityClassifier(a, 3, int(cutoff), weights=weights, cubic_phase=cubic_phase)(first)
+            gap = (p0 - torch.tensor(theirs["p0"], dtype=torch.float64)).abs().max().item()
+            if cubic_phase == "truncated":  # Strawberry Fields' own gate: the same circuit
+                assert gap < 1e-7
+                torch.testing.assert_close(state.norm(), torch.tensor(theirs["norm"], dtype=torch.float64), atol=1e-7,
+                                           rtol=0)
+            else:  # the exact gate gives another circuit, nearer to it at the larger cutoff
+                assert gap > 1e-4
+    # network A is frozen: applied as one cached matrix, equal to its gates one by one
+    a = create_quantum_backbone("cv-gaussianity", weights=mari2019, squeeze_in_layer=True, cubic_phase="truncated")
+    s = first.states(15)
+    torch.testing.assert_close(a(s).ket, a._layers(s).ket, atol=1e-13, rtol=0)
+
+
+def test_a_stacked_seed_equals_its_solo_run(mari2019: Path) -> None:
+    a = create_quantum_backbone("cv-gaussianity", weights=mari2019, squeeze_in_layer=False)
+    seeds = [3, 5, 8]
+    data = [notebook_stream(s, 12, 3) for s in seeds]
+    stacked = train_seeds(a, data, seeds, cutoff=10, lr=0.05)
+    for seed, (train, test), run in zip(seeds, data, stacked):
+        torch.manual_seed(seed)  # the solo run draws network B's start as the stacked one does
+        solo = train_gaussianity(GaussianityClassifier(a, 3, 10), train, test, lr=0.05)
+        np.testing.assert_allclose(run.train_loss, solo.train_loss, rtol=0, atol=1e-9)
+        assert run.train_acc == solo.train_acc
+        assert run.test_loss == pytest.approx(solo.test_loss, abs=1e-9) and run.test_acc == solo.test_acc
+    assert len({run.train_loss[-1] for run in stacked}) == 3  # three different runs, not one repeated
+
+
+def test_the_papers_model_on_the_notebooks_stream_reproduces_its_printed_run(mari2019: Path) -> None:
+    # q2q notebook: truncated V (Strawberry Fields'), cutoff 15, RandomState(1), 500 steps, then 500 test batches
+    a = create_quantum_backbone("cv-gaussianity", weights=mari2019, squeeze_in_layer=False, cubic_phase="truncated")
+    run = train_seeds(a, [notebook_stream(1)], [0], cutoff=15, cubic_phase="truncated")[0]
+    assert run.test_acc == pytest.approx(0.8708, abs=0.01)  # Strawberry Fields on this stream (issue 27); printed 0.8698–0.8755
+    assert 0.6059 - 0.005 <= run.train_loss[499] <= 0.6141 + 0.005  # the printed runs' running loss after 500
+    assert 0.4713 - 0.01 <= run.train_acc[499] <= 0.4900 + 0.01
+    assert run.train_loss[99] == pytest.approx(0.689, abs=0.003) and run.train_acc[99] == pytest.approx(0.37, abs=0.01)

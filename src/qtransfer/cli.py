@@ -272,7 +272,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     options = ReproduceOptions(
         data=str(args.data) if args.data else None, out=args.out, seeds=args.seed_list, epochs=args.epochs,
         steps=args.steps, augment_views=args.augment_views, backbones=args.backbones, heads=args.heads, cache_dir=args.cache_dir,
-        device=args.device, num_workers=args.num_workers, progress=not args.quiet,
+        device=args.device, num_workers=args.num_workers, progress=not args.quiet, cubic_phase=args.cubic_phase,
     )
     options.command = command_line(args.name, options, args.report)
     result = reproduce(args.name, options, report=args.report)
@@ -392,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "baselines: its one backbone (default: efficientnet_lite0)")
     p.add_argument("--heads", nargs="+", metavar="HEAD", help="baselines: the heads (default: every quantum, "
                    "classical and fitted head, and svm:pca=4)")
+    p.add_argument("--cubic-phase", choices=("exact", "truncated"), default="exact",
+                   help="qq: the CV cubic phase gate of its earlier rows: exact (the gate's true elements below the "
+                   "cutoff, default) or truncated (exp of the truncated x^3, Strawberry Fields' and the paper's); "
+                   "its sections (a)-(c) run both")
     p.add_argument("--report", type=Path, metavar="FILE", help="also write this experiment's section into FILE "
                    "(docs/REPRODUCTION.md), with its figures beside it")
     p.add_argument("--out", default="runs", help="where run directories are made (default: runs)")

@@ -32,6 +32,22 @@ def noisy_coherent_states(batches: int, seed: int, noise: float = 0.6) -> tuple[
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
+def notebook_coherent_states(seed: int, train: int = 1000, test: int = 1000, noise: float = 0.6
+                             ) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """The q2c notebook's data, drawn as it draws them: one numpy.random.RandomState(seed) for the training batches
+    and then the test batches; per batch of the 7 states the noise of Re α₁, Im α₁, Re α₂, Im α₂ (7 values each),
+    added to the centres in complex64 as the notebook's placeholders do. Returns (x, labels) for train and test."""
+    rng = np.random.RandomState(seed)
+    centres = tetromino_inputs().numpy().astype(np.float32)
+    noise_parts = [np.stack([rng.normal(scale=noise, size=len(centres)) for _ in range(4)], 1)
+                   for _ in range(train + test)]
+    x = np.concatenate([centres + part.astype(np.float32) for part in noise_parts]).astype(np.float64)
+    y = np.tile(np.arange(len(centres)), train + test)
+    split = train * len(centres)
+    return ((torch.from_numpy(x[:split]), torch.from_numpy(y[:split])),
+            (torch.from_numpy(x[split:]), torch.from_numpy(y[split:])))
+
+
 @torch.no_grad()
 def features_by_depth(network: TetrominoNetwork, x: Tensor, depths: Sequence[int], chunk: int = 2048) -> dict[int, Tensor]:
     """Features of the CV network cut after each of `depths` layers, from one pass through its layers."""

@@ -22,6 +22,7 @@ from qtransfer.models.backbones import fetch_weights, verify_weights
 from qtransfer.quantum import fock_gates as gates
 from qtransfer.quantum.circuits import make_circuit
 from qtransfer.quantum.fock import FockState
+from qtransfer.quantum.fock_gates import CubicPhase
 from qtransfer.quantum.statevector import CompiledCircuit, probabilities
 from qtransfer.registry import Registry, unknown_name
 from qtransfer.storage import atomic_torch_save
@@ -150,27 +151,52 @@ class GaussianityLayers(nn.Module):
     """Single-mode CV layers R·S·R·D·R·V (the paper's QQ example), each parameter column
     (squeezing, displacement, r1, r2, r3, cubic phase); strengths clipped to [-1, 1].
 
+    Parameters (6, layers), or (K, 6, layers) for K stacked networks acting on a state of `models` K.
     The paper's notebook builds circuit A's squeezing gate without applying it; `squeeze_in_layer=False`
-    reproduces that.
+    reproduces that. `cubic_phase` names V's convention (quantum.fock_gates.CUBIC_PHASE_CONVENTIONS): "exact"
+    (converged), or "truncated" (Strawberry Fields' gate, which the paper's simulator used).
     """
 
-    def __init__(self, params: Tensor, trainable: bool, squeeze_in_layer: bool = True):
+    def __init__(self, params: Tensor, trainable: bool, squeeze_in_layer: bool = True,
+                 cubic_phase: CubicPhase = "exact"):
         super().__init__()
         params = torch.as_tensor(params, dtype=torch.float64)
-        if params.dim() != 2 or params.shape[0] != 6:
-            raise InputError(f"CV layer parameters must have shape (6, layers), got {tuple(params.shape)}")
+        if params.dim() not in (2, 3) or params.shape[-2] != 6:
+            raise InputError(f"CV layer parameters must have shape (6, layers) or (models, 6, layers), got "
+                             f"{tuple(params.shape)}")
+        if cubic_phase not in gates.CUBIC_PHASE_CONVENTIONS:
+            raise InputError(f"cubic phase convention {cubic_phase!r} is not one of "
+                             f"{', '.join(gates.CUBIC_PHASE_CONVENTIONS)}; pick one of them")
         if trainable:
             self.params = nn.Parameter(params.clone())
         else:
             self.register_buffer("params", params.clone())
-        self.squeeze_in_layer = squeeze_in_layer
+        self.squeeze_in_layer, self.cubic_phase, self.trainable = squeeze_in_layer, cubic_phase, trainable
+        self._frozen: dict[tuple, Tensor] = {}  # frozen layers: their product matrix per (cutoff, device)
 
     def forward(self, s: FockState) -> FockState:
-        for sq, d, r1, r2, r3, v in self.params.T:
-            s = s.rotate(r1, 0)
-            if self.squeeze_in_layer:
-                s = s.squeeze(_clip(sq), 0.0, 0)
-            s = s.rotate(r2, 0).displace(_clip(d), 0.0, 0).rotate(r3, 0).cubic_phase(_clip(v), 0)
+        if not self.trainable and self.params.dim() == 2:
+            key = (s.cutoff, s.ket.device)
+            if key not in self._frozen:  # the weights never change: one matrix for all layers
+                eye = torch.eye(s.cutoff, dtype=torch.complex128, device=s.ket.device)
+                self._frozen[key] = self._layers(FockState(eye)).ket.T
+            return s.apply(self._frozen[key], 0)
+        return self._layers(s)
+
+    def _layers(self, s: FockState) -> FockState:
+        c, p = s.cutoff, self.params.to(s.ket.real.dtype)
+        sq, d, r1, r2, r3, v = p.unbind(-2)  # each (layers,) or (K, layers): every layer's gates in one call
+        zero = torch.zeros_like(sq)
+        rotations = [gates.rotation(r, c).unbind(-2) for r in (r1, r2, r3)]
+        squeezes = gates.squeezing(_clip(sq), zero, c).unbind(-3) if self.squeeze_in_layer else None
+        displacements = gates.displacement(_clip(d), zero, c).unbind(-3)
+        cubics = gates.cubic_phase_gate(_clip(v), c, self.cubic_phase).unbind(-3)
+        for layer in range(p.shape[-1]):
+            s = s.apply_diagonal(rotations[0][layer], 0)
+            if squeezes is not None:
+                s = s.apply(squeezes[layer], 0)
+            s = s.apply_diagonal(rotations[1][layer], 0).apply(displacements[layer], 0)
+            s = s.apply_diagonal(rotations[2][layer], 0).apply(cubics[layer], 0)
         return s
 
 
@@ -292,7 +318,8 @@ _register(QuantumBackboneSpec(
     25, 15, lambda depth, weights=None, **kw: TetrominoNetwork(mari2019_weights("trained_params.npy", weights),
                                                                depth, **kw)))
 _register(QuantumBackboneSpec(
-    "cv-gaussianity", "the paper's one-layer CV circuit A pretrained on Gaussian vs non-Gaussian states (QQ)",
+    "cv-gaussianity", "the paper's one-layer CV circuit A pretrained on Gaussian vs non-Gaussian states (QQ); setting "
+    "cubic_phase='exact' (default, converged) or 'truncated' (Strawberry Fields' gate, the paper's)",
     1, 1, lambda depth, weights=None, **kw: GaussianityLayers(
         torch.as_tensor(mari2019_weights("circuit_A.npy", weights))[:, :depth], trainable=False, **kw)))
 _register(QuantumBackboneSpec(

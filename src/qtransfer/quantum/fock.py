@@ -9,16 +9,25 @@ from torch import Tensor
 
 from qtransfer.errors import InputError
 from qtransfer.quantum import fock_gates as gates
-from qtransfer.quantum.fock_gates import HBAR
+from qtransfer.quantum.fock_gates import HBAR, CubicPhase
 
 MAX_MODES = 3
 
 
 @dataclass(frozen=True)
 class FockState:
-    """Kets of a batch: tensor (B, c, …, c), one axis per mode; gates return new states (autograd-friendly)."""
+    """Kets of a batch: tensor (B, c, …, c), one axis per mode; gates return new states (autograd-friendly).
+
+    `models` K > 1 stacks K parameter sets: the batch is K groups of B/K elements, model-major, and a gate
+    parameter of leading size K (not B) acts per group, so K networks run as one.
+    """
 
     ket: Tensor
+    models: int = 1
+
+    def __post_init__(self) -> None:
+        if self.models < 1 or self.ket.shape[0] % self.models:
+            raise InputError(f"a batch of {self.ket.shape[0]} kets cannot hold {self.models} equal groups of models")
 
     @property
     def modes(self) -> int:
@@ -48,28 +57,42 @@ class FockState:
 
     # ------------------------------------------------------------------ applying gates
 
+    def _grouped(self, gate: Tensor, gate_dims: int) -> bool:
+        """Whether a batched gate holds one entry per model (K) rather than one per element (B)."""
+        return gate.dim() > gate_dims and self.models > 1 and gate.shape[0] == self.models != self.ket.shape[0]
+
+    def _contract(self, spec: str, matrix: Tensor, gate_dims: int) -> FockState:
+        """ket' = einsum(gate, ket): shared gate, one per element, or one per model group."""
+        matrix = matrix.to(self.ket.dtype)
+        if self._grouped(matrix, gate_dims):
+            ket = self.ket.reshape(self.models, -1, *self.ket.shape[1:])
+            spec = spec.replace("z", "m", 1).replace(",z", ",mz").replace("->z", "->mz")
+            return FockState(torch.einsum(spec, matrix, ket).reshape(self.ket.shape), self.models)
+        return FockState(torch.einsum(spec, matrix, self.ket), self.models)
+
     def apply(self, matrix: Tensor, mode: int) -> FockState:
-        """A single-mode gate (c, c) shared by the batch, or (B, c, c) one per element."""
+        """A single-mode gate (c, c) shared by the batch, (B, c, c) one per element or (K, c, c) one per model."""
         axes = "ijk"[: self.modes]
         out = axes.replace(axes[mode], "y")
-        spec = f"{'z' if matrix.dim() == 3 else ''}y{axes[mode]},z{axes}->z{out}"
-        return FockState(torch.einsum(spec, matrix.to(self.ket.dtype), self.ket))
+        return self._contract(f"{'z' if matrix.dim() == 3 else ''}y{axes[mode]},z{axes}->z{out}", matrix, 2)
 
     def apply_diagonal(self, diagonal: Tensor, mode: int) -> FockState:
-        """A gate diagonal in the Fock basis, given as (c,) or (B, c)."""
+        """A gate diagonal in the Fock basis, given as (c,), (B, c) or (K, c)."""
+        diagonal = diagonal.to(self.ket.dtype)
+        if self._grouped(diagonal, 1):
+            diagonal = diagonal.repeat_interleave(self.ket.shape[0] // self.models, 0)
         shape = [diagonal.shape[0] if diagonal.dim() == 2 else 1] + [1] * self.modes
         shape[1 + mode] = self.cutoff
-        return FockState(self.ket * diagonal.to(self.ket.dtype).reshape(shape))
+        return FockState(self.ket * diagonal.reshape(shape), self.models)
 
     def apply_two(self, matrix: Tensor, modes: tuple[int, int]) -> FockState:
-        """A two-mode gate (c, c, c, c) or (B, c, c, c, c) on modes (i, j)."""
+        """A two-mode gate (c, c, c, c), or (B, …) / (K, …) batched, on modes (i, j)."""
         i, j = modes
         if i == j:
             raise InputError(f"a two-mode gate needs two different modes, got {modes}")
         axes = "ijk"[: self.modes]
         out = axes.replace(axes[i], "u").replace(axes[j], "v")
-        spec = f"{'z' if matrix.dim() == 5 else ''}uv{axes[i]}{axes[j]},z{axes}->z{out}"
-        return FockState(torch.einsum(spec, matrix.to(self.ket.dtype), self.ket))
+        return self._contract(f"{'z' if matrix.dim() == 5 else ''}uv{axes[i]}{axes[j]},z{axes}->z{out}", matrix, 4)
 
     def displace(self, r: Tensor | float, phi: Tensor | float, mode: int) -> FockState:
         """D(r·e^{iφ}) on `mode`."""
@@ -87,9 +110,9 @@ class FockState:
         """K(κ) on `mode`."""
         return self.apply_diagonal(gates.kerr(self._param(kappa), self.cutoff), mode)
 
-    def cubic_phase(self, gamma: Tensor | float, mode: int) -> FockState:
-        """V(γ) on `mode`."""
-        return self.apply(gates.cubic_phase(self._param(gamma), self.cutoff), mode)
+    def cubic_phase(self, gamma: Tensor | float, mode: int, convention: CubicPhase = "exact") -> FockState:
+        """V(γ) on `mode`, exact below the cutoff or as Strawberry Fields truncates it (`convention`)."""
+        return self.apply(gates.cubic_phase_gate(self._param(gamma), self.cutoff, convention), mode)
 
     def beamsplitter(self, theta: Tensor | float, phi: Tensor | float, modes: tuple[int, int] = (0, 1)) -> FockState:
         """B(θ, φ) on two modes."""

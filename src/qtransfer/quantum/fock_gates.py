@@ -10,11 +10,21 @@ from __future__ import annotations
 
 import math
 from functools import cache
+from typing import Literal
 
 import torch
 from torch import Tensor
 
+from qtransfer.errors import InputError
+
 HBAR = 2.0
+
+CubicPhase = Literal["exact", "truncated"]
+CUBIC_PHASE_CONVENTIONS: dict[str, str] = {
+    "exact": "the elements of exp(iγx̂³/6) below the cutoff (converged: independent of the cutoff)",
+    "truncated": "exp of x̂³ built from the truncated ladder operator (Strawberry Fields' Vgate; the paper's "
+                 "simulator): unitary on the cutoff, but far from the exact gate in its high Fock elements",
+}
 
 
 def _creation(v: Tensor, axis: int = -1) -> Tensor:
@@ -117,11 +127,46 @@ def _hermite_grid(cutoff: int, points: int, dtype: torch.dtype) -> tuple[Tensor,
     return x.to(dtype), (psi * math.sqrt(dx)).to(dtype)
 
 
-def cubic_phase(gamma: Tensor | float, cutoff: int, points: int = 2049) -> Tensor:
+def grid_points(cutoff: int, gamma: Tensor) -> int:
+    """Grid size at which cubic_phase's integrals converge to ~1e-12 (measured up to cutoff 35, |γ| ≤ 2)."""
+    strength = max(1, math.ceil(float(gamma.detach().abs().max()))) if gamma.numel() else 1
+    return 64 * (cutoff // 2 + 2) * strength + 1
+
+
+def cubic_phase(gamma: Tensor | float, cutoff: int, points: int | None = None) -> Tensor:
     """V(γ) = exp(iγ x̂³ / (3ħ)): <m|V|n> = ∫ ψ_m ψ_n e^{iγx³/3ħ} dx on a fine grid (converged to ~1e-12)."""
     gamma = torch.as_tensor(gamma)
+    points = points or grid_points(cutoff, gamma)
     dtype = torch.float64 if gamma.dtype == torch.float64 else torch.float32
     x, psi = _hermite_grid(cutoff, points, dtype)
     x, psi = x.to(gamma.device), psi.to(gamma.device)
     angle = gamma.to(dtype).unsqueeze(-1).unsqueeze(-2) * (x**3 / (3 * HBAR))  # (..., 1, K)
     return torch.complex((psi * torch.cos(angle)) @ psi.T, (psi * torch.sin(angle)) @ psi.T)
+
+
+@cache
+def _truncated_cube(cutoff: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Eigenvalues and eigenvectors of x̂³/(3ħ) with x̂ = sqrt(ħ/2)(a + a†) from the truncated a."""
+    root = torch.arange(1, cutoff, dtype=torch.float64).sqrt()
+    x = math.sqrt(HBAR / 2) * (torch.diag(root, 1) + torch.diag(root, -1))
+    values, vectors = torch.linalg.eigh(x @ x @ x / (3 * HBAR))
+    return values.to(dtype), vectors.to(dtype)
+
+
+def cubic_phase_truncated(gamma: Tensor | float, cutoff: int) -> Tensor:
+    """V(γ) as Strawberry Fields builds it: exp(iγ X/(3ħ)), X the cube of the truncated x̂ (unitary, not exact)."""
+    gamma = torch.as_tensor(gamma)
+    dtype = torch.float64 if gamma.dtype == torch.float64 else torch.float32
+    values, vectors = (t.to(gamma.device) for t in _truncated_cube(cutoff, dtype))
+    phase = torch.exp(1j * gamma.to(dtype).unsqueeze(-1) * values)  # (..., c)
+    return (vectors * phase.unsqueeze(-2)) @ vectors.T.to(phase.dtype)
+
+
+def cubic_phase_gate(gamma: Tensor | float, cutoff: int, convention: CubicPhase = "exact") -> Tensor:
+    """V(γ) in the named convention (see CUBIC_PHASE_CONVENTIONS)."""
+    if convention == "exact":
+        return cubic_phase(gamma, cutoff)
+    if convention == "truncated":
+        return cubic_phase_truncated(gamma, cutoff)
+    raise InputError(f"cubic phase convention {convention!r} is not one of {', '.join(CUBIC_PHASE_CONVENTIONS)}; "
+                     "pick one of them")

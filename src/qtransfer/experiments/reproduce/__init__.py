@@ -51,7 +51,7 @@ def command_line(name: str, options: ReproduceOptions, report: Path | None) -> s
     parts = ["qtransfer", "reproduce", name]
     for flag, value, default in [
         ("--data", options.data, None), ("--epochs", options.epochs, None), ("--steps", options.steps, None),
-        ("--augment-views", options.augment_views, 10),
+        ("--augment-views", options.augment_views, 10), ("--cubic-phase", options.cubic_phase, "exact"),
     ]:
         if value is not None and value != default:
             parts += [flag, str(value)]

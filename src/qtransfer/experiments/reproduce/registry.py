@@ -27,6 +27,7 @@ class ReproduceOptions:
     num_workers: int = -1
     command: str = ""  # the command line that ran, for the report
     progress: bool = True  # progress bars
+    cubic_phase: str = "exact"  # qq: the cubic phase gate of its earlier rows (quantum.fock_gates conventions)
 
 
 @dataclass
