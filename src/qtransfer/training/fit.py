@@ -13,7 +13,7 @@ from torch import nn
 
 from qtransfer.config import TrainConfig
 from qtransfer.features.pipeline import FeatureSplit
-from qtransfer.models.heads import build_head
+from qtransfer.models.heads import HEADS, build_head
 from qtransfer.models.stacked import StackedHeads, stackable
 from qtransfer.training.loop import Loop, chunks, evaluate
 from qtransfer.training.metrics import classification_metrics
@@ -51,8 +51,8 @@ def stack_key(job: FitJob) -> tuple[Any, ...] | None:
     """Jobs with equal keys train as one stacked model: same head architecture and schedule, same number of steps
     per epoch, data of the same kind; seeds, learning rates and the data themselves may differ. None: alone."""
     c = job.config
-    if c.fitted_head() or c.seed_parity or c.head not in ("quantum", "classical", "linear") or c.backend != "torch" \
-            or c.shots or c.noise or c.device_options:
+    measured = c.backend != "torch" or c.shots or c.noise or c.device_options  # the engine's exact path only
+    if c.seed_parity or measured or not hasattr(HEADS.lookup(c.head), "stacked_forward"):
         return None
     steps = -(-len(job.train.labels) // c.batch_size)
     settings = json.dumps(asdict(replace(c, seed=0, lr=0.0, name="")), sort_keys=True)
