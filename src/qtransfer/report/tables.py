@@ -184,13 +184,19 @@ def cv_markdown(result: dict[str, Any], metrics: list[str]) -> str:
              (f"{result['samples']} images pooled from {result['pooled']}, stratified folds (seed "
              f"{s['config']['seed']}); in each fold {int(s['inner_fraction'] * 100)}% of the rest selects the epoch "
              "(selected-on) and the fold itself is scored once (held-out)."), "",
-             "| head | fold | train / select / test | best epoch | selected-on inner val acc | "
+             "| head | fold | seed | train / select / test | best epoch | selected-on inner val acc | "
              + " | ".join(f"held-out {m}" for m in metrics) + " |",
-             "|---|---|---|---|---|" + "---|" * len(metrics)]
+             "|---|---|---|---|---|---|" + "---|" * len(metrics)]
     for r in result["folds"]:
         cells = [_cell(r["held_out"][m]) for m in metrics]
-        lines.append(f"| `{r['head']}` | {r['fold']} | {r['train']} / {r['select']} / {r['test']} | {r['best_epoch']} "
-                     f"| {r['selected_on_inner_val_acc']:.4f} | " + " | ".join(cells) + " |")
+        lines.append(f"| `{r['head']}` | {r['fold']} | {r.get('seed', s['config']['seed'])} | {r['train']} / "
+                     f"{r['select']} / {r['test']} | {r['best_epoch']} | {r['selected_on_inner_val_acc']:.4f} | "
+                     + " | ".join(cells) + " |")
+    seeds = result.get("seeds", [s["config"]["seed"]])
+    if len(seeds) > 1:
+        lines += ["", f"Each head trained with {len(seeds)} seeds ({', '.join(map(str, seeds))}) on every fold; below, "
+                      f"the seeds are averaged within a fold, and mean, std and interval are over the "
+                      f"{s['folds']} folds."]
     lines += ["", "| head | selected-on inner val acc | held-out accuracy (mean ± std) | 95% interval (t) | gap |",
               "|---|---|---|---|---|"]
     for head, h in result["summary"].items():
