@@ -204,6 +204,14 @@ def test_a_settings_file_from_before_flat_files_still_resumes(tmp_path: Path) ->
     old.write_text(json.dumps({**asdict(settings), "config": asdict(settings.config)}))
     assert CompareSettings.load(old) == settings
 
+    from qtransfer.experiments.sweep import SweepSettings
+
+    sweep = SweepSettings(TrainConfig(data="d"), depths=[1], qubits=[2], seeds=[3], no_classical=True)
+    values = {**asdict(sweep), "config": asdict(sweep.config), "classical": False}
+    del values["no_classical"]
+    old.write_text(json.dumps(values))
+    assert SweepSettings.load(old) == sweep
+
 
 def test_cv_resumes_without_refitting_and_refuses_a_directory_in_use(tmp_path: Path, hymenoptera: Path,
                                                                      shared_cache: Path, monkeypatch) -> None:

@@ -232,7 +232,7 @@ class SettingsFile:
     def load(cls, path: Path) -> Self:
         """Settings from a JSON file written by to_json (or, from before flat files, with the config nested)."""
         path = Path(path)
-        values = read_json(path, "start anew", "start anew")
+        values = cls.upgraded(read_json(path, "start anew", "start anew"))
         own = {cls.KEYS.get(f.name, f.name): f.name for f in fields(cls) if f.name != "config"}  # type: ignore[arg-type]
         allowed = {*own, *own.values(), *(f.name for f in fields(TrainConfig)), "config"}
         if not isinstance(values, dict) or set(values) - allowed:
@@ -242,6 +242,11 @@ class SettingsFile:
         config = nested if nested is not None else {k: values.pop(k) for k in list(values) if k not in own}
         settings = {own.get(k, k): v for k, v in values.items()}
         return cls(TrainConfig.from_dict(config, str(path)), **settings)  # type: ignore[call-arg]
+
+    @classmethod
+    def upgraded(cls, values: Any) -> Any:
+        """A settings file's values as this version names them (a settings class that renamed a field says how)."""
+        return values
 
     def resumed(self, changes: ResumeChanges) -> Self:
         """These saved settings with `changes` applied to their TrainConfig; a change to any other is refused."""

@@ -27,6 +27,13 @@ class SweepSettings(SettingsFile):
     seeds: list[int] = field(default_factory=lambda: [42, 43, 44, 45, 46])
     no_classical: bool = False
 
+    @classmethod
+    def upgraded(cls, values: Any) -> Any:
+        """Before flat settings files, a sweep saved `classical`, the opposite of `no_classical`."""
+        if isinstance(values, dict) and isinstance(values.get("classical"), bool):
+            values["no_classical"] = not values.pop("classical")
+        return values
+
     def heads(self) -> list[str]:
         """Head specs of every point; a point on both axes is listed once."""
         c = self.config
