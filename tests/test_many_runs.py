@@ -111,7 +111,8 @@ def real_features(hymenoptera: Path, shared_cache: Path):
 @pytest.mark.parametrize("head", HEADS)
 def test_stacked_jobs_equal_their_solo_runs_on_the_real_features_in_float32(head: str, real_features) -> None:
     train, val = real_features.train, real_features.val
-    configs = [TrainConfig(data="-", head=head, epochs=3, step_size=2, seed=s) for s in range(42, 47)]
+    configs = [TrainConfig(data="-", head=head, epochs=3, step_size=2, seed=s, lr=lr)  # an lr grid stacks too
+               for s, lr in zip(range(42, 47), (4e-4, 4e-4, 1e-3, 4e-4, 2e-3))]
     stacked = fit_group([FitJob(c, train, val) for c in configs], 2, torch.device("cpu"))
     for config, result in zip(configs, stacked):
         solo = _solo(config, train, val)

@@ -150,7 +150,7 @@ def train_epoch(
             before = [p.detach().clone() for p in params]
             optimizer.step()
             for p, b in zip(params, before):
-                p.detach().copy_(b.lerp_(p.detach(), lr_scale.view(-1, *[1] * (p.dim() - 1))))
+                p.detach().copy_(b.lerp_(p.detach(), lr_scale.to(p.dtype).view(-1, *[1] * (p.dim() - 1))))
     return [(loss_total[k] / seen[k], right_total[k] / seen[k]) for k in range(jobs)]
 
 
