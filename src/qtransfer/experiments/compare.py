@@ -9,16 +9,15 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-
 from qtransfer import distributed
 from qtransfer.config import MAX_SEED, ResumeChanges, SettingsFile, TrainConfig
 from qtransfer.errors import InputError
+from qtransfer.experiments.runner import Job, experiment, resumable, run_jobs
 from qtransfer.experiments.stats import describe, paired_difference
 from qtransfer.features.pipeline import Features, load_features
 from qtransfer.models.heads import HEADS
 from qtransfer.registry import unknown_name
 from qtransfer.report import figures, tables
-from qtransfer.experiments.runner import Job, experiment, resumable, run_jobs
 from qtransfer.runtime import package_versions, resolve_device
 from qtransfer.storage import atomic_write_text
 from qtransfer.tracking.tracker import Tracker
@@ -221,8 +220,9 @@ def run_comparison(
 ) -> tuple[Path, dict[str, Any]]:
     """Features, then every (head, seed) fit, resumable from runs.jsonl (`settings` are then the resumed run's), then
     `write(run_dir, result)`; returns the directory and the result. The directory holds compare_config.json and
-    `files` (name -> text) from the start, and is locked against other processes until its results are written. With --tensorboard or --mlflow the
-    comparison is one tracked run with a child run per head and seed, and its files at the end."""
+    `files` (name -> text) from the start, and is locked against other processes until its results are written.
+    With --tensorboard or --mlflow the comparison is one tracked run with a child run per head and seed, and its
+    files at the end."""
     specs = [parse_head(h) for h in settings.heads]
     _check_settings(settings, specs)
     started = time.perf_counter()

@@ -13,10 +13,10 @@ from qtransfer.config import MAX_SEED, ResumeChanges, SettingsFile, TrainConfig
 from qtransfer.data.splits import stratified_folds, stratified_holdout
 from qtransfer.errors import InputError
 from qtransfer.experiments.compare import parse_head, settings_params
+from qtransfer.experiments.runner import Job, experiment, resumable, run_jobs
 from qtransfer.experiments.stats import describe, t_interval
 from qtransfer.features.pipeline import load_features
 from qtransfer.report.tables import cv_markdown
-from qtransfer.experiments.runner import Job, experiment, resumable, run_jobs
 from qtransfer.runtime import package_versions, resolve_device
 from qtransfer.storage import atomic_write_text
 from qtransfer.tracking.tracker import Tracker
@@ -80,7 +80,8 @@ def cross_validate(settings: CVSettings, progress: bool = True, resume: Path | N
         jobs = []
         for k in range(settings.folds):
             rest = sorted(set(range(len(labels))) - set(folds[k]))
-            fit_idx, select_idx = stratified_holdout([labels[i] for i in rest], settings.inner_fraction, config.seed + k)
+            fit_idx, select_idx = stratified_holdout([labels[i] for i in rest], settings.inner_fraction,
+                                                     config.seed + k)
             train = pool.subset([rest[i] for i in fit_idx]).to_device(device)
             select = pool.subset([rest[i] for i in select_idx]).to_device(device)
             test = pool.subset(folds[k]).to_device(device)
@@ -91,11 +92,10 @@ def cross_validate(settings: CVSettings, progress: bool = True, resume: Path | N
                     jobs.append(Job((head, k, seed), FitJob(cfg, train, select, test),
                                     functools.partial(_fold_row, head, k, seed, (len(train.labels), len(select.labels)),
                                                       test.paths)))
-        order = {(h, k, seed): i for i, (h, k, seed) in enumerate(
-            (h, k, seed) for h in settings.heads for k in range(settings.folds) for seed in settings.seed_list())}
         rows = run_jobs(jobs, _fold_key, run.dir, len(features.classes), device, features.classes, progress,
                         track=lambda r: _track_fold(run.tracker, config, r))
-        rows = sorted(rows, key=lambda r: order[_fold_key(r)])  # by head, then fold, then seed
+        seeds = settings.seed_list()
+        rows.sort(key=lambda r: (settings.heads.index(r["head"]), r["fold"], seeds.index(r["seed"])))
         result = _result(settings, features.backbone, features.classes, len(labels), rows, started)
         if distributed.is_main():
             atomic_write_text(run.dir / "cv.json", json.dumps(result, indent=2))
@@ -126,7 +126,8 @@ def _result(settings: CVSettings, backbone: str, classes: list[str], samples: in
         by_fold = [[r for r in mine if r["fold"] == k] for k in range(settings.folds)]
         per_fold = lambda value: [sum(map(value, rs)) / len(rs) for rs in by_fold]  # noqa: E731
         held = {m: per_fold(lambda r, m=m: r["held_out"][m]) for m in settings.metrics
-                if m in ("accuracy", "balanced_accuracy", "roc_auc") and all(r["held_out"][m] is not None for r in mine)}
+                if m in ("accuracy", "balanced_accuracy", "roc_auc")
+                and all(r["held_out"][m] is not None for r in mine)}
         summary[head] = {
             "selected_on_inner_val_acc": describe(per_fold(lambda r: r["selected_on_inner_val_acc"])),
             **{f"held_out_{m}": {**describe(v), "ci95": t_interval(v, bounds=(0.0, 1.0))} for m, v in held.items()},

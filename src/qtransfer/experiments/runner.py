@@ -3,7 +3,7 @@
 A command describes its work as jobs (what to fit, and the line of runs.jsonl a finished fit becomes); the runner
 owns everything else: the run directory, its settings file and lock, the tracker and a child run per job,
 `--resume` (a finished job is never run again), interrupts, sharing jobs among torchrun's ranks, and training
-same-shape jobs together as one stacked model (`training.fit.fit_jobs`).
+same-shape jobs together as one stacked model (`training.fit.stack_groups`, `fit_group`).
 """
 from __future__ import annotations
 
@@ -43,18 +43,16 @@ class Job:
 
 @dataclass
 class Experiment(Generic[T]):
-    """A run directory being filled: where, with which tracker, what `prepare` gave, whether it is resumed."""
+    """A run directory being filled: where, with which tracker, and what `prepare` gave."""
 
     dir: Path
     tracker: Tracker
     prepared: T
-    resumed: bool
 
 
 @contextlib.contextmanager
 def experiment(
     command: str, config: TrainConfig, resume: Path | None, files: dict[str, str], prepare: Callable[[], T],
-    name: str | None = None,
 ) -> Iterator[Experiment[T]]:
     """A new run directory (or the one being resumed) holding `files` (name -> text: the settings first, so a
     kill at any moment leaves it resumable), locked against other processes, with rank 0's tracker; an interrupt
@@ -71,7 +69,7 @@ def experiment(
         prepared = prepare()
         if distributed.is_main():
             if run_dir is None:
-                run_dir = new_run_dir(config.out, config.name or name or command)
+                run_dir = new_run_dir(config.out, config.name or command)
                 held.enter_context(run_dir_lock(run_dir))
             for file, text in files.items():
                 atomic_write_text(run_dir / file, text)
@@ -79,7 +77,7 @@ def experiment(
         tracker = held.enter_context(start_tracker(run_dir, config.tensorboard, config.mlflow,
                                                    resume=resume is not None))
         try:
-            yield Experiment(run_dir, tracker, prepared, resume is not None)
+            yield Experiment(run_dir, tracker, prepared)
         except KeyboardInterrupt:
             done = len(read_runs(run_dir / RUNS_FILE))
             raise Interrupted(f"interrupted; {done} finished run(s) are kept in {run_dir / RUNS_FILE}. "
@@ -100,9 +98,9 @@ def run_jobs(
     track: Callable[[dict[str, Any]], None] = lambda record: None,
 ) -> list[dict[str, Any]]:
     """Every job's record, finished ones read from runs.jsonl (`key_of(record)` is its job's key; records of no job
-    are dropped) and the others fitted, same-shape ones stacked. After each stacked group runs.jsonl is rewritten whole, so an interruption
-    keeps every finished job. Under torchrun each rank fits every world-th group left and rank 0 gathers them, in
-    the jobs' order; `track(record)` is called on rank 0 for each new record."""
+    are dropped) and the others fitted, same-shape ones stacked. After each stacked group runs.jsonl is rewritten
+    whole, so an interruption keeps every finished job. Under torchrun each rank fits every world-th group left
+    and rank 0 gathers them, in the jobs' order; `track(record)` is called on rank 0 for each new record."""
     path = run_dir / RUNS_FILE
     done = read_runs(path)
     done = distributed.broadcast(done if distributed.is_main() else None)  # rank 0's file decides what is left

@@ -7,7 +7,6 @@ without a model axis runs as `Solo`, the K = 1 case, so one training loop serves
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -56,12 +55,6 @@ class StackedHeads(nn.Module):
     def state_dict_of(self, k: int) -> dict[str, Tensor]:
         """Head k's weights, as its own `state_dict()` would give them."""
         return {name: p[k].detach().clone() for name, p in zip(self.names, self.stacked)}
-
-    def head(self, k: int, make: Any) -> nn.Module:
-        """Head k as a single module: `make()` builds one of the architecture, then it gets head k's weights."""
-        head = make()
-        head.load_state_dict(self.state_dict_of(k))
-        return head.to(self.stacked[0].device)
 
 
 class Solo(nn.Module):

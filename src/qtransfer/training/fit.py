@@ -95,8 +95,9 @@ def fit_group(jobs: Sequence[FitJob], n_classes: int, device: torch.device,
         seconds = loop.run(lambda: loop.batches(train.features, train.labels), lambda: chunks(val.features, val.labels),
                            keep_best)
     else:
-        seconds = loop.run(lambda: loop.stacked_batches([j.train.features for j in jobs], [j.train.labels for j in jobs]),
-                           lambda: [(j.val.features, j.val.labels) for j in jobs], keep_best)
+        xs, ys = [j.train.features for j in jobs], [j.train.labels for j in jobs]
+        seconds = loop.run(lambda: loop.stacked_batches(xs, ys), lambda: [(j.val.features, j.val.labels) for j in jobs],
+                           keep_best)
     results = []
     for k, (job, head) in enumerate(zip(jobs, heads)):
         head.load_state_dict(best[k])

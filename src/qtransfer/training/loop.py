@@ -275,8 +275,8 @@ class Loop:
             raise ValueError(f"a loop of {len(configs)} jobs needs a model of as many heads, got {models}")
         together = shared and distributed.is_distributed()
         self.rank, self.world = (distributed.rank(), distributed.world_size()) if together else (0, 1)
-        self.trainer = (DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
-                        if together else self.model)
+        device_ids = [device.index] if device.type == "cuda" else None
+        self.trainer = DistributedDataParallel(self.model, device_ids=device_ids) if together else self.model
         self.jobs = [Job(c, torch.Generator().manual_seed(c.seed)) for c in configs]
         self.epochs = 1 if self.fitted else self.config.epochs
         self.threads = threads_for(step_amplitudes(self.config, len(configs)), self.config.threads)
