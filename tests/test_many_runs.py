@@ -132,14 +132,9 @@ def _strip(runs: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "train_s"} for r in runs]
 
 
-def test_an_interrupted_group_resumed_equals_an_uninterrupted_run(tmp_path: Path, hymenoptera: Path,
-                                                                   shared_cache: Path, monkeypatch) -> None:
+def _interrupt_the_second_group(monkeypatch):
+    """The runner fits its first stacked group, then is interrupted (Ctrl-C) at the second; returns the real fit."""
     import qtransfer.experiments.runner as runner
-
-    assert cli.main(_compare(tmp_path / "clean", hymenoptera, shared_cache)) == 0
-    (clean,) = (tmp_path / "clean" / "runs").iterdir()
-    expected = json.loads((clean / "compare.json").read_text())["runs"]
-    assert [r["stacked"] for r in expected] == [3] * 6  # each head's three seeds trained as one model
 
     real, calls = runner.fit_group, []
 
@@ -150,6 +145,19 @@ def test_an_interrupted_group_resumed_equals_an_uninterrupted_run(tmp_path: Path
         return real(*args, **kwargs)
 
     monkeypatch.setattr(runner, "fit_group", interrupted_second_group)
+    return real
+
+
+def test_an_interrupted_group_resumed_equals_an_uninterrupted_run(tmp_path: Path, hymenoptera: Path,
+                                                                   shared_cache: Path, monkeypatch) -> None:
+    import qtransfer.experiments.runner as runner
+
+    assert cli.main(_compare(tmp_path / "clean", hymenoptera, shared_cache)) == 0
+    (clean,) = (tmp_path / "clean" / "runs").iterdir()
+    expected = json.loads((clean / "compare.json").read_text())["runs"]
+    assert [r["stacked"] for r in expected] == [3] * 6  # each head's three seeds trained as one model
+
+    real = _interrupt_the_second_group(monkeypatch)
     with pytest.raises(Interrupted, match="3 finished run"):
         from qtransfer.experiments.compare import CompareSettings, compare
 
@@ -222,15 +230,7 @@ def test_cv_resumes_without_refitting_and_refuses_a_directory_in_use(tmp_path: P
 
     argv = ["--quiet", "cv", "--data", str(hymenoptera), "--cache-dir", str(shared_cache), "--workers", "0",
             "--out", str(tmp_path), "--epochs", "1", "--heads", "linear", "logreg", "--folds", "2"]
-    real, calls = runner.fit_group, []
-
-    def stop_at_the_second(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(runner, "fit_group", stop_at_the_second)
+    real = _interrupt_the_second_group(monkeypatch)
     assert cli.main(argv) == 130
     (run_dir,) = tmp_path.iterdir()
     assert len((run_dir / "runs.jsonl").read_text().splitlines()) == 2  # linear's two folds, stacked
