@@ -36,6 +36,7 @@ TRAIN_FLAGS = {
     "epochs": ("--epochs", "training epochs"),
     "batch_size": ("--batch-size", "batch size"),
     "lr": ("--lr", "Adam learning rate"),
+    "weight_decay": ("--weight-decay", "Adam's L2 penalty on the trained parameters"),
     "step_size": ("--step-size", "StepLR: epochs between learning-rate cuts"),
     "gamma": ("--gamma", "StepLR: factor of each cut"),
     "seed": ("--seed", "random seed"),
@@ -65,6 +66,8 @@ def _add_config_flags(p: argparse.ArgumentParser, exclude: Sequence[str] = ()) -
         kind = {"int": int, "float": float}.get(str(types[field_name]), str)
         p.add_argument(flag, dest=field_name, type=kind, default=default, help=f"{help_text} (default: {default!r})")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    p.add_argument("--no-entangle", dest="entangle", action="store_false",
+                   help="a control: the circuit with its entangling (multi-qubit) gates removed")
     _add_tracking_flags(p)
 
 

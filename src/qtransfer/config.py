@@ -32,12 +32,14 @@ class TrainConfig:
     n_qubits: int = 4
     depth: int = 6
     template: str = "tutorial"  # the quantum head's circuit (quantum.circuits.TEMPLATES)
+    entangle: bool = True  # False: the circuit with its multi-qubit gates removed (a control)
     embedding: str = "tutorial"  # the kernel heads' feature map (quantum.embeddings.EMBEDDINGS)
     backend: str = "torch"
     q_delta: float = 0.01
     epochs: int = 30
     batch_size: int = 4
     lr: float = 4e-4
+    weight_decay: float = 0.0  # Adam's L2 penalty on every trained parameter
     step_size: int = 10
     gamma: float = 0.1
     seed: int = 42
@@ -82,6 +84,7 @@ class TrainConfig:
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
             (self.lr > 0, f"learning rate must be > 0, got {self.lr}"),
             (self.lr < math.inf, f"learning rate must be finite, got {self.lr}"),
+            (0 <= self.weight_decay < math.inf, f"weight decay must be finite and >= 0, got {self.weight_decay}"),
             (self.step_size >= 1, f"step size must be >= 1, got {self.step_size}"),
             (0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}"),
             (self.q_delta >= 0, f"q_delta must be >= 0, got {self.q_delta}"),
@@ -115,7 +118,7 @@ class TrainConfig:
                              f"call: drop --seed-parity or use --head quantum, classical or linear")
         if self.head != "quantum":
             return
-        circuit = make_circuit(self.template, self.n_qubits, self.depth)
+        circuit = make_circuit(self.template, self.n_qubits, self.depth, self.entangle)
         backend = get_backend(self.head_options()["backend"])
         if isinstance(backend, PennyLaneBackend):
             backend.check_available()  # a missing device or plugin fails here, naming its package
@@ -149,7 +152,8 @@ class TrainConfig:
         """Keyword arguments for create_head (the backend built with its shots, noise and device options)."""
         options: dict[str, Any] = {"n_qubits": self.n_qubits, "depth": self.depth, "template": self.template,
                                    "embedding": self.embedding, "q_delta": self.q_delta, "backend": self.backend,
-                                   "pca": self.pca, "shots": self.shots, "noise": self.noise}
+                                   "pca": self.pca, "shots": self.shots, "noise": self.noise,
+                                   "entangle": self.entangle}
         if self.head == "quantum" and (self.shots or self.noise or self.device_options):
             from qtransfer.quantum.backends import make_backend
 

@@ -27,8 +27,10 @@ from qtransfer.training.fit import FitJob, FitResult
 SPEC_KEYS = {
     "qubits": "n_qubits", "n_qubits": "n_qubits", "depth": "depth", "template": "template", "embedding": "embedding",
     "backend": "backend", "q_delta": "q_delta", "lr": "lr", "epochs": "epochs", "batch_size": "batch_size",
-    "step_size": "step_size", "gamma": "gamma", "pca": "pca",
+    "step_size": "step_size", "gamma": "gamma", "pca": "pca", "weight_decay": "weight_decay",
+    "entangle": "entangle",
 }
+BOOLEANS = {"true": True, "false": False}
 METRICS = ("best_val_acc", "final_val_acc", "best_val_loss", "final_val_loss", "parameters", "train_s")
 HELD_OUT = ("held_out_acc", "held_out_balanced_acc", "held_out_roc_auc")
 HELD_OUT_KEYS = {"accuracy": "held_out_acc", "balanced_accuracy": "held_out_balanced_acc", "roc_auc": "held_out_roc_auc"}
@@ -66,6 +68,11 @@ def parse_head(text: str) -> HeadSpec:
                 f"bad head setting {item!r} in {text!r}: use key=value with key one of {', '.join(sorted(SPEC_KEYS))}"
             )
         target = SPEC_KEYS[key.strip()]
+        if str(types[target]) == "bool":
+            if value.strip().lower() not in BOOLEANS:
+                raise InputError(f"head setting {item!r} in {text!r} needs true or false")
+            settings[target] = BOOLEANS[value.strip().lower()]
+            continue
         kind = {"int": int, "float": float}.get(str(types[target]), str)
         try:
             settings[target] = kind(value.strip())

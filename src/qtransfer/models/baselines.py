@@ -17,11 +17,12 @@ from qtransfer.models.fitted import FittedHead, grid_search, inner_cv, training_
 from qtransfer.models.reduction import Reduction
 from qtransfer.models.settings import check_ignored
 
-LOGREG_C = tuple(float(c) for c in np.logspace(-3, 2, 6))
+# Every head searches 8 configurations (models.search.SEARCH_SIZE), so that tuning is equal across heads.
+LOGREG_C = tuple(float(c) for c in np.logspace(-3, 2, 8))
 SVM_C = (1.0, 10.0, 100.0, 1000.0)
-SVM_GAMMA_FACTORS = (0.03, 0.1, 0.3, 1.0, 3.0)  # times scikit-learn's "scale": 1 / (n_features * variance)
+SVM_GAMMA_FACTORS = (0.3, 1.0)  # times scikit-learn's "scale": 1 / (n_features * variance)
 MLP_WIDTHS = (16, 64)
-MLP_ALPHAS = (1e-2, 1.0, 1e2)
+MLP_ALPHAS = (1e-2, 1e-1, 1.0, 1e2)
 # One L-BFGS iteration costs ~1.5 ms whatever the size (scikit-learn's and SciPy's overhead): 3 inner folds and
 # at most 100 iterations keep a fit at a few seconds on one core.
 MLP_FOLDS = 3
@@ -51,8 +52,8 @@ class KernelMachine:
     C: float
 
 
-def fit_kernel_machine(kernels: Sequence[np.ndarray], y: np.ndarray, seed: int, n_classes: int
-                       ) -> tuple[int, KernelMachine]:
+def fit_kernel_machine(kernels: Sequence[np.ndarray], y: np.ndarray, seed: int, n_classes: int,
+                       c_values: Sequence[float] = SVM_C) -> tuple[int, KernelMachine]:
     """Search C of an SVM (one-vs-rest above two classes) by inner CV on each candidate training Gram matrix;
     returns the index of the best candidate (the first of equals) and its machine refitted on all rows."""
     from sklearn.multiclass import OneVsRestClassifier
@@ -61,8 +62,8 @@ def fit_kernel_machine(kernels: Sequence[np.ndarray], y: np.ndarray, seed: int, 
     machine, key = SVC(kernel="precomputed"), "C"
     if n_classes > 2:
         machine, key = OneVsRestClassifier(machine), "estimator__C"
-    searches = [grid_search(machine, {key: SVM_C}, k, y, seed) for k in kernels]
-    best = max(range(len(searches)), key=lambda i: searches[i].best_score_)
+    searches = [grid_search(machine, {key: tuple(c_values)}, k, y, seed) for k in kernels]
+    best = 0 if len(searches) == 1 else max(range(len(searches)), key=lambda i: searches[i].best_score_)
     search = searches[best]
     machines = [search.best_estimator_] if n_classes == 2 else search.best_estimator_.estimators_
     support = np.unique(np.concatenate([m.support_ for m in machines]))
@@ -113,6 +114,8 @@ class ReducedHead(FittedHead):
 class LogisticRegressionHead(ReducedHead):
     """L2-penalized logistic regression (multinomial above two classes), C chosen by inner CV."""
 
+    SEARCH = {"C": LOGREG_C}
+
     def __init__(self, in_features: int, n_classes: int, pca: int = 0, **shared: Any):
         super().__init__("logreg", in_features, n_classes, pca, **shared)
         self.fitted_buffer("weight", np.zeros((0, 0)))
@@ -121,7 +124,7 @@ class LogisticRegressionHead(ReducedHead):
     def fit_reduced(self, z: np.ndarray, y: np.ndarray, seed: int) -> dict[str, Any]:
         from sklearn.linear_model import LogisticRegression
 
-        model, choices = inner_cv(LogisticRegression(solver="lbfgs", max_iter=1000), {"C": LOGREG_C}, z, y, seed)
+        model, choices = inner_cv(LogisticRegression(solver="lbfgs", max_iter=1000), {"C": self.search()["C"]}, z, y, seed)
         weight, bias = model.coef_.T, model.intercept_
         if self.n_classes == 2:
             weight, bias = zero_and_f(weight, bias)
@@ -138,6 +141,8 @@ class SVMHead(ReducedHead):
     probabilities are the softmax of decision values, not Platt-calibrated: accuracy, balanced accuracy and ROC-AUC
     rank on them; a log-loss of them is not a calibrated model's."""
 
+    SEARCH = {"C": SVM_C, "gamma_factor": SVM_GAMMA_FACTORS}
+
     def __init__(self, in_features: int, n_classes: int, pca: int = 0, **shared: Any):
         super().__init__("svm", in_features, n_classes, pca, **shared)
         self.fitted_buffer("support_vectors", np.zeros((0, 0)))
@@ -151,14 +156,16 @@ class SVMHead(ReducedHead):
         # Kernels computed once per gamma (by BLAS) and sliced per fold: libsvm's own RBF is ~5x slower.
         squared = euclidean_distances(z, squared=True)
         scale = 1.0 / (z.shape[1] * z.var()) if z.var() > 0 else 1.0
-        best, machine = fit_kernel_machine([np.exp(-scale * f * squared) for f in SVM_GAMMA_FACTORS], y, seed,
-                                           self.n_classes)
-        gamma = float(scale * SVM_GAMMA_FACTORS[best])
+        space = self.search()
+        factors = space["gamma_factor"]
+        best, machine = fit_kernel_machine([np.exp(-scale * f * squared) for f in factors], y, seed,
+                                           self.n_classes, space["C"])
+        gamma = float(scale * factors[best])
         self.fitted_buffer("support_vectors", z[machine.support])
         self.fitted_buffer("dual_coef", machine.dual)
         self.fitted_buffer("intercept", machine.intercept)
         self.fitted_buffer("gamma", gamma)
-        return {"C": machine.C, "gamma": gamma, "gamma_factor": SVM_GAMMA_FACTORS[best]}
+        return {"C": machine.C, "gamma": gamma, "gamma_factor": factors[best]}
 
     def kernel(self, z: Tensor) -> Tensor:
         """exp(-gamma |z - sv|^2) against every support vector."""
@@ -184,6 +191,8 @@ class MLPHead(ReducedHead):
     orthogonal to every training row change no training output and only add penalty), on at most n_samples
     inputs instead of n_features: about 5x cheaper for 244 samples of 1280 features."""
 
+    SEARCH = {"width": MLP_WIDTHS, "alpha": MLP_ALPHAS}
+
     def __init__(self, in_features: int, n_classes: int, pca: int = 0, **shared: Any):
         super().__init__("mlp", in_features, n_classes, pca, **shared)
         for name in ("hidden_weight", "hidden_bias", "out_weight", "out_bias"):
@@ -195,7 +204,8 @@ class MLPHead(ReducedHead):
 
         _, s, vt = np.linalg.svd(z, full_matrices=False)
         basis = vt[:max(1, int((s > s[0] * max(z.shape) * np.finfo(float).eps).sum()))].T
-        grid = {"hidden_layer_sizes": [(w,) for w in MLP_WIDTHS], "alpha": MLP_ALPHAS}
+        space = self.search()
+        grid = {"hidden_layer_sizes": [(w,) for w in space["width"]], "alpha": space["alpha"]}
         net = MLPClassifier(activation="relu", solver="lbfgs", max_iter=MLP_ITERATIONS, random_state=seed)
         with warnings.catch_warnings():  # the iteration cap is deliberate
             warnings.simplefilter("ignore", ConvergenceWarning)

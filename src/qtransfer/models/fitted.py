@@ -3,7 +3,7 @@ and then applied by torch, so they evaluate, checkpoint and predict like every o
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -41,10 +41,25 @@ class FittedHead(FittedModule):
     running epochs. Subclasses keep every fitted value in buffers, and `forward` returns logits whose softmax
     are the class probabilities. The chosen hyper-parameters travel in the state dict (as extra state)."""
 
+    SEARCH: ClassVar[dict[str, tuple[Any, ...]]] = {}  # the values its inner cross-validation chooses among
+
     def __init__(self, n_classes: int):
         super().__init__()
         self.n_classes = n_classes
         self.choices: dict[str, Any] = {}  # the hyper-parameters the inner cross-validation chose
+        self.fixed: dict[str, Any] = {}  # hyper-parameters set from outside (by `cv --tune`), not searched
+
+    def fix(self, values: Mapping[str, Any]) -> None:
+        """Fit with these values of the search space instead of searching them."""
+        unknown = set(values) - set(self.SEARCH)
+        if unknown:
+            raise InputError(f"{type(self).__name__} has no hyper-parameter(s) {sorted(unknown)}; its search space: "
+                             f"{', '.join(self.SEARCH)}")
+        self.fixed = dict(values)
+
+    def search(self) -> dict[str, tuple[Any, ...]]:
+        """The search space, with fixed hyper-parameters narrowed to their one value."""
+        return {k: (self.fixed[k],) if k in self.fixed else v for k, v in self.SEARCH.items()}
 
     def fit(self, features: Tensor, labels: Tensor, seed: int) -> dict[str, Any]:
         """Fit on (features, labels); returns and keeps the chosen hyper-parameters."""
@@ -88,6 +103,8 @@ def grid_search(estimator: Any, grid: Mapping[str, Sequence[Any]], x: np.ndarray
     """inner_cv's fitted GridSearchCV (best_estimator_, best_params_, best_score_, cv_results_)."""
     from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedKFold
 
+    if len(ParameterGrid(dict(grid))) == 1:  # nothing to choose: one fit on all rows
+        return _Single(estimator, next(iter(ParameterGrid(dict(grid)))), x, y)
     present = np.bincount(y)[np.bincount(y) > 0]
     smallest = int(present.min()) if present.size else 0
     if smallest < 2:
@@ -99,6 +116,17 @@ def grid_search(estimator: Any, grid: Mapping[str, Sequence[Any]], x: np.ndarray
     workers = min(free_cores(), splitter.get_n_splits() * len(ParameterGrid(dict(grid))))
     search = GridSearchCV(estimator, dict(grid), cv=splitter, scoring="accuracy", n_jobs=workers, refit=True)
     return search.fit(x, y)
+
+
+class _Single:
+    """What a GridSearchCV of one grid point leaves, without its inner folds (no score to compare)."""
+
+    def __init__(self, estimator: Any, params: dict[str, Any], x: np.ndarray, y: np.ndarray):
+        from sklearn.base import clone
+
+        self.best_params_ = params
+        self.best_estimator_ = clone(estimator).set_params(**params).fit(x, y)
+        self.best_score_ = float("nan")
 
 
 def _plain(value: Any) -> Any:

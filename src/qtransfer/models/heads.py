@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -68,6 +68,10 @@ register_head("projected_qkernel")(ProjectedKernelHead)
 class DressedQuantumHead(nn.Module):
     """Linear -> tanh * pi/2 -> variational circuit -> Linear (the reference's DressedQuantumNet)."""
 
+    # what `--tune` searches (TrainConfig fields): learning rate x weight decay x depth
+    SEARCH: ClassVar[dict[str, tuple[Any, ...]]] = {"lr": (4e-4, 4e-3), "weight_decay": (0.0, 1e-2),
+                                                    "depth": (3, 6)}
+
     def __init__(
         self,
         in_features: int,
@@ -77,11 +81,12 @@ class DressedQuantumHead(nn.Module):
         q_delta: float = 0.01,
         template: str = "tutorial",
         backend: str | Backend = "torch",
+        entangle: bool = True,
         **shared: Any,
     ):
         super().__init__()
         check_ignored("quantum", shared)
-        self.circuit = make_circuit(template, n_qubits, depth)
+        self.circuit = make_circuit(template, n_qubits, depth, entangle)
         self.backend = get_backend(backend)
         # Creation order matches the reference, so a seed gives the reference's initial weights.
         self.pre_net = nn.Linear(in_features, self.circuit.n_inputs)
@@ -110,6 +115,10 @@ class DressedQuantumHead(nn.Module):
 class DressedClassicalHead(nn.Module):
     """The dressed head with the circuit replaced by a classical layer of the same width: Linear + tanh."""
 
+    # learning rate x weight decay x width (as the quantum head's depth)
+    SEARCH: ClassVar[dict[str, tuple[Any, ...]]] = {"lr": (4e-4, 4e-3), "weight_decay": (0.0, 1e-2),
+                                                    "n_qubits": (4, 8)}
+
     def __init__(self, in_features: int, n_classes: int, n_qubits: int = 4, **shared: Any):
         super().__init__()
         check_ignored("classical", shared)
@@ -131,6 +140,8 @@ class DressedClassicalHead(nn.Module):
 @register_head("linear")
 class LinearHead(nn.Module):
     """A single Linear layer: the usual classical transfer-learning head."""
+
+    SEARCH: ClassVar[dict[str, tuple[Any, ...]]] = {"lr": (1e-4, 4e-4, 1.6e-3, 6.4e-3), "weight_decay": (0.0, 1e-2)}
 
     def __init__(self, in_features: int, n_classes: int, **shared: Any):
         super().__init__()

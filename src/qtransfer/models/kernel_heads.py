@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from qtransfer.errors import InputError
-from qtransfer.models.baselines import ReducedHead, fit_kernel_machine
+from qtransfer.models.baselines import SVM_C, ReducedHead, fit_kernel_machine
 from qtransfer.quantum.embeddings import Embedding, embedding_states, make_embedding
 from qtransfer.quantum.gram import (
     bloch_vectors,
@@ -22,8 +22,9 @@ from qtransfer.quantum.gram import (
     projected_kernel,
 )
 
-BANDWIDTHS = (0.25, 0.5, 1.0)  # angles = bandwidth * z-scored principal components
-PROJECTED_GAMMA_FACTORS = (0.3, 1.0, 3.0)  # times 1 / (mean squared Frobenius distance of the training states)
+BANDWIDTHS = (0.5, 1.0)  # angles = bandwidth * z-scored principal components
+PROJECTED_GAMMA_FACTORS = (0.3, 3.0)  # times 1 / (mean squared Frobenius distance of the training states)
+PROJECTED_C = (1.0, 100.0)  # with two bandwidths and two gammas: 8 configurations, as every head searches
 
 
 def _check_pca(name: str, n_qubits: int, pca: int) -> None:
@@ -69,9 +70,10 @@ class QuantumKernelHead(ReducedHead):
 
     def fit_reduced(self, z: np.ndarray, y: np.ndarray, seed: int) -> dict[str, Any]:
         self.fitted_buffer("seed", np.array(seed, dtype=np.int64))
-        candidates = [(bw, s) for bw in BANDWIDTHS for s in self.settings(torch.from_numpy(bw * z))]
+        space = self.search()
+        candidates = [(bw, s) for bw in space["bandwidth"] for s in self.settings(torch.from_numpy(bw * z))]
         grams = [self.gram(torch.from_numpy(bw * z), None, s).cpu().numpy() for bw, s in candidates]
-        best, machine = fit_kernel_machine(grams, y, seed, self.n_classes)
+        best, machine = fit_kernel_machine(grams, y, seed, self.n_classes, space["C"])
         bandwidth, setting = candidates[best]
         self.fitted_buffer("bandwidth", bandwidth)
         self.fitted_buffer("support_angles", bandwidth * z[machine.support])
@@ -103,6 +105,7 @@ class FidelityKernelHead(QuantumKernelHead):
     """qkernel: an SVM on the fidelity kernel of the embedding circuit named by --embedding (tutorial, iqp)."""
 
     name = "qkernel"
+    SEARCH = {"C": SVM_C, "bandwidth": BANDWIDTHS}
 
     def __init__(self, in_features: int, n_classes: int, n_qubits: int = 4, embedding: str = "tutorial",
                  shots: int = 0, pca: int = 0, noise: str = "", **shared: Any):
@@ -130,6 +133,7 @@ class ProjectedKernelHead(QuantumKernelHead):
     reduced density matrices (with shots: each Bloch component estimated from that many measurements)."""
 
     name = "projected_qkernel"
+    SEARCH = {"C": PROJECTED_C, "bandwidth": BANDWIDTHS, "gamma_factor": PROJECTED_GAMMA_FACTORS}
 
     def __init__(self, in_features: int, n_classes: int, n_qubits: int = 4, embedding: str = "tutorial",
                  shots: int = 0, pca: int = 0, noise: str = "", **shared: Any):
@@ -151,7 +155,7 @@ class ProjectedKernelHead(QuantumKernelHead):
         b = self.bloch(angles, 0).reshape(len(angles), -1)
         spread = float(((b - b.mean(0)) ** 2).sum(1).mean())  # mean squared distance to the mean Bloch vector
         scale = 1.0 / spread if spread > 0 else 1.0  # ~ 1 / (half the mean squared pair distance)
-        return [scale * f for f in PROJECTED_GAMMA_FACTORS]
+        return [scale * f for f in self.search()["gamma_factor"]]
 
     def gram(self, a: Tensor, b: Tensor | None, setting: float) -> Tensor:
         ba = self.bloch(a, 0)

@@ -5,7 +5,7 @@ from typing import Any
 
 # TrainConfig.head_options gives each of these to every head.
 SHARED_SETTINGS = frozenset({"n_qubits", "depth", "q_delta", "template", "embedding", "backend", "pca", "shots",
-                             "noise"})
+                             "noise", "entangle"})
 
 
 def check_ignored(head: str, kwargs: dict[str, Any]) -> None:

@@ -1,10 +1,11 @@
 """Circuits as data: gates fed by inputs, trainable weights or constants, and named templates."""
 from __future__ import annotations
 
+
 import math
 import numbers
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from qtransfer.errors import InputError
@@ -208,14 +209,23 @@ def register_template(name: str) -> Callable[[TemplateFn], TemplateFn]:
     return TEMPLATES.register(name)
 
 
-def make_circuit(template: str, n_qubits: int, depth: int) -> Circuit:
-    """Build the named template circuit for `n_qubits` qubits and `depth` variational layers."""
+def make_circuit(template: str, n_qubits: int, depth: int, entangle: bool = True) -> Circuit:
+    """Build the named template circuit for `n_qubits` qubits and `depth` variational layers (entangle=False:
+    without its multi-qubit gates)."""
     build = TEMPLATES.lookup(template)
     if n_qubits < 1:
         raise InputError(f"n_qubits must be >= 1, got {n_qubits}")
     if depth < 0:
         raise InputError(f"depth must be >= 0, got {depth}")
-    return build(n_qubits, depth)
+    circuit = build(n_qubits, depth)
+    return circuit if entangle else without_entanglement(circuit)
+
+
+def without_entanglement(circuit: Circuit) -> Circuit:
+    """The control circuit: the same one-qubit gates, inputs, weights and observables, every multi-qubit gate
+    removed, so each wire evolves alone and the outputs are products of one-wire functions."""
+    gates = tuple(g for g in circuit.gates if len(g.wires) == 1)
+    return replace(circuit, gates=gates, name=f"{circuit.name}:entangle=false")
 
 
 def _z_outputs(n: int) -> tuple[Observable, ...]:

@@ -39,23 +39,25 @@ class FitResult:
 
 @dataclass
 class FitJob:
-    """One head to fit: its settings and its data (train, the split that selects the epoch, an optional test)."""
+    """One head to fit: its settings and its data (train, the split that selects the epoch, an optional test);
+    for a fitted head, hyper-parameters fixed instead of searched (`fixed`, keys of its SEARCH)."""
 
     config: TrainConfig
     train: FeatureSplit
     val: FeatureSplit
     test: FeatureSplit | None = None
+    fixed: dict[str, Any] = field(default_factory=dict)
 
 
 def stack_key(job: FitJob) -> tuple[Any, ...] | None:
     """Jobs with equal keys train as one stacked model: same head architecture and schedule, same number of steps
-    per epoch, data of the same kind; seeds, learning rates and the data themselves may differ. None: alone."""
+    per epoch, data of the same kind; seeds, learning rates, weight decays and the data themselves may differ. None: alone."""
     c = job.config
     measured = c.backend != "torch" or c.shots or c.noise or c.device_options  # the engine's exact path only
     if c.seed_parity or measured or not hasattr(HEADS.lookup(c.head), "stacked_forward"):
         return None
     steps = -(-len(job.train.labels) // c.batch_size)
-    settings = json.dumps(asdict(replace(c, seed=0, lr=0.0, name="")), sort_keys=True)
+    settings = json.dumps(asdict(replace(c, seed=0, lr=0.0, weight_decay=0.0, name="")), sort_keys=True)
     return settings, steps, tuple(job.train.features.shape[1:]), job.test is not None
 
 
@@ -78,7 +80,10 @@ def fit_group(jobs: Sequence[FitJob], n_classes: int, device: torch.device,
         # the CPU generator alone, where heads are built: torch.manual_seed also queues a CUDA seeding with its
         # stack trace (15 ms a call in a CUDA build), and the CPU stream it sets is the same
         torch.default_generator.manual_seed(job.config.seed)
-        heads.append(build_head(job.config, job.train.features.shape[-1], n_classes))
+        head = build_head(job.config, job.train.features.shape[-1], n_classes)
+        if job.fixed:
+            head.fix(job.fixed)  # type: ignore[operator]
+        heads.append(head)
     stacked = len(jobs) > 1 or stackable(heads[0])
     model: nn.Module = (StackedHeads(heads) if stacked else heads[0]).to(device)
     loop = Loop(model, model.parameters(), [j.config for j in jobs], device)

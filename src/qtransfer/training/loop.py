@@ -112,10 +112,12 @@ def chunks(x: Any, y: Tensor, size: int = EVAL_CHUNK) -> Iterator[tuple[Tensor, 
 def train_epoch(
     model: nn.Module, batches: Iterable[StackedBatch], optimizer: torch.optim.Optimizer, device: torch.device,
     epoch: int, hint: str = "", world: int = 1, lr_scale: Tensor | None = None, names: Sequence[str] = ("",),
+    decay: Tensor | None = None,
 ) -> list[tuple[float, float]]:
     """One epoch of optimizer steps for K stacked jobs, synchronised over `world` ranks; returns each job's mean
     training loss and accuracy over all ranks. With `lr_scale` (K,), the optimizer runs at learning rate 1 (times
-    its schedule) and each job's parameters move lr_scale[k] of the way: a learning rate per job."""
+    its schedule) and each job's parameters move lr_scale[k] of the way: a learning rate per job. With `decay`
+    (K,), job k's gradients gain decay[k] times its parameters, as Adam's weight_decay adds: one per job."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     jobs = len(names)
     loss_total, right_total, seen = [0.0] * jobs, [0] * jobs, [0] * jobs
@@ -144,6 +146,9 @@ def train_epoch(
             seen[k] += n[k]
         # DDP averages gradients over ranks: so scaled, the average is the gradient of the global batch's mean loss
         (loss_sum / counts * world).sum().backward()
+        if decay is not None:
+            for p in params:
+                p.grad.addcmul_(p.detach(), decay.to(p.dtype).view(-1, *[1] * (p.dim() - 1)))
         if lr_scale is None:
             optimizer.step()
         else:
@@ -215,14 +220,14 @@ def scores(logits: Tensor, y: Tensor) -> dict[str, Any]:
             "acc": int((pred == y).sum()) / len(y), "pred": pred, "probs": logits.softmax(1), "labels": y}
 
 
-def adam(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+def adam(params: Iterable[nn.Parameter], lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """Adam in one fused kernel per step (half the time of the foreach kernels at the head's batch of 4, where
     the step is overhead-bound); where a torch build has no fused Adam for these tensors, the foreach one."""
     params = list(params)
     try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr, foreach=True)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, foreach=True)
 
 
 @dataclass
@@ -282,11 +287,15 @@ class Loop:
         self.threads = threads_for(step_amplitudes(self.config, len(configs)), self.config.threads)
         self.optimizer = self.scheduler = None
         self.lr_scale: Tensor | None = None
+        self.decay: Tensor | None = None  # per job, when the jobs' weight decays differ
         if not self.fitted:
-            lrs = [c.lr for c in configs]
+            lrs, decays = [c.lr for c in configs], [c.weight_decay for c in configs]
             if len(set(lrs)) > 1:
                 self.lr_scale = torch.tensor(lrs, dtype=torch.float64, device=device)
-            self.optimizer = adam(params, 1.0 if self.lr_scale is not None else lrs[0])
+            if len(set(decays)) > 1:
+                self.decay = torch.tensor(decays, dtype=torch.float64, device=device)
+            self.optimizer = adam(params, 1.0 if self.lr_scale is not None else lrs[0],
+                                  0.0 if self.decay is not None else decays[0])
             self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=self.config.step_size,
                                                              gamma=self.config.gamma)
 
@@ -319,7 +328,7 @@ class Loop:
         else:
             names = [f" (seed {j.config.seed}, lr {j.config.lr:g})" for j in self.jobs] if len(self.jobs) > 1 else [""]
             results = train_epoch(self.trainer, train, self.optimizer, self.device, epoch, hint, self.world,  # type: ignore[arg-type]
-                                  self.lr_scale, names)
+                                  self.lr_scale, names, self.decay)
             self.scheduler.step()  # type: ignore[union-attr]
         train_s = time.perf_counter() - t
         scored = ([evaluate(self.model, val, self.device)] if self.fitted  # type: ignore[arg-type]
