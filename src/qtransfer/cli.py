@@ -56,6 +56,13 @@ TRAIN_FLAGS = {
 }
 
 
+def _add_tune_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tune", action="store_true", help="search every head's declared space (8 configurations each) "
+                   "by the same 5-fold inner CV of its training part, then train the chosen one")
+    p.add_argument("--tune-seeds", type=int, default=1, help="--tune: the first this many seeds score each "
+                   "configuration (default: 1)")
+
+
 def _add_config_flags(p: argparse.ArgumentParser, exclude: Sequence[str] = ()) -> None:
     defaults = TrainConfig()
     types = {f.name: f.type for f in fields(TrainConfig)}
@@ -288,7 +295,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
     from qtransfer.experiments.cv import CVSettings, cross_validate
 
     settings = CVSettings(_config(args), list(args.heads), args.folds, args.keep_val, args.inner_fraction,
-                          list(args.metrics), _seeds(args))
+                          list(args.metrics), _seeds(args), args.tune, args.tune_seeds, args.margin)
     changes = _resume_changes(args, {"seeds": ("seeds", settings.seeds), "seed_list": ("seeds", settings.seeds)})
     run_dir, _ = cross_validate(settings, progress=not args.quiet, resume=args.resume, changes=changes)
     if not _main_rank():
@@ -418,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", nargs="+", default=["accuracy", "balanced_accuracy", "roc_auc"], metavar="NAME",
                    help="columns of the table: accuracy balanced_accuracy precision recall f1 roc_auc confusion")
     _add_seed_flags(p, 1)
+    _add_tune_flags(p)
+    p.add_argument("--margin", type=float, default=0.01, help="equivalence margin of the scorecard's TOST, in "
+                   "accuracy (default: 0.01, one point)")
     p.add_argument("--resume", type=Path, metavar="DIR", help="finish an interrupted cross-validation")
     p.set_defaults(func=cmd_cv)
 

@@ -8,14 +8,17 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
+
 from qtransfer import distributed
 from qtransfer.config import MAX_SEED, ResumeChanges, SettingsFile, TrainConfig
 from qtransfer.data.splits import stratified_folds, stratified_holdout
 from qtransfer.errors import InputError
 from qtransfer.experiments.compare import parse_head, settings_params
 from qtransfer.experiments.runner import Job, experiment, resumable, run_jobs
+from qtransfer.experiments.tuning import TUNING_FILE, Candidate, choose, tuning_jobs, tuning_key
 from qtransfer.experiments.stats import describe, t_interval
-from qtransfer.features.pipeline import load_features
+from qtransfer.features.pipeline import FeatureSplit, load_features
 from qtransfer.report.tables import cv_markdown
 from qtransfer.runtime import package_versions, resolve_device
 from qtransfer.storage import atomic_write_text
@@ -37,6 +40,9 @@ class CVSettings(SettingsFile):
     inner_fraction: float = 0.2
     metrics: list[str] = field(default_factory=lambda: ["accuracy", "balanced_accuracy", "roc_auc"])
     seeds: list[int] = field(default_factory=list)  # each head's initialisation and batch order; empty: config.seed
+    tune: bool = False  # search every head's space by inner CV of each outer fold's training part (tuning.py)
+    tune_seeds: int = 1  # the first this many seeds score each configuration
+    margin: float = 0.01  # equivalence margin of the scorecard's TOST (accuracy; 0.01 = 1 point)
 
     def seed_list(self) -> list[int]:
         """The seeds every head is trained with on every fold."""
@@ -51,6 +57,11 @@ class CVSettings(SettingsFile):
             raise InputError(f"the inner selection fraction must lie in (0, 1), got {self.inner_fraction}")
         if self.folds < 2:
             raise InputError(f"--folds must be >= 2, got {self.folds}")
+        if not 1 <= self.tune_seeds <= len(self.seed_list()):
+            raise InputError(f"--tune-seeds must be between 1 and the number of seeds ({len(self.seed_list())}), "
+                             f"got {self.tune_seeds}")
+        if not 0 < self.margin < 1:
+            raise InputError(f"--margin must lie in (0, 1) (accuracy; 0.01 is one point), got {self.margin}")
         if any(not 0 <= seed <= MAX_SEED for seed in self.seeds):
             raise InputError(f"seeds must be in 0..{MAX_SEED}, got {self.seeds}")
         for h in self.heads:
@@ -77,26 +88,33 @@ def cross_validate(settings: CVSettings, progress: bool = True, resume: Path | N
         labels = pool.labels.tolist()
         folds = stratified_folds(labels, settings.folds, config.seed)
         device = resolve_device(config.device)
-        jobs = []
+        seeds = settings.seed_list()
+        parts = []
         for k in range(settings.folds):
             rest = sorted(set(range(len(labels))) - set(folds[k]))
             fit_idx, select_idx = stratified_holdout([labels[i] for i in rest], settings.inner_fraction,
                                                      config.seed + k)
-            train = pool.subset([rest[i] for i in fit_idx]).to_device(device)
-            select = pool.subset([rest[i] for i in select_idx]).to_device(device)
-            test = pool.subset(folds[k]).to_device(device)
+            parts.append((pool.subset(rest).to_device(device), pool.subset([rest[i] for i in fit_idx]).to_device(device),
+                          pool.subset([rest[i] for i in select_idx]).to_device(device),
+                          pool.subset(folds[k]).to_device(device)))
+        chosen = (_tune(settings, [p[0] for p in parts], run.dir, len(features.classes), device, features.classes,
+                        progress) if settings.tune else {})
+        jobs = []
+        for k, (_, train, select, test) in enumerate(parts):
             for head in settings.heads:
                 spec = parse_head(head)
-                for seed in settings.seed_list():
-                    cfg = replace(spec.config(config), seed=seed)
-                    jobs.append(Job((head, k, seed), FitJob(cfg, train, select, test),
+                best = chosen[head, k][0] if chosen else None
+                for seed in seeds:
+                    cfg = replace(best.config if best else spec.config(config), seed=seed)
+                    jobs.append(Job((head, k, seed), FitJob(cfg, train, select, test, best.fixed if best else {}),
                                     functools.partial(_fold_row, head, k, seed, (len(train.labels), len(select.labels)),
-                                                      test.paths)))
+                                                      test.paths, best.point if best else {})))
         rows = run_jobs(jobs, _fold_key, run.dir, len(features.classes), device, features.classes, progress,
                         track=lambda r: _track_fold(run.tracker, config, r))
-        seeds = settings.seed_list()
         rows.sort(key=lambda r: (settings.heads.index(r["head"]), r["fold"], seeds.index(r["seed"])))
         result = _result(settings, features.backbone, features.classes, len(labels), rows, started)
+        if chosen:
+            result["tuning"] = [{"head": h, "fold": k, **summary} for (h, k), (_, summary) in chosen.items()]
         if distributed.is_main():
             atomic_write_text(run.dir / "cv.json", json.dumps(result, indent=2))
             atomic_write_text(run.dir / "cv.md", cv_markdown(result, settings.metrics))
@@ -104,16 +122,29 @@ def cross_validate(settings: CVSettings, progress: bool = True, resume: Path | N
     return run.dir, result
 
 
+def _tune(settings: CVSettings, parts: list[FeatureSplit], run_dir: Path, n_classes: int, device: torch.device,
+          classes: list[str], progress: bool) -> dict[tuple[str, int], tuple[Candidate, dict[str, Any]]]:
+    """Per (head, outer fold): the configuration its inner CV of that fold's training part chose, and the search."""
+    seeds = settings.seed_list()[:settings.tune_seeds]
+    specs = {head: parse_head(head) for head in settings.heads}
+    jobs = [job for k, part in enumerate(parts) for head, spec in specs.items()
+            for job in tuning_jobs((head, k), spec.config(settings.config), [key for key, _ in spec.settings], part,
+                                   seeds, split_seed=settings.config.seed + k)]
+    records = run_jobs(jobs, tuning_key, run_dir, n_classes, device, classes, progress, file=TUNING_FILE)
+    return {(head, k): choose(spec.config(settings.config), [key for key, _ in spec.settings], (head, k), records)
+            for k in range(len(parts)) for head, spec in specs.items()}
+
+
 def _fold_key(r: dict[str, Any]) -> tuple[Any, ...]:
     return r["head"], r["fold"], r.get("seed")
 
 
-def _fold_row(head: str, k: int, seed: int, sizes: tuple[int, int], test_paths: list[Path], fit: FitResult
-              ) -> dict[str, Any]:
-    """One line of a cross-validation's runs.jsonl: a head with a seed on a fold."""
+def _fold_row(head: str, k: int, seed: int, sizes: tuple[int, int], test_paths: list[Path], tuned: dict[str, Any],
+              fit: FitResult) -> dict[str, Any]:
+    """One line of a cross-validation's runs.jsonl: a head with a seed on a fold (`tuned`: what --tune chose)."""
     return {"head": head, "fold": k, "seed": seed, "train": sizes[0], "select": sizes[1], "test": len(test_paths),
             "best_epoch": fit.best["epoch"], "selected_on_inner_val_acc": fit.best["val_acc"], "held_out": fit.test,
-            "choices": fit.choices, "train_s": fit.seconds, "stacked": fit.stacked,
+            "choices": {**tuned, **fit.choices}, "train_s": fit.seconds, "stacked": fit.stacked,
             "curves": {m: [r[m] for r in fit.rows] for m in ("train_loss", "train_acc", "val_loss", "val_acc")},
             "test_files": [str(p) for p in test_paths]}
 

@@ -95,13 +95,13 @@ def resumable(run_dir: Path, name: str) -> Path:
 def run_jobs(
     jobs: Sequence[Job], key_of: Callable[[dict[str, Any]], tuple[Any, ...]], run_dir: Path, n_classes: int,
     device: torch.device, classes: Sequence[str] | None = None, progress: bool = True,
-    track: Callable[[dict[str, Any]], None] = lambda record: None,
+    track: Callable[[dict[str, Any]], None] = lambda record: None, file: str = RUNS_FILE,
 ) -> list[dict[str, Any]]:
-    """Every job's record, finished ones read from runs.jsonl (`key_of(record)` is its job's key; records of no job
-    are dropped) and the others fitted, same-shape ones stacked. After each stacked group runs.jsonl is rewritten
+    """Every job's record, finished ones read from runs.jsonl (or `file`; `key_of(record)` is its job's key; records
+    of no job are dropped) and the others fitted, same-shape ones stacked. After each stacked group runs.jsonl is rewritten
     whole, so an interruption keeps every finished job. Under torchrun each rank fits every world-th group left
     and rank 0 gathers them, in the jobs' order; `track(record)` is called on rank 0 for each new record."""
-    path = run_dir / RUNS_FILE
+    path = run_dir / file
     done = read_runs(path)
     done = distributed.broadcast(done if distributed.is_main() else None)  # rank 0's file decides what is left
     wanted = {j.key for j in jobs}

@@ -69,7 +69,7 @@ class DressedQuantumHead(nn.Module):
     """Linear -> tanh * pi/2 -> variational circuit -> Linear (the reference's DressedQuantumNet)."""
 
     # what `--tune` searches (TrainConfig fields): learning rate x weight decay x depth
-    SEARCH: ClassVar[dict[str, tuple[Any, ...]]] = {"lr": (4e-4, 4e-3), "weight_decay": (0.0, 1e-2),
+    SEARCH: ClassVar[dict[str, tuple[Any, ...]]] = {"lr": (4e-4, 4e-3), "weight_decay": (0.0, 1e-1),
                                                     "depth": (3, 6)}
 
     def __init__(
@@ -116,7 +116,7 @@ class DressedClassicalHead(nn.Module):
     """The dressed head with the circuit replaced by a classical layer of the same width: Linear + tanh."""
 
     # learning rate x weight decay x width (as the quantum head's depth)
-    SEARCH: ClassVar[dict[str, tuple[Any, ...]]] = {"lr": (4e-4, 4e-3), "weight_decay": (0.0, 1e-2),
+    SEARCH: ClassVar[dict[str, tuple[Any, ...]]] = {"lr": (4e-4, 4e-3), "weight_decay": (0.0, 1e-1),
                                                     "n_qubits": (4, 8)}
 
     def __init__(self, in_features: int, n_classes: int, n_qubits: int = 4, **shared: Any):
@@ -141,7 +141,7 @@ class DressedClassicalHead(nn.Module):
 class LinearHead(nn.Module):
     """A single Linear layer: the usual classical transfer-learning head."""
 
-    SEARCH: ClassVar[dict[str, tuple[Any, ...]]] = {"lr": (1e-4, 4e-4, 1.6e-3, 6.4e-3), "weight_decay": (0.0, 1e-2)}
+    SEARCH: ClassVar[dict[str, tuple[Any, ...]]] = {"lr": (1e-4, 4e-4, 1.6e-3, 6.4e-3), "weight_decay": (0.0, 1e-1)}
 
     def __init__(self, in_features: int, n_classes: int, **shared: Any):
         super().__init__()
