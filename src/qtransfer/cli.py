@@ -233,7 +233,8 @@ def _add_seed_flags(p: argparse.ArgumentParser, count: int) -> None:
 def cmd_compare(args: argparse.Namespace) -> int:
     from qtransfer.experiments.compare import CompareSettings, compare
 
-    settings = CompareSettings(_config(args), list(args.heads), _seeds(args), args.augment_views, list(args.metrics))
+    settings = CompareSettings(_config(args), list(args.heads), _seeds(args), args.augment_views, list(args.metrics),
+                               args.tune, args.tune_seeds)
     changes = _resume_changes(args, {"seeds": ("seeds", settings.seeds), "seed_list": ("seeds", settings.seeds)})
     run_dir, _ = compare(settings, resume=args.resume, progress=not args.quiet, changes=changes)
     if not _main_rank():
@@ -368,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_file_flag(p)
     _add_config_flags(p, exclude=("head",))
     _add_seed_flags(p, 5)
+    _add_tune_flags(p)
     p.add_argument("--augment-views", type=int, default=0, metavar="K",
                    help="also train every head on K cached augmented views of each training image (default: 0)")
     p.add_argument("--metrics", nargs="+", default=["accuracy", "balanced_accuracy"], metavar="NAME",

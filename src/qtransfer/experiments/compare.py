@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,6 +14,7 @@ from qtransfer.config import MAX_SEED, ResumeChanges, SettingsFile, TrainConfig
 from qtransfer.errors import InputError
 from qtransfer.experiments.runner import Job, experiment, resumable, run_jobs
 from qtransfer.experiments.stats import describe, paired_difference
+from qtransfer.experiments.tuning import TUNING_FILE, Candidate, choose, tuning_jobs, tuning_key
 from qtransfer.features.pipeline import Features, load_features
 from qtransfer.models.heads import HEADS
 from qtransfer.registry import unknown_name
@@ -81,14 +82,14 @@ def parse_head(text: str) -> HeadSpec:
     return HeadSpec(text.strip(), name, tuple(sorted(settings.items())))
 
 
-def record(spec: HeadSpec, seed: int, augmented: bool, fit: FitResult) -> dict[str, Any]:
-    """One line of runs.jsonl: what ran and how it did."""
+def record(spec: HeadSpec, seed: int, augmented: bool, tuned: dict[str, Any], fit: FitResult) -> dict[str, Any]:
+    """One line of runs.jsonl: what ran and how it did (`tuned`: what --tune chose)."""
     last = fit.rows[-1]
     return {
         "label": spec.label, "head": spec.head, "settings": dict(spec.settings), "seed": seed,
         "augmented": augmented, "best_epoch": fit.best["epoch"], "best_val_acc": fit.best["val_acc"],
         "best_val_loss": fit.best["val_loss"], "final_val_acc": last["val_acc"], "final_val_loss": last["val_loss"],
-        "parameters": fit.parameters, "train_s": fit.seconds, "stacked": fit.stacked, "choices": fit.choices,
+        "parameters": fit.parameters, "train_s": fit.seconds, "stacked": fit.stacked, "choices": {**tuned, **fit.choices},
         "curves": {k: [r[k] for r in fit.rows] for k in ("train_loss", "train_acc", "val_loss", "val_acc")},
         **({"held_out_acc": fit.test["accuracy"], "held_out_balanced_acc": fit.test["balanced_accuracy"],
             "held_out_roc_auc": fit.test["roc_auc"]} if fit.test else {}),
@@ -120,23 +121,27 @@ def run_grid(
     augmented: Iterable[bool] = (False,),
     progress: bool = True,
     tracker: Tracker = Tracker(),
+    tuned: Mapping[str, Candidate] | None = None,
 ) -> list[dict[str, Any]]:
     """Every (spec, augmented, seed) fitted once, same-shape ones together; runs.jsonl in run_dir keeps finished
     ones, so a rerun resumes (a run of other epochs, from before a resume changed --epochs, is trained again: it
-    keeps no checkpoint to extend). Each finished run is also a child run of `tracker` (rank 0's)."""
+    keeps no checkpoint to extend). Each finished run is also a child run of `tracker` (rank 0's). `tuned`: per
+    spec label, the configuration --tune chose, trained instead of the spec's settings."""
     device = resolve_device(config.device)
     train, val = features.train.to_device(device), features.val.to_device(device)
     aug = features.augmented_train.to_device(device) if features.views is not None else None
     test = features.test.to_device(device) if features.test is not None else None
     jobs = []
     for spec in specs:
+        best = (tuned or {}).get(spec.label)
         for augment in augmented:
             for seed in seeds:
-                cfg = replace(spec.config(config), seed=seed)
+                cfg = replace(best.config if best else spec.config(config), seed=seed)
                 cfg.validate()
                 epochs = 1 if cfg.fitted_head() else cfg.epochs
-                jobs.append(Job((spec.label, augment, seed, epochs), FitJob(cfg, aug if augment else train, val, test),
-                                functools.partial(record, spec, seed, augment)))
+                jobs.append(Job((spec.label, augment, seed, epochs),
+                                FitJob(cfg, aug if augment else train, val, test, best.fixed if best else {}),
+                                functools.partial(record, spec, seed, augment, best.point if best else {})))
     return run_jobs(jobs, run_key, run_dir, len(features.classes), device, features.classes, progress,
                     track=lambda r: track_run(tracker, config, r))
 
@@ -200,6 +205,8 @@ class CompareSettings(SettingsFile):
     seeds: list[int]
     augment_views: int = 0
     metrics: list[str] = field(default_factory=lambda: ["accuracy", "balanced_accuracy"])  # held-out columns
+    tune: bool = False  # search every head's space by inner CV of train first (tuning.py)
+    tune_seeds: int = 1  # the first this many seeds score each configuration
 
 
 def compare(settings: CompareSettings, resume: Path | None = None, progress: bool = True,
@@ -258,15 +265,33 @@ def compare_on(
     from `started`)."""
     augmented = (False, True) if settings.augment_views else (False,)
     specs = [parse_head(h) for h in settings.heads]
-    runs = run_grid(settings.config, features, specs, settings.seeds, run_dir, augmented, progress, tracker)
+    search = _tune(settings, specs, features, run_dir, progress) if settings.tune else {}
+    runs = run_grid(settings.config, features, specs, settings.seeds, run_dir, augmented, progress, tracker,
+                    {label: best for label, (best, _) in search.items()})
     return {
         "backbone": features.backbone, "weights_id": features.weights_id, "data": settings.config.data,
         "classes": features.classes, "counts": {"train": len(features.train.labels), "val": len(features.val.labels)},
         "epochs": settings.config.epochs, "seeds": settings.seeds, "augment_views": settings.augment_views,
         "metrics": settings.metrics,
         **summarize(runs, settings.augment_views), "runs": runs, "total_s": time.perf_counter() - started,
-        "versions": package_versions(),
+        "versions": package_versions(), **({"tuning": {label: s for label, (_, s) in search.items()}} if search else {}),
     }
+
+
+def _tune(settings: CompareSettings, specs: Sequence[HeadSpec], features: Features, run_dir: Path, progress: bool
+          ) -> dict[str, tuple[Candidate, dict[str, Any]]]:
+    """Per head: the configuration the inner CV of the training split chose (val, which selects the epoch, and any
+    test split stay out), and the search."""
+    device = resolve_device(settings.config.device)
+    train = features.train.to_device(device)
+    seeds = settings.seeds[:settings.tune_seeds]
+    jobs = [job for spec in specs
+            for job in tuning_jobs((spec.label,), spec.config(settings.config), [k for k, _ in spec.settings], train,
+                                   seeds, split_seed=settings.config.seed)]
+    records = run_jobs(jobs, tuning_key, run_dir, len(features.classes), device, features.classes, progress,
+                       file=TUNING_FILE)
+    return {spec.label: choose(spec.config(settings.config), [k for k, _ in spec.settings], (spec.label,), records)
+            for spec in specs}
 
 
 def _check_settings(settings: CompareSettings, specs: Sequence[HeadSpec]) -> None:
@@ -277,6 +302,9 @@ def _check_settings(settings: CompareSettings, specs: Sequence[HeadSpec]) -> Non
         raise InputError("no seeds: pass --seeds N (a count) or --seed-list 1 2 3")
     if any(not 0 <= seed <= MAX_SEED for seed in settings.seeds):
         raise InputError(f"seeds must be in 0..{MAX_SEED}, got {settings.seeds}")
+    if not 1 <= settings.tune_seeds <= len(settings.seeds):
+        raise InputError(f"--tune-seeds must be between 1 and the number of seeds ({len(settings.seeds)}), "
+                         f"got {settings.tune_seeds}")
     if settings.augment_views < 0:
         raise InputError(f"--augment-views must be >= 0, got {settings.augment_views}")
     labels = [s.label for s in specs]
