@@ -141,8 +141,8 @@ def tost_corrected(
     d: Sequence[float], n_train: int, n_test: int, margin: float = 0.01, level: float = 0.95
 ) -> dict[str, float]:
     """Two one-sided tests (TOST) that the mean fold difference lies within ±margin, with the Nadeau-Bengio
-    corrected standard error and J − 1 degrees of freedom: p is the larger one-sided p-value, and (low90, high90)
-    the corrected 1 − 2α interval (α = 1 − level: 90% at the default), which lies inside ±margin exactly when p < α.
+    corrected standard error and J − 1 degrees of freedom: p is the larger one-sided p-value, and (low90,
+    high90) the corrected 1 − 2α interval (α = 1 − level: 90% at the default), inside ±margin exactly when p < α.
     Fewer than two differences (or n_train < 1): NaN. All differences equal: p = 0 when their mean is strictly
     inside ±margin, else 1. n_test = 0 removes the correction (the plain paired TOST)."""
     # statsmodels' ttost_paired / ttost_ind take the plain variance s²/J; none takes the corrected
@@ -190,7 +190,6 @@ def friedman_nemenyi(
     (k heads, N blocks). Statistic and p are NaN when every block ties all heads."""
     import warnings
 
-    import pandas as pd
     import scikit_posthocs
     from scipy import stats
 
@@ -213,12 +212,12 @@ def friedman_nemenyi(
         warnings.simplefilter("ignore", RuntimeWarning)
         statistic, p = stats.friedmanchisquare(*table.T)
     ranks = stats.rankdata(-table if higher_is_better else table, axis=1).mean(axis=0)
-    nemenyi = scikit_posthocs.posthoc_nemenyi_friedman(pd.DataFrame(table, columns=heads))
+    nemenyi = scikit_posthocs.posthoc_nemenyi_friedman(table)  # labelled by column index
     k = len(heads)
     q = float(stats.studentized_range.ppf(1 - alpha, k, math.inf)) / math.sqrt(2)
     return {"heads": heads, "blocks": int(n), "statistic": float(statistic), "p": float(p),
             "average_ranks": {h: float(r) for h, r in zip(heads, ranks)},
-            "nemenyi_p": {a: {b: float(nemenyi.loc[a, b]) for b in heads} for a in heads},
+            "nemenyi_p": {a: {b: float(nemenyi.loc[i, j]) for j, b in enumerate(heads)} for i, a in enumerate(heads)},
             "cd": q * math.sqrt(k * (k + 1) / (6 * n)), "q_alpha": q, "alpha": alpha,
             "higher_is_better": higher_is_better}
 

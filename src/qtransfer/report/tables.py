@@ -232,8 +232,8 @@ def scorecard_markdown(card: dict[str, Any], title: str) -> str:
     tests, margin, α, verdict rule, n and seeds, and the Friedman test with the average ranks and Nemenyi's CD."""
     ref, alpha, margin = card["reference"], card["alpha"], card["margin"]
     lines = [f"## {title}", "",
-             f"| head | mean ± sd | 95% CI | Δ vs `{ref}` | corrected 95% CI of Δ | p | Holm p | TOST p (Holm) "
-             "| verdict | d_z | n |",
+             (f"| head | mean ± sd | 95% CI | Δ vs `{ref}` | corrected 95% CI of Δ | p | Holm p | TOST p (Holm) "
+              "| verdict | d_z | n |"),
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in card["rows"]:
         spread = f"{r['mean']:.4f} ± {r['sd']:.4f}" if not math.isnan(r["sd"]) else f"{r['mean']:.4f}"
