@@ -50,7 +50,8 @@ def _modules_loaded_by(code: str) -> set[str]:
 
 def test_importing_the_package_loads_no_heavy_library() -> None:
     loaded = _modules_loaded_by("import qtransfer")
-    assert not loaded & {"torch", "torchvision", "matplotlib", "pennylane", "scipy", "tensorboard", "mlflow", "timm"}
+    assert not loaded & {"torch", "torchvision", "matplotlib", "pennylane", "scipy", "tensorboard", "mlflow", "timm",
+                         "statsmodels", "scikit_posthocs", "pandas"}
 
 
 def test_help_answers_before_torch_is_imported() -> None:
@@ -62,7 +63,8 @@ def test_help_answers_before_torch_is_imported() -> None:
 def test_training_imports_neither_matplotlib_nor_pennylane_until_they_are_used() -> None:
     loaded = _modules_loaded_by("import qtransfer.training.run, qtransfer.experiments.compare, qtransfer.experiments.cv, "
                                 "qtransfer.training.trained")
-    assert not loaded & {"matplotlib", "pennylane", "scipy", "tensorboard", "mlflow", "timm"}
+    assert not loaded & {"matplotlib", "pennylane", "scipy", "tensorboard", "mlflow", "timm", "statsmodels",
+                         "scikit_posthocs"}
 
 
 def test_only_the_cli_prints_or_reads_the_command_line() -> None:

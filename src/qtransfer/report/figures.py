@@ -224,3 +224,39 @@ def plot_noise_scan(result: dict[str, Any], path: Path) -> None:
     left.set_title("density-matrix simulation, exact expectation values")
     right.set_title("statevector, finite shots")
     save(fig, path)
+
+
+def plot_critical_difference(
+    ranks: dict[str, float], nemenyi_p: dict[str, dict[str, float]], path: Path, title: str,
+    cd: float | None = None, alpha: float = 0.05,
+) -> None:
+    """Demšar's critical-difference diagram (scikit-posthocs): average ranks on an axis from 1 (best, left) to k,
+    heads Nemenyi does not tell apart at `alpha` joined by a bar, and a bar as long as the CD above when given."""
+    import pandas as pd
+    import scikit_posthocs
+    from matplotlib.transforms import offset_copy
+
+    heads = list(ranks)
+    k = len(heads)
+    sig = pd.DataFrame([[nemenyi_p[a][b] for b in heads] for a in heads], index=heads, columns=heads)
+    longest = max(len(h) for h in heads) + 7  # the label and its " (1.50)"
+    fig, ax = subplots(figsize=(4 + 0.16 * longest, 1.9 + 0.36 * ((k + 1) // 2)))
+    scikit_posthocs.critical_difference_diagram(
+        pd.Series(ranks), sig, ax=ax, alpha=alpha, text_h_margin=0.02 + 0.02 * (k - 1),
+        label_fmt_left="{label} ({rank:.2f})", label_fmt_right="({rank:.2f}) {label}")
+    pad = 0.04 * (k - 1)  # the end markers whole
+    ax.set_xlim(1 - pad, max(k, 1 + (cd or 0)) + pad)
+    ax.set_xticks(range(1, k + 1))
+    ax.set_xlabel("average rank (1 = best)")
+    ax.xaxis.set_label_position("top")
+    above = 50
+    if cd is not None:  # drawn here: scikit-posthocs writes the CD with two significant digits, over the ticks
+        bar = offset_copy(ax.transData, fig=fig, y=above - 6, units="points")
+        ax.plot([1, 1 + cd], [0, 0], color="black", lw=2, transform=bar, clip_on=False)
+        ax.plot([1, 1], [0, 0], "|", color="black", ms=8, transform=bar, clip_on=False)
+        ax.plot([1 + cd, 1 + cd], [0, 0], "|", color="black", ms=8, transform=bar, clip_on=False)
+        ax.text(1 + cd / 2, 0, f"CD = {cd:.2f} (α = {alpha:g})", ha="center", va="bottom", transform=offset_copy(
+            ax.transData, fig=fig, y=above - 3, units="points"))
+    ax.set_title(title, pad=above + 12 if cd is not None else 30)
+    fig.tight_layout(pad=1.5)  # the longest labels reach the figure's edges otherwise
+    save(fig, path, layout=False)

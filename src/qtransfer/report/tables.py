@@ -213,3 +213,62 @@ def _cell(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k} {v:.3f}" for k, v in value.items())
     return str(value)
+
+
+def _p(p: float) -> str:
+    if math.isnan(p):
+        return "–"
+    return f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def _number(x: float, sign: bool = False) -> str:
+    if math.isnan(x):
+        return "–"
+    return f"{x:+.2f}" if sign else f"{x:.2f}"
+
+
+def scorecard_markdown(card: dict[str, Any], title: str) -> str:
+    """A scorecard() as one Markdown table (every head against the reference, a verdict each), a note stating the
+    tests, margin, α, verdict rule, n and seeds, and the Friedman test with the average ranks and Nemenyi's CD."""
+    ref, alpha, margin = card["reference"], card["alpha"], card["margin"]
+    lines = [f"## {title}", "",
+             (f"| head | mean ± sd | 95% CI | Δ vs `{ref}` | corrected 95% CI of Δ | p | Holm p | TOST p (Holm) "
+              "| verdict | d_z | n |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in card["rows"]:
+        spread = f"{r['mean']:.4f} ± {r['sd']:.4f}" if not math.isnan(r["sd"]) else f"{r['mean']:.4f}"
+        low, high = r["ci95"]
+        cells = [f"`{r['head']}`", spread, "–" if math.isnan(low) else f"[{low:.4f}, {high:.4f}]"]
+        d = r["delta"]
+        if d is None:
+            cells += ["(reference)", "–", "–", "–", "–", "–", "–"]
+        else:
+            cells += [f"{d['mean']:+.4f}", interval(d["low"], d["high"]), _p(d["p"]), _p(d["p_holm"]),
+                      _p(d["tost_p_holm"]), d["verdict"], _number(d["d_z"], sign=True)]
+        lines.append("| " + " | ".join(cells + [str(r["n"])]) + " |")
+    folds, seeds = card["folds"], card["seeds"]
+    level = round(100 * (1 - 2 * alpha))
+    lines += ["", (
+        f"n = {folds} outer folds; each fold's score is the mean over {seeds} seed{'s' if seeds != 1 else ''} "
+        f"trained on that fold. 95% CI: Student's t over the folds. Δ = head − `{ref}` per fold; its interval and p "
+        f"are Nadeau and Bengio's corrected resampled t-test (variance × (1/n + n_test/n_train), n_test = "
+        f"{card['n_test']}, n_train = {card['n_train']}, df = n − 1), two-sided. TOST: two one-sided corrected "
+        f"t-tests that Δ lies within ±{margin:g} (equivalent when the corrected {level}% interval lies inside it). "
+        f"Holm: Holm-Bonferroni over this table's {sum(r['delta'] is not None for r in card['rows'])} difference "
+        f"p-values, and separately over its TOST p-values. Verdict at α = {alpha:g}: equivalent when the Holm TOST "
+        "p < α (even if the difference is also significant: it lies within the margin); else better / worse by the "
+        "sign of Δ when the Holm p < α; else inconclusive. d_z: mean / sd of the per-fold differences.")]
+    f = card.get("friedman")
+    if f:
+        ranks = sorted(f["average_ranks"].items(), key=lambda kv: kv[1])
+        close = [f"`{a}` – `{b}` ({f['nemenyi_p'][a][b]:.3f})" for i, (a, _) in enumerate(ranks)
+                 for b, _ in ranks[i + 1:] if f["nemenyi_p"][a][b] < f["alpha"]]
+        lines += ["", (
+            f"Friedman test over {f['blocks']} blocks × {len(f['heads'])} heads: χ² = {_number(f['statistic'])}, "
+            f"p = {_p(f['p'])}. Average ranks (1 = best, ties averaged): "
+            + ", ".join(f"`{h}` {r:.2f}" for h, r in ranks)
+            + f". Nemenyi critical difference at α = {f['alpha']:g}: CD = {f['cd']:.2f} (Demšar 2006); "
+            + ("pairs with Nemenyi p < α: " + ", ".join(close) + "." if close
+               else "no pair differs at this α (Nemenyi).")
+        )]
+    return "\n".join(lines) + "\n"
