@@ -17,9 +17,10 @@ from qtransfer.errors import InputError
 from qtransfer.experiments.compare import parse_head, settings_params
 from qtransfer.experiments.runner import Job, experiment, resumable, run_jobs
 from qtransfer.experiments.tuning import TUNING_FILE, Candidate, choose, tuning_jobs, tuning_key
-from qtransfer.experiments.stats import describe, t_interval
+from qtransfer.experiments.stats import describe, scorecard, t_interval
 from qtransfer.features.pipeline import FeatureSplit, load_features
-from qtransfer.report.tables import cv_markdown
+from qtransfer.report import figures
+from qtransfer.report.tables import cv_markdown, scorecard_markdown
 from qtransfer.runtime import package_versions, resolve_device
 from qtransfer.storage import atomic_write_text
 from qtransfer.tracking.tracker import Tracker
@@ -115,11 +116,36 @@ def cross_validate(settings: CVSettings, progress: bool = True, resume: Path | N
         result = _result(settings, features.backbone, features.classes, len(labels), rows, started)
         if chosen:
             result["tuning"] = [{"head": h, "fold": k, **summary} for (h, k), (_, summary) in chosen.items()]
+        if len(settings.heads) > 1:
+            result["scorecard"] = fold_scorecard(rows, settings.heads, settings.folds, settings.margin, len(seeds))
         if distributed.is_main():
             atomic_write_text(run.dir / "cv.json", json.dumps(result, indent=2))
-            atomic_write_text(run.dir / "cv.md", cv_markdown(result, settings.metrics))
+            card = result.get("scorecard")
+            atomic_write_text(run.dir / "cv.md", cv_markdown(result, settings.metrics)
+                              + ("\n" + scorecard_markdown(card, "Scorecard: held-out accuracy against "
+                                                                  f"`{settings.heads[0]}`") if card else ""))
+            friedman = result.get("scorecard", {}).get("friedman")
+            if friedman:
+                figures.plot_critical_difference(friedman["average_ranks"], friedman["nemenyi_p"],
+                                                 run.dir / "cv_ranks.png", f"held-out accuracy, {settings.folds} folds",
+                                                 cd=friedman["cd"])
         run.tracker.files(run.dir)
     return run.dir, result
+
+
+def fold_scorecard(rows: list[dict[str, Any]], heads: list[str], folds: int, margin: float, seeds: int
+                   ) -> dict[str, Any]:
+    """The scorecard of held-out accuracy (seeds averaged within a fold) of every head against the first."""
+    per_fold = {h: [_mean([r["held_out"]["accuracy"] for r in rows if r["head"] == h and r["fold"] == k])
+                    for k in range(folds)] for h in heads}
+    first = [r for r in rows if r["head"] == heads[0]]
+    n_train = round(_mean([r["train"] + r["select"] for r in first]))
+    n_test = round(_mean([r["test"] for r in first]))
+    return scorecard(per_fold, heads[0], n_train, n_test, margin=margin, seeds=seeds)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 def _tune(settings: CVSettings, parts: list[FeatureSplit], run_dir: Path, n_classes: int, device: torch.device,
