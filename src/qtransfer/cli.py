@@ -283,6 +283,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     options = ReproduceOptions(
         data=str(args.data) if args.data else None, out=args.out, seeds=args.seed_list, epochs=args.epochs,
         steps=args.steps, augment_views=args.augment_views, backbones=args.backbones, heads=args.heads, cache_dir=args.cache_dir,
+        cifar=str(args.cifar) if args.cifar else None,
         device=args.device, num_workers=args.num_workers, progress=not args.quiet, cubic_phase=args.cubic_phase,
     )
     options.command = command_line(args.name, options, args.report)
@@ -390,8 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("reproduce", help="rerun one of the paper's experiments (spirals, ants-bees, circuit-sweep, "
-                       "cifar, qc, qq) or the baselines study")
-    p.add_argument("name", help="spirals, ants-bees, circuit-sweep, cifar, qc, qq or baselines")
+                       "cifar, qc, qq), the baselines study, the benchmarking protocol or the width study")
+    p.add_argument("name", help="spirals, ants-bees, circuit-sweep, cifar, qc, qq, baselines, benchmark or width")
+    p.add_argument("--cifar", type=Path, metavar="DIR", help="benchmark: a CIFAR-10 root (with "
+                   "cifar-10-batches-py/), adding the paper's dogs/cats and planes/cars")
     p.add_argument("--data", type=Path, help="dataset folder (ants-bees: hymenoptera_data; cifar: CIFAR-10 root; "
                    "qc, qq: the folder with the paper's pretrained .npy files, else they are fetched and cached)")
     p.add_argument("--seed-list", type=int, nargs="+", metavar="SEED", help="seeds (default: the experiment's five)")

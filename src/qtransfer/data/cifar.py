@@ -59,3 +59,29 @@ class CifarPair(Dataset):
     def keys(self) -> list[str]:
         """Content hash of each image's pixels, the feature cache's key."""
         return [hashlib.sha256(self.data[i].tobytes()).hexdigest() for i in self.index]
+
+
+def cifar_pair_folder(root: Path, classes: tuple[str, str], dest: Path) -> Path:
+    """Two CIFAR-10 classes written as an image folder, dest/cifar_<a>_<b>/{train,val}/<class>/<index>.png (train:
+    CIFAR-10's training batches, val: its test batch), so that every command reads them like any other folder.
+    Written atomically once; a complete folder is reused."""
+    import os
+    import tempfile
+
+    root = cifar_root(root)
+    folder = Path(dest) / f"cifar_{classes[0]}_{classes[1]}"
+    if folder.is_dir():
+        return folder
+    Path(dest).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest, prefix=f".{folder.name}-") as tmp:
+        staged = Path(tmp) / folder.name
+        for split, train in (("train", True), ("val", False)):
+            cifar = load_cifar(root, train)
+            wanted = [CIFAR_CLASSES.index(c) for c in classes]
+            for i, target in enumerate(cifar.targets):
+                if target in wanted:
+                    path = staged / split / CIFAR_CLASSES[target] / f"{i:05d}.png"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(cifar.data[i]).save(path)
+        os.replace(staged, folder)
+    return folder

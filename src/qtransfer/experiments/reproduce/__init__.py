@@ -11,11 +11,13 @@ from pathlib import Path
 from qtransfer.experiments.reproduce import (  # noqa: F401  (register)
     ants_bees,
     baselines,
+    benchmark,
     cifar,
     circuit_sweep,
     qc,
     qq,
     spirals,
+    width,
 )
 from qtransfer.experiments.reproduce.registry import (
     EXPERIMENTS,
@@ -55,6 +57,8 @@ def command_line(name: str, options: ReproduceOptions, report: Path | None) -> s
     ]:
         if value is not None and value != default:
             parts += [flag, str(value)]
+    if options.cifar:
+        parts += ["--cifar", options.cifar]
     if options.seeds is not None:
         parts += ["--seed-list", *map(str, options.seeds)]
     if options.backbones:

@@ -28,6 +28,7 @@ class ReproduceOptions:
     command: str = ""  # the command line that ran, for the report
     progress: bool = True  # progress bars
     cubic_phase: str = "exact"  # qq: the cubic phase gate of its earlier rows (quantum.fock_gates conventions)
+    cifar: str | None = None  # benchmark: a CIFAR-10 root, adding the paper's two CIFAR-10 pairs
 
 
 @dataclass
@@ -44,7 +45,7 @@ class Reproduction:
 
 
 EXPERIMENTS: Registry[Callable[[ReproduceOptions, Path], Reproduction]] = Registry("experiment")
-ORDER = ["spirals", "ants-bees", "baselines", "circuit-sweep", "cifar", "qc", "qq"]
+ORDER = ["spirals", "ants-bees", "baselines", "benchmark", "width", "circuit-sweep", "cifar", "qc", "qq"]
 
 
 def register_experiment(name: str) -> Callable[[Callable[..., Reproduction]], Callable[..., Reproduction]]:
