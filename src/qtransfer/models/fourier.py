@@ -6,19 +6,19 @@ quantum head, the circuit's accuracy is the spectrum's, not something only a qua
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from qtransfer.errors import InputError
-from qtransfer.models.baselines import ReducedHead, zero_and_f
+from qtransfer.models.baselines import LOGREG_C, ReducedHead, zero_and_f
 from qtransfer.models.fitted import inner_cv
 from qtransfer.quantum.circuits import Circuit, make_circuit
 
 FOURIER_FEATURES = 256  # at most this many frequencies (each a cos and a sin feature); more are sampled down
-FOURIER_C = tuple(float(c) for c in np.logspace(-2, 3, 8))  # 8 configurations, as every head searches
+FOURIER_C = LOGREG_C  # the logistic regression's own grid: 8 configurations, as every head searches
 # Rotations exp(-i x P / 2) by a Pauli P (and the phase shift): eigenvalue gaps 0 and 1, so each such gate adds
 # frequencies -1, 0, +1 to its input's spectrum.
 UNIT_ENCODINGS = frozenset({"RX", "RY", "RZ", "PhaseShift"})
@@ -33,9 +33,10 @@ def encoding_degrees(circuit: Circuit) -> tuple[int, ...]:
         if not inputs:
             continue
         if gate.name not in UNIT_ENCODINGS:
-            raise InputError(f"the fourier head reads the spectrum of rotation encodings ({', '.join(sorted(UNIT_ENCODINGS))}); "
-                             f"gate {i} ({gate.name}) of circuit {circuit.name!r} encodes an input otherwise: "
-                             f"choose a template that encodes by rotations")
+            raise InputError(f"the fourier head reads the spectrum of rotation encodings "
+                             f"({', '.join(sorted(UNIT_ENCODINGS))}); gate {i} ({gate.name}) of circuit "
+                             f"{circuit.name!r} encodes an input otherwise: choose a template that encodes by "
+                             f"rotations")
         degrees[inputs[0]] += 1
     return tuple(degrees)
 
@@ -45,13 +46,19 @@ def spectrum_size(degrees: tuple[int, ...]) -> int:
     return (math.prod(2 * d + 1 for d in degrees) - 1) // 2
 
 
+def check_indexable(degrees: tuple[int, ...]) -> None:
+    """Refuse a spectrum too large for int64 indices (about 39 inputs of degree 1)."""
+    if math.prod(2 * d + 1 for d in degrees) > 2 ** 62:
+        raise InputError(f"the fourier head's spectrum of {len(degrees)} inputs is too large to index: "
+                         f"use at most 39 qubits")
+
+
 def frequencies(degrees: tuple[int, ...], limit: int = FOURIER_FEATURES, seed: int = 0) -> np.ndarray:
     """The nonzero integer frequency vectors of the spectrum, one of each pair (w, -w), as rows (m, n): all of them
     when there are at most `limit`, else `limit` drawn uniformly without replacement (seeded)."""
+    check_indexable(degrees)
     radices = [2 * d + 1 for d in degrees]
     total = math.prod(radices)
-    if total > 2 ** 62:
-        raise InputError(f"the fourier head's spectrum of {len(degrees)} inputs is too large to index; use fewer qubits")
     # Mixed-radix index k <-> vector (digit_j - L_j): -w has index total - 1 - k and w = 0 is the middle index, so
     # the indices above the middle hold one of each pair.
     half = (total - 1) // 2
@@ -85,13 +92,13 @@ class FourierHead(ReducedHead):
     (as the matched svm:pca=N control reduces them, and bounded as the dressed circuit bounds its inputs); C by
     inner CV. A control: the classical model with the frequencies the circuit can express."""
 
-    SEARCH = {"C": FOURIER_C}
+    SEARCH: ClassVar[dict[str, tuple[Any, ...]]] = {"C": FOURIER_C}
 
     @classmethod
     def check_settings(cls, settings: Any) -> None:
         """Refuse a --pca other than --qubits, or a circuit whose encoding is not by rotations, before any work."""
         _check_pca(settings.n_qubits, settings.pca)
-        encoding_degrees(make_circuit(settings.template, settings.n_qubits, settings.depth))
+        check_indexable(encoding_degrees(make_circuit(settings.template, settings.n_qubits, settings.depth)))
 
     def __init__(self, in_features: int, n_classes: int, n_qubits: int = 4, depth: int = 6,
                  template: str = "tutorial", pca: int = 0, **shared: Any):
@@ -102,6 +109,7 @@ class FourierHead(ReducedHead):
                              f"{circuit.n_inputs} inputs on {n_qubits} qubits")
         super().__init__("fourier", in_features, n_classes, n_qubits, **shared)
         self.degrees = encoding_degrees(circuit)
+        check_indexable(self.degrees)
         self.fitted_buffer("frequencies", np.zeros((0, n_qubits)))
         self.fitted_buffer("weight", np.zeros((0, 0)))
         self.fitted_buffer("bias", np.zeros(0))
