@@ -64,6 +64,27 @@ def test_stacked_jobs_equal_their_solo_runs_in_float64(head: str, float64: None)
     assert len({round(r.rows[-1]["train_loss"], 12) for r in stacked}) == 5
 
 
+@pytest.mark.parametrize("head", HEADS)
+def test_stacked_jobs_with_their_own_weight_decays_equal_adams_own_in_solo_runs(head: str, float64: None) -> None:
+    """Each job's decay is added to its own gradients in the stack; alone, torch's Adam(weight_decay=) does it."""
+    train, val = _synthetic(41, 2), _synthetic(17, 3)
+    base = TrainConfig(data="-", head=head, epochs=4, step_size=2, gamma=0.5, depth=2)
+    configs = [replace(base, seed=s, lr=lr, weight_decay=wd)
+               for s, lr, wd in zip((3, 4, 5), (4e-3, 1e-2, 4e-3), (0.0, 0.5, 2.0))]
+    stacked = fit_group([FitJob(c, train, val) for c in configs], 2, torch.device("cpu"))
+    assert [r.stacked for r in stacked] == [3] * 3
+    for config, result in zip(configs, stacked):
+        solo = _solo(config, train, val)
+        assert solo.decay is None and solo.optimizer.defaults["weight_decay"] == config.weight_decay
+        assert result.best["epoch"] == solo.best["epoch"]
+        assert [r["train_loss"] for r in result.rows] == pytest.approx([r["train_loss"] for r in solo.rows],
+                                                                        abs=1e-9, rel=0)
+        assert [r["val_acc"] for r in result.rows] == [r["val_acc"] for r in solo.rows]
+    # the decay did something: the same seed and lr without it ends elsewhere
+    (plain,) = fit_group([FitJob(replace(configs[2], weight_decay=0.0), train, val)], 2, torch.device("cpu"))
+    assert abs(plain.rows[-1]["train_loss"] - stacked[2].rows[-1]["train_loss"]) > 1e-4
+
+
 def test_jobs_on_different_data_stack_with_their_own_batches(float64: None) -> None:
     """Folds of unequal size (one fewer row: a shorter last batch) train together and equal their solo runs."""
     base = TrainConfig(data="-", head="classical", epochs=3, batch_size=4)

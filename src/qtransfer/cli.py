@@ -26,7 +26,8 @@ TRAIN_FLAGS = {
     "backbone": ("--backbone", "pretrained network A (see `qtransfer info`); resnet18 is the paper's (its weights are downloaded)"),
     "weights": ("--weights", "'default' (torchvision cache, then download), a weights file, or 'none' (random)"),
     "head": ("--head", "network B: quantum, classical, linear; fitted by inner CV: logreg, svm, mlp, qkernel, "
-                       "projected_qkernel"),
+                       "projected_qkernel, fourier (a classical control: the circuit's spectrum as Fourier "
+                       "features); the quantum head without entanglement: --no-entangle"),
     "n_qubits": ("--qubits", "qubits of the circuit (also the width of the classical head)"),
     "depth": ("--depth", "variational layers of the circuit"),
     "template": ("--template", "the quantum head's circuit: tutorial, strongly_entangling, basic_entangler, ring_cz"),
@@ -366,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="heads over several seeds on the same cached features, with statistics")
     p.add_argument("--heads", nargs="+", default=["quantum", "classical", "linear"], metavar="HEAD",
                    help="heads by name, with settings: quantum classical linear quantum:depth=2,qubits=6 "
+                        "quantum:entangle=false fourier "
                         "(default: quantum classical linear)")
     _add_config_file_flag(p)
     _add_config_flags(p, exclude=("head",))

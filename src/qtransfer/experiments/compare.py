@@ -71,7 +71,8 @@ def parse_head(text: str) -> HeadSpec:
         target = SPEC_KEYS[key.strip()]
         if str(types[target]) == "bool":
             if value.strip().lower() not in BOOLEANS:
-                raise InputError(f"head setting {item!r} in {text!r} needs true or false")
+                raise InputError(f"head setting {item!r} in {text!r} needs true or false: write "
+                                 f"{key.strip()}=true or {key.strip()}=false")
             settings[target] = BOOLEANS[value.strip().lower()]
             continue
         kind = {"int": int, "float": float}.get(str(types[target]), str)

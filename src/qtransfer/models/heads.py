@@ -1,4 +1,5 @@
-"""Network B by name: the dressed quantum head, classical heads, fitted baselines and quantum kernels."""
+"""Network B by name: the dressed quantum head, classical heads, fitted baselines, quantum kernels and the fourier
+control."""
 from __future__ import annotations
 
 import math
@@ -9,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from qtransfer.models.baselines import LogisticRegressionHead, MLPHead, SVMHead
+from qtransfer.models.fourier import FourierHead
 from qtransfer.models.kernel_heads import FidelityKernelHead, ProjectedKernelHead
 from qtransfer.models.settings import SHARED_SETTINGS as SHARED_SETTINGS
 from qtransfer.models.settings import check_ignored
@@ -62,6 +64,7 @@ register_head("svm")(SVMHead)
 register_head("mlp")(MLPHead)
 register_head("qkernel")(FidelityKernelHead)
 register_head("projected_qkernel")(ProjectedKernelHead)
+register_head("fourier")(FourierHead)
 
 
 @register_head("quantum")
