@@ -46,7 +46,7 @@ def test_benchmark_on_three_datasets_ranks_within_and_across_them(tmp_path: Path
     across = result.results["across"]
     assert across["blocks"]["blocks"] == 15 and across["datasets"]["blocks"] == 3
     text = (result.run_dir / "reproduction.md").read_text()
-    assert "Over the 3 datasets alone" in text and "## dogs/cats: held-out accuracy against `quantum`" in text
+    assert "Over the 3 datasets alone" in text and "##### dogs/cats: held-out accuracy against `quantum`" in text
     assert (result.run_dir / "benchmark_accuracy.png").exists() and (result.run_dir / "benchmark_ranks_all.png").exists()
 
 
@@ -55,3 +55,21 @@ def test_benchmark_refuses_what_it_cannot_score(tmp_path: Path) -> None:
         reproduce("benchmark", ReproduceOptions(out=str(tmp_path)))
     with pytest.raises(InputError, match="quantum head given first"):
         reproduce("benchmark", ReproduceOptions(data="x", out=str(tmp_path), heads=["linear", "quantum", "logreg"]))
+
+
+def test_width_study_runs_every_kind_at_every_width(tmp_path: Path, hymenoptera: Path, shared_cache: Path,
+                                                    monkeypatch) -> None:
+    import qtransfer.experiments.reproduce.width as width
+
+    monkeypatch.setattr(width, "WIDTHS", (2, 3))
+    monkeypatch.setattr(width, "write_digits", lambda dest: hymenoptera)  # stands in for digits: same pipeline
+    options = ReproduceOptions(out=str(tmp_path), seeds=[1], epochs=1, cache_dir=str(shared_cache), num_workers=0,
+                               progress=False)
+    result = reproduce("width", options)
+    table = result.results["table"]
+    assert set(table) == {"quantum", "no entanglement", "classical twin"}
+    assert all(set(rows) == {2, 3} and all(0 <= r["mean"] <= 1 for r in rows.values()) for rows in table.values())
+    assert {(t["width"], t["against"]) for t in result.results["tests"]} == \
+        {(w, o) for w in (2, 3) for o in ("no entanglement", "classical twin")}
+    text = (result.run_dir / "reproduction.md").read_text()
+    assert "| 2 | " in text and "| 3 | " in text and (result.run_dir / "width.png").stat().st_size > 0

@@ -227,11 +227,12 @@ def _number(x: float, sign: bool = False) -> str:
     return f"{x:+.2f}" if sign else f"{x:.2f}"
 
 
-def scorecard_markdown(card: dict[str, Any], title: str) -> str:
-    """A scorecard() as one Markdown table (every head against the reference, a verdict each), a note stating the
-    tests, margin, α, verdict rule, n and seeds, and the Friedman test with the average ranks and Nemenyi's CD."""
+def scorecard_markdown(card: dict[str, Any], title: str, level: int = 2) -> str:
+    """A scorecard() as one Markdown table (every head against the reference, a verdict each) under a heading of
+    `level`, a note stating the tests, margin, α, verdict rule, n and seeds, and the Friedman test with the average
+    ranks and Nemenyi's CD."""
     ref, alpha, margin = card["reference"], card["alpha"], card["margin"]
-    lines = [f"## {title}", "",
+    lines = [f"{'#' * level} {title}", "",
              (f"| head | mean ± sd | 95% CI | Δ vs `{ref}` | corrected 95% CI of Δ | p | Holm p | TOST p (Holm) "
               "| verdict | d_z | n |"),
              "|---|---|---|---|---|---|---|---|---|---|---|"]

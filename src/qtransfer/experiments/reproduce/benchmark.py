@@ -137,7 +137,7 @@ def _body(results: dict[str, dict[str, Any]], pooled: dict[str, Any], heads: tup
           base: TrainConfig) -> str:
     sections = []
     for name, r in results.items():
-        card = scorecard_markdown(r["scorecard"], f"{name}: held-out accuracy against `{heads[0]}`")
+        card = scorecard_markdown(r["scorecard"], f"{name}: held-out accuracy against `{heads[0]}`", level=5)
         sections.append(f"#### {name} ({r['samples']} images, {len(r['classes'])} classes; "
                         f"{r['wall_s'] / 60:.1f} min)\n\n{card}\n\nWhat the inner CV chose per outer fold:\n\n"
                         f"{chosen_table(r, heads)}")
