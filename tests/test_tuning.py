@@ -98,3 +98,33 @@ def test_the_held_out_fold_never_reaches_tuning_scaling_pca_or_selection(tmp_pat
         assert len(t["scores"]) == SEARCH_SIZE and t["scores"][t["chosen"]] == max(t["scores"].values())
         assert {k: r["choices"][k] for k in t["point"]} == t["point"]
     assert len((run_dir / "tuning.jsonl").read_text().splitlines()) == 2 * 2 * SEARCH_SIZE * 5
+
+
+def test_compare_tunes_on_train_alone_and_trains_the_choice(tmp_path: Path, hymenoptera: Path, shared_cache: Path,
+                                                            monkeypatch) -> None:
+    import qtransfer.experiments.compare as compare
+
+    parts = {}
+    real = compare.tuning_jobs
+
+    def spy(tag, config, given, part, *args, **kwargs):
+        parts[tag] = {str(p) for p in part.paths}
+        return real(tag, config, given, part, *args, **kwargs)
+
+    monkeypatch.setattr(compare, "tuning_jobs", spy)
+    argv = ["--quiet", "compare", "--data", str(hymenoptera), "--cache-dir", str(shared_cache), "--workers", "0",
+            "--out", str(tmp_path), "--epochs", "1", "--heads", "linear", "logreg", "--seed-list", "3", "4",
+            "--tune"]
+    assert cli.main(argv) == 0
+    (run_dir,) = tmp_path.iterdir()
+    result = json.loads((run_dir / "compare.json").read_text())
+    from qtransfer.features.pipeline import load_features
+
+    features = load_features(TrainConfig(data=str(hymenoptera), cache_dir=str(shared_cache), num_workers=0),
+                             progress=False)
+    for tag, part in parts.items():
+        assert part == {str(p) for p in features.train.paths}, tag  # val never tunes
+    for r in result["runs"]:
+        chosen = result["tuning"][r["label"]]
+        assert {k: r["choices"][k] for k in chosen["point"]} == chosen["point"]
+    assert json.loads((run_dir / "compare_config.json").read_text())["tune"] is True
