@@ -34,7 +34,6 @@ def test_benchmark_on_three_datasets_ranks_within_and_across_them(tmp_path: Path
     result = reproduce("benchmark", options)
     data = result.results["datasets"]
     assert list(data) == ["ants/bees", "dogs/cats", "planes/cars"]
-    folder = Path(data["dogs/cats"]["cv_dir"])
     assert data["dogs/cats"]["samples"] == 2 * 4 * 5 + 2 * 4  # CIFAR's 5 training batches, then its test batch
     for name, d in data.items():
         rows = {r["head"]: r for r in d["scorecard"]["rows"]}
