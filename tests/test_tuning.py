@@ -43,11 +43,11 @@ def test_the_best_mean_curve_wins_and_the_first_of_equals() -> None:
 
 def test_the_held_out_fold_never_reaches_tuning_scaling_pca_or_selection(tmp_path: Path, hymenoptera: Path,
                                                                          shared_cache: Path, monkeypatch) -> None:
-    import qtransfer.experiments.cv as cv
+    import qtransfer.experiments.tuning as tuning
     import qtransfer.models.reduction as reduction
 
     parts, fitted_rows = {}, []
-    real_jobs, real_fit = cv.tuning_jobs, reduction.Reduction.fit
+    real_jobs, real_fit = tuning.tuning_jobs, reduction.Reduction.fit
 
     def spy_jobs(tag, config, given, part, *args, **kwargs):
         jobs = real_jobs(tag, config, given, part, *args, **kwargs)
@@ -58,7 +58,7 @@ def test_the_held_out_fold_never_reaches_tuning_scaling_pca_or_selection(tmp_pat
         fitted_rows.append(np.array(x))
         return real_fit(self, x)
 
-    monkeypatch.setattr(cv, "tuning_jobs", spy_jobs)
+    monkeypatch.setattr(tuning, "tuning_jobs", spy_jobs)
     monkeypatch.setattr(reduction.Reduction, "fit", spy_fit)
     argv = ["--quiet", "cv", "--data", str(hymenoptera), "--cache-dir", str(shared_cache), "--workers", "0",
             "--out", str(tmp_path), "--epochs", "1", "--heads", "linear", "svm:pca=4", "--folds", "2", "--tune"]
@@ -102,16 +102,16 @@ def test_the_held_out_fold_never_reaches_tuning_scaling_pca_or_selection(tmp_pat
 
 def test_compare_tunes_on_train_alone_and_trains_the_choice(tmp_path: Path, hymenoptera: Path, shared_cache: Path,
                                                             monkeypatch) -> None:
-    import qtransfer.experiments.compare as compare
+    import qtransfer.experiments.tuning as tuning
 
     parts = {}
-    real = compare.tuning_jobs
+    real = tuning.tuning_jobs
 
     def spy(tag, config, given, part, *args, **kwargs):
         parts[tag] = {str(p) for p in part.paths}
         return real(tag, config, given, part, *args, **kwargs)
 
-    monkeypatch.setattr(compare, "tuning_jobs", spy)
+    monkeypatch.setattr(tuning, "tuning_jobs", spy)
     argv = ["--quiet", "compare", "--data", str(hymenoptera), "--cache-dir", str(shared_cache), "--workers", "0",
             "--out", str(tmp_path), "--epochs", "1", "--heads", "linear", "logreg", "--seed-list", "3", "4",
             "--tune"]

@@ -14,7 +14,7 @@ from qtransfer.config import MAX_SEED, ResumeChanges, SettingsFile, TrainConfig
 from qtransfer.errors import InputError
 from qtransfer.experiments.runner import Job, experiment, resumable, run_jobs
 from qtransfer.experiments.stats import describe, paired_difference
-from qtransfer.experiments.tuning import TUNING_FILE, Candidate, choose, tuning_jobs, tuning_key
+from qtransfer.experiments.tuning import Candidate, Search, tune
 from qtransfer.features.pipeline import Features, load_features
 from qtransfer.models.heads import HEADS
 from qtransfer.registry import unknown_name
@@ -285,14 +285,11 @@ def _tune(settings: CompareSettings, specs: Sequence[HeadSpec], features: Featur
     test split stay out), and the search."""
     device = resolve_device(settings.config.device)
     train = features.train.to_device(device)
-    seeds = settings.seeds[:settings.tune_seeds]
-    jobs = [job for spec in specs
-            for job in tuning_jobs((spec.label,), spec.config(settings.config), [k for k, _ in spec.settings], train,
-                                   seeds, split_seed=settings.config.seed)]
-    records = run_jobs(jobs, tuning_key, run_dir, len(features.classes), device, features.classes, progress,
-                       file=TUNING_FILE)
-    return {spec.label: choose(spec.config(settings.config), [k for k, _ in spec.settings], (spec.label,), records)
-            for spec in specs}
+    searches = [Search((spec.label,), spec.config(settings.config), tuple(k for k, _ in spec.settings), train,
+                       settings.config.seed) for spec in specs]
+    found = tune(searches, settings.seeds[:settings.tune_seeds], run_dir, len(features.classes), device,
+                 features.classes, progress)
+    return {tag[0]: result for tag, result in found.items()}
 
 
 def _check_settings(settings: CompareSettings, specs: Sequence[HeadSpec]) -> None:

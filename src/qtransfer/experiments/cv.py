@@ -16,7 +16,7 @@ from qtransfer.data.splits import stratified_folds, stratified_holdout
 from qtransfer.errors import InputError
 from qtransfer.experiments.compare import parse_head, settings_params
 from qtransfer.experiments.runner import Job, experiment, resumable, run_jobs
-from qtransfer.experiments.tuning import TUNING_FILE, Candidate, choose, tuning_jobs, tuning_key
+from qtransfer.experiments.tuning import Candidate, Search, tune
 from qtransfer.experiments.stats import describe, scorecard, t_interval
 from qtransfer.features.pipeline import FeatureSplit, load_features
 from qtransfer.report import figures
@@ -149,16 +149,12 @@ def _mean(values: list[float]) -> float:
 
 
 def _tune(settings: CVSettings, parts: list[FeatureSplit], run_dir: Path, n_classes: int, device: torch.device,
-          classes: list[str], progress: bool) -> dict[tuple[str, int], tuple[Candidate, dict[str, Any]]]:
+          classes: list[str], progress: bool) -> dict[tuple[Any, ...], tuple[Candidate, dict[str, Any]]]:
     """Per (head, outer fold): the configuration its inner CV of that fold's training part chose, and the search."""
-    seeds = settings.seed_list()[:settings.tune_seeds]
     specs = {head: parse_head(head) for head in settings.heads}
-    jobs = [job for k, part in enumerate(parts) for head, spec in specs.items()
-            for job in tuning_jobs((head, k), spec.config(settings.config), [key for key, _ in spec.settings], part,
-                                   seeds, split_seed=settings.config.seed + k)]
-    records = run_jobs(jobs, tuning_key, run_dir, n_classes, device, classes, progress, file=TUNING_FILE)
-    return {(head, k): choose(spec.config(settings.config), [key for key, _ in spec.settings], (head, k), records)
-            for k in range(len(parts)) for head, spec in specs.items()}
+    searches = [Search((head, k), spec.config(settings.config), tuple(key for key, _ in spec.settings), part,
+                       settings.config.seed + k) for k, part in enumerate(parts) for head, spec in specs.items()]
+    return tune(searches, settings.seed_list()[:settings.tune_seeds], run_dir, n_classes, device, classes, progress)
 
 
 def _fold_key(r: dict[str, Any]) -> tuple[Any, ...]:

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
+
+import torch
 
 from qtransfer.config import TrainConfig
 from qtransfer.data.splits import stratified_folds
-from qtransfer.experiments.runner import Job
+from qtransfer.experiments.runner import Job, run_jobs
 from qtransfer.features.pipeline import FeatureSplit
 from qtransfer.models.search import label, points, search_space
 from qtransfer.training.fit import FitJob, FitResult
@@ -85,3 +88,25 @@ def choose(config: TrainConfig, given: Sequence[str], tag: tuple[Any, ...], reco
     best = max(options, key=lambda c: scores[c.label])  # max keeps the first of equals
     return best, {"chosen": best.label, "point": best.point, "scores": scores,
                   "inner_folds": len({r["inner"] for r in mine}), "seeds": sorted({r["seed"] for r in mine})}
+
+
+@dataclass(frozen=True)
+class Search:
+    """One head to tune on one training part: its key, settings, the spec's own keys (not searched), the part, and
+    the seed of its inner folds."""
+
+    tag: tuple[Any, ...]
+    config: TrainConfig
+    given: tuple[str, ...]
+    part: FeatureSplit
+    split_seed: int
+
+
+def tune(searches: Sequence[Search], seeds: Sequence[int], run_dir: Path, n_classes: int, device: torch.device,
+         classes: Sequence[str], progress: bool) -> dict[tuple[Any, ...], tuple[Candidate, dict[str, Any]]]:
+    """Every search's jobs through the runner at once (same-shape ones stacked across searches; tuning.jsonl keeps
+    them), then per tag the chosen candidate and the search's summary."""
+    jobs = [job for s in searches for job in tuning_jobs(s.tag, s.config, s.given, s.part, seeds,
+                                                         split_seed=s.split_seed)]
+    records = run_jobs(jobs, tuning_key, run_dir, n_classes, device, classes, progress, file=TUNING_FILE)
+    return {s.tag: choose(s.config, s.given, s.tag, records) for s in searches}
