@@ -128,3 +128,33 @@ def test_compare_tunes_on_train_alone_and_trains_the_choice(tmp_path: Path, hyme
         chosen = result["tuning"][r["label"]]
         assert {k: r["choices"][k] for k in chosen["point"]} == chosen["point"]
     assert json.loads((run_dir / "compare_config.json").read_text())["tune"] is True
+
+
+def test_an_interrupted_search_resumes_without_refitting_and_equals_an_uninterrupted_one(
+        tmp_path: Path, hymenoptera: Path, shared_cache: Path, monkeypatch) -> None:
+    import qtransfer.experiments.runner as runner
+    from test_many_runs import _interrupt_the_second_group
+
+    def argv(out: Path) -> list[str]:
+        return ["--quiet", "cv", "--data", str(hymenoptera), "--cache-dir", str(shared_cache), "--workers", "0",
+                "--out", str(out), "--epochs", "1", "--heads", "linear", "logreg", "--folds", "2", "--tune"]
+
+    real = _interrupt_the_second_group(monkeypatch)  # linear's 80 candidates x inner folds are the first group
+    assert cli.main(argv(tmp_path / "cut")) == 130
+    (cut,) = (tmp_path / "cut").iterdir()
+    assert len((cut / "tuning.jsonl").read_text().splitlines()) == 2 * SEARCH_SIZE * 5
+    assert not (cut / "runs.jsonl").exists()
+    fitted = []
+
+    def counting(jobs, *args, **kwargs):
+        fitted.extend(j.config.head for j in jobs)
+        return real(jobs, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "fit_group", counting)
+    assert cli.main(["--quiet", "cv", "--resume", str(cut)]) == 0
+    assert fitted.count("linear") == 2  # the two outer folds' final fits: no candidate of linear trained again
+    assert cli.main(argv(tmp_path / "whole")) == 0
+    (whole,) = (tmp_path / "whole").iterdir()
+    results = [json.loads((d / "cv.json").read_text()) for d in (cut, whole)]
+    assert results[0]["tuning"] == results[1]["tuning"]
+    assert [r["held_out"] for r in results[0]["folds"]] == [r["held_out"] for r in results[1]["folds"]]

@@ -79,8 +79,10 @@ def experiment(
         try:
             yield Experiment(run_dir, tracker, prepared)
         except KeyboardInterrupt:
-            done = len(read_runs(run_dir / RUNS_FILE))
-            raise Interrupted(f"interrupted; {done} finished run(s) are kept in {run_dir / RUNS_FILE}. "
+            files = sorted(run_dir.glob("*.jsonl"))  # runs.jsonl, and tuning.jsonl of a --tune
+            done = sum(len(read_runs(f)) for f in files)
+            where = ", ".join(str(f) for f in files) or str(run_dir / RUNS_FILE)
+            raise Interrupted(f"interrupted; {done} finished run(s) are kept in {where}. "
                               f"Continue with: qtransfer {command} --resume {run_dir}") from None
 
 
