@@ -4,11 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_reproduce import _fake_cifar
 
 from qtransfer.errors import InputError
 from qtransfer.experiments.reproduce import ReproduceOptions, reproduce
 from qtransfer.models.search import SEARCH_SIZE
-from test_reproduce import _fake_cifar
 
 
 def test_benchmark_on_three_datasets_ranks_within_and_across_them(tmp_path: Path, hymenoptera: Path,

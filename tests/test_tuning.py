@@ -132,8 +132,9 @@ def test_compare_tunes_on_train_alone_and_trains_the_choice(tmp_path: Path, hyme
 
 def test_an_interrupted_search_resumes_without_refitting_and_equals_an_uninterrupted_one(
         tmp_path: Path, hymenoptera: Path, shared_cache: Path, monkeypatch) -> None:
-    import qtransfer.experiments.runner as runner
     from test_many_runs import _interrupt_the_second_group
+
+    import qtransfer.experiments.runner as runner
 
     def argv(out: Path) -> list[str]:
         return ["--quiet", "cv", "--data", str(hymenoptera), "--cache-dir", str(shared_cache), "--workers", "0",

@@ -16,8 +16,8 @@ from qtransfer.data.splits import stratified_folds, stratified_holdout
 from qtransfer.errors import InputError
 from qtransfer.experiments.compare import parse_head, settings_params
 from qtransfer.experiments.runner import Job, experiment, resumable, run_jobs
-from qtransfer.experiments.tuning import Candidate, Search, tune
 from qtransfer.experiments.stats import describe, scorecard, t_interval
+from qtransfer.experiments.tuning import Candidate, Search, tune
 from qtransfer.features.pipeline import FeatureSplit, load_features
 from qtransfer.report import figures
 from qtransfer.report.tables import cv_markdown, scorecard_markdown

@@ -15,7 +15,11 @@ from qtransfer.data.cifar import cifar_pair_folder
 from qtransfer.data.digits import write_digits
 from qtransfer.errors import InputError
 from qtransfer.experiments.cv import CVSettings, cross_validate
-from qtransfer.experiments.reproduce.registry import ReproduceOptions, Reproduction, register_experiment
+from qtransfer.experiments.reproduce.registry import (
+    ReproduceOptions,
+    Reproduction,
+    register_experiment,
+)
 from qtransfer.experiments.stats import friedman_nemenyi
 from qtransfer.models.search import SEARCH_SIZE, search_space
 from qtransfer.report import figures

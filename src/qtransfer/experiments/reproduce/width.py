@@ -10,7 +10,11 @@ from typing import Any
 from qtransfer.config import TrainConfig
 from qtransfer.data.digits import write_digits
 from qtransfer.experiments.cv import CVSettings, cross_validate
-from qtransfer.experiments.reproduce.registry import ReproduceOptions, Reproduction, register_experiment
+from qtransfer.experiments.reproduce.registry import (
+    ReproduceOptions,
+    Reproduction,
+    register_experiment,
+)
 from qtransfer.experiments.stats import corrected_resampled_t
 from qtransfer.report import figures
 
