@@ -61,7 +61,9 @@ def _fitted(name: str, n_classes: int) -> tuple[FittedHead, tuple[Any, ...], lis
     _, n_train, n_features, pca = CASES[n_classes]
     data = _data(n_classes, n_train, n_features)
     head = create_head(name, n_features, n_classes, pca=pca, **SHARED)
-    with _spy(PCA, StandardScaler, LogisticRegression, SVC, OneVsRestClassifier, MLPClassifier) as calls:
+    # the spy sees fits in this process only: the grid search must not hand them to workers on idle cores
+    with _spy(PCA, StandardScaler, LogisticRegression, SVC, OneVsRestClassifier, MLPClassifier) as calls, \
+            mock.patch("qtransfer.models.fitted.free_cores", return_value=1):
         choices = head.fit(torch.from_numpy(data[0]), torch.from_numpy(data[1]), SEED)
     assert choices == head.choices and choices
     return head, data, calls
