@@ -14,7 +14,7 @@ from qtransfer.config import MAX_SEED, ResumeChanges, SettingsFile, TrainConfig
 from qtransfer.errors import InputError
 from qtransfer.experiments.runner import Job, experiment, resumable, run_jobs
 from qtransfer.experiments.stats import describe, paired_difference
-from qtransfer.experiments.tuning import Candidate, Search, tune
+from qtransfer.experiments.tuning import Candidate, Search, check_tune_seeds, tune
 from qtransfer.features.pipeline import Features, load_features
 from qtransfer.models.heads import HEADS
 from qtransfer.registry import unknown_name
@@ -90,7 +90,8 @@ def record(spec: HeadSpec, seed: int, augmented: bool, tuned: dict[str, Any], fi
         "label": spec.label, "head": spec.head, "settings": dict(spec.settings), "seed": seed,
         "augmented": augmented, "best_epoch": fit.best["epoch"], "best_val_acc": fit.best["val_acc"],
         "best_val_loss": fit.best["val_loss"], "final_val_acc": last["val_acc"], "final_val_loss": last["val_loss"],
-        "parameters": fit.parameters, "train_s": fit.seconds, "stacked": fit.stacked, "choices": {**tuned, **fit.choices},
+        "parameters": fit.parameters, "train_s": fit.seconds, "stacked": fit.stacked,
+        "choices": {**tuned, **fit.choices},
         "curves": {k: [r[k] for r in fit.rows] for k in ("train_loss", "train_acc", "val_loss", "val_acc")},
         **({"held_out_acc": fit.test["accuracy"], "held_out_balanced_acc": fit.test["balanced_accuracy"],
             "held_out_roc_auc": fit.test["roc_auc"]} if fit.test else {}),
@@ -275,7 +276,8 @@ def compare_on(
         "epochs": settings.config.epochs, "seeds": settings.seeds, "augment_views": settings.augment_views,
         "metrics": settings.metrics,
         **summarize(runs, settings.augment_views), "runs": runs, "total_s": time.perf_counter() - started,
-        "versions": package_versions(), **({"tuning": {label: s for label, (_, s) in search.items()}} if search else {}),
+        "versions": package_versions(),
+        **({"tuning": {label: s for label, (_, s) in search.items()}} if search else {}),
     }
 
 
@@ -300,9 +302,7 @@ def _check_settings(settings: CompareSettings, specs: Sequence[HeadSpec]) -> Non
         raise InputError("no seeds: pass --seeds N (a count) or --seed-list 1 2 3")
     if any(not 0 <= seed <= MAX_SEED for seed in settings.seeds):
         raise InputError(f"seeds must be in 0..{MAX_SEED}, got {settings.seeds}")
-    if not 1 <= settings.tune_seeds <= len(settings.seeds):
-        raise InputError(f"--tune-seeds must be between 1 and the number of seeds ({len(settings.seeds)}), "
-                         f"got {settings.tune_seeds}")
+    check_tune_seeds(settings.tune_seeds, settings.seeds)
     if settings.augment_views < 0:
         raise InputError(f"--augment-views must be >= 0, got {settings.augment_views}")
     labels = [s.label for s in specs]

@@ -17,7 +17,7 @@ from qtransfer.errors import InputError
 from qtransfer.experiments.compare import parse_head, settings_params
 from qtransfer.experiments.runner import Job, experiment, resumable, run_jobs
 from qtransfer.experiments.stats import describe, scorecard, t_interval
-from qtransfer.experiments.tuning import Candidate, Search, tune
+from qtransfer.experiments.tuning import Candidate, Search, check_tune_seeds, tune
 from qtransfer.features.pipeline import FeatureSplit, load_features
 from qtransfer.report import figures
 from qtransfer.report.tables import cv_markdown, scorecard_markdown
@@ -58,9 +58,7 @@ class CVSettings(SettingsFile):
             raise InputError(f"the inner selection fraction must lie in (0, 1), got {self.inner_fraction}")
         if self.folds < 2:
             raise InputError(f"--folds must be >= 2, got {self.folds}")
-        if not 1 <= self.tune_seeds <= len(self.seed_list()):
-            raise InputError(f"--tune-seeds must be between 1 and the number of seeds ({len(self.seed_list())}), "
-                             f"got {self.tune_seeds}")
+        check_tune_seeds(self.tune_seeds, self.seed_list())
         if not 0 < self.margin < 1:
             raise InputError(f"--margin must lie in (0, 1) (accuracy; 0.01 is one point), got {self.margin}")
         if any(not 0 <= seed <= MAX_SEED for seed in self.seeds):
@@ -95,9 +93,8 @@ def cross_validate(settings: CVSettings, progress: bool = True, resume: Path | N
             rest = sorted(set(range(len(labels))) - set(folds[k]))
             fit_idx, select_idx = stratified_holdout([labels[i] for i in rest], settings.inner_fraction,
                                                      config.seed + k)
-            parts.append((pool.subset(rest).to_device(device), pool.subset([rest[i] for i in fit_idx]).to_device(device),
-                          pool.subset([rest[i] for i in select_idx]).to_device(device),
-                          pool.subset(folds[k]).to_device(device)))
+            parts.append(tuple(pool.subset(idx).to_device(device) for idx in
+                               (rest, [rest[i] for i in fit_idx], [rest[i] for i in select_idx], folds[k])))
         chosen = (_tune(settings, [p[0] for p in parts], run.dir, len(features.classes), device, features.classes,
                         progress) if settings.tune else {})
         jobs = []
@@ -116,8 +113,9 @@ def cross_validate(settings: CVSettings, progress: bool = True, resume: Path | N
         result = _result(settings, features.backbone, features.classes, len(labels), rows, started)
         if chosen:
             result["tuning"] = [{"head": h, "fold": k, **summary} for (h, k), (_, summary) in chosen.items()]
+        result["per_fold_accuracy"] = per_fold_accuracy(rows, settings.heads, settings.folds)
         if len(settings.heads) > 1:
-            result["scorecard"] = fold_scorecard(rows, settings.heads, settings.folds, settings.margin, len(seeds))
+            result["scorecard"] = fold_scorecard(rows, result["per_fold_accuracy"], settings.margin, len(seeds))
         if distributed.is_main():
             atomic_write_text(run.dir / "cv.json", json.dumps(result, indent=2))
             card = result.get("scorecard")
@@ -133,15 +131,20 @@ def cross_validate(settings: CVSettings, progress: bool = True, resume: Path | N
     return run.dir, result
 
 
-def fold_scorecard(rows: list[dict[str, Any]], heads: list[str], folds: int, margin: float, seeds: int
+def per_fold_accuracy(rows: list[dict[str, Any]], heads: list[str], folds: int) -> dict[str, list[float]]:
+    """Each head's held-out accuracy per fold, its seeds averaged within the fold."""
+    return {h: [_mean([r["held_out"]["accuracy"] for r in rows if r["head"] == h and r["fold"] == k])
+                for k in range(folds)] for h in heads}
+
+
+def fold_scorecard(rows: list[dict[str, Any]], per_fold: dict[str, list[float]], margin: float, seeds: int
                    ) -> dict[str, Any]:
-    """The scorecard of held-out accuracy (seeds averaged within a fold) of every head against the first."""
-    per_fold = {h: [_mean([r["held_out"]["accuracy"] for r in rows if r["head"] == h and r["fold"] == k])
-                    for k in range(folds)] for h in heads}
-    first = [r for r in rows if r["head"] == heads[0]]
+    """The scorecard of held-out accuracy per fold of every head against the first."""
+    reference = next(iter(per_fold))
+    first = [r for r in rows if r["head"] == reference]
     n_train = round(_mean([r["train"] + r["select"] for r in first]))
     n_test = round(_mean([r["test"] for r in first]))
-    return scorecard(per_fold, heads[0], n_train, n_test, margin=margin, seeds=seeds)
+    return scorecard(per_fold, reference, n_train, n_test, margin=margin, seeds=seeds)
 
 
 def _mean(values: list[float]) -> float:

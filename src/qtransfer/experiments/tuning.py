@@ -13,6 +13,7 @@ import torch
 
 from qtransfer.config import TrainConfig
 from qtransfer.data.splits import stratified_folds
+from qtransfer.errors import InputError
 from qtransfer.experiments.runner import Job, run_jobs
 from qtransfer.features.pipeline import FeatureSplit
 from qtransfer.models.search import label, points, search_space
@@ -36,6 +37,12 @@ class Candidate:
         return label(self.point)
 
 
+def check_tune_seeds(tune_seeds: int, seeds: Sequence[int]) -> None:
+    """Refuse a --tune-seeds that is not between 1 and the number of seeds."""
+    if not 1 <= tune_seeds <= len(seeds):
+        raise InputError(f"--tune-seeds must be between 1 and the number of seeds ({len(seeds)}), got {tune_seeds}")
+
+
 def candidates(config: TrainConfig, given: Sequence[str] = ()) -> list[Candidate]:
     """The configurations of config's head: its search space without the keys a head spec already set (`given`)."""
     space = {k: v for k, v in search_space(config.head).items() if k not in given}
@@ -57,8 +64,8 @@ def tuning_jobs(tag: tuple[Any, ...], config: TrainConfig, given: Sequence[str],
     for c in candidates(config, given):
         for j, (train, val) in enumerate(splits):
             for seed in seeds:
-                jobs.append(Job((*tag, c.label, j, seed), FitJob(replace(c.config, seed=seed), train, val, None, c.fixed),
-                                _recorder(tag, c, j, seed)))
+                fit = FitJob(replace(c.config, seed=seed), train, val, None, c.fixed)
+                jobs.append(Job((*tag, c.label, j, seed), fit, _recorder(tag, c, j, seed)))
     return jobs
 
 

@@ -62,8 +62,8 @@ def fit_kernel_machine(kernels: Sequence[np.ndarray], y: np.ndarray, seed: int, 
     machine, key = SVC(kernel="precomputed"), "C"
     if n_classes > 2:
         machine, key = OneVsRestClassifier(machine), "estimator__C"
-    searches = [grid_search(machine, {key: tuple(c_values)}, k, y, seed) for k in kernels]
-    best = 0 if len(searches) == 1 else max(range(len(searches)), key=lambda i: searches[i].best_score_)
+    searches = [grid_search(machine, {key: tuple(c_values)}, k, y, seed, scored=len(kernels) > 1) for k in kernels]
+    best = max(range(len(searches)), key=lambda i: searches[i].best_score_)
     search = searches[best]
     machines = [search.best_estimator_] if n_classes == 2 else search.best_estimator_.estimators_
     support = np.unique(np.concatenate([m.support_ for m in machines]))
@@ -124,7 +124,7 @@ class LogisticRegressionHead(ReducedHead):
     def fit_reduced(self, z: np.ndarray, y: np.ndarray, seed: int) -> dict[str, Any]:
         from sklearn.linear_model import LogisticRegression
 
-        model, choices = inner_cv(LogisticRegression(solver="lbfgs", max_iter=1000), {"C": self.search()["C"]}, z, y, seed)
+        model, choices = inner_cv(LogisticRegression(solver="lbfgs", max_iter=1000), self.search(), z, y, seed)
         weight, bias = model.coef_.T, model.intercept_
         if self.n_classes == 2:
             weight, bias = zero_and_f(weight, bias)

@@ -99,11 +99,12 @@ def inner_cv(estimator: Any, grid: Mapping[str, Sequence[Any]], x: np.ndarray, y
 
 
 def grid_search(estimator: Any, grid: Mapping[str, Sequence[Any]], x: np.ndarray, y: np.ndarray, seed: int,
-                folds: int = INNER_FOLDS) -> Any:
-    """inner_cv's fitted GridSearchCV (best_estimator_, best_params_, best_score_, cv_results_)."""
+                folds: int = INNER_FOLDS, scored: bool = False) -> Any:
+    """inner_cv's fitted GridSearchCV (best_estimator_, best_params_, best_score_, cv_results_). A grid of one point
+    is fitted once without inner folds (best_score_ NaN), unless `scored`: its score is compared with others'."""
     from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedKFold
 
-    if len(ParameterGrid(dict(grid))) == 1:  # nothing to choose: one fit on all rows
+    if len(ParameterGrid(dict(grid))) == 1 and not scored:  # nothing to choose: one fit on all rows
         return _Single(estimator, next(iter(ParameterGrid(dict(grid)))), x, y)
     present = np.bincount(y)[np.bincount(y) > 0]
     smallest = int(present.min()) if present.size else 0

@@ -1,7 +1,6 @@
 """Circuits as data: gates fed by inputs, trainable weights or constants, and named templates."""
 from __future__ import annotations
 
-
 import math
 import numbers
 from collections.abc import Callable

@@ -248,13 +248,14 @@ def scorecard_markdown(card: dict[str, Any], title: str, level: int = 2) -> str:
                       _p(d["tost_p_holm"]), d["verdict"], _number(d["d_z"], sign=True)]
         lines.append("| " + " | ".join(cells + [str(r["n"])]) + " |")
     folds, seeds = card["folds"], card["seeds"]
-    level = round(100 * (1 - 2 * alpha))
+    tost_level = round(100 * (1 - 2 * alpha))
     lines += ["", (
         f"n = {folds} outer folds; each fold's score is the mean over {seeds} seed{'s' if seeds != 1 else ''} "
         f"trained on that fold. 95% CI: Student's t over the folds. Δ = head − `{ref}` per fold; its interval and p "
         f"are Nadeau and Bengio's corrected resampled t-test (variance × (1/n + n_test/n_train), n_test = "
         f"{card['n_test']}, n_train = {card['n_train']}, df = n − 1), two-sided. TOST: two one-sided corrected "
-        f"t-tests that Δ lies within ±{margin:g} (equivalent when the corrected {level}% interval lies inside it). "
+        f"t-tests that Δ lies within ±{margin:g} (equivalent when the corrected {tost_level}% interval lies inside "
+        "it). "
         f"Holm: Holm-Bonferroni over this table's {sum(r['delta'] is not None for r in card['rows'])} difference "
         f"p-values, and separately over its TOST p-values. Verdict at α = {alpha:g}: equivalent when the Holm TOST "
         "p < α (even if the difference is also significant: it lies within the margin); else better / worse by the "

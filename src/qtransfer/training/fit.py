@@ -51,7 +51,8 @@ class FitJob:
 
 def stack_key(job: FitJob) -> tuple[Any, ...] | None:
     """Jobs with equal keys train as one stacked model: same head architecture and schedule, same number of steps
-    per epoch, data of the same kind; seeds, learning rates, weight decays and the data themselves may differ. None: alone."""
+    per epoch, data of the same kind; seeds, learning rates, weight decays and the data themselves may differ.
+    None: alone."""
     c = job.config
     measured = c.backend != "torch" or c.shots or c.noise or c.device_options  # the engine's exact path only
     if c.seed_parity or measured or not hasattr(HEADS.lookup(c.head), "stacked_forward"):

@@ -74,7 +74,7 @@ def chosen_table(result: dict[str, Any], heads: tuple[str, ...]) -> str:
 
 def across(results: dict[str, dict[str, Any]], heads: tuple[str, ...]) -> dict[str, Any]:
     """Ranks over every (dataset, fold) block, and over datasets when there are three or more."""
-    per_block = {h: [v for r in results.values() for v in r["scorecard_per_fold"][h]] for h in heads}
+    per_block = {h: [v for r in results.values() for v in r["per_fold_accuracy"][h]] for h in heads}
     out: dict[str, Any] = {"blocks": friedman_nemenyi(per_block)}
     if len(results) >= 3:
         out["datasets"] = friedman_nemenyi({h: [r["summary"][h]["held_out_accuracy"]["mean"] for r in results.values()]
@@ -90,7 +90,7 @@ def plot_accuracy(results: dict[str, dict[str, Any]], heads: tuple[str, ...], pa
         rows = {row["head"]: row for row in r["scorecard"]["rows"]}
         for i, head in enumerate(heads):
             colour = palette[0] if head.startswith("quantum") else palette[2] if head == "fourier" else palette[1]
-            values = r["scorecard_per_fold"][head]
+            values = r["per_fold_accuracy"][head]
             ax.scatter([i - 0.15] * len(values), values, s=12, alpha=0.6, color=colour)
             low, high = rows[head]["ci95"]
             mean = rows[head]["mean"]
@@ -115,11 +115,7 @@ def _benchmark(options: ReproduceOptions, run_dir: Path) -> Reproduction:
                        out=str(run_dir))
     results = {}
     for name, data in datasets(options, run_dir).items():
-        r = run_dataset(name, data, base, heads, seeds, run_dir, options.progress)
-        r["scorecard_per_fold"] = {h: [sum(x["held_out"]["accuracy"] for x in r["folds"]
-                                           if x["head"] == h and x["fold"] == k) / len(seeds) for k in range(FOLDS)]
-                                   for h in heads}
-        results[name] = r
+        results[name] = run_dataset(name, data, base, heads, seeds, run_dir, options.progress)
     pooled = across(results, heads)
     accuracy = run_dir / "benchmark_accuracy.png"
     plot_accuracy(results, heads, accuracy)
@@ -133,7 +129,7 @@ def _benchmark(options: ReproduceOptions, run_dir: Path) -> Reproduction:
                         body, figs, run_dir, 0.0,
                         {"seeds": seeds, "heads": list(heads), "across": pooled,
                          "datasets": {n: {k: r[k] for k in ("scorecard", "tuning", "summary", "wall_s", "cv_dir",
-                                                             "samples", "scorecard_per_fold")}
+                                                             "samples", "per_fold_accuracy")}
                                       for n, r in results.items()}})
 
 

@@ -27,11 +27,6 @@ KINDS = {"quantum": "quantum:qubits={w}", "no entanglement": "quantum:qubits={w}
          "classical twin": "classical:qubits={w}"}
 
 
-def _fold_means(result: dict[str, Any], head: str, seeds: int) -> list[float]:
-    return [sum(r["held_out"]["accuracy"] for r in result["folds"] if r["head"] == head and r["fold"] == k) / seeds
-            for k in range(FOLDS)]
-
-
 def plot(table: dict[str, dict[int, dict[str, Any]]], path: Path) -> None:
     """Held-out accuracy against width, per kind of head: mean and 95% interval over folds."""
     fig, ax = figures.subplots(figsize=(6.4, 4.4))
@@ -55,8 +50,8 @@ def _width(options: ReproduceOptions, run_dir: Path) -> Reproduction:
     run_dir.mkdir(parents=True, exist_ok=True)
     seeds = options.seeds if options.seeds is not None else list(range(42, 42 + SEEDS))
     epochs = options.epochs or EPOCHS
-    base = TrainConfig(data=str(write_digits(run_dir / "data")), backbone=(options.backbones or ["efficientnet_lite0"])[0],
-                       epochs=epochs, step_size=min(STEP_SIZE, epochs), cache_dir=options.cache_dir,
+    base = TrainConfig(data=str(write_digits(run_dir / "data")),
+                       backbone=(options.backbones or ["efficientnet_lite0"])[0], epochs=epochs, step_size=min(STEP_SIZE, epochs), cache_dir=options.cache_dir,
                        device=options.device, num_workers=options.num_workers, out=str(run_dir))
     heads = [spec.format(w=w) for w in WIDTHS for spec in KINDS.values()]
     started = time.perf_counter()
@@ -66,7 +61,7 @@ def _width(options: ReproduceOptions, run_dir: Path) -> Reproduction:
     tests = []
     first = result["folds"][0]
     for w in WIDTHS:
-        per = {kind: _fold_means(result, spec.format(w=w), len(seeds)) for kind, spec in KINDS.items()}
+        per = {kind: result["per_fold_accuracy"][spec.format(w=w)] for kind, spec in KINDS.items()}
         for kind, spec in KINDS.items():
             table[kind][w] = result["summary"][spec.format(w=w)]["held_out_accuracy"]
             table[kind][w]["train_s"] = sum(r["train_s"] for r in result["folds"] if r["head"] == spec.format(w=w))
