@@ -270,3 +270,20 @@ def test_a_fit_needs_every_class_in_the_training_rows() -> None:
     x, y, *_ = _data(2, 20, 10)
     with pytest.raises(InputError, match=r"class\(es\) \[2\] have none"):
         create_head("logreg", 10, 3).fit(torch.from_numpy(x), torch.from_numpy(y), 0)
+
+
+def test_a_fixed_c_still_scores_the_svms_gammas_and_a_fixed_point_skips_inner_cv(monkeypatch) -> None:
+    import sklearn.model_selection as selection  # grid_search imports GridSearchCV from it when called
+
+    built = []
+    original = selection.GridSearchCV
+    monkeypatch.setattr(selection, "GridSearchCV", lambda *a, **k: built.append(1) or original(*a, **k))
+    x, y, _, _ = _data(2, 60, 8)
+    for fixed, searches in (({"C": 10.0}, len(baselines.SVM_GAMMA_FACTORS)), ({"C": 10.0, "gamma_factor": 1.0}, 0)):
+        built.clear()
+        head = create_head("svm", 8, 2, **SHARED)
+        head.fix(fixed)
+        choices = head.fit(torch.from_numpy(x), torch.from_numpy(y), SEED)
+        assert choices["C"] == 10.0 and len(built) == searches, (fixed, len(built))
+        if "gamma_factor" in fixed:
+            assert choices["gamma_factor"] == 1.0
