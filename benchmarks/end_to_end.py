@@ -73,7 +73,8 @@ def floor_seconds(data: Path, backbone_name: str, weights: str | None, workers: 
     return time.perf_counter() - t
 
 
-def tutorial_epoch_seconds(data: Path, backbone_name: str, weights: str | None, workers: int, steps: int | None) -> float:
+def tutorial_epoch_seconds(data: Path, backbone_name: str, weights: str | None, workers: int,
+                           steps: int | None) -> float:
     """One epoch of the tutorial's pipeline: backbone in train() mode every step, circuit one sample at a time."""
     from qtransfer.data.images import load_splits
     from qtransfer.models.backbones import create_backbone
@@ -183,7 +184,8 @@ def main() -> None:
               "epochs": args.epochs, "timing": {}}
     for spec in args.backbones:
         name, _, weights = spec.partition(":")
-        result["timing"][name] = timing(args.data, name, weights or "default", args.epochs, args.workers, args.tutorial_steps)
+        result["timing"][name] = timing(args.data, name, weights or "default", args.epochs, args.workers,
+                                        args.tutorial_steps)
     if args.accuracy:
         result["accuracy"] = accuracy(args.data, args.seeds, args.epochs, args.workers)
     emit(result, args.out)

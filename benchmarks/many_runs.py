@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -78,14 +79,7 @@ def crossover(qubits: list[int], batch: int = 4) -> list[dict]:
         config = TrainConfig(data="-", n_qubits=n)
         torch.manual_seed(0)
         head = build_head(config, 64, 2)
-        optimizer = torch.optim.Adam(head.parameters(), lr=1e-3)
-        x, y = torch.randn(batch, 64), torch.randint(2, (batch,))
-
-        def step() -> None:
-            optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(head(x), y).backward()
-            optimizer.step()
-
+        step = _training_step(head, torch.randn(batch, 64), torch.randint(2, (batch,)))
         times = {}
         for threads in sorted({1, cores()}):
             with intra_op_threads(threads):
@@ -96,6 +90,18 @@ def crossover(qubits: list[int], batch: int = 4) -> list[dict]:
                               **{f"step_ms_{k}_threads": 1e3 * v for k, v in times.items()},
                               "speedup_all_cores": times[1] / times[max(times)]}))
     return points
+
+
+def _training_step(head: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    """One Adam step of `head` on the batch (x, y), as a function to time."""
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-3)
+
+    def step() -> None:
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(head(x), y).backward()
+        optimizer.step()
+
+    return step
 
 
 def _time(fn) -> float:

@@ -73,7 +73,8 @@ def point(n_qubits: int, models: int, repeats: int) -> dict:
     for clock, suffix in (("wall", ""), ("cpu", "_cpu")):
         for kind in fns:
             out[f"{kind}_us_per_model_step{suffix}"] = best[kind, clock] / inner / models * 1e6
-        out[f"loop/stacked{suffix}"] = out[f"loop_us_per_model_step{suffix}"] / out[f"stacked_us_per_model_step{suffix}"]
+        loop_us, stacked_us = out[f"loop_us_per_model_step{suffix}"], out[f"stacked_us_per_model_step{suffix}"]
+        out[f"loop/stacked{suffix}"] = loop_us / stacked_us
     out["loadavg"] = os.getloadavg()[0]
     return logged(out)
 

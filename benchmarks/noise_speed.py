@@ -106,7 +106,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     result = {
-        "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads()},
         "density": [logged(density_point(n, args.batch, args.budget)) for n in args.qubits],
         "shots": [shots_point(s) for s in (1024,)],
     }

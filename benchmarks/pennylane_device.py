@@ -18,7 +18,6 @@ All times in one process, float64 everywhere; ratios are peer time / qtransfer t
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import time
@@ -169,9 +168,11 @@ def main() -> None:
         point["qtransfer_adjoint"] = torchlayer_time("qtransfer.qubit", n, b, "adjoint", reps, device_vjp=True)
         if n <= 16:
             point["default_qubit_backprop"], point["default_scaled_from"] = scaled(
-                lambda k: torchlayer_time("default.qubit", n, k, "backprop", reps), b, args.budget, min(b, 4))
+                lambda k, n=n, reps=reps: torchlayer_time("default.qubit", n, k, "backprop", reps), b, args.budget,
+                min(b, 4))
         point["lightning_adjoint"], point["lightning_scaled_from"] = scaled(
-            lambda k: torchlayer_time("lightning.qubit", n, k, "adjoint", reps), b, args.budget, min(b, 2))
+            lambda k, n=n, reps=reps: torchlayer_time("lightning.qubit", n, k, "adjoint", reps), b, args.budget,
+            min(b, 2))
         q = point["qtransfer_backprop"]
         point["pennylane_overhead_per_tape_s"] = q - point["engine"]
         point["lightning_over_qtransfer_adjoint"] = point["lightning_adjoint"] / point["qtransfer_adjoint"]

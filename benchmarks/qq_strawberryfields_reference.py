@@ -2,8 +2,10 @@
 
 Run with Strawberry Fields 0.23 (numpy 1.26, scipy 1.11) in a separate venv:
 
-    python3 -m venv /work/venv-sf && /work/venv-sf/bin/pip install strawberryfields==0.23 "numpy==1.26.*" "scipy==1.11.*"
-    /work/venv-sf/bin/python benchmarks/qq_strawberryfields_reference.py PRETRAINED_DIR tests/data/qq_strawberryfields.json
+    python3 -m venv /work/venv-sf && /work/venv-sf/bin/pip install strawberryfields==0.23 "numpy==1.26.*" \
+        "scipy==1.11.*"
+    /work/venv-sf/bin/python benchmarks/qq_strawberryfields_reference.py PRETRAINED_DIR \
+        tests/data/qq_strawberryfields.json
 
 PRETRAINED_DIR holds the paper's circuit_A.npy. It writes, with the versions, command and date:
 - `cubic_phase`: Strawberry Fields' V(γ) (fock backend's `cubicPhase`, exp of the truncated x̂³) at cutoffs 15 and 25;
@@ -54,7 +56,7 @@ def circuit_p0(label: int, sq: float, r1: float, r2: float, a: np.ndarray, b: np
         Rgate(r1) | q[0]
         Sgate(sq, 0) | q[0]
         Rgate(r2) | q[0]
-        for s, d, p1, p2, p3, v in a.T:  # circuit A: the notebook builds its Sgate without applying it
+        for _s, d, p1, p2, p3, v in a.T:  # circuit A: the notebook builds its Sgate without applying it
             Rgate(p1) | q[0]
             Rgate(p2) | q[0]
             Dgate(clip(d), 0) | q[0]

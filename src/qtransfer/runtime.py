@@ -74,10 +74,8 @@ def package_versions() -> dict[str, str]:
     """Versions of Python and the packages a result depends on."""
     out = {"python": platform.python_version()}
     for pkg in ("qtransfer", "torch", "torchvision", "numpy", "pennylane", "efficientnet-lite-pytorch", "timm"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
     return out
 
 

@@ -88,6 +88,8 @@ def download_dataset(
     # files, so without an explicit sha256 it is trusted only once every file matches the manifest.
     expected = sha256 or (source.sha256 if url is None else None)
     url = url or source.url
+    if url is None:
+        raise InputError(f"the {name!r} dataset has no download address registered: pass --url URL")
     archive = dest / f"{source.folder}.zip"
     if archive.is_file():
         hub.check_sha256(file_sha256(archive), expected, str(archive), "delete it to download it again")

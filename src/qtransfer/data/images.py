@@ -104,7 +104,7 @@ def load_image(path: Path) -> Image.Image:
             return to_rgb(image)
     except FileNotFoundError:
         raise MissingFileError(f"image file {path} does not exist") from None
-    except Exception as err:  # PIL raises many types on corrupt data
+    except Exception as err:  # noqa: BLE001 - PIL raises many types on corrupt data
         reason = "empty file" if Path(path).is_file() and Path(path).stat().st_size == 0 else _reason(err)
         raise InputError(f"{path} is not a readable image ({reason}); pass a JPEG, PNG or other image file") from None
 
@@ -118,7 +118,7 @@ def _image_problem(path: Path) -> str | None:
             # A JPEG decoded at 1/8 scale still reads every byte, so truncation shows, at half the cost.
             image.draft(None, (1, 1))
             to_rgb(image)
-    except Exception as err:  # PIL raises many types on corrupt data; each one means "skip this file"
+    except Exception as err:  # noqa: BLE001 - PIL raises many types on corrupt data; each means "skip this file"
         return _reason(err)
     return None
 

@@ -39,6 +39,14 @@ class FrozenKernelHead(nn.Module):
     """A noiseless quantum-kernel head with its embedding as tensor ops and its support vectors' states (fidelity)
     or Bloch vectors (projected) as constants."""
 
+    bandwidth: Tensor
+    dual_coef: Tensor
+    intercept: Tensor
+    gamma: Tensor
+    support_bloch: Tensor  # projected
+    support_real: Tensor  # fidelity
+    support_imag: Tensor
+
     def __init__(self, head: QuantumKernelHead):
         super().__init__()
         self.reduction = copy.deepcopy(head.reduction)
@@ -52,7 +60,8 @@ class FrozenKernelHead(nn.Module):
         self.circuit = FrozenCircuit(circuit, torch.zeros(circuit.n_weights), dtype=torch.float64)
         for name in ("bandwidth", "dual_coef", "intercept"):
             self.register_buffer(name, getattr(head, name).detach().clone())
-        self.register_buffer("gamma", head.gamma.detach().clone() if self.projected else torch.ones(()))
+        gamma = head.gamma if isinstance(head, ProjectedKernelHead) else torch.ones(())
+        self.register_buffer("gamma", gamma.detach().clone())
         with torch.no_grad():
             support = self.embedding.inputs(head.support_angles.double())
             if self.projected:

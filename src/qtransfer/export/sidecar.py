@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from qtransfer import __version__
+
 SIDECAR_VERSION = 1  # qtransfer writes these files and never reads them back
 
 PREPROCESSING_STEPS = (

@@ -17,8 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from qtransfer.errors import InputError, MissingPackageError
-from qtransfer.export.plain import FrozenDressedHead, exactness, plain_model
+from qtransfer.export.plain import FrozenDressedHead, PlainModel, exactness, plain_model
 from qtransfer.export.sidecar import sidecar
+from qtransfer.models.backbones import Backbone
 from qtransfer.models.heads import DressedQuantumHead
 from qtransfer.quantum.qasm import input_name, to_openqasm3
 from qtransfer.storage import atomic_write, atomic_write_text
@@ -96,6 +97,8 @@ def _quiet_torch() -> Iterator[None]:
 
 def _export(model: TrainedModel, fmt: str, out: Path, note: str | None) -> dict[str, Any]:
     plain = plain_model(model.backbone, model.head).requires_grad_(False)
+    if not isinstance(model.backbone, Backbone):
+        raise TypeError(f"an export needs a qtransfer Backbone (it reads its crop): {type(model.backbone).__name__}")
     crop = model.backbone.spec.crop
     example = torch.randn(2, 3, crop, crop, generator=torch.Generator().manual_seed(0))
     check = torch.randn(CHECK_IMAGES, 3, crop, crop, generator=torch.Generator().manual_seed(1))
@@ -112,7 +115,7 @@ def _export(model: TrainedModel, fmt: str, out: Path, note: str | None) -> dict[
     elif fmt == "onnx":
         data = _onnx_bytes(plain, example)
         _agree(_run_onnx(data, check), expected, "ONNX")
-        atomic_write(out, lambda f: f.write(data))
+        _write_bytes(out, data)
         extra["usage"] = ("onnxruntime.InferenceSession(model).run(['probabilities'], {'images': images})[0]; "
                           "images float32 (N, 3, crop, crop)")
     else:
@@ -134,17 +137,26 @@ def _agree(got: Tensor, expected: Tensor, what: str) -> None:
                            f"{TOLERANCE}); nothing was written")
 
 
+def _write_bytes(out: Path, data: bytes) -> None:
+    def write(f: io.BufferedWriter) -> None:
+        f.write(data)
+
+    atomic_write(out, write)
+
+
 def _write_torchscript(module: torch.jit.ScriptModule, out: Path) -> None:
     buffer = io.BytesIO()
     torch.jit.save(module, buffer)
-    atomic_write(out, lambda f: f.write(buffer.getvalue()))
+    _write_bytes(out, buffer.getvalue())
 
 
 def _onnx_bytes(plain: nn.Module, example: Tensor) -> bytes:
     if importlib.util.find_spec("onnx") is None:
         raise MissingPackageError("ONNX export needs onnx and onnxruntime: pip install 'qtransfer[export]'")
     buffer = io.BytesIO()
-    torch.onnx.export(plain, (example,), buffer, input_names=["images"], output_names=["probabilities"],
+    # the TorchScript-based exporter (dynamo=False) writes to a file object too; torch annotates only paths
+    torch.onnx.export(plain, (example,), buffer,  # type: ignore[arg-type]
+                      input_names=["images"], output_names=["probabilities"],
                       dynamic_axes={"images": {0: "N"}, "probabilities": {0: "N"}}, opset_version=ONNX_OPSET,
                       dynamo=False)
     return buffer.getvalue()
@@ -159,11 +171,12 @@ def _run_onnx(data: bytes, images: Tensor) -> Tensor:
     return torch.from_numpy(session.run(["probabilities"], {"images": images.numpy()})[0])
 
 
-def _export_qasm(model: TrainedModel, plain: nn.Module, example: Tensor, check: Tensor, expected: Tensor,
+def _export_qasm(model: TrainedModel, plain: PlainModel, example: Tensor, check: Tensor, expected: Tensor,
                  out: Path) -> tuple[str, dict[str, Any]]:
-    head = model.head
+    head, frozen = model.head, plain.head
+    if not isinstance(head, DressedQuantumHead) or not isinstance(frozen, FrozenDressedHead):
+        raise TypeError(f"only a dressed quantum head has a trained circuit to write, not {type(head).__name__}")
     circuit = head.circuit
-    frozen: FrozenDressedHead = plain.head  # type: ignore[assignment]
     parts = ClassicalParts(plain.backbone, frozen).eval()
     traced = torch.jit.trace_module(parts, {"forward": example, "readout": torch.zeros(2, circuit.n_outputs)},
                                     check_trace=False)

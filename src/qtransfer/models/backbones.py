@@ -227,37 +227,48 @@ def _read_state(path: Path) -> object:
 # ---------------------------------------------------------------------------------- cutting
 
 
+def _linear(module: nn.Module) -> nn.Linear:
+    """The classifier layer a cut removes, which must be a Linear (its in_features are the feature width)."""
+    if not isinstance(module, nn.Linear):
+        raise TypeError(f"expected the classifier to end in a Linear layer, found {type(module).__name__}")
+    return module
+
+
 def _cut_fc(model: nn.Module) -> int:
     """ResNets: drop `fc`; the features are the pooled 512 or 2048 channels."""
-    width = model.fc.in_features
+    width = _linear(model.get_submodule("fc")).in_features
     model.fc = nn.Identity()
     return width
 
 
 def _cut_classifier(model: nn.Module) -> int:
     """MobileNetV3, EfficientNet: drop the whole `classifier` block after the global pooling."""
-    width = next(m for m in model.classifier if isinstance(m, nn.Linear)).in_features
+    classifier = model.get_submodule("classifier").children()
+    width = next(m for m in classifier if isinstance(m, nn.Linear)).in_features
     model.classifier = nn.Identity()
     return width
 
 
 def _cut_last_linear(model: nn.Module) -> int:
     """ConvNeXt: drop the final Linear but keep the LayerNorm and Flatten before it."""
-    width = model.classifier[-1].in_features
-    model.classifier[-1] = nn.Identity()
+    classifier = model.get_submodule("classifier")
+    if not isinstance(classifier, nn.Sequential):
+        raise TypeError(f"expected the classifier to be a Sequential, found {type(classifier).__name__}")
+    width = _linear(classifier[-1]).in_features
+    classifier[-1] = nn.Identity()
     return width
 
 
 def _cut_heads(model: nn.Module) -> int:
     """ViT: drop `heads`; the features are the class token."""
-    width = model.heads.head.in_features
+    width = _linear(model.get_submodule("heads.head")).in_features
     model.heads = nn.Identity()
     return width
 
 
 def _cut_lite0(model: nn.Module) -> int:
     """EfficientNet-Lite: drop `_dropout` and `_fc`; the features are the pooled 1280 channels."""
-    width = model._fc.in_features
+    width = _linear(model.get_submodule("_fc")).in_features
     model._dropout = nn.Identity()
     model._fc = nn.Identity()
     return width

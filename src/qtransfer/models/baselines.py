@@ -6,7 +6,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -114,7 +114,9 @@ class ReducedHead(FittedHead):
 class LogisticRegressionHead(ReducedHead):
     """L2-penalized logistic regression (multinomial above two classes), C chosen by inner CV."""
 
-    SEARCH = {"C": LOGREG_C}
+    SEARCH: ClassVar[dict[str, tuple[Any, ...]]] = {"C": LOGREG_C}
+    weight: Tensor
+    bias: Tensor
 
     def __init__(self, in_features: int, n_classes: int, pca: int = 0, **shared: Any):
         super().__init__("logreg", in_features, n_classes, pca, **shared)
@@ -141,7 +143,11 @@ class SVMHead(ReducedHead):
     probabilities are the softmax of decision values, not Platt-calibrated: accuracy, balanced accuracy and ROC-AUC
     rank on them; a log-loss of them is not a calibrated model's."""
 
-    SEARCH = {"C": SVM_C, "gamma_factor": SVM_GAMMA_FACTORS}
+    SEARCH: ClassVar[dict[str, tuple[Any, ...]]] = {"C": SVM_C, "gamma_factor": SVM_GAMMA_FACTORS}
+    support_vectors: Tensor
+    dual_coef: Tensor
+    intercept: Tensor
+    gamma: Tensor
 
     def __init__(self, in_features: int, n_classes: int, pca: int = 0, **shared: Any):
         super().__init__("svm", in_features, n_classes, pca, **shared)
@@ -191,7 +197,11 @@ class MLPHead(ReducedHead):
     orthogonal to every training row change no training output and only add penalty), on at most n_samples
     inputs instead of n_features: about 5x cheaper for 244 samples of 1280 features."""
 
-    SEARCH = {"width": MLP_WIDTHS, "alpha": MLP_ALPHAS}
+    SEARCH: ClassVar[dict[str, tuple[Any, ...]]] = {"width": MLP_WIDTHS, "alpha": MLP_ALPHAS}
+    hidden_weight: Tensor
+    hidden_bias: Tensor
+    out_weight: Tensor
+    out_bias: Tensor
 
     def __init__(self, in_features: int, n_classes: int, pca: int = 0, **shared: Any):
         super().__init__("mlp", in_features, n_classes, pca, **shared)

@@ -29,10 +29,10 @@ class FittedModule(nn.Module):
         return next((b.device for b in self.buffers()), torch.device("cpu"))
 
     def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str, *args: Any) -> None:
-        for name in list(self._buffers):
+        for name, buffer in list(self._buffers.items()):
             key = prefix + name
-            if key in state_dict and self._buffers[name] is not None:
-                self._buffers[name] = torch.empty_like(state_dict[key], device=self._buffers[name].device)
+            if key in state_dict and buffer is not None:
+                self._buffers[name] = torch.empty_like(state_dict[key], device=buffer.device)
         super()._load_from_state_dict(state_dict, prefix, *args)
 
 

@@ -93,6 +93,9 @@ class FourierHead(ReducedHead):
     inner CV. A control: the classical model with the frequencies the circuit can express."""
 
     SEARCH: ClassVar[dict[str, tuple[Any, ...]]] = {"C": FOURIER_C}
+    frequencies: Tensor
+    weight: Tensor
+    bias: Tensor
 
     @classmethod
     def check_settings(cls, settings: Any) -> None:

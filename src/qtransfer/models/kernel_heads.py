@@ -6,7 +6,7 @@ training split. With `shots`, every kernel entry the head uses is estimated from
 `noise` (qkernel), the fidelity is the all-zeros probability of the noisy compute-uncompute circuit."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -37,6 +37,11 @@ class QuantumKernelHead(ReducedHead):
     """Shared by the kernel heads: reduction to n_qubits components, angles, embedded states, shot estimates."""
 
     name = ""
+    bandwidth: Tensor
+    support_angles: Tensor
+    dual_coef: Tensor
+    intercept: Tensor
+    seed: Tensor
 
     @classmethod
     def check_settings(cls, settings: Any) -> None:
@@ -105,7 +110,7 @@ class FidelityKernelHead(QuantumKernelHead):
     """qkernel: an SVM on the fidelity kernel of the embedding circuit named by --embedding (tutorial, iqp)."""
 
     name = "qkernel"
-    SEARCH = {"C": SVM_C, "bandwidth": BANDWIDTHS}
+    SEARCH: ClassVar[dict[str, tuple[Any, ...]]] = {"C": SVM_C, "bandwidth": BANDWIDTHS}
 
     def __init__(self, in_features: int, n_classes: int, n_qubits: int = 4, embedding: str = "tutorial",
                  shots: int = 0, pca: int = 0, noise: str = "", **shared: Any):
@@ -133,7 +138,10 @@ class ProjectedKernelHead(QuantumKernelHead):
     reduced density matrices (with shots: each Bloch component estimated from that many measurements)."""
 
     name = "projected_qkernel"
-    SEARCH = {"C": PROJECTED_C, "bandwidth": BANDWIDTHS, "gamma_factor": PROJECTED_GAMMA_FACTORS}
+    SEARCH: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "C": PROJECTED_C, "bandwidth": BANDWIDTHS, "gamma_factor": PROJECTED_GAMMA_FACTORS,
+    }
+    gamma: Tensor
 
     def __init__(self, in_features: int, n_classes: int, n_qubits: int = 4, embedding: str = "tutorial",
                  shots: int = 0, pca: int = 0, noise: str = "", **shared: Any):

@@ -59,6 +59,9 @@ def mari2019_weights(name: str, source: str | Path | None = None, progress: bool
     return np.load(path, allow_pickle=False).astype(np.float64)
 
 
+GateLayer = list[tuple[str, Tensor, Any]]  # (kind: one | diagonal | two, matrix, mode or modes)
+
+
 def _clip(x: Tensor) -> Tensor:
     return x.clamp(-CLIP, CLIP)
 
@@ -76,6 +79,7 @@ class TetrominoNetwork(nn.Module):
 
     ROWS = ("r1", "r2", "theta1", "phi1", "theta2", "phi2", "sqr1", "sqphi1", "sqr2", "sqphi2",
             "dr1", "dphi1", "dr2", "dphi2", "kappa1", "kappa2")
+    params: Tensor
 
     def __init__(self, params: np.ndarray | Tensor, depth: int = 15, cutoff: int = 11,
                  features: FeatureKind = "amplitude", image: int = 4):
@@ -88,7 +92,7 @@ class TetrominoNetwork(nn.Module):
         self.register_buffer("params", params[:, :depth].clone())
         self.depth, self.cutoff, self.features, self.image = depth, cutoff, features, image
         self.out_features = image * image
-        self._gates: tuple[torch.device, list] | None = None
+        self._gates: tuple[torch.device, list[GateLayer]] | None = None
 
     def states(self, x: Tensor) -> Iterator[FockState]:
         """The state before the first layer and after each kept layer, for inputs x (B, 4)."""
@@ -99,13 +103,16 @@ class TetrominoNetwork(nn.Module):
         yield s
         for layer in self._layer_gates():
             for kind, matrix, where in layer:
-                s = {"one": s.apply, "diagonal": s.apply_diagonal, "two": s.apply_two}[kind](matrix, where)
+                apply: dict[str, Callable[[Tensor, Any], FockState]] = {
+                    "one": s.apply, "diagonal": s.apply_diagonal, "two": s.apply_two}
+                s = apply[kind](matrix, where)
             yield s
 
-    def _layer_gates(self) -> list[list[tuple[str, Tensor, Any]]]:
+    def _layer_gates(self) -> list[GateLayer]:
         """Every layer's gate matrices, built once per device: the weights are frozen."""
         if self._gates is None or self._gates[0] != self.params.device:
-            c, layers = self.cutoff, []
+            c = self.cutoff
+            layers: list[GateLayer] = []
             for column in self.params.T:
                 p = dict(zip(self.ROWS, column))
                 layers.append([
@@ -250,6 +257,8 @@ class QubitCircuitFile:
 
 class QubitNetwork(nn.Module):
     """A pretrained qubit circuit cut after `depth` of its layers: inputs (B, n) -> state, or features (B, 2^n)."""
+
+    weights: Tensor
 
     def __init__(self, pretrained: QubitCircuitFile, depth: int, features: FeatureKind = "amplitude"):
         super().__init__()

@@ -22,6 +22,10 @@ class Reduction(FittedModule):
     """x -> z-scored x, or z-scored first `pca` principal components of x (pca > 0); float64 out. Fitted by
     scikit-learn (PCA, StandardScaler) on training rows, applied by torch from buffers."""
 
+    center: Tensor
+    components: Tensor
+    scale: Tensor
+
     def __init__(self, pca: int = 0):
         super().__init__()
         if pca < 0:

@@ -7,6 +7,7 @@ without a model axis runs as `Solo`, the K = 1 case, so one training loop serves
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -26,8 +27,16 @@ def stackable(head: nn.Module) -> bool:
     return backend is None or (getattr(backend, "exact_pure", False) and not getattr(backend, "per_sample", True))
 
 
+class StackableHead(Protocol):
+    """A head with a model-axis forward: its parameters stacked (K, ...) by name, inputs (K, B, F) -> (K, B, C)."""
+
+    def stacked_forward(self, p: Mapping[str, Tensor], x: Tensor) -> Tensor: ...
+
+
 class StackedHeads(nn.Module):
     """K heads of one architecture, their parameters stacked along a leading model axis."""
+
+    template: StackableHead
 
     def __init__(self, heads: Sequence[nn.Module]):
         super().__init__()

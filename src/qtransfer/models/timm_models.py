@@ -81,7 +81,10 @@ def build(model: str) -> nn.Module:
 
 def feature_width(model: nn.Module) -> int:
     """Width of a classifier-less timm model's output (after its pre-logits layer, where it has one)."""
-    return getattr(model, "head_hidden_size", None) or model.num_features
+    width = getattr(model, "head_hidden_size", None) or model.num_features
+    if not isinstance(width, int):
+        raise TypeError(f"timm model {type(model).__name__} gives no integer feature width ({width!r})")
+    return width
 
 
 def classifier_keys(model: str) -> tuple[str, ...]:

@@ -30,7 +30,7 @@ def save(fig: Figure, path: Path, dpi: int = 110, layout: bool = True) -> None:
     path = Path(path)
     fmt = path.suffix.lstrip(".") or "png"
     # zlib level 1: a quarter of the time of the default level, and no larger for these figures
-    options = {"pil_kwargs": {"compress_level": 1}} if fmt == "png" else {}
+    options: dict[str, Any] = {"pil_kwargs": {"compress_level": 1}} if fmt == "png" else {}
     if layout:
         fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi, **options))
@@ -171,7 +171,8 @@ def plot_sweep(result: dict[str, Any], path: Path) -> None:
         by_label.setdefault(r["label"], []).append(r["best_val_acc"])
     ax_data = result["axes"]
     fig, axes = subplots(1, 2, figsize=(12, 4.4), sharey=True)
-    styles = {"quantum": ("tab:blue", "o", "dressed quantum"), "classical": ("tab:orange", "s", "classical, same width")}
+    styles = {"quantum": ("tab:blue", "o", "dressed quantum"),
+              "classical": ("tab:orange", "s", "classical, same width")}
     for ax, name, xlabel in ((axes[0], "depth", "variational layers (depth)"), (axes[1], "qubits", "qubits")):
         for kind, points in ax_data[name].items():
             if kind == "fixed":
@@ -206,8 +207,9 @@ def plot_noise_scan(result: dict[str, Any], path: Path) -> None:
     """Accuracy against noise strength, and against shots (mean ± std over repetitions)."""
     fig, (left, right) = subplots(1, 2, figsize=(11, 4.2), sharey=True)
     rows = [r for r in result["noise"] if r["p"] > 0]
+    readout = f", readout {result['readout']}" if result["readout"] else ""
     left.plot([r["p"] for r in rows], [r["accuracy"] for r in rows], "o-", color="tab:red",
-              label=f"{result['channel']} after every gate" + (f", readout {result['readout']}" if result["readout"] else ""))
+              label=f"{result['channel']} after every gate{readout}")
     left.set_xscale("log")
     left.set_xlabel(f"{result['channel']} strength p")
     right.errorbar([r["shots"] for r in result["shots"]], [r["accuracy_mean"] for r in result["shots"]],

@@ -18,11 +18,11 @@ def epoch_table(rows: Sequence[dict[str, Any]]) -> str:
     """A plain-text table of the per-epoch metrics."""
     head = f"{'epoch':>5} {'train loss':>10} {'train acc':>9} {'val loss':>9} {'val acc':>8} {'s':>6}"
     lines = [head, "-" * len(head)]
-    for r in rows:
-        lines.append(
-            f"{r['epoch']:>5} {r['train_loss']:>10.4f} {r['train_acc']:>9.4f} "
-            f"{r['val_loss']:>9.4f} {r['val_acc']:>8.4f} {r['epoch_s']:>6.2f}"
-        )
+    lines.extend(
+        f"{r['epoch']:>5} {r['train_loss']:>10.4f} {r['train_acc']:>9.4f} "
+        f"{r['val_loss']:>9.4f} {r['val_acc']:>8.4f} {r['epoch_s']:>6.2f}"
+        for r in rows
+    )
     return "\n".join(lines)
 
 
@@ -127,9 +127,12 @@ def compare_markdown(result: dict[str, Any]) -> str:
         + (f"; {result['augment_views']} augmented views per training image" if result["augment_views"] else "")
         + ".",
         "",
-        "\"Best val acc\" is the accuracy of the epoch selected on the validation split itself, as the reference"
-        + " reports it: it is biased upward. \"Final\" is the last epoch's. \"Held-out\" accuracies (when the data"
-        + " has a test split, or --holdout carves one) score the selected epoch on images never used to train or select.",
+        (
+            "\"Best val acc\" is the accuracy of the epoch selected on the validation split itself, as the reference "
+            "reports it: it is biased upward. \"Final\" is the last epoch's. \"Held-out\" accuracies (when the data "
+            "has a test split, or --holdout carves one) score the selected epoch on images never used to train or "
+            "select."
+        ),
         "",
         compare_table(result["heads"], result.get("metrics", ("accuracy", "balanced_accuracy"))),
         "",
@@ -145,26 +148,28 @@ def sweep_markdown(result: dict[str, Any]) -> str:
     text = [
         f"# Circuit sweep on {result['backbone']} features",
         "",
-        f"Data `{result['data']}`; {result['epochs']} epochs; seeds {result['seeds']}. Accuracies are the best "
-        + "epoch's, selected on the validation split itself (biased upward), and the final epoch's.",
+        (
+            f"Data `{result['data']}`; {result['epochs']} epochs; seeds {result['seeds']}. Accuracies are the best "
+            "epoch's, selected on the validation split itself (biased upward), and the final epoch's."
+        ),
         "",
         f"## Depth ({ax['depth']['fixed']['qubits']} qubits; depth 0 keeps only the embedding)",
         "",
         "| depth | best val acc | final val acc | trainable parameters | head training s |",
         "|---|---|---|---|---|",
     ]
-    for p in ax["depth"]["quantum"]:
-        text.append(f"| {p['x']} | {pm(p['best_val_acc'])} | {pm(p['final_val_acc'])} | {int(p['parameters'])} "
-                    f"| {p['train_s']:.2f} |")
-    for p in ax["depth"].get("classical", []):
-        text.append(f"| classical head | {pm(p['best_val_acc'])} | {pm(p['final_val_acc'])} "
-                    f"| {int(p['parameters'])} | {p['train_s']:.2f} |")
+    text.extend(f"| {p['x']} | {pm(p['best_val_acc'])} | {pm(p['final_val_acc'])} | {int(p['parameters'])} "
+                f"| {p['train_s']:.2f} |" for p in ax["depth"]["quantum"])
+    text.extend(f"| classical head | {pm(p['best_val_acc'])} | {pm(p['final_val_acc'])} "
+                f"| {int(p['parameters'])} | {p['train_s']:.2f} |" for p in ax["depth"].get("classical", []))
     text += [
         "",
         f"## Qubits (depth {ax['qubits']['fixed']['depth']}; the classical head has the same width)",
         "",
-        "| qubits | quantum best val acc | quantum final | classical best val acc | classical final "
-        + "| parameters (quantum / classical) | head training s (quantum / classical) |",
+        (
+            "| qubits | quantum best val acc | quantum final | classical best val acc | classical final "
+            "| parameters (quantum / classical) | head training s (quantum / classical) |"
+        ),
         "|---|---|---|---|---|---|---|",
     ]
     classical = {p["x"]: p for p in ax["qubits"].get("classical", [])}
@@ -194,9 +199,9 @@ def cv_markdown(result: dict[str, Any], metrics: list[str]) -> str:
                      + " | ".join(cells) + " |")
     seeds = result.get("seeds", [s["config"]["seed"]])
     if len(seeds) > 1:
-        lines += ["", f"Each head trained with {len(seeds)} seeds ({', '.join(map(str, seeds))}) on every fold; below, "
-                      f"the seeds are averaged within a fold, and mean, std and interval are over the "
-                      f"{s['folds']} folds."]
+        lines += ["", (f"Each head trained with {len(seeds)} seeds ({', '.join(map(str, seeds))}) on every fold; "
+                       f"below, the seeds are averaged within a fold, and mean, std and interval are over the "
+                       f"{s['folds']} folds.")]
     lines += ["", "| head | selected-on inner val acc | held-out accuracy (mean ± std) | 95% interval (t) | gap |",
               "|---|---|---|---|---|"]
     for head, h in result["summary"].items():
@@ -246,7 +251,7 @@ def scorecard_markdown(card: dict[str, Any], title: str, level: int = 2) -> str:
         else:
             cells += [f"{d['mean']:+.4f}", interval(d["low"], d["high"]), _p(d["p"]), _p(d["p_holm"]),
                       _p(d["tost_p_holm"]), d["verdict"], _number(d["d_z"], sign=True)]
-        lines.append("| " + " | ".join(cells + [str(r["n"])]) + " |")
+        lines.append("| " + " | ".join([*cells, str(r["n"])]) + " |")
     folds, seeds = card["folds"], card["seeds"]
     tost_level = round(100 * (1 - 2 * alpha))
     lines += ["", (

@@ -41,7 +41,7 @@ class Connection:
         try:
             with _quiet():
                 return fn(*args, **kwargs)
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - whatever the service raises turns tracking off, never the run
             self.on = False
             warnings.warn(f"MLflow tracking is off for the rest of this run: {what} at {self.uri} failed "
                           f"({_short(err)}); the run directory is written as usual", TrackingOff, stacklevel=3)
@@ -49,7 +49,8 @@ class Connection:
 
 
 class MlflowTracker(Tracker):
-    """One MLflow run; `logged` are the parameters a resumed run already has (MLflow keeps a parameter's first value)."""
+    """One MLflow run; `logged` are the parameters a resumed run already has (MLflow keeps a parameter's first
+    value)."""
 
     def __init__(self, connection: Connection, experiment_id: str, run_id: str,
                  logged: Mapping[str, str] | None = None):
@@ -106,7 +107,7 @@ def start_mlflow(uri: str, run_dir: Path, artifact_location: str | None = None, 
             else:
                 run = client.create_run(experiment_id, run_name=run_dir.name,
                                         tags={"qtransfer.run_dir": str(run_dir.resolve())})
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - a server that cannot be used turns tracking off, never the run
         warnings.warn(f"MLflow tracking is off for this run: cannot log to {uri} ({_short(err)}); the run "
                       f"directory is written as usual", TrackingOff, stacklevel=3)
         return Tracker()
@@ -133,7 +134,7 @@ def _recorded_run(client: MlflowClient, run_dir: Path, uri: str) -> Run | None:
         return None
     try:
         run = client.get_run(record["run_id"])
-    except Exception:
+    except Exception:  # noqa: BLE001 - a run MLflow no longer has, for any reason, is started afresh
         return None
     return run if run.info.lifecycle_stage == "active" else None
 

@@ -41,8 +41,11 @@ class TensorBoardTracker(Tracker):
     def results(self, values: Mapping[str, float]) -> None:
         """The settings and final metrics in the HParams dashboard, and the metrics as scalars at the last epoch."""
         settings = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in self.settings.items()}
+        file_writer = self.writer.file_writer
+        if file_writer is None:
+            raise RuntimeError(f"the TensorBoard writer of {self.dir} is closed: log results before end()")
         for summary in hparams(settings, dict(values)):
-            self.writer.file_writer.add_summary(summary)
+            file_writer.add_summary(summary)
         for key, value in values.items():
             self.writer.add_scalar(key, value, self.step)
         self.writer.flush()
