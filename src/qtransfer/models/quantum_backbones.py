@@ -60,6 +60,8 @@ def mari2019_weights(name: str, source: str | Path | None = None, progress: bool
 
 
 GateLayer = list[tuple[str, Tensor, Any]]  # (kind: one | diagonal | two, matrix, mode or modes)
+APPLY: dict[str, Callable[[FockState, Tensor, Any], FockState]] = {
+    "one": FockState.apply, "diagonal": FockState.apply_diagonal, "two": FockState.apply_two}
 
 
 def _clip(x: Tensor) -> Tensor:
@@ -103,9 +105,7 @@ class TetrominoNetwork(nn.Module):
         yield s
         for layer in self._layer_gates():
             for kind, matrix, where in layer:
-                apply: dict[str, Callable[[Tensor, Any], FockState]] = {
-                    "one": s.apply, "diagonal": s.apply_diagonal, "two": s.apply_two}
-                s = apply[kind](matrix, where)
+                s = APPLY[kind](s, matrix, where)
             yield s
 
     def _layer_gates(self) -> list[GateLayer]:
