@@ -30,6 +30,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from qtransfer.errors import InputError
 
 FAULT_WRITE = "QTRANSFER_FAULT_WRITE"
@@ -143,8 +145,6 @@ def pid_alive(pid: int) -> bool:
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """torch.save to `path` atomically."""
-    import torch
-
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
