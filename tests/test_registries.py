@@ -1,7 +1,8 @@
 """Every registered head and embedding, read from its registry when the tests are collected, so a new entry is
 tested without editing a test: heads build from settings, learn from small features, save and load their state,
-and declare a search of SEARCH_SIZE configurations; embeddings' kernels equal PennyLane's. (Templates: see
-tests/test_circuits.py.)"""
+and declare a search of SEARCH_SIZE configurations; embeddings' kernels equal PennyLane's; backbones say where their
+weights come from and how they are checked; experiments have their place in the report. (Templates: see
+tests/test_circuits.py; noise channels: tests/test_noise.py.)"""
 from __future__ import annotations
 
 import io
@@ -13,8 +14,12 @@ import pennylane as qml
 import pytest
 import torch
 from pennylane_reference import QML_OPS
+from PIL import Image
 
+import qtransfer.experiments.reproduce  # noqa: F401 - its modules register the experiments
 from qtransfer.config import TrainConfig
+from qtransfer.experiments.reproduce.registry import EXPERIMENTS, ORDER
+from qtransfer.models.backbones import BACKBONES, HASH_IN_NAME
 from qtransfer.models.fitted import FittedHead
 from qtransfer.models.heads import HEADS, build_head, create_head
 from qtransfer.models.search import SEARCH_SIZE, points, search_space
@@ -170,3 +175,27 @@ def test_every_embeddings_kernel_equals_pennylanes_kernel_matrix(name: str, n_qu
     assert ours.shape == (4, 3)
     np.testing.assert_allclose(ours.numpy(), reference, atol=1e-10, rtol=0)
     assert np.ptp(reference) > 0.05  # the entries depend on the features
+
+
+# ------------------------------------------------------------------------------- backbones and experiments
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES), ids=str)
+def test_every_backbone_says_where_its_weights_come_from_and_how_they_are_checked(name: str) -> None:
+    spec = BACKBONES[name]
+    assert spec.name == name
+    if spec.url is not None:
+        assert spec.url.startswith("https://") and spec.url.rsplit("/", 1)[1] == spec.file_name
+    else:
+        assert spec.packaged is not None or spec.cached is not None  # an installed package's or a library's cache
+    pinned = spec.sha256 is not None and len(spec.sha256) == 64 and int(spec.sha256, 16) >= 0
+    assert pinned or HASH_IN_NAME.search(spec.file_name) or spec.cached is not None
+    image = spec.transform()(Image.new("RGB", (300, 200), (120, 60, 30)))
+    assert spec.resize >= spec.crop and image.shape == (3, spec.crop, spec.crop)
+    assert len(spec.mean) == len(spec.std) == 3 and min(spec.std) > 0
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS), ids=str)
+def test_every_experiment_has_one_place_in_the_reports_order(name: str) -> None:
+    assert ORDER.count(name) == 1
+    assert set(ORDER) <= set(EXPERIMENTS)
