@@ -28,11 +28,11 @@ from crash_harness import (
 import qtransfer.runtime
 import qtransfer.storage
 from qtransfer.config import TrainConfig
-from qtransfer.errors import DirectoryInUse
+from qtransfer.errors import DirectoryInUse, InputError
 from qtransfer.experiments.compare import CompareSettings
 from qtransfer.experiments.runner import read_runs
 from qtransfer.runtime import new_run_dir, run_dir_lock
-from qtransfer.storage import atomic_write_text, remove_stale_temp_files
+from qtransfer.storage import FAULT_LOG, FAULT_WRITE, atomic_write_text, remove_stale_temp_files
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +187,33 @@ def test_only_temporary_files_of_dead_or_long_silent_writers_are_removed(tmp_pat
     os.utime(old, (time.time() - 7200,) * 2)
     assert sorted(remove_stale_temp_files(tmp_path)) == sorted([theirs, old])
     assert mine.exists() and elsewhere.exists()
+
+
+@pytest.mark.parametrize("torn", [False, True], ids=["whole", "torn"])
+def test_fault_injection_kills_at_the_nth_atomic_write_before_its_rename(tmp_path: Path, torn: bool) -> None:
+    script = ("import sys; from pathlib import Path; from qtransfer.storage import atomic_write_text\n"
+              "for i in range(3): atomic_write_text(Path(sys.argv[1]) / f'f{i}', str(i) * 1000)")
+    env = {**os.environ, FAULT_WRITE: "2:torn" if torn else "2", FAULT_LOG: str(tmp_path / "writes.log")}
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert (tmp_path / "f0").read_text() == "0" * 1000 and not (tmp_path / "f1").exists()  # no third write either
+    assert not (tmp_path / "f2").exists()
+    (left,) = temp_files(tmp_path)
+    assert left.name.startswith(".f1.") and left.read_text() == "1" * (500 if torn else 1000)
+    assert (tmp_path / "writes.log").read_text().splitlines() == [str(tmp_path / "f0"), str(tmp_path / "f1")]
+    assert remove_stale_temp_files(tmp_path) == [left]  # its writer is dead: the next run removes it
+
+
+def test_a_fault_injection_setting_that_names_no_write_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    for bad in ("0", "two", "3:half"):
+        monkeypatch.setenv(FAULT_WRITE, bad)
+        with pytest.raises(InputError, match=f"QTRANSFER_FAULT_WRITE='{bad}' is not N or N:torn with N >= 1"):
+            qtransfer.storage._fault_from_environment()
+    monkeypatch.setenv(FAULT_WRITE, "3:torn")
+    fault = qtransfer.storage._fault_from_environment()
+    assert fault is not None and (fault.kill_at, fault.torn, fault.log) == (3, True, None)
+    assert FAULT_WRITE not in os.environ  # read once: processes started later do not inherit it
+    assert qtransfer.storage._fault_from_environment() is None
 
 
 # ------------------------------------------------------------------------------------- concurrency
