@@ -3,12 +3,15 @@ recover each (rerun or --resume), and check the cache, the results and the tempo
 
     python benchmarks/kill_campaign.py --data ../shared/data/hymenoptera_data --kills 60 --seed 0
 
-Half of each command's kills fall at an instant drawn uniformly over its clean run's duration, half right after its
-n-th temporary file appears (n drawn over the clean run's count): a shard, checkpoint or runs.jsonl being written.
-A run that finishes before its instant is reported but not counted: trials go on until --kills kills have landed.
-Every other train kill starts from an empty cache, so extraction inside train is killed too. The checks are those of
-tests/crash_harness.py, shared with tests/test_crash.py. Recovery (rerun or --resume) runs in this process, through
-the CLI's entry point, with one torch thread like the killed processes (run it with OMP_NUM_THREADS=1).
+Half of each command's kills fall at an instant drawn uniformly over its clean run's duration (kills between
+writes, timed: they land wherever the process is), half at its n-th atomic write by fault injection
+(QTRANSFER_FAULT_WRITE, see qtransfer.storage; n drawn over the clean run's logged writes, every other one with the
+temporary file torn to half): a shard, checkpoint or runs.jsonl being written, exactly there. A run that finishes
+before its instant is reported but not counted: trials go on until --kills kills have landed. Every other train
+kill starts from an empty cache, so extraction inside train is killed too (drawn over a cold clean run's writes).
+The checks are those of tests/crash_harness.py, shared with tests/test_crash.py. Recovery (rerun or --resume) runs in
+this process, through the CLI's entry point, with one torch thread like the killed processes (run it with
+OMP_NUM_THREADS=1).
 """
 from __future__ import annotations
 
@@ -48,6 +51,7 @@ def campaign(data: Path, kills: int, seed: int, per_class: int, workdir: Path, w
         workloads[command] = Workload(command, subset, workdir / command, warm_cache=clean["extract"]["cache"])
     with ThreadPoolExecutor(len(COMMANDS) - 1) as pool:
         clean.update(zip(COMMANDS[1:], pool.map(lambda c: workloads[c].run_clean(), COMMANDS[1:])))
+    clean["train"]["cold_atomic_writes"] = len(workloads["train"].count_writes(cold=True))
     _log("clean runs:", {c: round(v["seconds"], 1) for c, v in clean.items()})
     trials: list[dict] = []
     wanted = {c: kills // len(COMMANDS) + (i < kills % len(COMMANDS)) for i, c in enumerate(COMMANDS)}
@@ -76,13 +80,14 @@ def campaign(data: Path, kills: int, seed: int, per_class: int, workdir: Path, w
 
 
 def _draw(rng: random.Random, k: int, clean: dict, command: str) -> dict:
-    """The k-th kill of a command: at a uniform instant (k mod 4 in 0, 1) or at its n-th temporary file; every
-    other train run starts from an empty cache."""
+    """The k-th kill of a command: at a uniform instant (k mod 4 in 0, 1) or at its n-th atomic write (k mod 4 = 3:
+    torn); every other train run starts from an empty cache."""
     cold = command == "train" and k % 2 == 1
     if k % 4 < 2:
         span = clean[command]["seconds"] + (clean["extract"]["seconds"] if cold else 0.0)
         return {"at": rng.uniform(0, span), "cold": cold}
-    return {"nth_tmp": rng.randint(1, max(1, clean[command]["tmp_writes"] + (4 if cold else 0))), "cold": cold}
+    writes = clean[command]["cold_atomic_writes" if cold else "atomic_writes"]
+    return {"nth_write": rng.randint(1, max(1, writes)), "torn": k % 4 == 3, "cold": cold}
 
 
 def summarize(trials: list[dict], clean: dict, seed: int, per_class: int, seconds: float) -> dict:
@@ -102,9 +107,11 @@ def summarize(trials: list[dict], clean: dict, seed: int, per_class: int, second
             "failed_checks": dict(Counter(k for t in mine for k, ok in t["checks"].items() if not ok)),
         }
     return {
-        "trials": len(trials), "kills": sum(t["killed"] for t in trials), "seed": seed, "images_per_class_and_split": per_class, "wall_s": round(seconds, 1),
+        "trials": len(trials), "kills": sum(t["killed"] for t in trials), "seed": seed,
+        "images_per_class_and_split": per_class, "wall_s": round(seconds, 1),
         "clean_run_s": {c: round(v["seconds"], 1) for c, v in clean.items()},
-        "clean_run_temporary_files": {c: v["tmp_writes"] for c, v in clean.items()},
+        "clean_run_atomic_writes": {c: v["atomic_writes"] for c, v in clean.items()},
+        "cold_train_atomic_writes": clean["train"]["cold_atomic_writes"],
         "all_passed": all(t["passed"] for t in trials),
         "commands": commands,
         "each_trial": trials,

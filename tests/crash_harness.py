@@ -1,7 +1,12 @@
-"""SIGKILL a qtransfer command at a chosen instant, then check what it left and that rerunning recovers exactly.
+"""SIGKILL a qtransfer command at a chosen point, then check what it left and that rerunning recovers exactly.
 
 Shared by tests/test_crash.py (a few kill points) and benchmarks/kill_campaign.py (the full campaign). A workload
 is one command on a small real dataset; its clean run is the reference every killed-then-recovered run must equal.
+
+Kills at an atomic write are injected, not timed: the process runs with QTRANSFER_FAULT_WRITE=N (or N:torn) and
+qtransfer.storage SIGKILLs it at its N-th atomic write, after the temporary file is written (whole, or cut to half
+with :torn) and before the rename, so the same N always lands at the same point. A clean run counts its writes with
+QTRANSFER_FAULT_LOG=PATH (one line per write). Kills at a time (`at=`) remain for kills between writes.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +27,8 @@ from typing import Any
 
 import numpy as np
 from real_images import real_subset
+
+from qtransfer.storage import FAULT_LOG, FAULT_WRITE
 
 BACKBONE = ["--backbone", "efficientnet_lite0", "--workers", "0"]
 RESULT_FILE = {"compare": "compare.json", "sweep": "sweep.json"}
@@ -72,64 +80,47 @@ class Kill:
     left_tmp: list[str] = field(default_factory=list)
 
 
-def run_and_kill(argv: list[str], watch: list[Path], at: float | None = None, nth_tmp: int | None = None,
-                 timeout: float = 900) -> Kill:
-    """Start `qtransfer ARGV` and SIGKILL it `at` seconds after its start, or as soon as the `nth_tmp`-th
-    temporary file of an atomic write appears under `watch` (polled every half millisecond)."""
+def run_and_kill(argv: list[str], watch: list[Path], at: float | None = None, nth_write: int | None = None,
+                 torn: bool = False, timeout: float = 900) -> Kill:
+    """Run `qtransfer ARGV` until it SIGKILLs itself at its `nth_write`-th atomic write (fault injection:
+    QTRANSFER_FAULT_WRITE, see qtransfer.storage; `torn`: with the temporary file cut to half), or SIGKILL it
+    `at` seconds after its start (a kill between writes). `watch`: the folders whose temporary files it left."""
+    if (at is None) == (nth_write is None):
+        raise ValueError("give one of at= and nth_write=")
     started = time.perf_counter()
-    proc = subprocess.Popen(_command(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
-    seen: set[Path] = set()
-    trigger = f"at {at:.2f} s" if at is not None else f"temporary file #{nth_tmp}"
-    while proc.poll() is None:
-        now = time.perf_counter() - started
-        if at is not None and now >= at:
-            break
-        if nth_tmp is not None:
-            seen.update(_scan_tmp(watch))
-            if len(seen) >= nth_tmp:
-                break
-        if now > timeout:
-            break
-        time.sleep(0.0005 if nth_tmp is not None else 0.01)
-    killed = proc.poll() is None
-    if killed:
-        os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    seconds = time.perf_counter() - started
-    return Kill(seconds, killed, trigger, [str(p) for p in temp_files(*watch)])
-
-
-def _scan_tmp(roots: list[Path]) -> set[Path]:
-    found: set[Path] = set()
-    for root in roots:
-        for folder in (root, *_subfolders(root), *(g for f in _subfolders(root) for g in _subfolders(f))):
-            try:
-                found.update(Path(e.path) for e in os.scandir(folder) if e.name.endswith(".tmp"))
-            except OSError:
-                pass
-    return found
-
-
-def _subfolders(root: Path) -> list[Path]:
+    env = _env()
+    if nth_write is not None:
+        env[FAULT_WRITE] = f"{nth_write}{':torn' if torn else ''}"
+    proc = subprocess.Popen(_command(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    if at is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=at)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
     try:
-        return [Path(e.path) for e in os.scandir(root) if e.is_dir()]
-    except OSError:
-        return []
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+    seconds = time.perf_counter() - started
+    trigger = f"at {at:.2f} s" if at is not None else f"atomic write #{nth_write}{' (torn)' if torn else ''}"
+    return Kill(seconds, proc.returncode == -signal.SIGKILL, trigger, [str(p) for p in temp_files(*watch)])
 
 
-def count_tmp_writes(argv: list[str], watch: list[Path], timeout: float = 900) -> tuple[float, int, int, str]:
-    """Run `qtransfer ARGV` to its end while polling for temporary files: seconds, distinct temporary files seen,
-    exit code, stdout (the clean run that kill instants are drawn against)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(_command(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), text=True)
-    seen: set[Path] = set()
-    while proc.poll() is None and time.perf_counter() - started < timeout:
-        seen.update(_scan_tmp(watch))
-        time.sleep(0.0005)
-    stdout, stderr = proc.communicate()
+def count_atomic_writes(argv: list[str], timeout: float = 900) -> tuple[float, list[str], str]:
+    """Run `qtransfer ARGV` to its end, the process logging its atomic writes (QTRANSFER_FAULT_LOG): seconds, the
+    written paths in order (write #n is the n-th), stdout. The clean run that kills are drawn against."""
+    with tempfile.TemporaryDirectory(prefix="qtransfer-writes-") as folder:
+        log = Path(folder) / "writes.log"
+        started = time.perf_counter()
+        proc = subprocess.run(_command(argv), capture_output=True, text=True, timeout=timeout,
+                              env={**_env(), FAULT_LOG: str(log)})
+        seconds = time.perf_counter() - started
+        writes = log.read_text().splitlines() if log.exists() else []
     if proc.returncode != 0:
-        raise RuntimeError(f"clean run of {argv} failed: {stderr[-2000:]}")
-    return time.perf_counter() - started, len(seen), proc.returncode, stdout
+        raise RuntimeError(f"clean run of {argv} failed: {proc.stderr[-2000:]}")
+    return seconds, writes, proc.stdout
 
 
 # ------------------------------------------------------------------------------------- reading what is on disk
@@ -224,39 +215,47 @@ class Workload:
         return cache, out
 
     def run_clean(self, in_process: bool = False) -> dict[str, Any]:
-        """The uninterrupted run: its duration, temporary files seen, features and results."""
+        """The uninterrupted run: its duration, its atomic writes in order (as a subprocess; none counted in this
+        process), features and results."""
         cache, out = self.folders("clean")
         argv = self.argv(cache, out)
         if in_process:
             t = time.perf_counter()
-            code, stdout, stderr = run_cli(argv, in_process=True)
+            code, _, stderr = run_cli(argv, in_process=True)
             if code != 0:
                 raise RuntimeError(f"clean run of {argv} failed: {stderr[-2000:]}")
-            seconds, tmps = time.perf_counter() - t, 0
+            seconds, writes = time.perf_counter() - t, []
         else:
-            seconds, tmps, _, stdout = count_tmp_writes(argv, [cache, out])
+            seconds, writes, _ = count_atomic_writes(argv)
         rows, bad = shard_rows(cache)
         assert not bad, bad
-        self.clean = {"seconds": seconds, "tmp_writes": tmps, "features": rows, "cache": cache}
+        self.clean = {"seconds": seconds, "atomic_writes": len(writes), "writes": writes, "features": rows,
+                      "cache": cache}
         if self.command == "train":
             self.clean["metrics"] = metric_rows(next(out.iterdir()))
         elif self.command in RESULT_FILE:
             self.clean["runs"] = comparison_runs(next(out.iterdir()), self.command)
         return self.clean
 
-    def trial(self, name: str, at: float | None = None, nth_tmp: int | None = None, cold: bool = False,
-              in_process: bool = False) -> dict[str, Any]:
-        """Kill one run at an instant, check what it left, recover (resume or rerun) and check the result."""
-        return self.recover(self.kill(name, at, nth_tmp, cold), in_process)
+    def count_writes(self, cold: bool = False) -> list[str]:
+        """The atomic writes of an uninterrupted run in fresh folders (`cold`: from an empty cache), in order."""
+        cache, out = self.folders("count-cold" if cold else "count", cold)
+        return count_atomic_writes(self.argv(cache, out))[1]
 
-    def kill(self, name: str, at: float | None = None, nth_tmp: int | None = None, cold: bool = False
-             ) -> dict[str, Any]:
+    def trial(self, name: str, at: float | None = None, nth_write: int | None = None, torn: bool = False,
+              cold: bool = False, in_process: bool = False) -> dict[str, Any]:
+        """Kill one run at an instant or atomic write, check what it left, recover (resume or rerun) and check."""
+        return self.recover(self.kill(name, at, nth_write, torn, cold), in_process)
+
+    def kill(self, name: str, at: float | None = None, nth_write: int | None = None, torn: bool = False,
+             cold: bool = False) -> dict[str, Any]:
         """Start a run in fresh folders and SIGKILL it (see run_and_kill); what it left, for `recover`."""
         cache, out = self.folders(name, cold)
         before, _ = shard_rows(cache)
-        kill = run_and_kill(self.argv(cache, out), [cache, out], at=at, nth_tmp=nth_tmp)
-        report: dict[str, Any] = {"command": self.command, "trigger": kill.trigger, "killed_at_s": round(kill.seconds, 3),
-                                  "killed": kill.killed, "cold_cache": self.warm_cache is None or cold}
+        kill = run_and_kill(self.argv(cache, out), [cache, out], at=at, nth_write=nth_write, torn=torn)
+        report: dict[str, Any] = {"command": self.command, "trigger": kill.trigger,
+                                  "killed_at_s": round(kill.seconds, 3), "killed": kill.killed,
+                                  "cold_cache": self.warm_cache is None or cold}
         rows, bad = shard_rows(cache)
         run_dir = next(iter(sorted(out.iterdir())), None)
         report["phase"] = self._phase(kill, run_dir, len(rows) - len(before))
@@ -286,7 +285,8 @@ class Workload:
             checks["computed_only_missing"] = computed == missing
             report["computed"] = computed
         elif code == 0:
-            final = run_dir if report["recovery"] == "resume" else next(p for p in sorted(out.iterdir()) if p != run_dir)
+            resumed = report["recovery"] == "resume"
+            final = run_dir if resumed else next(p for p in sorted(out.iterdir()) if p != run_dir)
             if self.command == "train":
                 checks["metrics_exact"] = metric_rows(final) == self.clean["metrics"]
                 computed = json.loads((final / "summary.json").read_text())["features_computed"]

@@ -11,9 +11,10 @@ from qtransfer import (
     get_backend,
     make_circuit,
 )
+from qtransfer.quantum.circuits import TEMPLATES
 
 
-@pytest.mark.parametrize("template", ["tutorial", "strongly_entangling", "basic_entangler"])
+@pytest.mark.parametrize("template", sorted(TEMPLATES), ids=str)
 @pytest.mark.parametrize(
     "backend",
     [

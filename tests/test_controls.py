@@ -68,7 +68,7 @@ def _one_wire(circuit: Circuit, wire: int) -> Circuit:
     return Circuit(1, circuit.n_inputs, circuit.weight_shape, gates, (Observable("Z", (0,)),))
 
 
-@pytest.mark.parametrize("template", ["tutorial", "strongly_entangling", "basic_entangler", "ring_cz"])
+@pytest.mark.parametrize("template", sorted(TEMPLATES), ids=str)
 def test_the_control_equals_one_wire_pennylane_runs_and_so_do_its_gradients(template: str) -> None:
     from pennylane_reference import reference_expvals
 
@@ -241,30 +241,3 @@ def test_a_fixed_c_is_fitted_once_without_inner_folds(toy, monkeypatch) -> None:
     assert result.best["val_acc"] > 0.95
     with pytest.raises(InputError, match="no hyper-parameter.*'gamma'.*search space: C"):
         FourierHead(6, 2, n_qubits=2).fix({"gamma": 1.0})
-
-
-# ------------------------------------------------------------------------------- search spaces
-
-
-def test_every_head_declares_a_search_of_the_same_size_that_it_can_be_given() -> None:
-    from dataclasses import fields
-
-    from qtransfer.models.fitted import FittedHead
-    from qtransfer.models.heads import HEADS
-    from qtransfer.models.search import SEARCH_SIZE, points, search_space
-
-    settings = {f.name for f in fields(TrainConfig)}
-    for name in sorted(HEADS):
-        space = search_space(name)
-        assert len(points(space)) == SEARCH_SIZE, name
-        assert all(len(set(values)) == len(values) for values in space.values()), name  # no value twice
-        if TrainConfig(head=name).fitted_head():
-            head = create_head(name, 8, 2, n_qubits=4, pca=4)
-            assert isinstance(head, FittedHead)
-            for point in points(space):
-                head.fix(point)
-                assert head.search() == {k: (v,) for k, v in point.items()}, name
-        else:  # a trained head's search is over its run's settings
-            assert set(space) <= settings, name
-            for point in points(space):
-                TrainConfig(data="-", head=name, **point).validate()

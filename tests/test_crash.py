@@ -28,11 +28,11 @@ from crash_harness import (
 import qtransfer.runtime
 import qtransfer.storage
 from qtransfer.config import TrainConfig
-from qtransfer.errors import DirectoryInUse
+from qtransfer.errors import DirectoryInUse, InputError
 from qtransfer.experiments.compare import CompareSettings
 from qtransfer.experiments.runner import read_runs
 from qtransfer.runtime import new_run_dir, run_dir_lock
-from qtransfer.storage import atomic_write_text, remove_stale_temp_files
+from qtransfer.storage import FAULT_LOG, FAULT_WRITE, atomic_write_text, remove_stale_temp_files
 
 
 @pytest.fixture(scope="module")
@@ -49,18 +49,28 @@ def workloads(hymenoptera: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     return out
 
 
+# Where each workload is killed, and the phase that write is in. The atomic writes of these runs, in order:
+#   extract: shard 1's .npy, its .json, shard 2's .npy, its .json (one shard per split);
+#   train: qtransfer.json, config.json, [from an empty cache: shard 1 .npy, .json, shard 2 .npy, .json], then per
+#     epoch best.pt, last.pt, metrics.jsonl; then figures and summary.json;
+#   compare: qtransfer.json, compare_config.json, runs.jsonl after each head's seeds, compare.json, .md, .png.
+KILL_POINTS: dict[str, tuple[dict[str, object], str]] = {
+    "extract": ({"nth_write": 1, "torn": True}, "writing a cache shard's .npy"),  # half of the first array written
+    "train": ({"nth_write": 12, "cold": True}, "writing metrics.jsonl"),  # epoch 2: last.pt renamed, metrics not
+    "compare": ({"nth_write": 4}, "writing runs.jsonl"),  # the second head's runs
+    "train-early": ({"nth_write": 4, "cold": True}, "writing a cache shard's .json"),  # an array without its index
+}
+
+
 @pytest.fixture(scope="module")
 def killed(workloads: dict[str, Workload], tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """Every process the tests kill or contend with, run side by side (each spends most of its life importing):
-    - extract, train (from an empty cache) and compare, each SIGKILLed right after the n-th temporary file of an
-      atomic write appears: extract at its first shard, train at epoch 2's checkpoint, compare at its second run;
+    - extract, train (from an empty cache) and compare, each SIGKILLed by fault injection at its n-th atomic write
+      (see KILL_POINTS);
     - two extracts filling one cache, one of them SIGKILLed at its first shard write;
     - a compare whose runs.jsonl is read while it runs, and whose directory another process asks for."""
     root = tmp_path_factory.mktemp("killed")
     results: dict[str, object] = {}
-    # train-early: killed at its first cache shard (after the run marker and config.json), before any epoch
-    points = [("extract", {"nth_tmp": 1}), ("train", {"nth_tmp": 9, "cold": True}), ("compare", {"nth_tmp": 4}),
-              ("train-early", {"nth_tmp": 3, "cold": True})]
 
     def kill(name: str, kwargs: dict) -> None:
         results[name] = workloads[name.split("-")[0]].kill(f"kill-{name}", **kwargs)
@@ -68,8 +78,8 @@ def killed(workloads: dict[str, Workload], tmp_path_factory: pytest.TempPathFact
     def two_extracts() -> None:
         argv = workloads["extract"].argv(root / "shared-cache", root)
         survivor = _start(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        kill = run_and_kill(argv, [root / "shared-cache"], nth_tmp=1)
-        stdout, stderr = survivor.communicate(timeout=600)
+        kill = run_and_kill(argv, [root / "shared-cache"], nth_write=1)
+        _, stderr = survivor.communicate(timeout=600)
         results["two_extracts"] = (kill, survivor.returncode, stderr, root / "shared-cache", argv)
 
     def held_compare() -> None:
@@ -91,7 +101,8 @@ def killed(workloads: dict[str, Workload], tmp_path_factory: pytest.TempPathFact
         _, stderr = proc.communicate()
         results["held_compare"] = (proc.returncode, stderr, proc.pid, lengths, whole, refusal, out)
 
-    jobs = [(kill, point) for point in points] + [(two_extracts, ()), (held_compare, ())]
+    jobs = [(kill, (name, kwargs)) for name, (kwargs, _) in KILL_POINTS.items()]
+    jobs += [(two_extracts, ()), (held_compare, ())]
     threads = [threading.Thread(target=job, args=args) for job, args in jobs]
     for t in threads:
         t.start()
@@ -119,8 +130,10 @@ def _start(argv: list[str], **pipes: int) -> subprocess.Popen:
 def test_sigkill_at_an_atomic_write_then_rerun_or_resume_equals_a_clean_run(
     command: str, workloads: dict[str, Workload], killed: dict[str, object]
 ) -> None:
-    report = workloads[command].recover(dict(killed[command]), in_process=True)  # type: ignore[call-overload]
-    assert report["killed"] and report["passed"], report
+    report = dict(killed[command])  # type: ignore[call-overload]
+    assert report["killed"] and report["phase"] == KILL_POINTS[command][1] and report["left_tmp"] == 1, report
+    report = workloads[command].recover(report, in_process=True)
+    assert report["passed"], report
     assert report["recovery"] == ("rerun" if command == "extract" else "resume")
 
 
@@ -129,8 +142,9 @@ def test_a_sigkill_during_feature_extraction_before_the_first_epoch_resumes_to_e
 ) -> None:
     report = dict(killed["train-early"])  # type: ignore[call-overload]
     run_dir = report["folders"][2]
-    assert report["killed"] and run_dir is not None and (run_dir / "config.json").exists(), report
-    assert not (run_dir / "last.pt").exists(), report["phase"]
+    assert report["killed"] and report["phase"] == KILL_POINTS["train-early"][1], report
+    assert run_dir is not None and (run_dir / "config.json").exists() and not (run_dir / "last.pt").exists()
+    assert report["orphan_arrays"] == 1, report  # the first shard's array is in place, its index is not
     report = workloads["train"].recover(report, in_process=True)
     assert report["recovery"] == "resume" and report["passed"], report
 
@@ -175,6 +189,33 @@ def test_only_temporary_files_of_dead_or_long_silent_writers_are_removed(tmp_pat
     assert mine.exists() and elsewhere.exists()
 
 
+@pytest.mark.parametrize("torn", [False, True], ids=["whole", "torn"])
+def test_fault_injection_kills_at_the_nth_atomic_write_before_its_rename(tmp_path: Path, torn: bool) -> None:
+    script = ("import sys; from pathlib import Path; from qtransfer.storage import atomic_write_text\n"
+              "for i in range(3): atomic_write_text(Path(sys.argv[1]) / f'f{i}', str(i) * 1000)")
+    env = {**os.environ, FAULT_WRITE: "2:torn" if torn else "2", FAULT_LOG: str(tmp_path / "writes.log")}
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert (tmp_path / "f0").read_text() == "0" * 1000 and not (tmp_path / "f1").exists()  # no third write either
+    assert not (tmp_path / "f2").exists()
+    (left,) = temp_files(tmp_path)
+    assert left.name.startswith(".f1.") and left.read_text() == "1" * (500 if torn else 1000)
+    assert (tmp_path / "writes.log").read_text().splitlines() == [str(tmp_path / "f0"), str(tmp_path / "f1")]
+    assert remove_stale_temp_files(tmp_path) == [left]  # its writer is dead: the next run removes it
+
+
+def test_a_fault_injection_setting_that_names_no_write_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    for bad in ("0", "two", "3:half"):
+        monkeypatch.setenv(FAULT_WRITE, bad)
+        with pytest.raises(InputError, match=f"QTRANSFER_FAULT_WRITE='{bad}' is not N or N:torn with N >= 1"):
+            qtransfer.storage._fault_from_environment()
+    monkeypatch.setenv(FAULT_WRITE, "3:torn")
+    fault = qtransfer.storage._fault_from_environment()
+    assert fault is not None and (fault.kill_at, fault.torn, fault.log) == (3, True, None)
+    assert FAULT_WRITE not in os.environ  # read once: processes started later do not inherit it
+    assert qtransfer.storage._fault_from_environment() is None
+
+
 # ------------------------------------------------------------------------------------- concurrency
 
 
@@ -211,17 +252,17 @@ def test_a_second_process_on_a_directory_in_use_is_refused_and_sigkill_frees_it(
     atomic_write_text(compare_dir / "compare_config.json", settings.to_json())
     (train_dir / "last.pt").write_bytes(b"")
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from qtransfer.runtime import run_dir_lock\n"
+        [sys.executable, "-c", ("import sys, time; from qtransfer.runtime import run_dir_lock\n"
          "with run_dir_lock(sys.argv[1]), run_dir_lock(sys.argv[2]), run_dir_lock(sys.argv[1]):  # nested: one lock\n"
-         " print('held', flush=True); time.sleep(600)", str(compare_dir), str(train_dir)],
+         " print('held', flush=True); time.sleep(600)"), str(compare_dir), str(train_dir)],
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         for command, folder in (("compare", compare_dir), ("train", train_dir)):
             code, _, stderr = run_cli([command, "--resume", str(folder)], in_process=True)
             assert code == 1 and stderr.splitlines() == [
-                f"qtransfer {command}: error: {folder.resolve()} is in use by another qtransfer process "
-                f"(pid {holder.pid}); wait for it to finish, or stop it and run this again"]
+                (f"qtransfer {command}: error: {folder.resolve()} is in use by another qtransfer process "
+                 f"(pid {holder.pid}); wait for it to finish, or stop it and run this again")]
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()

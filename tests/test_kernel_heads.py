@@ -14,7 +14,7 @@ from qtransfer.config import TrainConfig
 from qtransfer.errors import InputError
 from qtransfer.models import baselines
 from qtransfer.models.heads import build_head, create_head
-from qtransfer.quantum.embeddings import embedding_states, make_embedding
+from qtransfer.quantum.embeddings import EMBEDDINGS, embedding_states, make_embedding
 from qtransfer.quantum.gram import bloch_vectors, fidelity_kernel, projected_kernel
 
 SHARED = {"n_qubits": 3, "depth": 6, "q_delta": 0.01, "backend": "torch", "pca": 0}
@@ -40,7 +40,7 @@ def exact_kernel(name: str, h, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor
 
 
 @pytest.mark.parametrize("name", ["qkernel", "projected_qkernel"])
-@pytest.mark.parametrize("embedding", ["tutorial", "iqp"])
+@pytest.mark.parametrize("embedding", sorted(EMBEDDINGS), ids=str)
 def test_a_kernel_head_is_the_svm_scikit_learn_fits_on_its_training_gram_matrix(name: str, embedding: str) -> None:
     x, y = data(80)
     test_x, _ = data(30, seed=1)
