@@ -134,8 +134,9 @@ class TrainedModel:
     def simulated(self, **settings: Any) -> TrainedModel:
         """The same trained weights on another simulation: backend, shots, noise, device_options, seed."""
         allowed = {"backend", "shots", "noise", "device_options", "seed"}
-        if set(settings) - allowed:
-            raise InputError(f"cannot change {sorted(set(settings) - allowed)} of a trained run; only {sorted(allowed)}")
+        refused = sorted(set(settings) - allowed)
+        if refused:
+            raise InputError(f"cannot change {refused} of a trained run; only {sorted(allowed)}")
         config = replace(self.config, **{k: v for k, v in settings.items() if v is not None})
         config.validate()
         head = build_head(config, self.backbone.out_features, len(self.classes), per_sample=False)
