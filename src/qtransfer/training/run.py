@@ -27,6 +27,7 @@ from qtransfer.training.run_data import RunData
 from qtransfer.training.run_model import RunModel
 from qtransfer.training.run_outputs import RunOutputs
 
+
 @dataclass
 class Run:
     """A training run in its directory, built whole: its data, model and loop, the checkpoints and outputs it writes
