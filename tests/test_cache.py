@@ -146,7 +146,8 @@ def test_a_memory_mapped_cache_trains_to_the_same_metrics_as_in_memory_features(
 ) -> None:
     from qtransfer.config import TrainConfig
     from qtransfer.features.cache import MappedFeatures
-    from qtransfer.training.run import Run, train
+    from qtransfer.training.run import train
+    from qtransfer.training.run_data import RunData
 
     root = real_subset(hymenoptera, tmp_path / "data", {"train": 5, "val": 5})
     settings = {"data": str(root), "backbone": "efficientnet_lite0", "epochs": 3, "batch_size": 3}
@@ -158,9 +159,9 @@ def test_a_memory_mapped_cache_trains_to_the_same_metrics_as_in_memory_features(
                 for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
     assert rows(mapped_dir) == rows(memory_dir)
-    run = Run(TrainConfig(**settings, cache_dir=str(tmp_path / "cache")), torch.device("cpu"))
-    run.prepare()  # what train streams from: the cache's shards, not one tensor of every feature
-    assert isinstance(run.features["train"].features, MappedFeatures)
+    data = RunData.load(TrainConfig(**settings, cache_dir=str(tmp_path / "cache")))
+    data.extract(torch.device("cpu"))  # what train streams from: the cache's shards, not one tensor of every feature
+    assert data.features is not None and isinstance(data.features["train"].features, MappedFeatures)
 
 
 TRAIN_UNDER_A_MEMORY_LIMIT = """

@@ -5,7 +5,7 @@ import contextlib
 import json
 import os
 import platform
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
@@ -15,7 +15,7 @@ import torch
 from qtransfer import distributed
 from qtransfer.errors import DirectoryInUse, InputError, WriteError
 from qtransfer.formats import RUN_DIR, RUN_MARKER
-from qtransfer.storage import atomic_write_text
+from qtransfer.storage import atomic_write_text, remove_stale_temp_files
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -145,6 +145,36 @@ def run_dir_lock(run_dir: Path) -> Iterator[None]:
             _held[path] = (fd, depth - 1)
         else:
             os.close(fd)  # releases the flock
+
+
+@contextlib.contextmanager
+def held_run_dir(path: Path) -> Iterator[None]:
+    """A run directory being resumed, held by rank 0 from now on (another process continuing it is refused before
+    any work) and cleared of the temporary files a killed writer left."""
+    path = Path(path)
+    if not (distributed.is_main() and path.is_dir()):
+        yield
+        return
+    with run_dir_lock(path):
+        remove_stale_temp_files(path)
+        yield
+
+
+@contextlib.contextmanager
+def open_run_dir(out: str | Path, name: str, resume: Path | None, files: Mapping[str, str]) -> Iterator[Path]:
+    """The directory every rank's run works in: on rank 0 `resume`, or a new <out>/<time>-<name>/, locked while the
+    block runs and holding `files` (name -> text, written atomically in order: the settings first, so a kill at any
+    moment leaves it resumable); the other ranks get its path from rank 0."""
+    with contextlib.ExitStack() as held:
+        path = None
+        if distributed.is_main():
+            path = Path(resume) if resume is not None else new_run_dir(out, name)
+            held.enter_context(run_dir_lock(path))
+            for file, text in files.items():
+                atomic_write_text(path / file, text)
+        shared = distributed.broadcast(path)
+        assert shared is not None  # rank 0's path
+        yield shared
 
 
 def _lock(path: Path) -> int:

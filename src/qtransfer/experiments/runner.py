@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 from qtransfer import distributed
 from qtransfer.config import TrainConfig
 from qtransfer.errors import InputError, Interrupted, MissingFileError
-from qtransfer.runtime import check_run_dir, new_run_dir, run_dir_lock
-from qtransfer.storage import atomic_write_text, remove_stale_temp_files
+from qtransfer.runtime import check_run_dir, held_run_dir, open_run_dir
+from qtransfer.storage import atomic_write_text
 from qtransfer.tracking.start import check_installed, start_tracker
 from qtransfer.tracking.tracker import Tracker
 from qtransfer.training.fit import FitJob, FitResult, fit_group, stack_groups
@@ -61,19 +61,10 @@ def experiment(
     no directory behind."""
     check_installed(config.tensorboard, config.mlflow)
     with contextlib.ExitStack() as held:
-        run_dir = None
-        if resume is not None and distributed.is_main():
-            run_dir = Path(resume)
-            held.enter_context(run_dir_lock(run_dir))
-            remove_stale_temp_files(run_dir)
+        if resume is not None:
+            held.enter_context(held_run_dir(Path(resume)))
         prepared = prepare()
-        if distributed.is_main():
-            if run_dir is None:
-                run_dir = new_run_dir(config.out, config.name or command)
-                held.enter_context(run_dir_lock(run_dir))
-            for file, text in files.items():
-                atomic_write_text(run_dir / file, text)
-        run_dir = distributed.broadcast(run_dir)
+        run_dir = held.enter_context(open_run_dir(config.out, config.name or command, resume, files))
         tracker = held.enter_context(start_tracker(run_dir, config.tensorboard, config.mlflow,
                                                    resume=resume is not None))
         try:

@@ -10,7 +10,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from qtransfer.data.images import ImageFolderDataset, load_image
-from qtransfer.features.cache import FeatureCache, extractor_key
+from qtransfer.features.cache import FeatureCache, extractor_key, in_memory
 from qtransfer.features.extraction import cached_features, content_keys
 from qtransfer.models.backbones import Backbone
 
@@ -26,7 +26,7 @@ def view_seed(seed: int, view: int, image_hash: str) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
-class AugmentedView(Dataset):
+class AugmentedView(Dataset[tuple[Tensor, int]]):
     """View `view` of every image of a dataset, each drawn with its own seed."""
 
     def __init__(self, dataset: ImageFolderDataset, hashes: list[str], transform: Any, view: int, seed: int):
@@ -66,5 +66,5 @@ def view_features(
             backbone, AugmentedView(dataset, hashes, transform, view, seed), hashes, cache, device,
             batch_size=32, num_workers=num_workers, desc=f"augmented view {view + 1}/{views}", progress=progress,
         )
-        out.append(feats)
+        out.append(in_memory(feats))
     return torch.stack(out, dim=1)

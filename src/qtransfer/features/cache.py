@@ -1,4 +1,5 @@
-"""The feature store: shards of feature vectors keyed by extractor and by each image's content hash, read memory-mapped."""
+"""The feature store: shards of feature vectors keyed by extractor and by each image's content hash, read
+memory-mapped."""
 from __future__ import annotations
 
 import hashlib
@@ -8,6 +9,7 @@ import uuid
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -81,8 +83,9 @@ class FeatureCache:
                 raise InputError(f"array {array.dtype} {array.shape} does not hold {len(hashes)} float32 rows")
             if _checksum(array) != entry["sha256"]:
                 raise InputError("checksum mismatch")
-        except Exception as err:  # a torn or foreign file: drop it, its images get recomputed
-            warnings.warn(f"feature cache entry {meta.with_suffix('')} is corrupt ({err}); recomputing it", stacklevel=4)
+        except Exception as err:  # noqa: BLE001 -- whatever a torn or foreign file raises: drop it, recompute its images
+            warnings.warn(f"feature cache entry {meta.with_suffix('')} is corrupt ({err}); recomputing it",
+                          stacklevel=4)
             data.unlink(missing_ok=True)
             meta.unlink(missing_ok=True)
             return
@@ -90,7 +93,7 @@ class FeatureCache:
         self._arrays.append(array)
         self._index.update((h, (shard, row)) for row, h in enumerate(hashes))
 
-    def _skip_foreign(self, meta: Path, entry: dict) -> None:
+    def _skip_foreign(self, meta: Path, entry: dict[str, Any]) -> None:
         """Leave a shard of another format (another qtransfer's, sharing the cache) unread and in place."""
         if not self._foreign:
             self._foreign = True
@@ -151,17 +154,23 @@ class MappedFeatures:
         return self[slice(None)]
 
 
+def in_memory(features: Tensor | MappedFeatures) -> Tensor:
+    """The rows as one in-memory tensor (the tensor itself when they are)."""
+    return features.tensor() if isinstance(features, MappedFeatures) else features
+
+
 def concat(parts: Sequence[Tensor | MappedFeatures]) -> Tensor | MappedFeatures:
     """The rows of every part, in order: still memory-mapped when every part is."""
-    if all(isinstance(p, MappedFeatures) for p in parts):
+    mapped = [p for p in parts if isinstance(p, MappedFeatures)]
+    if len(mapped) == len(parts):
         arrays: list[np.ndarray] = []
         shards, rows = [], []
-        for p in parts:
+        for p in mapped:
             shards.append(p.shard + len(arrays))
             rows.append(p.row)
             arrays += p.arrays
         return MappedFeatures(arrays, np.concatenate(shards), np.concatenate(rows))
-    return torch.cat([p.tensor() if isinstance(p, MappedFeatures) else p for p in parts])
+    return torch.cat([in_memory(p) for p in parts])
 
 
 def _checksum(array: np.ndarray) -> str:

@@ -15,13 +15,15 @@ from qtransfer.errors import InputError
 from qtransfer.features.cache import FeatureCache, MappedFeatures
 from qtransfer.storage import content_hash
 
+ImageDataset = Dataset[tuple[Tensor, int]]  # (transformed image, label) pairs
+
 # Batches per shard file: bounds the memory an extraction holds before it writes (256 × 32 images).
 SHARD_BATCHES = 256
 
 
 def compute_features(
     backbone: nn.Module,
-    dataset: Dataset,
+    dataset: ImageDataset,
     device: torch.device,
     batch_size: int = 32,
     num_workers: int = 0,
@@ -34,13 +36,14 @@ def compute_features(
 
 
 def _feature_batches(
-    backbone: nn.Module, dataset: Dataset, device: torch.device, batch_size: int, num_workers: int, desc: str,
+    backbone: nn.Module, dataset: ImageDataset, device: torch.device, batch_size: int, num_workers: int, desc: str,
     progress: bool,
 ) -> Iterator[Tensor]:
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     backbone = backbone.to(device).eval()
     with torch.inference_mode():
-        for images, _ in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not (progress and distributed.is_main())):
+        bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not (progress and distributed.is_main()))
+        for images, _ in bar:
             images = images.to(device)
             if images.dim() == 4:
                 images = images.contiguous(memory_format=torch.channels_last)
@@ -49,7 +52,7 @@ def _feature_batches(
 
 def cached_features(
     backbone: nn.Module,
-    dataset: Dataset,
+    dataset: ImageDataset,
     keys: Sequence[Path | str],
     cache: FeatureCache | None,
     device: torch.device,
@@ -86,15 +89,19 @@ def content_keys(keys: Sequence[Path | str]) -> list[str]:
     """Each key as a content key: an image file's sha256, or the key itself; under torchrun each rank reads
     every world-th file and the ranks exchange the hashes, so no file is read by every rank."""
     share = distributed.share(range(len(keys)))
-    mine = {i: content_hash(keys[i]) if isinstance(keys[i], Path) else keys[i] for i in share}
+    mine = {i: _content_key(keys[i]) for i in share}
     merged: dict[int, str] = {}
     for part in distributed.gather(mine):
         merged.update(part)
     return [merged[i] for i in range(len(keys))]
 
 
+def _content_key(key: Path | str) -> str:
+    return content_hash(key) if isinstance(key, Path) else key
+
+
 def extract(
-    backbone: nn.Module, dataset: Dataset, indices: Sequence[int], hashes: Sequence[str], cache: FeatureCache,
+    backbone: nn.Module, dataset: ImageDataset, indices: Sequence[int], hashes: Sequence[str], cache: FeatureCache,
     device: torch.device, batch_size: int = 32, num_workers: int = 0, desc: str = "features", progress: bool = True,
 ) -> None:
     """Compute this rank's share of dataset[indices] into new cache shards.

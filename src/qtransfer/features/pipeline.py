@@ -21,7 +21,7 @@ from qtransfer.data.images import ImageFolderDataset, load_splits
 from qtransfer.data.splits import carve_holdout
 from qtransfer.errors import InputError
 from qtransfer.features.augment import view_features
-from qtransfer.features.cache import FeatureCache, MappedFeatures, concat, extractor_key
+from qtransfer.features.cache import FeatureCache, MappedFeatures, concat, extractor_key, in_memory
 from qtransfer.features.extraction import cached_features
 from qtransfer.models.backbones import Backbone, create_backbone
 from qtransfer.runtime import cache_root, resolve_device
@@ -80,7 +80,7 @@ def load_backbone(config: TrainConfig, progress: bool = True) -> Backbone:
 
 
 def dataset_splits(config: TrainConfig, backbone: Backbone, progress: bool = True
-                   ) -> tuple[dict[str, ImageFolderDataset], dict | None]:
+                   ) -> tuple[dict[str, ImageFolderDataset], dict[str, Any] | None]:
     """The data's splits under the backbone's transform, with a held-out test split carved from train when asked;
     and the record of the carved files (for holdout.json). Images whose features are cached were decoded
     before, byte for byte: only the others are checked for readability."""
@@ -161,8 +161,7 @@ def load_features(config: TrainConfig, augment_views: int = 0, progress: bool = 
     feats = split_features(config, backbone, splits, device, progress=progress)
     views = None
     if augment_views > 0:
-        clean = feats["train"].features
-        clean = clean.tensor() if isinstance(clean, MappedFeatures) else clean
+        clean = in_memory(feats["train"].features)
         root = None if config.no_cache else cache_root(config.cache_dir)
         views = view_features(backbone, splits["train"], augment_views, config.seed, root, device, clean,
                               num_workers=config.workers(), progress=progress)

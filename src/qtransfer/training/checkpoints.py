@@ -1,17 +1,59 @@
-"""Checkpoints written by qtransfer: read back as plain tensors and lists (never by running pickled code), and
-checked against the run they are loaded into."""
+"""Checkpoints written by qtransfer: what each epoch of a run leaves in its directory (best.pt, last.pt,
+metrics.jsonl), read back as plain tensors and lists (never by running pickled code), and checked against the run
+they are loaded into."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from qtransfer.errors import InputError, MissingFileError
+from qtransfer import distributed
+from qtransfer.errors import InputError, MissingFileError, WriteError
 from qtransfer.formats import CHECKPOINT
 from qtransfer.models.fitted import FittedHead
+from qtransfer.storage import atomic_torch_save, atomic_write_text
+
+
+class RunCheckpoints:
+    """The files a run's epochs leave in its directory, each written atomically by rank 0: best.pt (the selected
+    epoch's weights), last.pt (the last epoch's, with what continuing needs) and metrics.jsonl (one row per epoch)."""
+
+    def __init__(self, run_dir: Path):
+        self.dir = Path(run_dir)
+
+    def save_best(self, state: dict[str, Any]) -> None:
+        """The weights of the epoch selected so far."""
+        self._write(self.dir / "best.pt", lambda path: atomic_torch_save(state, path))
+
+    def save_last(self, state: dict[str, Any], rows: Sequence[dict[str, Any]]) -> None:
+        """The last epoch's checkpoint, then the rows up to it."""
+        self._write(self.dir / "last.pt", lambda path: atomic_torch_save(state, path))
+        self.save_metrics(rows)
+
+    def save_metrics(self, rows: Sequence[dict[str, Any]]) -> None:
+        """metrics.jsonl: one row per finished epoch."""
+        metrics = "".join(json.dumps(r) + "\n" for r in rows)
+        self._write(self.dir / "metrics.jsonl", lambda path: atomic_write_text(path, metrics))
+
+    def best(self) -> dict[str, Any]:
+        """best.pt, read back."""
+        return load_checkpoint(self.dir / "best.pt")
+
+    def _write(self, path: Path, write: Callable[[Path], None]) -> None:
+        """Write a run file (rank 0 only); a failure (a full disk) leaves the previous version and says so."""
+        if not distributed.is_main():
+            return
+        try:
+            write(path)
+        except OSError as err:
+            raise WriteError(
+                f"could not write {path} ({err.strerror or err}); the previous {path.name} is intact. "
+                f"Free disk space, then continue with: qtransfer train --resume {self.dir}"
+            ) from err
 
 
 def load_checkpoint(path: Path, resume: bool = False) -> dict[str, Any]:
@@ -44,7 +86,8 @@ def check_compatible(state: dict[str, Any], classes: Sequence[str], head: nn.Mod
         raise InputError(f"checkpoint classes {state['classes']} differ from the data's classes {list(classes)}")
     if isinstance(head, FittedHead):
         if set(head.state_dict()) != set(state["head"]):
-            raise InputError(f"checkpoint head holds {sorted(state['head'])}; this head holds {sorted(head.state_dict())}")
+            raise InputError(f"checkpoint head holds {sorted(state['head'])}; "
+                             f"this head holds {sorted(head.state_dict())}")
         return
     ours = {k: tuple(v.shape) for k, v in head.state_dict().items()}
     theirs = {k: tuple(v.shape) for k, v in state["head"].items()}

@@ -13,6 +13,7 @@ from torch import nn
 
 from qtransfer.config import TrainConfig
 from qtransfer.features.pipeline import FeatureSplit
+from qtransfer.models.fitted import FittedHead
 from qtransfer.models.heads import HEADS, build_head
 from qtransfer.models.stacked import StackedHeads, stackable
 from qtransfer.training.loop import Loop, chunks, evaluate
@@ -83,17 +84,20 @@ def fit_group(jobs: Sequence[FitJob], n_classes: int, device: torch.device,
         torch.default_generator.manual_seed(job.config.seed)
         head = build_head(job.config, job.train.features.shape[-1], n_classes)
         if job.fixed:
-            head.fix(job.fixed)  # type: ignore[operator]
+            if not isinstance(head, FittedHead):
+                raise TypeError(f"head {job.config.head!r} is trained by steps; only a fitted head takes fixed "
+                                f"hyper-parameters ({sorted(job.fixed)})")
+            head.fix(job.fixed)
         heads.append(head)
-    stacked = len(jobs) > 1 or stackable(heads[0])
-    model: nn.Module = (StackedHeads(heads) if stacked else heads[0]).to(device)
+    stack = StackedHeads(heads).to(device) if len(jobs) > 1 or stackable(heads[0]) else None
+    model: nn.Module = stack if stack is not None else heads[0].to(device)
     loop = Loop(model, model.parameters(), [j.config for j in jobs], device)
     best: list[dict[str, Any]] = [{} for _ in jobs]
 
     def keep_best(rows: list[dict[str, Any]]) -> None:
         for k, row in enumerate(rows):
             if row["improved"]:
-                best[k] = model.state_dict_of(k) if stacked else copy.deepcopy(model.state_dict())  # type: ignore[operator]
+                best[k] = stack.state_dict_of(k) if stack is not None else copy.deepcopy(model.state_dict())
 
     same_data = all(j.train is jobs[0].train and j.val is jobs[0].val for j in jobs)
     if same_data:
@@ -111,7 +115,7 @@ def fit_group(jobs: Sequence[FitJob], n_classes: int, device: torch.device,
         held_out = None
         if job.test is not None:
             probs = evaluate(head, chunks(job.test.features, job.test.labels), device)["probs"]
-            held_out = classification_metrics(job.test.labels, probs, list(classes or range(n_classes)))
+            held_out = classification_metrics(job.test.labels, probs, classes or range(n_classes))
         parameters = sum(p.numel() for p in head.parameters() if p.requires_grad)
         results.append(FitResult(loop.jobs[k].rows, loop.jobs[k].best, parameters, seconds / len(jobs), head, held_out,
                                  dict(getattr(head, "choices", {})), len(jobs)))
@@ -123,8 +127,8 @@ def _in_memory(jobs: Sequence[FitJob], device: torch.device) -> list[FitJob]:
     reads them K x epochs times (memory-mapped rows are read per batch)."""
     loaded: dict[int, FeatureSplit] = {}
 
-    def load(split: FeatureSplit | None) -> FeatureSplit | None:
-        if split is None or isinstance(split.features, torch.Tensor):
+    def load(split: FeatureSplit) -> FeatureSplit:
+        if isinstance(split.features, torch.Tensor):
             return split
         if id(split) not in loaded:
             loaded[id(split)] = replace(split, features=split.features.tensor().to(device))
@@ -132,7 +136,8 @@ def _in_memory(jobs: Sequence[FitJob], device: torch.device) -> list[FitJob]:
 
     if len(jobs) == 1:
         return list(jobs)
-    return [replace(j, train=load(j.train), val=load(j.val), test=load(j.test)) for j in jobs]
+    return [replace(j, train=load(j.train), val=load(j.val), test=None if j.test is None else load(j.test))
+            for j in jobs]
 
 
 def stack_groups(jobs: Sequence[FitJob], max_stack: int = MAX_STACK) -> list[list[int]]:

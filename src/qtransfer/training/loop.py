@@ -26,8 +26,9 @@ from tqdm.auto import tqdm
 from qtransfer import distributed
 from qtransfer.config import TrainConfig
 from qtransfer.errors import NonFiniteLoss
+from qtransfer.features.cache import MappedFeatures
 from qtransfer.models.fitted import FittedHead
-from qtransfer.models.stacked import Solo
+from qtransfer.models.stacked import Solo, StackedHeads
 from qtransfer.runtime import intra_op_threads, threads_for
 
 # Rows scored at once in validation: bounds its memory like a training batch's (see quantum.memory).
@@ -35,10 +36,14 @@ EVAL_CHUNK = 256
 
 Batch = tuple[Tensor, Tensor, int]  # this rank's inputs and labels, and the size of the global batch
 StackedBatch = tuple[Tensor, Tensor, list[int]]  # (K, B, ...) inputs, (K, B) labels, each job's global batch size
+Rows = Tensor | MappedFeatures  # a split's inputs: (N, F) or (N, views, F) in memory, or (N, F) memory-mapped
+RowIndex = tuple[Tensor, Tensor | None]  # rows, and each row's view when the inputs have views
+# what a loop's jobs are scored on: one iterable of (x, y) chunks for every job, or each job's whole (x, y)
+Validation = Iterable[tuple[Tensor, Tensor]] | list[tuple[Rows, Tensor]]
 
 
-def _batch_indices(x: Any, batch_size: int, generator: torch.Generator, rank: int = 0,
-                   world: int = 1) -> Iterator[tuple[tuple[Tensor, Tensor | None], int]]:
+def _batch_indices(x: Rows, batch_size: int, generator: torch.Generator, rank: int = 0,
+                   world: int = 1) -> Iterator[tuple[RowIndex, int]]:
     """One epoch's (rows, views) index pairs, each with its global batch size, drawn from `generator`."""
     order, views = _draw(x, generator)
     for i in range(0, len(x), batch_size):
@@ -49,19 +54,22 @@ def _batch_indices(x: Any, batch_size: int, generator: torch.Generator, rank: in
         yield (idx, None if views is None else views[idx]), n
 
 
-def _draw(x: Any, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
+def _draw(x: Rows, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
     """An epoch's permutation of the rows and, for x of shape (N, views, F), each row's view."""
     order = torch.randperm(len(x), generator=generator)
     return order, (torch.randint(x.shape[1], (len(x),), generator=generator) if x.dim() == 3 else None)
 
 
-def _rows(x: Any, idx: tuple[Tensor, Tensor | None]) -> Tensor:
+def _rows(x: Rows, idx: RowIndex) -> Tensor:
     rows, views = idx
-    return x[rows] if views is None else x[rows, views]
+    if views is None:
+        return x[rows]
+    assert isinstance(x, Tensor)  # only inputs in memory have views
+    return x[rows, views]
 
 
 def stacked_batches(
-    xs: Sequence[Any], ys: Sequence[Tensor], batch_size: int, generators: Sequence[torch.Generator],
+    xs: Sequence[Rows], ys: Sequence[Tensor], batch_size: int, generators: Sequence[torch.Generator],
     rank: int = 0, world: int = 1,
 ) -> Iterator[StackedBatch]:
     """Each job's own shuffled batches of its (xs[k], ys[k]), stacked along a leading model axis: per epoch a
@@ -75,18 +83,19 @@ def stacked_batches(
     epochs = [_batch_indices(x, batch_size, g, rank, world) for x, g in zip(xs, generators)]
     for step in zip(*epochs):
         width = max(len(idx[0]) for idx, _ in step)
-        padded = [tuple(None if t is None else _pad(t, width) for t in idx) for idx, _ in step]
+        padded = [(_pad(rows, width), None if views is None else _pad(views, width)) for (rows, views), _ in step]
         x = torch.stack([_rows(xk, idx) for xk, idx in zip(xs, padded)])
         y = torch.stack([yk[idx[0]] for yk, idx in zip(ys, padded)])
         yield x, y, [n for _, n in step]
 
 
-def _shared_batches(x: Any, y: Tensor, batch_size: int, generators: Sequence[torch.Generator]
+def _shared_batches(x: Rows, y: Tensor, batch_size: int, generators: Sequence[torch.Generator]
                     ) -> Iterator[StackedBatch]:
     """stacked_batches of jobs that share their data: one gather per step for all of them."""
     draws = [_draw(x, g) for g in generators]
     orders = torch.stack([order for order, _ in draws])  # (K, N)
-    views = torch.stack([v for _, v in draws]).gather(1, orders) if draws[0][1] is not None else None
+    drawn = [v for _, v in draws if v is not None]  # every job's, or none: the jobs share x
+    views = torch.stack(drawn).gather(1, orders) if drawn else None
     table = x.flatten(0, 1) if views is not None and isinstance(x, Tensor) else x  # row r's view v at r * V + v
     for i in range(0, len(x), batch_size):
         rows = orders[:, i : i + batch_size]
@@ -95,7 +104,7 @@ def _shared_batches(x: Any, y: Tensor, batch_size: int, generators: Sequence[tor
             flat = flat * x.shape[1] + views[:, i : i + batch_size].flatten()
         # index_select: a third of advanced indexing's time at these sizes
         picked = table.index_select(0, flat) if isinstance(table, Tensor) else table[flat]
-        yield picked.unflatten(0, rows.shape), y.index_select(0, rows.flatten()).view(rows.shape), \
+        yield torch.unflatten(picked, 0, rows.shape), y.index_select(0, rows.flatten()).view(rows.shape), \
             [rows.shape[1]] * len(generators)
 
 
@@ -103,7 +112,7 @@ def _pad(idx: Tensor, width: int) -> Tensor:
     return idx if len(idx) == width else torch.cat([idx, idx[:1].expand(width - len(idx))])
 
 
-def chunks(x: Any, y: Tensor, size: int = EVAL_CHUNK) -> Iterator[tuple[Tensor, Tensor]]:
+def chunks(x: Rows, y: Tensor, size: int = EVAL_CHUNK) -> Iterator[tuple[Tensor, Tensor]]:
     """(x, y) in consecutive chunks of `size` rows, in order."""
     for i in range(0, len(y), size):
         yield x[i : i + size], y[i : i + size]
@@ -145,7 +154,7 @@ def train_epoch(
             right_total[k] += int(sums[jobs + k])
             seen[k] += n[k]
         # DDP averages gradients over ranks: so scaled, the average is the gradient of the global batch's mean loss
-        (loss_sum / counts * world).sum().backward()
+        torch.autograd.backward((loss_sum / counts * world).sum())
         if decay is not None:
             for p in params:
                 p.grad.addcmul_(p.detach(), decay.to(p.dtype).view(-1, *[1] * (p.dim() - 1)))
@@ -184,12 +193,11 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], device:
     return scores(torch.cat(logits), torch.cat(labels))
 
 
-def evaluate_stacked(model: nn.Module, val: Iterable[tuple[Tensor, Tensor]] | list[tuple[Any, Tensor]],
-                     device: torch.device) -> list[dict[str, Any]]:
+def evaluate_stacked(model: StackedHeads | Solo, val: Validation, device: torch.device) -> list[dict[str, Any]]:
     """evaluate() for each of a stacked model's K jobs: on one iterable of (x, y) chunks that every job is scored
     on, or on a list of K whole (x, y) splits, one per job (scored in chunks, shorter ones padded)."""
     model.eval()
-    jobs = model.models  # type: ignore[union-attr]
+    jobs = model.models
     with torch.no_grad():
         if not isinstance(val, list):
             parts, labels = [], []
@@ -253,7 +261,7 @@ def step_amplitudes(config: TrainConfig, models: int = 1) -> int:
     quantum head on the built-in engine (density matrices square them), none for classical heads."""
     if config.head != "quantum" or config.backend != "torch":
         return 0
-    size = 4**config.n_qubits if config.noise else 2**config.n_qubits
+    size = 1 << (2 * config.n_qubits if config.noise else config.n_qubits)
     return size * config.batch_size * models
 
 
@@ -274,18 +282,20 @@ class Loop:
         configs = [configs] if isinstance(configs, TrainConfig) else list(configs)
         self.config, self.device = configs[0], device
         self.fitted = isinstance(model, FittedHead)
-        self.model = model if self.fitted or hasattr(model, "models") else Solo(model)
-        models = getattr(self.model, "models", 1)
+        self.model: FittedHead | StackedHeads | Solo = (
+            model if isinstance(model, (FittedHead, StackedHeads, Solo)) else Solo(model))
+        models = 1 if isinstance(self.model, FittedHead) else self.model.models
         if models != len(configs):
             raise ValueError(f"a loop of {len(configs)} jobs needs a model of as many heads, got {models}")
         together = shared and distributed.is_distributed()
         self.rank, self.world = (distributed.rank(), distributed.world_size()) if together else (0, 1)
         device_ids = [device.index] if device.type == "cuda" else None
-        self.trainer = DistributedDataParallel(self.model, device_ids=device_ids) if together else self.model
+        self.trainer: nn.Module = DistributedDataParallel(self.model, device_ids=device_ids) if together else self.model
         self.jobs = [Job(c, torch.Generator().manual_seed(c.seed)) for c in configs]
         self.epochs = 1 if self.fitted else self.config.epochs
         self.threads = threads_for(step_amplitudes(self.config, len(configs)), self.config.threads)
-        self.optimizer = self.scheduler = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: torch.optim.lr_scheduler.StepLR | None = None
         self.lr_scale: Tensor | None = None
         self.decay: Tensor | None = None  # per job, when the jobs' weight decays differ
         if not self.fitted:
@@ -315,24 +325,27 @@ class Loop:
         """The first job's batch generator."""
         return self.jobs[0].generator
 
-    def epoch(self, train: Iterable[StackedBatch], val: Iterable[tuple[Tensor, Tensor]] | Sequence[Iterable],
-              hint: str = "") -> list[dict[str, Any]]:
+    def epoch(self, train: Iterable[StackedBatch], val: Validation, hint: str = "") -> list[dict[str, Any]]:
         """Train one epoch on `train`, score each job on its `val` (one iterable of chunks for all, or one per job),
         record the rows; returns them with `improved` set for the jobs whose best epoch this is."""
         t = time.perf_counter()
         self.model.train()
         epoch = len(self.rows) + 1
-        if self.fitted:
-            results = [fit_once(self.model, ((x[0], y[0], n[0]) for x, y, n in train), self.config.seed,  # type: ignore[arg-type]
-                                self.device)]
+        if isinstance(self.model, FittedHead):
+            batches = ((x[0], y[0], n[0]) for x, y, n in train)
+            results = [fit_once(self.model, batches, self.config.seed, self.device)]
         else:
+            assert self.optimizer is not None and self.scheduler is not None  # made for every head trained by steps
             names = [f" (seed {j.config.seed}, lr {j.config.lr:g})" for j in self.jobs] if len(self.jobs) > 1 else [""]
-            results = train_epoch(self.trainer, train, self.optimizer, self.device, epoch, hint, self.world,  # type: ignore[arg-type]
+            results = train_epoch(self.trainer, train, self.optimizer, self.device, epoch, hint, self.world,
                                   self.lr_scale, names, self.decay)
-            self.scheduler.step()  # type: ignore[union-attr]
+            self.scheduler.step()
         train_s = time.perf_counter() - t
-        scored = ([evaluate(self.model, val, self.device)] if self.fitted  # type: ignore[arg-type]
-                  else evaluate_stacked(self.model, val, self.device))
+        if isinstance(self.model, FittedHead):
+            assert not isinstance(val, list)  # a fitted head is fitted alone, and scored on chunks
+            scored = [evaluate(self.model, val, self.device)]
+        else:
+            scored = evaluate_stacked(self.model, val, self.device)
         lr = self.optimizer.param_groups[0]["lr"] if self.optimizer else 0.0
         out = []
         for k, (job, (train_loss, train_acc), v) in enumerate(zip(self.jobs, results, scored)):
@@ -342,16 +355,16 @@ class Loop:
             out.append(job.record(row))
         return out
 
-    def batches(self, x: Any, y: Tensor) -> Iterator[StackedBatch]:
+    def batches(self, x: Rows, y: Tensor) -> Iterator[StackedBatch]:
         """This process's slices of one epoch of shuffled batches of (x, y), drawn by each job's generator."""
         return self.stacked_batches([x] * len(self.jobs), [y] * len(self.jobs))
 
-    def stacked_batches(self, xs: Sequence[Any], ys: Sequence[Tensor]) -> Iterator[StackedBatch]:
+    def stacked_batches(self, xs: Sequence[Rows], ys: Sequence[Tensor]) -> Iterator[StackedBatch]:
         """One epoch of each job's shuffled batches of its own (xs[k], ys[k]), stacked along the model axis."""
         return stacked_batches(xs, ys, self.config.batch_size, [j.generator for j in self.jobs], self.rank, self.world)
 
     def run(
-        self, train: Callable[[], Iterable[StackedBatch]], val: Callable[[], Any],
+        self, train: Callable[[], Iterable[StackedBatch]], val: Callable[[], Validation],
         after_epoch: Callable[[list[dict[str, Any]]], None] = lambda rows: None, hint: Callable[[], str] = lambda: "",
         progress: bool = False,
     ) -> float:
@@ -385,7 +398,8 @@ class Loop:
             self.scheduler.load_state_dict(state["scheduler"])
         single = len(self.jobs) == 1
         for k, job in enumerate(self.jobs):
-            pick = (lambda values: values) if single else (lambda values: values[k])  # noqa: B023
-            job.generator.set_state(pick(state["generator"]))
-            job.rows, job.best = list(pick(state["rows"])), dict(pick(state["best"]))
+            generator, rows, best = ((state["generator"], state["rows"], state["best"]) if single
+                                     else (state["generator"][k], state["rows"][k], state["best"][k]))
+            job.generator.set_state(generator)
+            job.rows, job.best = list(rows), dict(best)
         torch.set_rng_state(state["torch_rng"])

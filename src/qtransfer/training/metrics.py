@@ -41,9 +41,10 @@ def roc_auc_ovr(labels: Tensor, probs: Tensor) -> float:
     return float(np.mean([roc_auc_score(y == c, p[:, c]) for c in present]))
 
 
-def classification_metrics(labels: Tensor, probs: Tensor, classes: Sequence[str]) -> dict[str, Any]:
-    """Every metric of METRIC_NAMES for true labels and predicted class probabilities (N, classes); ROC-AUC is
-    one-vs-rest, macro-averaged over the classes present in `labels`, for more than two classes."""
+def classification_metrics(labels: Tensor, probs: Tensor, classes: Sequence[str | int]) -> dict[str, Any]:
+    """Every metric of METRIC_NAMES for true labels and predicted class probabilities (N, classes), per class keyed
+    by `classes` (names, or label numbers); ROC-AUC is one-vs-rest, macro-averaged over the classes present in
+    `labels`, for more than two classes."""
     n = len(classes)
     preds = probs.argmax(1)
     matrix = confusion(labels, preds, n).double()

@@ -14,8 +14,10 @@ from qtransfer.data.download import data_folder
 from qtransfer.data.images import load_image, load_splits
 from qtransfer.data.splits import carve_holdout
 from qtransfer.errors import InputError, MissingFileError
+from qtransfer.features.cache import in_memory
 from qtransfer.features.extraction import cached_features
 from qtransfer.features.pipeline import feature_cache, load_backbone
+from qtransfer.models.backbones import Backbone
 from qtransfer.models.heads import build_head
 from qtransfer.runtime import check_run_dir, resolve_device
 from qtransfer.training.checkpoints import (
@@ -42,7 +44,7 @@ class TrainedModel:
     """A run's best model, ready to score images: backbone, head, classes, settings."""
 
     config: TrainConfig
-    backbone: nn.Module
+    backbone: Backbone
     head: nn.Module
     classes: list[str]
     device: torch.device
@@ -75,7 +77,8 @@ class TrainedModel:
     def probabilities(self, images: Tensor) -> Tensor:
         """Class probabilities (N, classes) for transformed images (N, 3, H, W)."""
         with torch.no_grad():
-            return self.head(self.backbone(images.to(self.device))).float().softmax(1).cpu()
+            logits: Tensor = self.head(self.backbone(images.to(self.device)))
+        return logits.float().softmax(1).cpu()
 
     def predict(self, paths: Sequence[Path]) -> list[dict[str, Any]]:
         """Predicted class and its probability for each image file."""
@@ -100,11 +103,15 @@ class TrainedModel:
                    if self.config.shots else [self.score(features)])
         result = {**results[0], "data": str(features.root), "split": split, "images": len(features.labels),
                   "skipped": features.skipped,
-                  "backend": self.head.backend.name if hasattr(self.head, "backend") else None,
+                  "backend": self._backend_name(),
                   "shots": self.config.shots or None, "noise": self.config.noise or None}
         if len(results) > 1:
             result["accuracy_repeats"] = describe([r["accuracy"] for r in results])
         return result
+
+    def _backend_name(self) -> str | None:
+        backend = getattr(self.head, "backend", None)  # a quantum head's simulator
+        return None if backend is None else str(backend.name)
 
     def features(self, data: Path | None = None, split: str = "val") -> EvaluationSplit:
         """Backbone features and labels of a split (from the feature cache when there)."""
@@ -122,7 +129,7 @@ class TrainedModel:
         paths = [p for p, _ in ds.samples]
         feats, _ = cached_features(self.backbone, ds, paths, cache, self.device, desc=f"{split} features",
                                    progress=self.progress)
-        return EvaluationSplit(feats, torch.tensor(ds.targets), root, [str(p) for p, _ in ds.skipped])
+        return EvaluationSplit(in_memory(feats), torch.tensor(ds.targets), root, [str(p) for p, _ in ds.skipped])
 
     def score(self, split: EvaluationSplit) -> dict[str, Any]:
         """Loss, accuracy and confusion matrix of the head on a split's features."""
@@ -134,8 +141,9 @@ class TrainedModel:
     def simulated(self, **settings: Any) -> TrainedModel:
         """The same trained weights on another simulation: backend, shots, noise, device_options, seed."""
         allowed = {"backend", "shots", "noise", "device_options", "seed"}
-        if set(settings) - allowed:
-            raise InputError(f"cannot change {sorted(set(settings) - allowed)} of a trained run; only {sorted(allowed)}")
+        refused = sorted(set(settings) - allowed)
+        if refused:
+            raise InputError(f"cannot change {refused} of a trained run; only {sorted(allowed)}")
         config = replace(self.config, **{k: v for k, v in settings.items() if v is not None})
         config.validate()
         head = build_head(config, self.backbone.out_features, len(self.classes), per_sample=False)
