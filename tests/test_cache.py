@@ -89,6 +89,7 @@ def _writer(root: str, paths: list[str], out: multiprocessing.Queue) -> None:
     out.put(feats.tolist())
 
 
+@pytest.mark.subprocess
 def test_two_processes_sharing_a_cache_leave_no_corrupt_entry(tmp_path: Path) -> None:
     paths = [str(p) for p in _files(tmp_path, 40)]
     ctx = multiprocessing.get_context("spawn")
@@ -188,6 +189,7 @@ print("trained", fit.rows[0]["train_acc"])
 """
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's RLIMIT_DATA and /proc")
 def test_features_larger_than_the_memory_limit_still_train(tmp_path: Path) -> None:
     import subprocess

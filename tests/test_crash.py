@@ -34,6 +34,8 @@ from qtransfer.experiments.runner import read_runs
 from qtransfer.runtime import new_run_dir, run_dir_lock
 from qtransfer.storage import atomic_write_text, remove_stale_temp_files
 
+pytestmark = pytest.mark.subprocess  # the crash harness kills real processes
+
 
 @pytest.fixture(scope="module")
 def workloads(hymenoptera: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Workload]:

@@ -131,6 +131,7 @@ def test_refusals_and_a_shots_run_exported_as_the_exact_model_its_shots_estimate
     assert (shots.probabilities(images) - model.probabilities(images)).abs().max() > 1e-3  # not 64 shots' draw
 
 
+@pytest.mark.subprocess
 def test_exports_predict_like_qtransfer_predict_in_a_process_without_qtransfer(
         finished_run, hymenoptera: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = finished_run[0]
