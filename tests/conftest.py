@@ -36,8 +36,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
             if _timeout(item) < EXPENSIVE_TIMEOUT:
                 item.add_marker(pytest.mark.timeout(EXPENSIVE_TIMEOUT), append=False)
-        if item.get_closest_marker("distributed"):  # torchrun's processes
+        if item.get_closest_marker("distributed"):  # torchrun starts processes that each import torch
             item.add_marker(pytest.mark.subprocess)
+            item.add_marker(pytest.mark.slow)
         if item.get_closest_marker("gpu"):
             if cuda is None:
                 import torch

@@ -64,6 +64,8 @@ def test_help_answers_before_torch_is_imported() -> None:
         assert "torch" not in loaded, argv
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 @pytest.mark.subprocess
 def test_training_imports_neither_matplotlib_nor_pennylane_until_they_are_used() -> None:
     loaded = _modules_loaded_by("import qtransfer.training.run, qtransfer.experiments.compare, qtransfer.experiments.cv, "

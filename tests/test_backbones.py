@@ -48,6 +48,8 @@ def _top1_counts(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
     return int((top[labels == 0] == ANT).sum()), int((top[labels == 1] == BEE).sum())
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_lite0_features_give_the_reference_implementations_logits(lite0, hymenoptera: Path) -> None:
     reference = _reference_lite0()
     images, labels = _val_images(hymenoptera, lite0.transform, per_class=10)
@@ -63,6 +65,7 @@ def test_lite0_features_give_the_reference_implementations_logits(lite0, hymenop
     assert ants >= 8 and bees >= 7, (ants, bees)
 
 
+@pytest.mark.slow
 def test_lite0_needs_its_own_normalisation_not_imagenets(hymenoptera: Path) -> None:
     reference = _reference_lite0()
     images, labels = _val_images(hymenoptera, reference_transform(), per_class=10)

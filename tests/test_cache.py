@@ -189,6 +189,7 @@ print("trained", fit.rows[0]["train_acc"])
 """
 
 
+@pytest.mark.slow
 @pytest.mark.subprocess
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's RLIMIT_DATA and /proc")
 def test_features_larger_than_the_memory_limit_still_train(tmp_path: Path) -> None:

@@ -346,6 +346,7 @@ def test_archive_member_escaping_dest_is_refused(http_server, tmp_path):
     assert not (dest / "hymenoptera_data").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.subprocess
 def test_cli_data_command_downloads_through_the_local_server(archive, http_server, tmp_path):
     import subprocess

@@ -13,6 +13,7 @@ from qtransfer.data.download import DATASETS, data_folder
 from qtransfer.errors import MissingFileError
 
 
+@pytest.mark.slow
 def test_data_hymenoptera_downloads_once_into_the_cache_then_runs_offline(
     hymenoptera: Path, http_server, tmp_path: Path, pixels_backbone: str, capsys, monkeypatch
 ) -> None:

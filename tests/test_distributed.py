@@ -93,6 +93,7 @@ def warm_cache(single_process_cache: tuple[Path, str], where: Path) -> Path:
     return where
 
 
+@pytest.mark.timeout(300)
 @pytest.mark.distributed
 def test_distributed_extraction_equals_single_process_bit_for_bit(data: Path, single_process_cache, tmp_path: Path) -> None:
     one_root, printed = single_process_cache
@@ -114,6 +115,7 @@ def metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.timeout(300)
 @pytest.mark.distributed
 def test_distributed_training_matches_single_process(data: Path, single_process_cache, tmp_path: Path) -> None:
     flags = ["--data", str(data), *BACKBONE, "--epochs", "2", "--batch-size", "4"]
@@ -137,6 +139,7 @@ def test_distributed_training_matches_single_process(data: Path, single_process_
     assert summary["best_epoch"] == json.loads((single / "summary.json").read_text())["best_epoch"]
 
 
+@pytest.mark.timeout(300)
 @pytest.mark.distributed
 def test_distributed_compare_equals_single_process_table(data: Path, single_process_cache, tmp_path: Path) -> None:
     flags = ["--data", str(data), *BACKBONE, "--epochs", "2", "--heads", "quantum", "classical", "--seeds", "2",
@@ -162,6 +165,7 @@ def test_distributed_compare_equals_single_process_table(data: Path, single_proc
     assert len(rows(run)) == 4 and rows(run) == rows(single)
 
 
+@pytest.mark.timeout(300)
 @pytest.mark.distributed
 def test_distributed_sweep_equals_single_process_sweep(data: Path, single_process_cache, tmp_path: Path) -> None:
     flags = ["--data", str(data), *BACKBONE, "--epochs", "2", "--depths", "1", "--qubit-counts", "2", "--seeds", "2",
@@ -189,6 +193,7 @@ def test_a_global_batch_the_processes_cannot_share_is_refused(monkeypatch: pytes
     distributed.check_batch(6)
 
 
+@pytest.mark.timeout(300)
 @pytest.mark.distributed
 def test_an_error_on_every_rank_ends_the_launch_with_the_message(data: Path, tmp_path: Path) -> None:
     done = torchrun("train", "--data", str(data), *BACKBONE, "--batch-size", "3", "--out", str(tmp_path / "runs"),

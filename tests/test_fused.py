@@ -164,6 +164,8 @@ def _peak_bytes(n: int, depths: tuple[int, ...], batch: int) -> list[int]:
     return peaks
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 @pytest.mark.subprocess
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="peak memory is read from /proc (Linux)")
 def test_backward_memory_does_not_grow_with_depth_and_stays_under_the_estimate() -> None:

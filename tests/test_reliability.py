@@ -348,6 +348,7 @@ def test_a_checkpoint_of_another_head_shape_or_class_list_says_what_differs(fini
         train(TrainConfig(), resume=copy)
 
 
+@pytest.mark.slow
 def test_a_corrupt_cache_entry_is_recomputed(hymenoptera: Path, tmp_path: Path) -> None:
     root = small_dataset(hymenoptera, tmp_path / "data", per_class=2)
     first, _ = train(config(root, tmp_path / "runs", tmp_path / "cache", epochs=1))
@@ -415,6 +416,8 @@ def straight_run(hymenoptera: Path, shared_cache: Path, tmp_path_factory: pytest
     return run_dir
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 @pytest.mark.subprocess
 @pytest.mark.parametrize("signum", SIGNALS)
 def test_a_signal_mid_run_keeps_every_finished_epoch_and_resume_matches(
@@ -487,6 +490,7 @@ def test_a_nan_loss_stops_naming_epoch_and_step_and_keeps_the_best(
 # ------------------------------------------------------------------------------------- fuzzing
 
 
+@pytest.mark.slow
 def test_mutated_images_never_crash_the_data_path(hymenoptera: Path, tmp_path: Path) -> None:
     rng = random.Random(1234)
     sources = sorted((hymenoptera / "train").rglob("*.jpg"))[:20] + sorted((hymenoptera / "val").rglob("*.png"))
@@ -514,6 +518,8 @@ def test_mutated_images_never_crash_the_data_path(hymenoptera: Path, tmp_path: P
 # ------------------------------------------------------------------------------------- exit codes
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 @pytest.mark.subprocess
 def test_exit_codes_user_error_usage_error_and_debug(tmp_path: Path) -> None:
     user, usage, debug = cli_together(

@@ -11,6 +11,8 @@ from qtransfer.cli import main
 from qtransfer.experiments.reproduce import ReproduceOptions, reproduce
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_spirals_writes_its_section_figures_and_report(tmp_path: Path) -> None:
     report = tmp_path / "docs" / "REPRODUCTION.md"
     options = ReproduceOptions(out=str(tmp_path / "runs"), seeds=[0], steps=60, command="qtransfer reproduce spirals")
@@ -60,6 +62,7 @@ def test_cifar_without_data_says_how_to_get_it(tmp_path: Path, capsys: pytest.Ca
     assert "cifar-10-python.tar.gz" in stderr
 
 
+@pytest.mark.slow
 def test_cifar_pairs_run_on_a_cifar_shaped_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_cifar(tmp_path / "cifar", per_class=2, monkeypatch=monkeypatch)
     options = ReproduceOptions(data=str(tmp_path / "cifar"), out=str(tmp_path / "runs"), seeds=[0], epochs=1,
@@ -77,6 +80,8 @@ def _at_most(make, batches: int):
     return functools.wraps(make)(lambda n, *args, **kwargs: make(min(n, batches), *args, **kwargs))
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_qc_and_qq_write_their_tables_beside_the_papers_figures(tmp_path: Path, mari2019: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import qtransfer.experiments.quantum_to_classical as q2c

@@ -14,6 +14,8 @@ import qtransfer.training.run as run_module
 from qtransfer.config import ResumeChanges, TrainConfig
 from qtransfer.errors import InputError
 
+pytestmark = pytest.mark.slow  # each test trains and resumes runs through the CLI
+
 METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr")
 FLAGS = ["--backbone", "pixels", "--weights", "none", "--qubits", "2", "--depth", "1", "--batch-size", "4",
          "--lr", "0.01", "--step-size", "2", "--workers", "0"]

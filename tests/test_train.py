@@ -131,6 +131,8 @@ def small_data(hymenoptera: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return real_subset(hymenoptera, tmp_path_factory.mktemp("small"), {"train": 4, "val": 4})
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_seed_parity_runs_the_backbone_in_train_mode_every_step(small_data, tmp_path) -> None:
     from qtransfer.models.backbones import create_backbone
 
