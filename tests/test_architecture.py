@@ -74,6 +74,7 @@ def test_training_imports_neither_matplotlib_nor_pennylane_until_they_are_used()
                          "scikit_posthocs"}
 
 
+@pytest.mark.slow
 def test_only_the_cli_prints_or_reads_the_command_line() -> None:
     offenders = []
     for path in PACKAGE.rglob("*.py"):
@@ -106,6 +107,7 @@ def _imported_at_load(tree: ast.Module) -> set[str]:
     return names
 
 
+@pytest.mark.slow
 def test_every_package_imported_when_a_module_loads_is_declared() -> None:
     import re
     from importlib.metadata import packages_distributions

@@ -89,6 +89,7 @@ def _writer(root: str, paths: list[str], out: multiprocessing.Queue) -> None:
     out.put(feats.tolist())
 
 
+@pytest.mark.slow
 @pytest.mark.subprocess
 def test_two_processes_sharing_a_cache_leave_no_corrupt_entry(tmp_path: Path) -> None:
     paths = [str(p) for p in _files(tmp_path, 40)]
@@ -142,6 +143,7 @@ def test_a_corrupt_index_file_is_detected_and_recomputed(tmp_path: Path) -> None
     assert computed == 3 and torch.equal(first, again)
 
 
+@pytest.mark.slow
 def test_a_memory_mapped_cache_trains_to_the_same_metrics_as_in_memory_features(
     hymenoptera: Path, tmp_path: Path
 ) -> None:
