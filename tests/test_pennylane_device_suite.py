@@ -13,7 +13,7 @@ import pytest
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.slow, pytest.mark.timeout(600),
               pytest.mark.skipif(os.environ.get("QTRANSFER_DEVICE_SUITE") != "1",
-                                 reason="set QTRANSFER_DEVICE_SUITE=1 to run PennyLane's device suite (about a minute)")]
+                                 reason="set QTRANSFER_DEVICE_SUITE=1 to run PennyLane's device suite (a minute)")]
 
 
 @pytest.mark.parametrize("shots", ["None", "10000"])

@@ -45,7 +45,8 @@ def test_a_run_killed_before_its_first_epoch_resumes_from_epoch_one_and_equals_a
     with monkeypatch.context() as m:
         m.setattr(run_module.Run, "prepare", killed)
         code, _, err = in_process(capsys, "--quiet", "train", "--data", str(data), *FLAGS, "--epochs", "3",
-                                  "--cache-dir", str(tmp_path / "cold"), "--out", str(tmp_path / "runs"), "--name", "cut")
+                                  "--cache-dir", str(tmp_path / "cold"), "--out", str(tmp_path / "runs"),
+                                  "--name", "cut")
     assert code == 130 and "no epoch finished" in err and "qtransfer train --resume" in err, err
     cut = next((tmp_path / "runs").glob("*-cut"))
     assert not (cut / "last.pt").exists() and (cut / "config.json").exists()
