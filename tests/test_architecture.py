@@ -22,12 +22,14 @@ def _lint(src: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
 
 
+@pytest.mark.subprocess
 def test_the_layers_and_acyclic_contracts_are_kept() -> None:
     done = _lint(ROOT / "src")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 kept, 0 broken" in done.stdout
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(("module", "line", "contract"), [
     ("quantum/circuits.py", "from qtransfer.training import loop  # noqa", "each layer imports only the layers below it"),
     ("experiments/stats.py", "from qtransfer.experiments import cv  # noqa", "no import cycles"),
@@ -48,18 +50,23 @@ def _modules_loaded_by(code: str) -> set[str]:
     return set(done.stdout.split())
 
 
+@pytest.mark.subprocess
 def test_importing_the_package_loads_no_heavy_library() -> None:
     loaded = _modules_loaded_by("import qtransfer")
     assert not loaded & {"torch", "torchvision", "matplotlib", "pennylane", "scipy", "tensorboard", "mlflow", "timm",
                          "statsmodels", "scikit_posthocs", "pandas"}
 
 
+@pytest.mark.subprocess
 def test_help_answers_before_torch_is_imported() -> None:
     for argv in (["--help"], ["train", "--help"], ["compare", "--help"]):
         loaded = _modules_loaded_by(f"from qtransfer.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass")
         assert "torch" not in loaded, argv
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.subprocess
 def test_training_imports_neither_matplotlib_nor_pennylane_until_they_are_used() -> None:
     loaded = _modules_loaded_by("import qtransfer.training.run, qtransfer.experiments.compare, qtransfer.experiments.cv, "
                                 "qtransfer.training.trained")
@@ -67,6 +74,7 @@ def test_training_imports_neither_matplotlib_nor_pennylane_until_they_are_used()
                          "scikit_posthocs"}
 
 
+@pytest.mark.slow
 def test_only_the_cli_prints_or_reads_the_command_line() -> None:
     offenders = []
     for path in PACKAGE.rglob("*.py"):
@@ -99,6 +107,7 @@ def _imported_at_load(tree: ast.Module) -> set[str]:
     return names
 
 
+@pytest.mark.slow
 def test_every_package_imported_when_a_module_loads_is_declared() -> None:
     import re
     from importlib.metadata import packages_distributions

@@ -4,12 +4,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 import torchvision
+from support.network import dead_url
 from torchvision import transforms
 
 from qtransfer.data.images import load_splits
@@ -48,6 +48,8 @@ def _top1_counts(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
     return int((top[labels == 0] == ANT).sum()), int((top[labels == 1] == BEE).sum())
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_lite0_features_give_the_reference_implementations_logits(lite0, hymenoptera: Path) -> None:
     reference = _reference_lite0()
     images, labels = _val_images(hymenoptera, lite0.transform, per_class=10)
@@ -63,6 +65,7 @@ def test_lite0_features_give_the_reference_implementations_logits(lite0, hymenop
     assert ants >= 8 and bees >= 7, (ants, bees)
 
 
+@pytest.mark.slow
 def test_lite0_needs_its_own_normalisation_not_imagenets(hymenoptera: Path) -> None:
     reference = _reference_lite0()
     images, labels = _val_images(hymenoptera, reference_transform(), per_class=10)
@@ -140,14 +143,6 @@ def _resnet18_file(directory: Path, seed: int = 0) -> tuple[Path, dict[str, torc
     return path, state
 
 
-def _dead_url(file_name: str) -> str:
-    """A URL on a local port nothing listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/{file_name}"
-
-
 def _point_resnet18_at(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     spec = BACKBONES["resnet18"]
     monkeypatch.setitem(BACKBONES, "resnet18", dataclasses.replace(spec, url=url, file_name=url.rsplit("/", 1)[-1]))
@@ -181,7 +176,7 @@ def test_resnet18_downloads_into_the_torchvision_cache_then_reuses_it(
     assert all(torch.equal(loaded[k], v) for k, v in state.items() if not k.startswith("fc."))
     assert backbone.weights_id == hashlib.sha256(path.read_bytes()).hexdigest()
     # the second time nothing is downloaded: the URL now points at a closed port
-    _point_resnet18_at(monkeypatch, _dead_url(path.name))
+    _point_resnet18_at(monkeypatch, dead_url(path.name))
     assert create_backbone("resnet18").weights_id == backbone.weights_id
 
 
@@ -208,7 +203,7 @@ def test_a_download_with_the_wrong_hash_never_reaches_the_cache(
 
 
 def test_offline_without_a_file_says_where_to_put_it(torch_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    url = _dead_url("resnet18-f37072fd.pth")
+    url = dead_url("resnet18-f37072fd.pth")
     _point_resnet18_at(monkeypatch, url)
     with pytest.raises(WeightsUnavailable) as err:
         create_backbone("resnet18", progress=False)

@@ -65,6 +65,8 @@ def test_unknown_backend_and_missing_device_say_what_to_do() -> None:
         backend(make_circuit("tutorial", 2, 1), torch.rand(1, 2), torch.rand(2))
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_pennylane_is_imported_only_when_used() -> None:
     import subprocess
     import sys

@@ -211,6 +211,7 @@ def test_every_array_scikit_learn_fits_on_is_made_of_training_rows(name: str, n_
         assert _rows_within(fitted_on, rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["logreg", "svm", "mlp"])
 def test_the_seed_decides_the_choices_and_outputs_whatever_was_fitted_before(name: str) -> None:
     head, (x, y, x_test, _), _ = _fitted(name, 2)

@@ -10,6 +10,8 @@ from qtransfer.errors import InputError
 from qtransfer.experiments.reproduce import ReproduceOptions, reproduce
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_the_baselines_study_pairs_quantum_with_the_best_classical_head_on_both_datasets(
     hymenoptera: Path, pixels_backbone: str, tmp_path: Path
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_reproduce import _fake_cifar
+from support.cifar import fake_cifar
 
 from qtransfer.errors import InputError
 from qtransfer.experiments.reproduce import ReproduceOptions, reproduce
@@ -13,13 +13,9 @@ from qtransfer.models.search import SEARCH_SIZE
 
 def test_benchmark_on_three_datasets_ranks_within_and_across_them(tmp_path: Path, hymenoptera: Path,
                                                                   shared_cache: Path, monkeypatch) -> None:
-    import torchvision.datasets.cifar as tv_cifar
-
     import qtransfer.experiments.reproduce.benchmark as benchmark
 
-    monkeypatch.setattr(tv_cifar.CIFAR10, "_check_integrity", lambda self: True)
-    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *args, **kwargs: True)
-    _fake_cifar(tmp_path / "cifar", per_class=4)
+    fake_cifar(tmp_path / "cifar", per_class=4, monkeypatch=monkeypatch)
     real = benchmark.datasets
 
     def without_digits(options: ReproduceOptions, run_dir: Path) -> dict[str, str]:

@@ -89,6 +89,8 @@ def _writer(root: str, paths: list[str], out: multiprocessing.Queue) -> None:
     out.put(feats.tolist())
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_two_processes_sharing_a_cache_leave_no_corrupt_entry(tmp_path: Path) -> None:
     paths = [str(p) for p in _files(tmp_path, 40)]
     ctx = multiprocessing.get_context("spawn")
@@ -141,6 +143,7 @@ def test_a_corrupt_index_file_is_detected_and_recomputed(tmp_path: Path) -> None
     assert computed == 3 and torch.equal(first, again)
 
 
+@pytest.mark.slow
 def test_a_memory_mapped_cache_trains_to_the_same_metrics_as_in_memory_features(
     hymenoptera: Path, tmp_path: Path
 ) -> None:
@@ -189,6 +192,8 @@ print("trained", fit.rows[0]["train_acc"])
 """
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's RLIMIT_DATA and /proc")
 def test_features_larger_than_the_memory_limit_still_train(tmp_path: Path) -> None:
     import subprocess

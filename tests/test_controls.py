@@ -189,6 +189,7 @@ def _accuracy(head: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return float((head(x).argmax(1) == y).double().mean())
 
 
+@pytest.mark.slow
 def test_fourier_fits_a_function_of_its_spectrum_where_logistic_regression_cannot(toy) -> None:
     x, y, x_test, y_test = toy
     assert 0.4 < float(y.double().mean()) < 0.6  # balanced: chance is 0.5

@@ -34,6 +34,8 @@ from qtransfer.experiments.runner import read_runs
 from qtransfer.runtime import new_run_dir, run_dir_lock
 from qtransfer.storage import FAULT_LOG, FAULT_WRITE, atomic_write_text, remove_stale_temp_files
 
+pytestmark = pytest.mark.subprocess  # the crash harness kills real processes
+
 
 @pytest.fixture(scope="module")
 def workloads(hymenoptera: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Workload]:
@@ -126,6 +128,8 @@ def _start(argv: list[str], **pipes: int) -> subprocess.Popen:
 # ------------------------------------------------------------------------------------- hard kills
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("command", ["extract", "train", "compare"])
 def test_sigkill_at_an_atomic_write_then_rerun_or_resume_equals_a_clean_run(
     command: str, workloads: dict[str, Workload], killed: dict[str, object]
@@ -137,6 +141,8 @@ def test_sigkill_at_an_atomic_write_then_rerun_or_resume_equals_a_clean_run(
     assert report["recovery"] == ("rerun" if command == "extract" else "resume")
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_a_sigkill_during_feature_extraction_before_the_first_epoch_resumes_to_equal_a_clean_run(
     workloads: dict[str, Workload], killed: dict[str, object]
 ) -> None:
@@ -149,6 +155,8 @@ def test_a_sigkill_during_feature_extraction_before_the_first_epoch_resumes_to_e
     assert report["recovery"] == "resume" and report["passed"], report
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_a_kill_between_last_pt_and_metrics_jsonl_of_the_final_epoch_is_repaired_on_resume(
     workloads: dict[str, Workload], tmp_path: Path
 ) -> None:
@@ -272,6 +280,8 @@ def test_a_second_process_on_a_directory_in_use_is_refused_and_sigkill_frees_it(
             pass
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_a_running_compare_holds_its_directory_and_runs_jsonl_is_always_whole(
     workloads: dict[str, Workload], killed: dict[str, object]
 ) -> None:
@@ -286,6 +296,8 @@ def test_a_running_compare_holds_its_directory_and_runs_jsonl_is_always_whole(
     assert len(read_runs(run_dir / "runs.jsonl")) == len(workloads["compare"].clean["runs"])
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_two_processes_filling_one_cache_with_one_killed_midway(
     workloads: dict[str, Workload], killed: dict[str, object]
 ) -> None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import socket
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from support.network import dead_url
 from torchvision.datasets import ImageFolder
 
 from qtransfer.data.download import DATASETS, download_dataset
@@ -235,13 +235,6 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/hymenoptera_data.zip"
-
-
 @pytest.fixture(scope="module")
 def archive(hymenoptera, tmp_path_factory) -> Path:
     """The real dataset zipped as the published archive is: one top-level hymenoptera_data/ folder."""
@@ -270,18 +263,18 @@ def test_download_unpacks_a_dataset_that_loads(archive, http_server, tmp_path):
     assert splits["val"].counts() == {"ants": 70, "bees": 83}
 
     # Already there and intact: nothing is fetched, so an unreachable URL does not matter.
-    assert download_dataset("hymenoptera", dest, url=closed_port_url()) == root
+    assert download_dataset("hymenoptera", dest, url=dead_url("hymenoptera_data.zip")) == root
 
 
 def test_real_dataset_matches_the_shipped_checksums(hymenoptera):
-    assert download_dataset("hymenoptera", hymenoptera.parent, url=closed_port_url()) == hymenoptera
+    assert download_dataset("hymenoptera", hymenoptera.parent, url=dead_url("hymenoptera_data.zip")) == hymenoptera
 
 
 def test_tampered_dataset_folder_is_reported(hymenoptera, tmp_path):
     root = shutil.copytree(hymenoptera, tmp_path / "hymenoptera_data")
     (root / "val" / "bees" / "72100438_73de9f17af.jpg").write_bytes(b"not the image")
     with pytest.raises(ChecksumError, match=r"1 file\(s\) differ.*val/bees/72100438_73de9f17af.jpg.*Delete"):
-        download_dataset("hymenoptera", tmp_path, url=closed_port_url())
+        download_dataset("hymenoptera", tmp_path, url=dead_url("hymenoptera_data.zip"))
 
 
 def test_corrupted_archive_fails_naming_both_hashes(archive, http_server, tmp_path, monkeypatch):
@@ -301,7 +294,7 @@ def test_corrupted_archive_fails_naming_both_hashes(archive, http_server, tmp_pa
 
 
 def test_archive_placed_by_hand_is_used_without_network(archive, tmp_path, monkeypatch):
-    offline = replace(DATASETS["hymenoptera"], url=closed_port_url(), sha256=sha256(archive))
+    offline = replace(DATASETS["hymenoptera"], url=dead_url("hymenoptera_data.zip"), sha256=sha256(archive))
     monkeypatch.setitem(DATASETS, "hymenoptera", offline)
     dest = tmp_path / "data"
     dest.mkdir()
@@ -331,7 +324,7 @@ def test_mirror_archive_is_checked_file_by_file(hymenoptera, http_server, tmp_pa
 
 
 def test_unreachable_url_says_how_to_place_the_data_by_hand(tmp_path):
-    url = closed_port_url()
+    url = dead_url("hymenoptera_data.zip")
     with pytest.raises(DownloadError) as info:
         download_dataset("hymenoptera", tmp_path, url=url, progress=False)
     message = str(info.value)
@@ -353,6 +346,8 @@ def test_archive_member_escaping_dest_is_refused(http_server, tmp_path):
     assert not (dest / "hymenoptera_data").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_cli_data_command_downloads_through_the_local_server(archive, http_server, tmp_path):
     import subprocess
     import sys
@@ -361,7 +356,7 @@ def test_cli_data_command_downloads_through_the_local_server(archive, http_serve
     # both processes at once: each spends most of its time starting up, on one core
     fetch, fail = (subprocess.Popen([sys.executable, "-m", "qtransfer", "data", "hymenoptera", "--dest", dest, "--url", u],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                   for dest, u in ((str(tmp_path), url), (str(tmp_path / "x"), closed_port_url())))
+                   for dest, u in ((str(tmp_path), url), (str(tmp_path / "x"), dead_url("hymenoptera_data.zip"))))
     stdout, stderr = fetch.communicate(timeout=300)
     assert fetch.returncode == 0, stderr
     assert str(tmp_path / "hymenoptera_data") in stdout

@@ -7,18 +7,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from support.cli import in_process
 
-from qtransfer.cli import main
 from qtransfer.data.download import DATASETS, data_folder
 from qtransfer.errors import MissingFileError
 
 
-def cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
-    capsys.readouterr()
-    code = main(["--quiet", *args])
-    return code, capsys.readouterr().err
-
-
+@pytest.mark.slow
 def test_data_hymenoptera_downloads_once_into_the_cache_then_runs_offline(
     hymenoptera: Path, http_server, tmp_path: Path, pixels_backbone: str, capsys, monkeypatch
 ) -> None:
@@ -34,7 +29,7 @@ def test_data_hymenoptera_downloads_once_into_the_cache_then_runs_offline(
     cache = tmp_path / "cache"
     train = ["train", "--data", "hymenoptera", "--backbone", "pixels", "--weights", "none", "--head", "linear",
              "--epochs", "1", "--cache-dir", str(cache), "--out", str(tmp_path / "runs"), "--workers", "0"]
-    code, err = cli(capsys, *train)
+    code, _, err = in_process(capsys, "--quiet", *train)
     assert code == 0, err
     root = cache / "datasets" / "hymenoptera_data"
     assert sorted(p.name for p in (root / "train").iterdir()) == ["ants", "bees"]
@@ -47,7 +42,7 @@ def test_data_hymenoptera_downloads_once_into_the_cache_then_runs_offline(
     assert data_folder("hymenoptera", cache) == root  # reused: nothing is fetched again
     victim = next((root / "val" / "bees").glob("*.jpg"))
     victim.write_bytes(victim.read_bytes()[:-10])
-    code, err = cli(capsys, *train)
+    code, _, err = in_process(capsys, "--quiet", *train)
     assert code == 1 and err.count("\n") == 1, err
     assert f"{root} exists but 1 file(s) differ from the published dataset" in err and "Delete" in err
 

@@ -101,6 +101,7 @@ def test_the_folder_loads_with_ten_classes_and_a_test_split(digits: Path) -> Non
     assert tuple(image.shape) == (3, 224, 224) and label == 0
 
 
+@pytest.mark.slow
 def test_a_ten_class_run_writes_a_10x10_confusion_and_a_multiclass_roc_auc(
     digits: Path, tmp_path: Path, pixels_backbone: str
 ) -> None:

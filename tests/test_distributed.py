@@ -6,7 +6,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.network import unused_port
 
 from qtransfer import distributed
 from qtransfer.cli import main
@@ -33,18 +33,12 @@ def subset(hymenoptera: Path, root: Path, train: int, val: int) -> Path:
     return root
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch(*args: str, cwd: Path) -> subprocess.Popen:
     """Start `torchrun --nproc-per-node 2 -m qtransfer ARGS` on 127.0.0.1, one CPU thread per process (torchrun's
     default). Its launcher spends its first seconds importing torch on one core: the test's single-process side
     runs meanwhile, then `finish` waits for the launch."""
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
-               "--master-addr", "127.0.0.1", "--master-port", str(free_port()), "-m", "qtransfer", *args]
+               "--master-addr", "127.0.0.1", "--master-port", str(unused_port()), "-m", "qtransfer", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "QTRANSFER_DIST_TIMEOUT": "120"}
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -99,6 +93,8 @@ def warm_cache(single_process_cache: tuple[Path, str], where: Path) -> Path:
     return where
 
 
+@pytest.mark.timeout(300)
+@pytest.mark.distributed
 def test_distributed_extraction_equals_single_process_bit_for_bit(data: Path, single_process_cache, tmp_path: Path) -> None:
     one_root, printed = single_process_cache
     assert "56 images, 56 computed" in printed
@@ -119,6 +115,8 @@ def metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.timeout(300)
+@pytest.mark.distributed
 def test_distributed_training_matches_single_process(data: Path, single_process_cache, tmp_path: Path) -> None:
     flags = ["--data", str(data), *BACKBONE, "--epochs", "2", "--batch-size", "4"]
     # a cold cache: train extracts first, the two ranks sharing the images
@@ -141,6 +139,8 @@ def test_distributed_training_matches_single_process(data: Path, single_process_
     assert summary["best_epoch"] == json.loads((single / "summary.json").read_text())["best_epoch"]
 
 
+@pytest.mark.timeout(300)
+@pytest.mark.distributed
 def test_distributed_compare_equals_single_process_table(data: Path, single_process_cache, tmp_path: Path) -> None:
     flags = ["--data", str(data), *BACKBONE, "--epochs", "2", "--heads", "quantum", "classical", "--seeds", "2",
              "--cache-dir", str(warm_cache(single_process_cache, tmp_path / "cache"))]
@@ -165,6 +165,8 @@ def test_distributed_compare_equals_single_process_table(data: Path, single_proc
     assert len(rows(run)) == 4 and rows(run) == rows(single)
 
 
+@pytest.mark.timeout(300)
+@pytest.mark.distributed
 def test_distributed_sweep_equals_single_process_sweep(data: Path, single_process_cache, tmp_path: Path) -> None:
     flags = ["--data", str(data), *BACKBONE, "--epochs", "2", "--depths", "1", "--qubit-counts", "2", "--seeds", "2",
              "--cache-dir", str(warm_cache(single_process_cache, tmp_path / "cache"))]
@@ -191,6 +193,8 @@ def test_a_global_batch_the_processes_cannot_share_is_refused(monkeypatch: pytes
     distributed.check_batch(6)
 
 
+@pytest.mark.timeout(300)
+@pytest.mark.distributed
 def test_an_error_on_every_rank_ends_the_launch_with_the_message(data: Path, tmp_path: Path) -> None:
     done = torchrun("train", "--data", str(data), *BACKBONE, "--batch-size", "3", "--out", str(tmp_path / "runs"),
                     "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)

@@ -6,6 +6,7 @@ import random
 import pytest
 import torch
 from pennylane_reference import reference_expvals
+from support.circuits import random_circuit
 
 from qtransfer import (
     Circuit,
@@ -70,34 +71,10 @@ def test_every_gate_alone_matches_pennylane(name: str, source: str, method: str)
     _assert_matches_pennylane(_single_gate(name, source), batch=5, method=method)
 
 
-def _random_circuit(rng: random.Random, n_qubits: int) -> Circuit:
-    """Random gates from the full set, each parameter an input, a weight or a constant."""
-    n_inputs, n_weights = n_qubits, 2 * n_qubits
-    names = [g for g in GATES if GATES[g].n_wires <= n_qubits]
-    gates = []
-    for _ in range(rng.randint(3, 5 * n_qubits)):
-        name = rng.choice(names)
-        spec = GATES[name]
-        wires = tuple(rng.sample(range(n_qubits), spec.n_wires))
-        params = []
-        for _ in range(spec.n_params):
-            source = rng.choice(["input", "weight", "const"])
-            params.append(
-                inp(rng.randrange(n_inputs)) if source == "input"
-                else weight(rng.randrange(n_weights)) if source == "weight"
-                else const(rng.uniform(-3, 3))
-            )
-        gates.append(Gate(name, wires, tuple(params)))
-    obs = [Observable(rng.choice("XYZ"), (rng.randrange(n_qubits),)) for _ in range(3)]
-    if n_qubits > 1:
-        obs.append(Observable("ZZ", tuple(rng.sample(range(n_qubits), 2))))
-    return Circuit(n_qubits, n_inputs, (n_weights,), tuple(gates), tuple(obs))
-
-
 @pytest.mark.parametrize("seed", range(60))
 def test_random_circuits_match_pennylane(seed: int) -> None:
     rng = random.Random(seed)
-    circuit = _random_circuit(rng, n_qubits=1 + seed % 8)
+    circuit = random_circuit(rng, n_qubits=1 + seed % 8)
     for method in METHODS:
         _assert_matches_pennylane(circuit, batch=3, method=method, seed=seed)
 
@@ -127,7 +104,7 @@ def test_real_path_equals_complex_path() -> None:
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_state_stays_normalized(method: str, dtype: torch.dtype) -> None:
-    circuit = _random_circuit(random.Random(7), n_qubits=5)
+    circuit = random_circuit(random.Random(7), n_qubits=5)
     x = torch.randn(16, circuit.n_inputs, dtype=dtype) * 3
     w = torch.randn(circuit.n_weights, dtype=dtype) * 3
     state = CompiledCircuit(circuit, dtype=dtype, method=method).state(x, w)

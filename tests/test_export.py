@@ -42,6 +42,8 @@ CASES = [*((make_circuit(t, n, 2), 8) for t in sorted(TEMPLATES) for n in (1, 4)
          (make_circuit("strongly_entangling", 5, 2), 0), (EVERY_GATE, 8), (EVERY_GATE, 0)]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize(("circuit", "fold"), CASES,
                          ids=[f"{c.name}-{c.n_qubits}-{'folded' if f else 'gates'}" for c, f in CASES])
 def test_a_frozen_circuit_computes_the_engines_expectation_values(circuit: Circuit, fold: int) -> None:
@@ -54,6 +56,7 @@ def test_a_frozen_circuit_computes_the_engines_expectation_values(circuit: Circu
     torch.testing.assert_close(traced(inputs), expected, atol=1e-12, rtol=0)
 
 
+@pytest.mark.slow
 def test_a_frozen_circuit_exports_to_onnx_in_real_arithmetic() -> None:
     weights = torch.randn(EVERY_GATE.n_weights, generator=torch.Generator().manual_seed(3))
     inputs = torch.randn(5, 3, generator=torch.Generator().manual_seed(4))
@@ -75,6 +78,8 @@ HEADS = {
 }
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", sorted(HEADS))
 def test_every_head_traces_and_exports_to_onnx_with_its_own_outputs(name: str) -> None:
     x, y = make_classification(40, 10, n_informative=5, class_sep=2.0, random_state=0)
@@ -131,6 +136,7 @@ def test_refusals_and_a_shots_run_exported_as_the_exact_model_its_shots_estimate
     assert (shots.probabilities(images) - model.probabilities(images)).abs().max() > 1e-3  # not 64 shots' draw
 
 
+@pytest.mark.subprocess
 def test_exports_predict_like_qtransfer_predict_in_a_process_without_qtransfer(
         finished_run, hymenoptera: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = finished_run[0]

@@ -161,6 +161,7 @@ def test_stacked_models_apply_their_own_parameters_to_their_own_group() -> None:
         FockState(start.ket, models=4)
 
 
+@pytest.mark.slow
 def test_beam_splitter_elements_equal_the_two_mode_exponential() -> None:
     c, big = 6, 24
     a, _ = ladder(big)
@@ -233,6 +234,8 @@ def _pennylane(program: list, observable: object, modes: int) -> object:
     return circuit
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("modes", [1, 2, 3])
 def test_gaussian_circuits_match_default_gaussian_in_values_and_gradients(modes: int) -> None:
     qml = pytest.importorskip("pennylane")

@@ -10,19 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.cli import in_process
 
-from qtransfer import cli
 from qtransfer.errors import InputError
 from qtransfer.features.cache import FeatureCache
 from qtransfer.formats import CACHE_SHARD, CHECKPOINT, HOLDOUT, RUN_DIR, RUN_MARKER
 from qtransfer.runtime import check_run_dir, new_run_dir
 from qtransfer.training.checkpoints import load_checkpoint
-
-
-def _run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(["--quiet", *argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _one_line_error(code: int, err: str, *needles: str) -> None:
@@ -65,14 +59,14 @@ def test_a_checkpoint_of_a_newer_format_is_one_line_through_evaluate_and_resume(
 ) -> None:
     newer = CHECKPOINT.current + 1
     _rewrite_checkpoint(run_copy / "best.pt", format=newer)
-    code, _, err = _run_cli(capsys, "evaluate", str(run_copy))
+    code, _, err = in_process(capsys, "--quiet", "evaluate", str(run_copy))
     _one_line_error(code, err, f"{run_copy / 'best.pt'} was written by a newer qtransfer",
                     f"checkpoint format {newer}", "pip install -U qtransfer")
     _rewrite_checkpoint(run_copy / "last.pt", format=newer)
-    code, _, err = _run_cli(capsys, "train", "--resume", str(run_copy))
+    code, _, err = in_process(capsys, "--quiet", "train", "--resume", str(run_copy))
     _one_line_error(code, err, f"{run_copy / 'last.pt'} was written by a newer qtransfer")
     _rewrite_checkpoint(run_copy / "best.pt", format="two")
-    code, _, err = _run_cli(capsys, "predict", str(run_copy), str(run_copy / "curves.png"))
+    code, _, err = in_process(capsys, "--quiet", "predict", str(run_copy), str(run_copy / "curves.png"))
     _one_line_error(code, err, "records format 'two', not a version number")
 
 
@@ -82,7 +76,7 @@ def test_a_run_directory_without_versions_still_loads(run_copy: Path, capsys: py
     (run_copy / RUN_MARKER).unlink()
     assert "format" not in torch.load(run_copy / "best.pt", weights_only=True)
     assert check_run_dir(run_copy) == 1
-    code, out, err = _run_cli(capsys, "predict", str(run_copy), str(run_copy / "curves.png"), "--json")
+    code, out, err = in_process(capsys, "--quiet", "predict", str(run_copy), str(run_copy / "curves.png"), "--json")
     assert code == 0, err
     assert json.loads(out)[0]["image"].endswith("curves.png")
 
@@ -94,16 +88,16 @@ def test_a_run_directory_of_a_newer_format_is_one_line_for_every_command(
     marker.write_text(json.dumps({"format": RUN_DIR.current + 1}))
     for argv in (["evaluate", str(run_copy)], ["predict", str(run_copy), str(run_copy / "curves.png")],
                  ["train", "--resume", str(run_copy)], ["noise-scan", str(run_copy)]):
-        code, _, err = _run_cli(capsys, *argv)
+        code, _, err = in_process(capsys, "--quiet", *argv)
         _one_line_error(code, err, f"{marker} was written by a newer qtransfer",
                         f"run directory format {RUN_DIR.current + 1}")
     compare_dir = new_run_dir(tmp_path / "runs", "compare")
     (compare_dir / RUN_MARKER).write_text(json.dumps({"format": RUN_DIR.current + 1}))
     (compare_dir / "compare_config.json").write_text("{}")
-    code, _, err = _run_cli(capsys, "compare", "--resume", str(compare_dir))
+    code, _, err = in_process(capsys, "--quiet", "compare", "--resume", str(compare_dir))
     _one_line_error(code, err, "was written by a newer qtransfer")
     marker.write_text("{not json")
-    code, _, err = _run_cli(capsys, "evaluate", str(run_copy))
+    code, _, err = in_process(capsys, "--quiet", "evaluate", str(run_copy))
     _one_line_error(code, err, f"{marker} is unreadable")
 
 
@@ -124,7 +118,7 @@ def test_a_holdout_list_of_a_newer_format_or_not_ours_is_one_line_before_any_wor
         listed.unlink(missing_ok=True)
         if text is not None:
             listed.write_text(text)
-        code, _, err = _run_cli(capsys, *base)
+        code, _, err = in_process(capsys, "--quiet", *base)
         _one_line_error(code, err, str(listed), message)
     assert not (tmp_path / "runs").exists()
 

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 import torch
-from test_engine import _random_circuit
+from support.circuits import random_circuit
 
 from qtransfer import (
     Circuit,
@@ -39,7 +39,7 @@ def _values_and_grads(circuit: Circuit, method: str, batch: int = 3, seed: int =
 
 @pytest.mark.parametrize("seed", range(16))
 def test_adjoint_gradients_equal_autograd_through_the_gate_path(seed: int) -> None:
-    circuit = _random_circuit(random.Random(100 + seed), n_qubits=7 + seed % 4)
+    circuit = random_circuit(random.Random(100 + seed), n_qubits=7 + seed % 4)
     for ours, reference in zip(_values_and_grads(circuit, "fused", seed=seed), _values_and_grads(circuit, "gates", seed=seed)):
         torch.testing.assert_close(ours, reference, atol=TOL, rtol=0)
 
@@ -77,7 +77,7 @@ def test_every_block_width_gives_the_same_circuit(template: str) -> None:
 
 
 def test_a_schedule_holds_every_gate_once_in_an_order_that_respects_shared_wires() -> None:
-    circuit = _random_circuit(random.Random(5), n_qubits=9)
+    circuit = random_circuit(random.Random(5), n_qubits=9)
     sched = schedule(statevector_ops(circuit), circuit.n_qubits, 3)
     order = [g for wire in sched.prefix for g in wire]
     for op in sched.ops:
@@ -164,6 +164,9 @@ def _peak_bytes(n: int, depths: tuple[int, ...], batch: int) -> list[int]:
     return peaks
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.subprocess
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="peak memory is read from /proc (Linux)")
 def test_backward_memory_does_not_grow_with_depth_and_stays_under_the_estimate() -> None:
     n, batch = 17, 32
@@ -175,7 +178,7 @@ def test_backward_memory_does_not_grow_with_depth_and_stays_under_the_estimate()
     assert max(shallow, deep) <= estimate, (shallow, deep, estimate)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.gpu
 def test_the_same_code_runs_on_cuda() -> None:
     circuit = make_circuit("strongly_entangling", 9, 2)
     x, w = torch.rand(6, 9, dtype=torch.float64), torch.randn(circuit.n_weights, dtype=torch.float64)

@@ -62,6 +62,7 @@ def circuits(draw: st.DrawFn) -> Circuit:
     return Circuit(n, n_inputs, (n_weights,), tuple(ops), tuple(obs))
 
 
+@pytest.mark.slow
 @bounded(25)
 @given(circuit=circuits(), seed=st.integers(0, 2**16))
 def test_random_valid_circuits_are_normalised_and_agree_with_pennylane(circuit: Circuit, seed: int) -> None:

@@ -193,6 +193,8 @@ def assert_no_crash(argv: list[str], code: int, err: str) -> None:
         assert err.startswith(f"qtransfer {argv[1]}") and err.endswith("\n"), (argv, err)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 @bounded(40)
 @given(data=st.data())
 def test_random_command_lines_exit_0_1_or_2_without_a_traceback(

@@ -54,6 +54,8 @@ def test_metrics_match_hand_computed_values() -> None:
     assert t_interval([0.9, 0.92, 0.94])[0] < 0.92 < t_interval([0.9, 0.92, 0.94])[1]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_selecting_on_val_inflates_accuracy_on_pure_noise_labels_while_held_out_stays_at_chance() -> None:
     g = torch.Generator().manual_seed(0)
 

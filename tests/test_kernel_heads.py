@@ -57,6 +57,7 @@ def test_a_kernel_head_is_the_svm_scikit_learn_fits_on_its_training_gram_matrix(
     assert (h(x).argmax(1) == y).float().mean() > 0.8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["qkernel", "projected_qkernel"])
 def test_kernel_heads_fit_only_kernels_among_training_rows_and_repeat_with_the_seed(name: str) -> None:
     x, y = data(60, classes=3)

@@ -45,6 +45,7 @@ def float64():
     torch.set_default_dtype(before)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", HEADS)
 def test_stacked_jobs_equal_their_solo_runs_in_float64(head: str, float64: None) -> None:
     train, val = _synthetic(61, 0), _synthetic(23, 1)
@@ -289,6 +290,8 @@ def test_a_run_records_its_threads_and_restores_torchs(finished_run) -> None:
     assert math.isfinite(summary["best_val_loss"])
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_fitted_heads_search_their_grid_in_parallel_only_where_cores_are_free(monkeypatch) -> None:
     import qtransfer.models.fitted as fitted
     from sklearn import model_selection

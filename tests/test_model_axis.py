@@ -5,7 +5,7 @@ import random
 
 import pytest
 import torch
-from test_engine import _random_circuit
+from support.circuits import random_circuit
 
 from qtransfer import Circuit, CompiledCircuit, Gate, Observable, TorchBackend, inp, make_circuit, weight
 from qtransfer.errors import InputError
@@ -69,7 +69,7 @@ def test_float32_stacked_agrees_with_the_loop(method: str) -> None:
 @pytest.mark.parametrize("seed", range(6))
 def test_random_circuits_with_mixed_sources_stack_on_every_path(seed: int) -> None:
     # gates whose parameters mix inputs, weights and constants, complex gates, X/Y/ZZ readout
-    circuit = _random_circuit(random.Random(100 + seed), n_qubits=2 + seed % 4)
+    circuit = random_circuit(random.Random(100 + seed), n_qubits=2 + seed % 4)
     for method in METHODS:
         engine = CompiledCircuit(circuit, dtype=torch.float64, method=method)
         ours, reference = _stacked_and_loop(engine, *_data(circuit, 3, 2, torch.float64, seed))

@@ -149,6 +149,7 @@ def test_bad_noise_settings_say_what_is_wrong(text: str, message: str) -> None:
 # ------------------------------------------------------------------------------------- shots
 
 
+@pytest.mark.slow
 def test_shot_estimates_converge_as_one_over_root_shots() -> None:
     circuit = make_circuit("tutorial", 3, 2)
     x, w = _data(circuit, batch=1)

@@ -20,6 +20,7 @@ def test_the_quickstart_notebook_is_committed_with_its_outputs_stripped() -> Non
     assert all(c.outputs == [] and c.execution_count is None for c in _code_cells(nb))
 
 
+@pytest.mark.subprocess
 def test_the_quickstart_notebook_runs_top_to_bottom_on_the_real_data(
     hymenoptera: Path, shared_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,8 +11,9 @@ import subprocess
 
 import pytest
 
-pytestmark = pytest.mark.skipif(os.environ.get("QTRANSFER_DEVICE_SUITE") != "1",
-                                reason="set QTRANSFER_DEVICE_SUITE=1 to run PennyLane's device suite (about a minute)")
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow, pytest.mark.timeout(600),
+              pytest.mark.skipif(os.environ.get("QTRANSFER_DEVICE_SUITE") != "1",
+                                 reason="set QTRANSFER_DEVICE_SUITE=1 to run PennyLane's device suite (a minute)")]
 
 
 @pytest.mark.parametrize("shots", ["None", "10000"])

@@ -27,6 +27,7 @@ from qtransfer.report.tables import scorecard_markdown
 NAN = math.nan
 
 
+@pytest.mark.slow
 def test_holm_adjusts_by_hand_and_passes_nan_through() -> None:
     # sorted 0.01, 0.03, 0.04 → 3·0.01, 2·0.03, max(0.06, 1·0.04): each adjusted p at least the one before it
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
@@ -180,6 +181,7 @@ def synthetic_folds() -> dict[str, np.ndarray]:
             "svm:pca=4": reference + rng.normal(0, 0.06, 5)}
 
 
+@pytest.mark.slow
 def test_scorecard_verdicts_holm_and_ranks() -> None:
     card = scorecard(synthetic_folds(), "quantum", n_train=200, n_test=50, margin=0.05, seeds=20)
     rows = {r["head"]: r for r in card["rows"]}
@@ -203,6 +205,7 @@ def test_scorecard_verdicts_holm_and_ranks() -> None:
     json.loads(json.dumps(card))
 
 
+@pytest.mark.slow
 def test_scorecard_of_two_heads_has_no_rank_test_and_refuses_unpaired_folds() -> None:
     folds = synthetic_folds()
     card = scorecard({"quantum": folds["quantum"], "linear": folds["linear"]}, "quantum", 200, 50)
@@ -213,6 +216,7 @@ def test_scorecard_of_two_heads_has_no_rank_test_and_refuses_unpaired_folds() ->
         scorecard(folds, "mlp", 200, 50)
 
 
+@pytest.mark.slow
 def test_scorecard_markdown_states_the_tests_and_the_verdicts() -> None:
     card = scorecard(synthetic_folds(), "quantum", n_train=200, n_test=50, margin=0.05, seeds=20)
     text = scorecard_markdown(card, "ants/bees, 5 folds")

@@ -82,6 +82,7 @@ def test_no_network_says_where_to_put_the_file(tmp_path: Path, monkeypatch: pyte
         mari2019_weights("circuit_A.npy", progress=False)
 
 
+@pytest.mark.slow
 def test_the_qubit_network_is_pretrained_saved_loaded_and_cut(tmp_path: Path) -> None:
     pretrained = pretrain_qubit_tetromino(seed=0)
     assert pretrained.loss < 0.1  # the tetrominoes are written into the Born probabilities

@@ -19,10 +19,11 @@ import pytest
 import torch
 from PIL import Image
 from real_images import real_subset
+from support.cli import in_process
+from support.runs import metric_rows
 from torch import nn
 
 import qtransfer.storage
-from qtransfer.cli import main
 from qtransfer.config import TrainConfig
 from qtransfer.data.images import ImageFolderDataset, load_splits
 from qtransfer.data.transforms import reference_transform
@@ -67,13 +68,6 @@ def cli_together(*commands: list[str], timeout: float = 600) -> list[subprocess.
         stdout, stderr = proc.communicate(timeout=timeout)
         results.append(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr))
     return results
-
-
-def in_process(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
-    """`qtransfer ARGS` through the CLI's entry point in this process: exit code and stderr."""
-    capsys.readouterr()
-    code = main(list(args))
-    return code, capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------- bad data
@@ -265,7 +259,8 @@ def test_more_qubits_than_memory_holds_are_refused_with_an_estimate() -> None:
 
 def test_the_cli_refuses_bad_settings_before_making_anything(tmp_path: Path, capsys) -> None:
     t = time.perf_counter()
-    code, stderr = in_process(capsys, "train", "--data", str(tmp_path), "--qubits", "36", "--out", str(tmp_path / "runs"))
+    code, _, stderr = in_process(capsys, "train", "--data", str(tmp_path), "--qubits", "36",
+                                 "--out", str(tmp_path / "runs"))
     assert code == 1 and "36 qubits need about" in stderr and "Traceback" not in stderr
     assert not (tmp_path / "runs").exists() and time.perf_counter() - t < 120
 
@@ -324,7 +319,7 @@ def test_a_hostile_or_foreign_checkpoint_is_refused_and_never_runs(finished_run,
     (copy / "best.pt").write_text("{}")
     with pytest.raises(ValueError, match="not a readable qtransfer checkpoint"):
         TrainedModel.load(copy)
-    code, stderr = in_process(capsys, "evaluate", str(copy))
+    code, _, stderr = in_process(capsys, "evaluate", str(copy))
     assert code == 1 and "Traceback" not in stderr and "best.pt" in stderr
 
 
@@ -353,6 +348,7 @@ def test_a_checkpoint_of_another_head_shape_or_class_list_says_what_differs(fini
         train(TrainConfig(), resume=copy)
 
 
+@pytest.mark.slow
 def test_a_corrupt_cache_entry_is_recomputed(hymenoptera: Path, tmp_path: Path) -> None:
     root = small_dataset(hymenoptera, tmp_path / "data", per_class=2)
     first, _ = train(config(root, tmp_path / "runs", tmp_path / "cache", epochs=1))
@@ -369,11 +365,7 @@ def test_a_corrupt_cache_entry_is_recomputed(hymenoptera: Path, tmp_path: Path) 
 # ------------------------------------------------------------------------------------- faults during a run
 
 
-def _metrics(run_dir: Path) -> list[dict]:
-    keys = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
-    return [{k: json.loads(line)[k] for k in keys} for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
+METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
 SIGNALS = [signal.SIGINT, signal.SIGTERM]
 
 
@@ -424,6 +416,9 @@ def straight_run(hymenoptera: Path, shared_cache: Path, tmp_path_factory: pytest
     return run_dir
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.subprocess
 @pytest.mark.parametrize("signum", SIGNALS)
 def test_a_signal_mid_run_keeps_every_finished_epoch_and_resume_matches(
     signum: int, interrupted_runs: dict, straight_run: Path, capsys
@@ -432,14 +427,14 @@ def test_a_signal_mid_run_keeps_every_finished_epoch_and_resume_matches(
     assert returncode == 130, stderr
     assert "Continue with: qtransfer train --resume" in stderr and "Traceback" not in stderr
     run_dir = next(out.glob("*-interrupted"))
-    done = _metrics(run_dir)  # whole lines only
+    done = metric_rows(run_dir, METRICS)  # whole lines only
     state = load_checkpoint(run_dir / "last.pt", resume=True)
     assert 2 <= len(done) < 8 and len(state["rows"]) == len(done)
     assert not list(run_dir.glob(".*.tmp"))
 
-    code, stderr = in_process(capsys, "train", "--resume", str(run_dir))  # the command the message gives
+    code, _, stderr = in_process(capsys, "train", "--resume", str(run_dir))  # the command the message gives
     assert code == 0, stderr
-    ours, theirs = _metrics(run_dir), _metrics(straight_run)
+    ours, theirs = metric_rows(run_dir, METRICS), metric_rows(straight_run, METRICS)
     assert [r["epoch"] for r in ours] == list(range(1, 9))
     for a, b in zip(ours, theirs):
         assert a == pytest.approx(b, rel=1e-5, abs=1e-7)
@@ -464,7 +459,7 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(
     monkeypatch.setattr(qtransfer.storage.torch, "save", real_save)
     run_dir = next(tmp_path.iterdir())
     last = load_checkpoint(run_dir / "last.pt", resume=True)
-    assert [r["epoch"] for r in last["rows"]] == [1] and len(_metrics(run_dir)) == 1
+    assert [r["epoch"] for r in last["rows"]] == [1] and len(metric_rows(run_dir, METRICS)) == 1
     assert not list(run_dir.glob(".*.tmp"))
     _, summary = train(TrainConfig(), resume=run_dir)  # and the run can go on
     assert summary["epochs"] == 3
@@ -495,6 +490,7 @@ def test_a_nan_loss_stops_naming_epoch_and_step_and_keeps_the_best(
 # ------------------------------------------------------------------------------------- fuzzing
 
 
+@pytest.mark.slow
 def test_mutated_images_never_crash_the_data_path(hymenoptera: Path, tmp_path: Path) -> None:
     rng = random.Random(1234)
     sources = sorted((hymenoptera / "train").rglob("*.jpg"))[:20] + sorted((hymenoptera / "val").rglob("*.png"))
@@ -522,6 +518,9 @@ def test_mutated_images_never_crash_the_data_path(hymenoptera: Path, tmp_path: P
 # ------------------------------------------------------------------------------------- exit codes
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.subprocess
 def test_exit_codes_user_error_usage_error_and_debug(tmp_path: Path) -> None:
     user, usage, debug = cli_together(
         ["train", "--data", str(tmp_path / "nowhere"), "--backbone", "efficientnet_lite0"],

@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import functools
-import pickle
 from pathlib import Path
 
-import numpy as np
 import pytest
+from support.cifar import fake_cifar
 
 from qtransfer.cli import main
 from qtransfer.experiments.reproduce import ReproduceOptions, reproduce
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_spirals_writes_its_section_figures_and_report(tmp_path: Path) -> None:
     report = tmp_path / "docs" / "REPRODUCTION.md"
     options = ReproduceOptions(out=str(tmp_path / "runs"), seeds=[0], steps=60, command="qtransfer reproduce spirals")
@@ -61,30 +62,9 @@ def test_cifar_without_data_says_how_to_get_it(tmp_path: Path, capsys: pytest.Ca
     assert "cifar-10-python.tar.gz" in stderr
 
 
-def _fake_cifar(root: Path, per_class: int) -> None:
-    """CIFAR-10's python layout with a few random images per class (torchvision's md5 check is patched out)."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-
-    def batch(n: int) -> dict:
-        labels = [c for c in range(10) for _ in range(n)]
-        data = rng.integers(0, 256, size=(len(labels), 3072), dtype=np.uint8)
-        data[:, :1024] = (np.array(labels)[:, None] * 25).astype(np.uint8)  # the red channel tells the class
-        return {"data": data, "labels": labels}
-
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        (folder / name).write_bytes(pickle.dumps(batch(per_class)))
-    meta = {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta))
-
-
+@pytest.mark.slow
 def test_cifar_pairs_run_on_a_cifar_shaped_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import torchvision.datasets.cifar as tv_cifar
-
-    monkeypatch.setattr(tv_cifar.CIFAR10, "_check_integrity", lambda self: True)
-    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *args, **kwargs: True)
-    _fake_cifar(tmp_path / "cifar", per_class=2)
+    fake_cifar(tmp_path / "cifar", per_class=2, monkeypatch=monkeypatch)
     options = ReproduceOptions(data=str(tmp_path / "cifar"), out=str(tmp_path / "runs"), seeds=[0], epochs=1,
                                backbones=["efficientnet_lite0"], cache_dir=str(tmp_path / "cache"), num_workers=0)
     result = reproduce("cifar", options)
@@ -100,6 +80,8 @@ def _at_most(make, batches: int):
     return functools.wraps(make)(lambda n, *args, **kwargs: make(min(n, batches), *args, **kwargs))
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_qc_and_qq_write_their_tables_beside_the_papers_figures(tmp_path: Path, mari2019: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import qtransfer.experiments.quantum_to_classical as q2c

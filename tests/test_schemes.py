@@ -49,6 +49,7 @@ def test_features_at_every_cut_in_one_pass_equal_separately_cut_networks(mari201
         torch.testing.assert_close(by_depth[d], TetrominoNetwork(network.params, d)(x))
 
 
+@pytest.mark.slow
 def test_qc_learns_from_the_cut_network_where_photon_counting_alone_cannot(mari2019: Path) -> None:
     network = create_quantum_backbone("cv-tetromino", depth=15, weights=mari2019)
     train_x, train_y = noisy_coherent_states(300, seed=1)
@@ -123,6 +124,7 @@ def test_qq_gradients_reach_only_network_b_and_equal_finite_differences(mari2019
             assert grad[index].item() == pytest.approx((up - down) / (2 * eps), abs=1e-7)
 
 
+@pytest.mark.slow
 def test_qq_training_separates_the_vacuum_probabilities_of_the_two_classes(mari2019: Path) -> None:
     network_a = create_quantum_backbone("cv-gaussianity", weights=mari2019, squeeze_in_layer=False)
     torch.manual_seed(0)
@@ -202,6 +204,8 @@ def test_a_stacked_seed_equals_its_solo_run(mari2019: Path) -> None:
     assert len({run.train_loss[-1] for run in stacked}) == 3  # three different runs, not one repeated
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_the_papers_model_on_the_notebooks_stream_reproduces_its_printed_run(mari2019: Path) -> None:
     # q2q notebook: truncated V (Strawberry Fields'), cutoff 15, RandomState(1), 500 steps, then 500 test batches
     a = create_quantum_backbone("cv-gaussianity", weights=mari2019, squeeze_in_layer=False, cubic_phase="truncated")

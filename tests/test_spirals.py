@@ -117,6 +117,8 @@ def test_training_records_curves(data152: SpiralsData):
 # the 5-seed mean is above 0.8 for both. The quantum head, three times slower per step, learns
 # faster: after 300 steps seeds 0-9 reach 0.77-0.92 (5-seed means 0.82 and 0.80), each seed above
 # the threshold; the classical head needs its 1000 steps (after 500, seeds 0-4 average only 0.76).
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("head, steps", [("classical", 1000), ("quantum", 300)])
 def test_learns_the_spirals(data152: SpiralsData, head: str, steps: int):
     accs = [train_spirals(head, data152, steps=steps, seed=s).test_acc for s in range(5)]
@@ -129,6 +131,7 @@ def test_untrained_net_fails_the_learning_threshold(data152: SpiralsData, head: 
     assert np.mean(accs) < 0.6, accs
 
 
+@pytest.mark.slow
 def test_plots_write_pngs(tmp_path, data152: SpiralsData):
     d2 = spirals_dataset(2.0, n_train=200, n_test=40)
     results = {

@@ -81,6 +81,7 @@ def _train(data: Path, weights: Path, cache: Path, out: Path) -> dict:
     return json.loads(summary.read_text())
 
 
+@pytest.mark.slow
 def test_train_on_a_timm_model_caches_its_features_by_weights_hash(data: Path, tmp_path: Path) -> None:
     weights = saved_weights(tmp_path / "a.pth", seed=0)
     cache = tmp_path / "cache"

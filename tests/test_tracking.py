@@ -6,7 +6,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import sys
 import warnings
 from dataclasses import asdict
@@ -14,8 +13,11 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from support.cli import in_process
+from support.network import unused_port
+from support.runs import metric_rows
 
-from qtransfer.cli import _config, build_parser, main
+from qtransfer.cli import _config, build_parser
 from qtransfer.config import TrainConfig
 from qtransfer.tracking.tracker import TrackingOff
 from qtransfer.training.run import train
@@ -31,10 +33,6 @@ def _config_of(data: Path, cache: Path, out: Path, **changes) -> TrainConfig:
 
 def _args(data: Path, cache: Path, out: Path) -> list[str]:
     return ["--data", str(data), "--epochs", "2", "--workers", "0", "--cache-dir", str(cache), "--out", str(out)]
-
-
-def _rows(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def _client(out: Path):
@@ -101,7 +99,7 @@ def test_tensorboard_holds_the_epochs_the_settings_with_the_results_and_the_figu
 
     run_dir, summary = tracked_run
     events = _events(run_dir)
-    rows = _rows(run_dir)
+    rows = metric_rows(run_dir)
     for key in EPOCH_METRICS:
         logged = [(e.step, e.value) for e in events.Scalars(key)]
         assert logged == [(r["epoch"], pytest.approx(r[key], rel=1e-6)) for r in rows], key
@@ -125,7 +123,7 @@ def test_mlflow_holds_the_settings_the_epochs_and_the_run_directory(tracked_run)
     assert (run.info.run_name, run.info.status) == (run_dir.name, "FINISHED")
     config = json.loads((run_dir / "config.json").read_text())
     assert run.data.params == {k: _text(v) for k, v in config.items()}
-    rows = _rows(run_dir)
+    rows = metric_rows(run_dir)
     for key in EPOCH_METRICS:
         assert _history(out, run.info.run_id, key) == [(r["epoch"], r[key]) for r in rows], key
     assert run.data.metrics["best_val_acc"] == summary["best_val_acc"]
@@ -146,20 +144,13 @@ def test_a_resumed_run_logs_on_into_the_same_runs(hymenoptera, shared_cache, tmp
     config["epochs"] = 2  # as if a 2-epoch run had been stopped after epoch 1
     (cut_dir / "config.json").write_text(json.dumps(config))
     train(TrainConfig(), resume=cut_dir, progress=False)
-    rows = _rows(cut_dir)
+    rows = metric_rows(cut_dir)
     assert [r["epoch"] for r in rows] == [1, 2]
     (run,) = _runs(tmp_path, database)
     assert run.info.status == "FINISHED" and run.data.params["epochs"] == "1"  # MLflow keeps the first value
     assert _history(tmp_path, run.info.run_id, "val_acc") == [(r["epoch"], r["val_acc"]) for r in rows]
     logged = [(e.step, e.value) for e in _events(cut_dir).Scalars("val_acc")]
     assert logged == [(r["epoch"], pytest.approx(r["val_acc"], rel=1e-6)) for r in rows]
-
-
-def _main(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(["--quiet", *args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _children(out: Path, experiment: str) -> tuple[object, dict[str, object]]:
@@ -173,8 +164,8 @@ def _children(out: Path, experiment: str) -> tuple[object, dict[str, object]]:
 
 def test_compare_logs_one_parent_with_a_child_per_head_and_seed(hymenoptera, shared_cache, tmp_path, capsys,
                                                                database) -> None:
-    code, _, err = _main(capsys, "compare", *_args(hymenoptera, shared_cache, tmp_path), "--heads", "linear",
-                         "classical", "--seeds", "2", "--tensorboard", "--mlflow")
+    code, _, err = in_process(capsys, "--quiet", "compare", *_args(hymenoptera, shared_cache, tmp_path),
+                              "--heads", "linear", "classical", "--seeds", "2", "--tensorboard", "--mlflow")
     assert code == 0, err
     (run_dir,) = tmp_path.glob("*-compare")
     parent, children = _children(tmp_path, database)
@@ -198,7 +189,7 @@ def test_compare_logs_one_parent_with_a_child_per_head_and_seed(hymenoptera, sha
 
 
 def test_cv_logs_a_child_per_head_and_fold(hymenoptera, shared_cache, tmp_path, capsys, database) -> None:
-    code, _, err = _main(capsys, "cv", *_args(hymenoptera, shared_cache, tmp_path), "--heads", "linear",
+    code, _, err = in_process(capsys, "--quiet", "cv", *_args(hymenoptera, shared_cache, tmp_path), "--heads", "linear",
                          "--folds", "2", "--mlflow")
     assert code == 0, err
     (run_dir,) = tmp_path.glob("*-cv")
@@ -213,7 +204,7 @@ def test_cv_logs_a_child_per_head_and_fold(hymenoptera, shared_cache, tmp_path, 
 
 
 def test_sweep_logs_a_child_per_point(hymenoptera, shared_cache, tmp_path, capsys, database) -> None:
-    code, _, err = _main(capsys, "sweep", *_args(hymenoptera, shared_cache, tmp_path), "--depths", "0",
+    code, _, err = in_process(capsys, "--quiet", "sweep", *_args(hymenoptera, shared_cache, tmp_path), "--depths", "0",
                          "--qubit-counts", "2", "--seeds", "1", "--no-classical", "--mlflow")
     assert code == 0, err
     _, children = _children(tmp_path, database)
@@ -221,15 +212,9 @@ def test_sweep_logs_a_child_per_point(hymenoptera, shared_cache, tmp_path, capsy
     assert children["quantum:qubits=2,depth=6-seed42"].data.params["n_qubits"] == "2"
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_an_unreachable_tracking_server_leaves_the_run_whole_with_one_warning(tracked_run, hymenoptera, shared_cache,
                                                                               tmp_path) -> None:
-    uri = f"http://127.0.0.1:{_closed_port()}"
+    uri = f"http://127.0.0.1:{unused_port()}"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run_dir, summary = train(_config_of(hymenoptera, shared_cache, tmp_path, mlflow=uri), progress=False)
@@ -239,7 +224,7 @@ def test_an_unreachable_tracking_server_leaves_the_run_whole_with_one_warning(tr
         assert (run_dir / name).stat().st_size > 0, name
     assert summary["epochs"] == 2 and not (run_dir / "tracking.json").exists()
     # tracking changes no metric, and not the feature cache's key (the session's cache served both runs)
-    untimed = [[{k: r[k] for k in ("epoch", *EPOCH_METRICS)} for r in _rows(d)] for d in (tracked_run[0], run_dir)]
+    untimed = [metric_rows(d, ("epoch", *EPOCH_METRICS)) for d in (tracked_run[0], run_dir)]
     assert untimed[0] == untimed[1]
     assert tracked_run[1]["features_computed"] == summary["features_computed"] == {"train": 0, "val": 0}
 
@@ -275,7 +260,7 @@ def test_a_missing_package_is_one_line_naming_the_extra_before_any_work(command,
                                                                         capsys, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, package, None)  # `import <package>` now fails as if it were not installed
     out = tmp_path / "runs"
-    code, _, err = _main(capsys, command, "--data", str(hymenoptera), "--out", str(out), "--cache-dir",
+    code, _, err = in_process(capsys, "--quiet", command, "--data", str(hymenoptera), "--out", str(out), "--cache-dir",
                          str(tmp_path / "cache"), flag)
     assert code == 1
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -9,8 +9,9 @@ import pytest
 import torch
 from PIL import Image
 from real_images import real_subset
+from support.cli import in_process
+from support.runs import metric_rows
 
-from qtransfer.cli import main
 from qtransfer.config import TrainConfig
 from qtransfer.training.run import train
 from qtransfer.training.trained import TrainedModel
@@ -39,16 +40,11 @@ def two_epoch_run(finished_run) -> tuple[Path, dict]:
     return finished_run
 
 
-def _metrics(run_dir: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: r[k] for k in METRICS} for r in rows]
-
-
 def test_two_epochs_write_every_file_with_sane_values(two_epoch_run) -> None:
     run_dir, summary = two_epoch_run
     for name in RUN_FILES:
         assert (run_dir / name).stat().st_size > 0, name
-    rows = _metrics(run_dir)
+    rows = metric_rows(run_dir, METRICS)
     assert [r["epoch"] for r in rows] == [1, 2]
     assert summary["counts"] == {"train": {"ants": 123, "bees": 121}, "val": {"ants": 70, "bees": 83}}
     # the session cache holds every image (counts on a cold cache: test_reliability, test_distributed)
@@ -65,7 +61,7 @@ def test_second_run_hits_the_cache_and_gives_identical_features(two_epoch_run, h
     run_dir, _ = two_epoch_run
     again_dir, summary = train(_config(hymenoptera, cache_dir, tmp_path, step_size=2))
     assert summary["features_computed"] == {"train": 0, "val": 0}
-    assert _metrics(again_dir) == _metrics(run_dir)  # same features, same seed: same run
+    assert metric_rows(again_dir, METRICS) == metric_rows(run_dir, METRICS)  # same features and seed: same run
 
 
 def test_resume_ends_with_the_metrics_of_an_uninterrupted_run(two_epoch_run, hymenoptera, cache_dir, tmp_path) -> None:
@@ -76,7 +72,7 @@ def test_resume_ends_with_the_metrics_of_an_uninterrupted_run(two_epoch_run, hym
     config["epochs"] = 4  # as if the 4-epoch run had been stopped after epoch 2
     (cut_dir / "config.json").write_text(json.dumps(config))
     train(TrainConfig(), resume=cut_dir)
-    assert _metrics(cut_dir) == _metrics(full_dir)
+    assert metric_rows(cut_dir, METRICS) == metric_rows(full_dir, METRICS)
     full = torch.load(full_dir / "best.pt", weights_only=True)
     resumed = torch.load(cut_dir / "best.pt", weights_only=True)
     for key, value in full["head"].items():
@@ -97,42 +93,35 @@ def test_evaluate_and_predict_on_real_images(two_epoch_run, hymenoptera) -> None
         assert sum(p["probabilities"].values()) == pytest.approx(1, abs=1e-5)
 
 
-def _main(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    """`qtransfer ARGS` in this process (the CLI's own entry point): exit code, stdout, stderr."""
-    capsys.readouterr()
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_cli_train_evaluate_predict_info(hymenoptera, cache_dir, tmp_path, capsys, monkeypatch) -> None:
     # through the CLI's entry point in this process: `python -m qtransfer train` runs as a real process in
     # test_reliability (interrupted by signals, and its exit codes)
-    code, out, err = _main(capsys, "train", "--data", str(hymenoptera), "--backbone", "efficientnet_lite0", "--epochs",
-                           "1", "--cache-dir", str(cache_dir), "--out", str(tmp_path), "--name", "cli", "--workers", "0")
+    code, out, err = in_process(capsys, "train", "--data", str(hymenoptera), "--backbone", "efficientnet_lite0",
+                                "--epochs", "1", "--cache-dir", str(cache_dir), "--out", str(tmp_path), "--name", "cli",
+                                "--workers", "0")
     assert code == 0, err
     assert "best epoch 1" in out
     (run_dir,) = tmp_path.glob("*-cli")
-    code, out, err = _main(capsys, "evaluate", str(run_dir), "--json")
+    code, out, err = in_process(capsys, "evaluate", str(run_dir), "--json")
     assert code == 0, err
     assert json.loads(out)["images"] == 153
     bee = next((hymenoptera / "val" / "bees").glob("*.jpg"))
-    code, out, err = _main(capsys, "predict", str(run_dir), str(bee), "--json")
+    code, out, err = in_process(capsys, "predict", str(run_dir), str(bee), "--json")
     assert code == 0, err
     assert json.loads(out)[0]["class"] in ("ants", "bees")
     monkeypatch.setenv("QTRANSFER_CACHE", str(cache_dir))
-    code, out, err = _main(capsys, "info")
+    code, out, err = in_process(capsys, "info")
     assert code == 0 and json.loads(out)["cache"]["bytes"] > 0
 
 
 def test_cli_errors_are_one_clear_line(tmp_path, capsys) -> None:
     # exit codes of a real process are checked in test_reliability.test_exit_codes_user_error_usage_error_and_debug
-    code, _, err = _main(capsys, "train", "--data", str(tmp_path / "nowhere"), "--backbone", "efficientnet_lite0",
+    code, _, err = in_process(capsys, "train", "--data", str(tmp_path / "nowhere"), "--backbone", "efficientnet_lite0",
                          "--out", str(tmp_path / "runs"))
     assert code == 1
     assert "Traceback" not in err and "nowhere" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()  # nothing is made before the inputs are checked
-    code, _, err = _main(capsys, "train", "--data", str(tmp_path), "--lr", "0", "--out", str(tmp_path / "runs"))
+    code, _, err = in_process(capsys, "train", "--data", str(tmp_path), "--lr", "0", "--out", str(tmp_path / "runs"))
     assert code == 1 and "learning rate must be > 0" in err
 
 
@@ -142,6 +131,8 @@ def small_data(hymenoptera: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return real_subset(hymenoptera, tmp_path_factory.mktemp("small"), {"train": 4, "val": 4})
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_seed_parity_runs_the_backbone_in_train_mode_every_step(small_data, tmp_path) -> None:
     from qtransfer.models.backbones import create_backbone
 
