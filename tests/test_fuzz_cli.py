@@ -17,7 +17,6 @@ from PIL import Image
 
 from qtransfer import cli
 from qtransfer.config import TrainConfig
-from qtransfer.config_file import settable
 from qtransfer.formats import RUN_MARKER
 
 PARSER = cli.build_parser()
@@ -231,7 +230,7 @@ def _toml(values: dict) -> str:
 def config_files(draw: st.DrawFn, places: Places) -> tuple[str, list[str]]:
     """A command with --config FILE: random keys (its settings, other commands', unknown) and values."""
     command = draw(st.sampled_from(FILE_COMMANDS))
-    keys = sorted(settable(COMMANDS[command])) + ["heads", "folds", "nope", "config", "run_dir", ""]
+    keys = sorted(o.key for o in cli.command_options(command)) + ["heads", "folds", "nope", "config", "run_dir", ""]
     values = draw(st.dictionaries(st.sampled_from(keys), st.one_of(TOML_SAFE, st.sampled_from(
         [str(places.missing), str(places.no_images), str(places.empty)])), max_size=6))
     values.setdefault("data", str(places.no_images))
@@ -289,8 +288,8 @@ def _found(places: Places) -> list[tuple[list[str], str]]:
         (["data", "hymenoptera", "--dest", str(places.fresh("dest")), "--url", str(places.missing)], "it is not a URL"),
         (["cv", "--data", str(places.no_images), "--qubits", str(2**63)], "n_qubits must be <= 50"),
         (["train", "--data", str(places.no_images), "--depth", str(10**30)], "depth must be <= 10000"),
-        (["train", "--data", str(places.no_images), "--seed", str(2**63)], "seed must be in 0..4294967295"),
-        (["compare", "--data", str(places.no_images), "--seed-list", "1", str(2**64)], "seeds must be in 0.."),
+        (["train", "--data", str(places.no_images), "--seed", str(2**63)], "seed must be <= 4294967295"),
+        (["compare", "--data", str(places.no_images), "--seed-list", "1", str(2**64)], "seeds must each be <= 4294967295"),
         (["train", "--data", str(places.no_images), "--lr", "inf"], "learning rate must be finite"),
         (["train", "--data", str(places.missing), "--resume", str(run)], "config.json does not exist"),
         (["evaluate", str(bad_types)], "setting 'n_qubits' in"),

@@ -5,14 +5,15 @@ import functools
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from qtransfer import distributed
-from qtransfer.config import MAX_SEED, ResumeChanges, SettingsFile, TrainConfig
+from qtransfer.config import ResumeChanges, TrainConfig
 from qtransfer.errors import InputError
 from qtransfer.experiments.runner import Job, experiment, resumable, run_jobs
+from qtransfer.experiments.settings import CompareSettings
 from qtransfer.experiments.stats import describe, paired_difference
 from qtransfer.experiments.tuning import Candidate, Search, check_tune_seeds, tune
 from qtransfer.features.pipeline import Features, load_features
@@ -20,6 +21,7 @@ from qtransfer.models.heads import HEADS
 from qtransfer.registry import unknown_name
 from qtransfer.report import figures, tables
 from qtransfer.runtime import package_versions, resolve_device
+from qtransfer.settings_schema import Flag, check_ranges, option
 from qtransfer.storage import atomic_write_text
 from qtransfer.tracking.tracker import Tracker
 from qtransfer.training.fit import FitJob, FitResult
@@ -60,7 +62,6 @@ def parse_head(text: str) -> HeadSpec:
     name, _, rest = text.strip().partition(":")
     if name not in HEADS:
         raise unknown_name("head", name, HEADS, where=repr(text))
-    types = {f.name: f.type for f in fields(TrainConfig)}
     settings = {}
     for item in filter(None, (part.strip() for part in rest.split(","))):
         key, eq, value = item.partition("=")
@@ -69,17 +70,18 @@ def parse_head(text: str) -> HeadSpec:
                 f"bad head setting {item!r} in {text!r}: use key=value with key one of {', '.join(sorted(SPEC_KEYS))}"
             )
         target = SPEC_KEYS[key.strip()]
-        if str(types[target]) == "bool":
+        rule = option(TrainConfig, target).setting.rule
+        if isinstance(rule, Flag):
             if value.strip().lower() not in BOOLEANS:
                 raise InputError(f"head setting {item!r} in {text!r} needs true or false: write "
                                  f"{key.strip()}=true or {key.strip()}=false")
             settings[target] = BOOLEANS[value.strip().lower()]
             continue
-        kind = {"int": int, "float": float}.get(str(types[target]), str)
         try:
-            settings[target] = kind(value.strip())
+            settings[target] = rule.parse(value.strip())
         except ValueError:
-            raise InputError(f"head setting {item!r} in {text!r} needs a value of type {kind.__name__}") from None
+            raise InputError(f"head setting {item!r} in {text!r} needs a value of type "
+                             f"{getattr(rule.parse, '__name__', 'str')}") from None
     return HeadSpec(text.strip(), name, tuple(sorted(settings.items())))
 
 
@@ -196,21 +198,6 @@ def _paired(a: str, ra: list[dict[str, Any]], b: str, rb: list[dict[str, Any]]) 
 # ------------------------------------------------------------------------------------- the command
 
 
-@dataclass
-class CompareSettings(SettingsFile):
-    """What a comparison runs: the base training settings, the heads, the seeds, augmented views."""
-
-    KEYS: ClassVar[dict[str, str]] = {"seeds": "seed_list"}
-
-    config: TrainConfig
-    heads: list[str]
-    seeds: list[int]
-    augment_views: int = 0
-    metrics: list[str] = field(default_factory=lambda: ["accuracy", "balanced_accuracy"])  # held-out columns
-    tune: bool = False  # search every head's space by inner CV of train first (tuning.py)
-    tune_seeds: int = 1  # the first this many seeds score each configuration
-
-
 def compare(settings: CompareSettings, resume: Path | None = None, progress: bool = True,
             changes: ResumeChanges | None = None) -> tuple[Path, dict[str, Any]]:
     """Train every head over every seed on cached features; write compare.json, compare.md, compare.png. A resumed
@@ -298,13 +285,8 @@ def _check_settings(settings: CompareSettings, specs: Sequence[HeadSpec]) -> Non
     unknown = set(settings.metrics) - set(HELD_OUT_KEYS)
     if unknown:
         raise InputError(f"unknown held-out metrics {sorted(unknown)}; compare shows {', '.join(HELD_OUT_KEYS)}")
-    if not settings.seeds:
-        raise InputError("no seeds: pass --seeds N (a count) or --seed-list 1 2 3")
-    if any(not 0 <= seed <= MAX_SEED for seed in settings.seeds):
-        raise InputError(f"seeds must be in 0..{MAX_SEED}, got {settings.seeds}")
+    check_ranges(settings)
     check_tune_seeds(settings.tune_seeds, settings.seeds)
-    if settings.augment_views < 0:
-        raise InputError(f"--augment-views must be >= 0, got {settings.augment_views}")
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise InputError(f"a head is given twice: {labels}")

@@ -4,20 +4,20 @@ from __future__ import annotations
 import functools
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
 from qtransfer import distributed
-from qtransfer.config import MAX_SEED, ResumeChanges, SettingsFile, TrainConfig
+from qtransfer.config import ResumeChanges, TrainConfig
 from qtransfer.data.splits import stratified_folds, stratified_holdout
-from qtransfer.errors import InputError
 from qtransfer.experiments.compare import parse_head, settings_params
 from qtransfer.experiments.runner import Job, experiment, resumable, run_jobs
+from qtransfer.experiments.settings import CVSettings
 from qtransfer.experiments.stats import describe, scorecard, t_interval
-from qtransfer.experiments.tuning import Candidate, Search, check_tune_seeds, tune
+from qtransfer.experiments.tuning import Candidate, Search, tune
 from qtransfer.features.pipeline import FeatureSplit, load_features
 from qtransfer.report import figures
 from qtransfer.report.tables import cv_markdown, scorecard_markdown
@@ -25,46 +25,6 @@ from qtransfer.runtime import package_versions, resolve_device
 from qtransfer.storage import atomic_write_text
 from qtransfer.tracking.tracker import Tracker
 from qtransfer.training.fit import FitJob, FitResult
-from qtransfer.training.metrics import METRIC_NAMES
-
-
-@dataclass
-class CVSettings(SettingsFile):
-    """Heads, folds, seeds, what is pooled, and the inner fraction kept for selecting the epoch."""
-
-    KEYS: ClassVar[dict[str, str]] = {"seeds": "seed_list"}
-
-    config: TrainConfig
-    heads: list[str] = field(default_factory=lambda: ["quantum"])
-    folds: int = 5
-    keep_val: bool = False  # pool train only, leaving val aside; else train + val pooled
-    inner_fraction: float = 0.2
-    metrics: list[str] = field(default_factory=lambda: ["accuracy", "balanced_accuracy", "roc_auc"])
-    seeds: list[int] = field(default_factory=list)  # each head's initialisation and batch order; empty: config.seed
-    tune: bool = False  # search every head's space by inner CV of each outer fold's training part (tuning.py)
-    tune_seeds: int = 1  # the first this many seeds score each configuration
-    margin: float = 0.01  # equivalence margin of the scorecard's TOST (accuracy; 0.01 = 1 point)
-
-    def seed_list(self) -> list[int]:
-        """The seeds every head is trained with on every fold."""
-        return list(self.seeds) or [self.config.seed]
-
-    def check(self) -> None:
-        """Refuse bad settings before any work."""
-        unknown = set(self.metrics) - set(METRIC_NAMES)
-        if unknown:
-            raise InputError(f"unknown metrics {sorted(unknown)}; known: {', '.join(METRIC_NAMES)}")
-        if not 0 < self.inner_fraction < 1:
-            raise InputError(f"the inner selection fraction must lie in (0, 1), got {self.inner_fraction}")
-        if self.folds < 2:
-            raise InputError(f"--folds must be >= 2, got {self.folds}")
-        check_tune_seeds(self.tune_seeds, self.seed_list())
-        if not 0 < self.margin < 1:
-            raise InputError(f"--margin must lie in (0, 1) (accuracy; 0.01 is one point), got {self.margin}")
-        if any(not 0 <= seed <= MAX_SEED for seed in self.seeds):
-            raise InputError(f"seeds must be in 0..{MAX_SEED}, got {self.seeds}")
-        for h in self.heads:
-            parse_head(h).config(self.config).validate()
 
 
 def cross_validate(settings: CVSettings, progress: bool = True, resume: Path | None = None,

@@ -85,7 +85,7 @@ def _cifar(options: ReproduceOptions, run_dir: Path) -> Reproduction:
             results[f"{pair}/{backbone_name}"] = {"heads": result["heads"], "paired": result["paired"],
                                                   "counts": result["counts"], "total_s": result["total_s"]}
     rows = ["| pair | backbone | head | seeds | best test acc, selected on test (mean ± std)"
-            + " | final test acc, nothing selected | paper |",
+             " | final test acc, nothing selected | paper |",
             "|---|---|---|---|---|---|---|"]
     for key, res in results.items():
         pair, backbone_name = key.split("/")

@@ -167,7 +167,7 @@ def _qq(options: ReproduceOptions, run_dir: Path) -> Reproduction:
     convention: CubicPhase = options.cubic_phase
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    def network_a(cubic_phase: CubicPhase, squeeze: bool = False):  # noqa: ANN202
+    def network_a(cubic_phase: CubicPhase, squeeze: bool = False):
         return create_quantum_backbone("cv-gaussianity", weights=options.data, squeeze_in_layer=squeeze,
                                        cubic_phase=cubic_phase)
 

@@ -43,7 +43,7 @@ def _spirals(options: ReproduceOptions, run_dir: Path) -> Reproduction:
     plot_spirals_curves(first, figures[1])
 
     rows = ["| turns | network | held-out test accuracy after the last step (ours, mean ± std) | min | max | paper"
-            + " | seconds per run |",
+             " | seconds per run |",
             "|---|---|---|---|---|---|---|"]
     titles = ["turns", "quantum − classical test accuracy: n", *paired_header()[1:],
               "quantum better / tie / worse"]
