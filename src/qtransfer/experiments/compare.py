@@ -5,84 +5,30 @@ import functools
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from qtransfer import distributed
 from qtransfer.config import ResumeChanges, TrainConfig
 from qtransfer.errors import InputError
+from qtransfer.experiments.head_specs import HeadSpec, parse_head
 from qtransfer.experiments.runner import Job, experiment, resumable, run_jobs
-from qtransfer.experiments.settings import CompareSettings
+from qtransfer.experiments.settings import CompareSettings, check_tune_seeds
 from qtransfer.experiments.stats import describe, paired_difference
-from qtransfer.experiments.tuning import Candidate, Search, check_tune_seeds, tune
+from qtransfer.experiments.tuning import Candidate, Search, tune
 from qtransfer.features.pipeline import Features, load_features
-from qtransfer.models.heads import HEADS
-from qtransfer.registry import unknown_name
 from qtransfer.report import figures, tables
 from qtransfer.runtime import package_versions, resolve_device
-from qtransfer.settings_schema import Flag, check_ranges, option
+from qtransfer.settings_schema import check_ranges
 from qtransfer.storage import atomic_write_text
 from qtransfer.tracking.tracker import Tracker
 from qtransfer.training.fit import FitJob, FitResult
 
-# Settings a head spec may change ("quantum:depth=2,qubits=8"): spec key -> TrainConfig field.
-SPEC_KEYS = {
-    "qubits": "n_qubits", "n_qubits": "n_qubits", "depth": "depth", "template": "template", "embedding": "embedding",
-    "backend": "backend", "q_delta": "q_delta", "lr": "lr", "epochs": "epochs", "batch_size": "batch_size",
-    "step_size": "step_size", "gamma": "gamma", "pca": "pca", "weight_decay": "weight_decay",
-    "entangle": "entangle",
-}
-BOOLEANS = {"true": True, "false": False}
 METRICS = ("best_val_acc", "final_val_acc", "best_val_loss", "final_val_loss", "parameters", "train_s")
 HELD_OUT = ("held_out_acc", "held_out_balanced_acc", "held_out_roc_auc")
-HELD_OUT_KEYS = {"accuracy": "held_out_acc", "balanced_accuracy": "held_out_balanced_acc", "roc_auc": "held_out_roc_auc"}
-
-
-@dataclass(frozen=True)
-class HeadSpec:
-    """A head by name with settings that differ from the run's: 'quantum', 'quantum:depth=2'."""
-
-    label: str
-    head: str
-    settings: tuple[tuple[str, Any], ...] = ()
-
-    @property
-    def quantum(self) -> bool:
-        """Whether network B is a quantum circuit."""
-        return self.head == "quantum"
-
-    def config(self, base: TrainConfig) -> TrainConfig:
-        """The run's settings with this spec's head and settings."""
-        return replace(base, head=self.head, **dict(self.settings))
-
-
-def parse_head(text: str) -> HeadSpec:
-    """'name' or 'name:key=value,key=value' (keys: qubits, depth, template, embedding, lr, ...)."""
-    name, _, rest = text.strip().partition(":")
-    if name not in HEADS:
-        raise unknown_name("head", name, HEADS, where=repr(text))
-    settings = {}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq or key.strip() not in SPEC_KEYS:
-            raise InputError(
-                f"bad head setting {item!r} in {text!r}: use key=value with key one of {', '.join(sorted(SPEC_KEYS))}"
-            )
-        target = SPEC_KEYS[key.strip()]
-        rule = option(TrainConfig, target).setting.rule
-        if isinstance(rule, Flag):
-            if value.strip().lower() not in BOOLEANS:
-                raise InputError(f"head setting {item!r} in {text!r} needs true or false: write "
-                                 f"{key.strip()}=true or {key.strip()}=false")
-            settings[target] = BOOLEANS[value.strip().lower()]
-            continue
-        try:
-            settings[target] = rule.parse(value.strip())
-        except ValueError:
-            raise InputError(f"head setting {item!r} in {text!r} needs a value of type "
-                             f"{getattr(rule.parse, '__name__', 'str')}") from None
-    return HeadSpec(text.strip(), name, tuple(sorted(settings.items())))
+HELD_OUT_KEYS = {"accuracy": "held_out_acc", "balanced_accuracy": "held_out_balanced_acc",
+                 "roc_auc": "held_out_roc_auc"}
 
 
 def record(spec: HeadSpec, seed: int, augmented: bool, tuned: dict[str, Any], fit: FitResult) -> dict[str, Any]:

@@ -2,10 +2,12 @@
 to import, so that the command line builds its flags from them before torch is loaded."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from qtransfer.config import DEFAULT_SEED, MAX_QUBITS, MAX_SEED, SettingsFile, TrainConfig
+from qtransfer.errors import InputError
 from qtransfer.settings_schema import (
     Flag,
     Interval,
@@ -28,6 +30,12 @@ HEAD_SPECS = ("heads by name, with settings: quantum classical linear quantum:de
 def five_seeds() -> list[int]:
     """The default seeds of a comparison or sweep: five, counting up from the default --seed."""
     return list(range(DEFAULT_SEED, DEFAULT_SEED + 5))
+
+
+def check_tune_seeds(tune_seeds: int, seeds: Sequence[int]) -> None:
+    """Refuse a --tune-seeds that is not between 1 and the number of seeds."""
+    if not 1 <= tune_seeds <= len(seeds):
+        raise InputError(f"--tune-seeds must be between 1 and the number of seeds ({len(seeds)}), got {tune_seeds}")
 
 
 def tune_flag() -> Any:
@@ -127,9 +135,7 @@ class CVSettings(SettingsFile):
 
     def check(self) -> None:
         """Refuse bad settings before any work."""
-        from qtransfer.errors import InputError
-        from qtransfer.experiments.compare import parse_head
-        from qtransfer.experiments.tuning import check_tune_seeds
+        from qtransfer.experiments.head_specs import parse_head
         from qtransfer.training.metrics import METRIC_NAMES
 
         unknown = set(self.metrics) - set(METRIC_NAMES)
