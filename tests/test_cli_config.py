@@ -106,7 +106,7 @@ BAD = [  # command, file name, contents, what the one line must say
     ("train", "s.toml", "gamma = 1.5", ["s.toml: gamma must be in (0, 1], got 1.5"]),
     ("cv", "s.toml", "folds = 1", ["s.toml: folds must be >= 2, got 1 (--folds)"]),
     ("noise-scan", "s.toml", "strengths = [0.1, 2]",
-     ["s.toml: strengths must each be in [0, 1], got [0.1, 2.0] (--strengths)"]),
+     ["s.toml: strengths must be in [0, 1] each, got [0.1, 2.0] (--strengths)"]),
     ("train", "s.toml", "epochs = \n", ["s.toml is not valid TOML", "line 2, column 10"]),
     ("train", "s.json", '{"epochs": 3,\n "lr": }', ["s.json is not valid JSON", "line 2, column 8"]),
     ("train", "s.json", "[1, 2]", ["s.json must hold a table of settings", "[1, 2]"]),

@@ -328,7 +328,7 @@ def _found(places: Places) -> list[tuple[list[str], str]]:
         (["train", "--data", str(places.no_images), "--depth", str(10**30)], "depth must be <= 10000"),
         (["train", "--data", str(places.no_images), "--seed", str(2**63)], "seed must be <= 4294967295"),
         (["compare", "--data", str(places.no_images), "--seed-list", "1", str(2**64)],
-         "seeds must each be <= 4294967295"),
+         "seeds must be <= 4294967295 each"),
         (["train", "--data", str(places.no_images), "--lr", "inf"], "learning rate must be finite"),
         (["train", "--data", str(places.missing), "--resume", str(run)], "config.json does not exist"),
         (["evaluate", str(bad_types)], "setting 'n_qubits' in"),

@@ -110,7 +110,7 @@ def test_a_setting_is_one_line_naming_its_flag_and_range() -> None:
              (TrainConfig(lr=float("nan")), "learning rate must be finite, got nan (--lr)"),
              (TrainConfig(num_workers=-2), "workers must be >= 0 (or -1: from the CPU count), got -2 (--workers)"),
              (CVSettings(TrainConfig(), folds=1), "folds must be >= 2, got 1 (--folds)"),
-             (SweepSettings(TrainConfig(), qubits=[2, 0]), "qubits must each be >= 1, got [2, 0] (--qubit-counts)"),
+             (SweepSettings(TrainConfig(), qubits=[2, 0]), "qubits must be >= 1 each, got [2, 0] (--qubit-counts)"),
              (CompareSettings(TrainConfig(), seeds=[]), "no seeds: pass --seeds N (a count) or --seed-list 1 2 3"),
              (ReproduceOptions(epochs=0), "epochs must be >= 1, got 0 (--epochs)")]
     for settings, message in cases:

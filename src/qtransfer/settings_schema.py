@@ -220,7 +220,7 @@ class ListOf(Rule):
         for item in value:
             unmet = self.item.requirement(item)
             if unmet is not None:
-                return f"{label} must each be {unmet}, got {_shown(value)}"
+                return f"{label} must be {unmet} each, got {_shown(value)}"
         return None
 
 
