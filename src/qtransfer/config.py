@@ -265,7 +265,7 @@ class SettingsFile:
                              f"training settings); it was damaged or replaced: start anew")
         nested = values.pop("config", None)
         config = nested if nested is not None else {k: values.pop(k) for k in list(values) if k not in own}
-        settings: dict[str, Any] = {own[k] if k in own else k: v for k, v in values.items()}
+        settings: dict[str, Any] = {own.get(str(k), str(k)): v for k, v in values.items()}
         return cls(TrainConfig.from_dict(config, str(path)), **settings)  # type: ignore[call-arg]
 
     @classmethod

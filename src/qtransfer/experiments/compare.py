@@ -27,6 +27,7 @@ from qtransfer.training.fit import FitJob, FitResult
 
 METRICS = ("best_val_acc", "final_val_acc", "best_val_loss", "final_val_loss", "parameters", "train_s")
 HELD_OUT = ("held_out_acc", "held_out_balanced_acc", "held_out_roc_auc")
+NO_TRACKER = Tracker()  # what a fit reports to when nothing watches it
 HELD_OUT_KEYS = {"accuracy": "held_out_acc", "balanced_accuracy": "held_out_balanced_acc",
                  "roc_auc": "held_out_roc_auc"}
 
@@ -70,7 +71,7 @@ def run_grid(
     run_dir: Path,
     augmented: Iterable[bool] = (False,),
     progress: bool = True,
-    tracker: Tracker = Tracker(),
+    tracker: Tracker | None = None,
     tuned: Mapping[str, Candidate] | None = None,
 ) -> list[dict[str, Any]]:
     """Every (spec, augmented, seed) fitted once, same-shape ones together; runs.jsonl in run_dir keeps finished
@@ -93,7 +94,7 @@ def run_grid(
                                 FitJob(cfg, aug if augment else train, val, test, best.fixed if best else {}),
                                 functools.partial(record, spec, seed, augment, best.point if best else {})))
     return run_jobs(jobs, run_key, run_dir, len(features.classes), device, features.classes, progress,
-                    track=lambda r: track_run(tracker, config, r))
+                    track=lambda r: track_run(tracker or NO_TRACKER, config, r))
 
 
 def run_key(r: dict[str, Any]) -> tuple[Any, ...]:
@@ -194,7 +195,7 @@ def settings_params(settings: Any) -> dict[str, Any]:
 
 def compare_on(
     settings: CompareSettings, features: Features, run_dir: Path, started: float, progress: bool = True,
-    tracker: Tracker = Tracker(),
+    tracker: Tracker | None = None,
 ) -> dict[str, Any]:
     """Every (head, seed) fitted on given features, each a child run of `tracker`; the comparison's result (timed
     from `started`)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,11 @@ def fold_scorecard(rows: list[dict[str, Any]], per_fold: dict[str, list[float]],
     return scorecard(per_fold, reference, n_train, n_test, margin=margin, seeds=seeds)
 
 
+def _fold_means(by_fold: list[list[dict[str, Any]]], value: Callable[[dict[str, Any]], float]) -> list[float]:
+    """Per fold, the mean of `value` over its records (its seeds)."""
+    return [sum(map(value, rs)) / len(rs) for rs in by_fold]
+
+
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
@@ -140,7 +146,7 @@ def _result(settings: CVSettings, backbone: str, classes: list[str], samples: in
     for head in settings.heads:
         mine = [r for r in rows if r["head"] == head]
         by_fold = [[r for r in mine if r["fold"] == k] for k in range(settings.folds)]
-        per_fold = lambda value: [sum(map(value, rs)) / len(rs) for rs in by_fold]  # noqa: E731
+        per_fold = functools.partial(_fold_means, by_fold)
         held = {m: per_fold(lambda r, m=m: r["held_out"][m]) for m in settings.metrics
                 if m in ("accuracy", "balanced_accuracy", "roc_auc")
                 and all(r["held_out"][m] is not None for r in mine)}

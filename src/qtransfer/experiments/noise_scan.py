@@ -40,7 +40,8 @@ def noise_scan(run_dir: Path, settings: ScanSettings, data: Path | None = None, 
     for shots in tqdm(settings.shots, desc="shot counts", unit="point", disable=not progress):
         accs = [model.simulated(backend="torch", noise="", shots=shots, seed=seed).score(split)["accuracy"]
                 for seed in range(settings.repeats)]
-        shot_rows.append({"shots": shots, "accuracies": accs, **{f"accuracy_{k}": v for k, v in describe(accs).items()}})
+        shot_rows.append({"shots": shots, "accuracies": accs,
+                          **{f"accuracy_{k}": v for k, v in describe(accs).items()}})
     result = {
         "run": str(run_dir), "split_images": len(split.labels), "exact_accuracy": exact,
         "channel": settings.channel, "readout": settings.readout, "noise": noise_rows, "shots": shot_rows,

@@ -101,8 +101,8 @@ def run_jobs(
 ) -> list[dict[str, Any]]:
     """Every job's record, finished ones read from runs.jsonl (or `file`; `key_of(record)` is its job's key;
     records of no job are dropped) and the others fitted, same-shape ones stacked. After each stacked group the file
-    is rewritten whole, so an interruption keeps every finished job. Under torchrun each rank fits every world-th group left
-    and rank 0 gathers them, in the jobs' order; `track(record)` is called on rank 0 for each new record."""
+    is rewritten whole, so an interruption keeps every finished job. Under torchrun each rank fits every world-th group
+    left and rank 0 gathers them, in the jobs' order; `track(record)` is called on rank 0 for each new record."""
     path = run_dir / file
     done = read_runs(path)
     done = distributed.broadcast(done if distributed.is_main() else None)  # rank 0's file decides what is left

@@ -37,7 +37,8 @@ def pair_features(
     for train in (True, False):
         ds = CifarPair(load_cifar(root, train), classes, backbone.transform)
         feats, computed = cached_features(backbone, ds, ds.keys(), cache, device, batch_size=64,
-                                          num_workers=num_workers, desc=f"{'/'.join(classes)} {'train' if train else 'test'}",
+                                          num_workers=num_workers,
+                                          desc=f"{'/'.join(classes)} {'train' if train else 'test'}",
                                           progress=progress)
         out.append(FeatureSplit(feats, torch.tensor(ds.labels), [], computed))
     return out[0], out[1]
@@ -84,8 +85,8 @@ def _cifar(options: ReproduceOptions, run_dir: Path) -> Reproduction:
             figures.append(figure)
             results[f"{pair}/{backbone_name}"] = {"heads": result["heads"], "paired": result["paired"],
                                                   "counts": result["counts"], "total_s": result["total_s"]}
-    rows = ["| pair | backbone | head | seeds | best test acc, selected on test (mean ± std)"
-             " | final test acc, nothing selected | paper |",
+    rows = [("| pair | backbone | head | seeds | best test acc, selected on test (mean ± std)"
+             " | final test acc, nothing selected | paper |"),
             "|---|---|---|---|---|---|---|"]
     for key, res in results.items():
         pair, backbone_name = key.split("/")

@@ -86,8 +86,8 @@ def _cell(values: list[float], notebook: float, better: str) -> str:
 def notebook_path_table(loss: list[list[float]], acc: list[list[float]], notebook: list[NotebookRun]) -> str:
     """Our running training loss and accuracy over seeds beside the notebook's printed ones, at its batch counts
     (first run's figure, the range over its printed runs in brackets); ours count how many seeds are as good."""
-    lines = ["| batches averaged | notebook loss | ours: loss | min–max | seeds ≤ notebook | notebook acc | "
-             "ours: acc | min–max | seeds ≥ notebook |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [("| batches averaged | notebook loss | ours: loss | min–max | seeds ≤ notebook | notebook acc | "
+             "ours: acc | min–max | seeds ≥ notebook |"), "|---|---|---|---|---|---|---|---|---|"]
     for n in notebook[0].running:
         if n > min(map(len, loss)):
             continue
@@ -95,7 +95,8 @@ def notebook_path_table(loss: list[list[float]], acc: list[list[float]], noteboo
         (nb_loss, nb_acc), losses, accs = nb[0], [x[0] for x in nb], [x[1] for x in nb]
         lines.append(f"| {n} | {nb_loss:.4f} [{min(losses):.4f}–{max(losses):.4f}] | "
                      f"{_cell([r[n - 1] for r in loss], nb_loss, 'lower')} | "
-                     f"{nb_acc:.4f} [{min(accs):.4f}–{max(accs):.4f}] | {_cell([r[n - 1] for r in acc], nb_acc, 'higher')} |")
+                     f"{nb_acc:.4f} [{min(accs):.4f}–{max(accs):.4f}] | "
+                     f"{_cell([r[n - 1] for r in acc], nb_acc, 'higher')} |")
     if len(lines) == 2:
         return f"(Fewer training steps than the notebook's first printed point, {min(notebook[0].running)} batches.)"
     return "\n".join(lines)
@@ -143,7 +144,8 @@ def rank_chance(values: list[float], paper: float) -> str:
     """How unusual the paper's figure would be as one more draw from our seeds' distribution (a rank argument)."""
     reach = sum(v >= paper for v in values)
     return (f"Were the paper's run one more draw from the distribution of our seeds, the chance of it scoring at "
-            f"least {paper:.4f} would be about ({reach} + 1) / ({len(values)} + 1) = {(reach + 1) / (len(values) + 1):.2f}.")
+            f"least {paper:.4f} would be about ({reach} + 1) / ({len(values)} + 1) = "
+            f"{(reach + 1) / (len(values) + 1):.2f}.")
 
 
 def window_means(loss: list[list[float]], acc: list[list[float]], notebook: list[NotebookRun]
@@ -195,7 +197,8 @@ def _notebook_tests(runs: list[NotebookRun]) -> str:
     return ", ".join(f"{r.test_acc:.4f}" for r in runs)
 
 
-def _running_at(loss: list[list[float]], acc: list[list[float]], notebook: NotebookRun) -> dict[int, dict[str, list[float]]]:
+def _running_at(loss: list[list[float]], acc: list[list[float]], notebook: NotebookRun
+                ) -> dict[int, dict[str, list[float]]]:
     """Per seed, our running loss and accuracy after each batch count the notebook printed (JSON)."""
     return {n: {"loss": [r[n - 1] for r in loss], "acc": [r[n - 1] for r in acc]}
             for n in notebook.running if n <= min(map(len, loss))}
@@ -279,12 +282,18 @@ def _notebook_stream_text(runs: dict[str, list[float]], streams: list[int], init
     tests = [r.test_acc for r in NOTEBOOK_QC]
     reach = sum(a >= PAPER_QC for a in runs["streams"])
     above = sum(a >= own["mean"] for a in runs["streams"])
+    notebook_row = (f"| the notebook's stream RandomState({NOTEBOOK_STREAM}), "
+                    f"network B from seeds {inits[0]}–{inits[-1]} "
+                    f"| {pm(own)} | {own['min']:.4f}–{own['max']:.4f} "
+                    f"| {sum(a >= PAPER_QC for a in runs['notebook'])} / {len(inits)} |")
+    streams_row = (f"| streams RandomState(s), s = {streams[0]}–{streams[-1]}, network B from seed s | {pm(other)} "
+                   f"| {other['min']:.4f}–{other['max']:.4f} | {reach} / {len(streams)} |")
     verdict = (f" The paper's {PAPER_QC} comes from a favourable draw of the data: the gap between it and the rows "
                "above is the notebook's stream, not the network." if above <= len(streams) / 10 else "")
     return f"""| data | test accuracy (mean ± std) | min–max | runs ≥ {PAPER_QC} |
 |---|---|---|---|
-| the notebook's stream RandomState({NOTEBOOK_STREAM}), network B from seeds {inits[0]}–{inits[-1]} | {pm(own)} | {own['min']:.4f}–{own['max']:.4f} | {sum(a >= PAPER_QC for a in runs['notebook'])} / {len(inits)} |
-| streams RandomState(s), s = {streams[0]}–{streams[-1]}, network B from seed s | {pm(other)} | {other['min']:.4f}–{other['max']:.4f} | {reach} / {len(streams)} |
+{notebook_row}
+{streams_row}
 | the notebook's printed runs (its stream, its one start) | – | {min(tests):.4f}–{max(tests):.4f} | – |
 
 The notebook's own stream reproduces its figure ({pm(own)} against its printed {min(tests):.4f}–{max(tests):.4f}); the
@@ -368,6 +377,7 @@ def _qc(options: ReproduceOptions, run_dir: Path) -> Reproduction:
         ("qubits, all 8 layers", acc[("qubit", 8, "amplitude")], "–"),
         ("qubits, no network A: Born amplitudes of the embedded input", acc[("qubit", 0, "amplitude")], "–"),
     ]
+    seeds_used = seeds_text(seeds, paper_seeds)
     body = f"""
 Scheme QC: a pretrained quantum network A, frozen and cut, extracts features for a classical network B. Task B
 (the paper's): which of the 7 two-mode coherent states |±α>|±α>, |±iα>|±iα> (α = 1.4) an input was, after a
@@ -375,7 +385,7 @@ random displacement (real and imaginary parts N(0, 0.6²) on both modes). Networ
 al. pretrained to write the 7 tetrominoes into Fock probabilities (the paper's weights), cutoff 11; features: the
 renormalised 4×4 block of photon numbers below 4 (magnitudes of the amplitudes, as the paper's notebook, or
 probabilities). Network B: one linear layer, Adam lr 0.01, {steps} steps of one noisy copy of each state;
-test: 1000 more batches (7000 states, the same for every seed); seeds {seeds_text(seeds, paper_seeds)}. The qubit rows run the same task
+test: 1000 more batches (7000 states, the same for every seed); seeds {seeds_used}. The qubit rows run the same task
 on 4 qubits with the statevector engine: network A is an 8-layer strongly entangling circuit pretrained here to
 write the same tetrominoes into its 16 Born probabilities (displacements enter as RY angles ±π/2 for ±α;
 pretraining loss {qubit_file.loss:.3f}, 1 − Bhattacharyya overlap; saved as `qubit_tetromino.pt` and loaded
