@@ -90,8 +90,11 @@ def run_grid(
                 cfg = replace(best.config if best else spec.config(config), seed=seed)
                 cfg.validate()
                 epochs = 1 if cfg.fitted_head() else cfg.epochs
+                split = aug if augment else train
+                if split is None:
+                    raise ValueError("augmented jobs need features with augmented views")
                 jobs.append(Job((spec.label, augment, seed, epochs),
-                                FitJob(cfg, aug if augment else train, val, test, best.fixed if best else {}),
+                                FitJob(cfg, split, val, test, best.fixed if best else {}),
                                 functools.partial(record, spec, seed, augment, best.point if best else {})))
     return run_jobs(jobs, run_key, run_dir, len(features.classes), device, features.classes, progress,
                     track=lambda r: track_run(tracker or NO_TRACKER, config, r))

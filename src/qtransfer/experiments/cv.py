@@ -4,7 +4,6 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -108,9 +107,16 @@ def fold_scorecard(rows: list[dict[str, Any]], per_fold: dict[str, list[float]],
     return scorecard(per_fold, reference, n_train, n_test, margin=margin, seeds=seeds)
 
 
-def _fold_means(by_fold: list[list[dict[str, Any]]], value: Callable[[dict[str, Any]], float]) -> list[float]:
-    """Per fold, the mean of `value` over its records (its seeds)."""
-    return [sum(map(value, rs)) / len(rs) for rs in by_fold]
+def _fold_means(by_fold: list[list[dict[str, Any]]], *keys: str) -> list[float]:
+    """Per fold, the mean over its records (its seeds) of the value under `keys` (a record's ["held_out"]["f1"])."""
+    return [sum(_value_at(r, keys) for r in rs) / len(rs) for rs in by_fold]
+
+
+def _value_at(record: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    value: Any = record
+    for key in keys:
+        value = value[key]
+    return value
 
 
 def _mean(values: list[float]) -> float:
@@ -147,11 +153,11 @@ def _result(settings: CVSettings, backbone: str, classes: list[str], samples: in
         mine = [r for r in rows if r["head"] == head]
         by_fold = [[r for r in mine if r["fold"] == k] for k in range(settings.folds)]
         per_fold = functools.partial(_fold_means, by_fold)
-        held = {m: per_fold(lambda r, m=m: r["held_out"][m]) for m in settings.metrics
+        held = {m: per_fold("held_out", m) for m in settings.metrics
                 if m in ("accuracy", "balanced_accuracy", "roc_auc")
                 and all(r["held_out"][m] is not None for r in mine)}
         summary[head] = {
-            "selected_on_inner_val_acc": describe(per_fold(lambda r: r["selected_on_inner_val_acc"])),
+            "selected_on_inner_val_acc": describe(per_fold("selected_on_inner_val_acc")),
             **{f"held_out_{m}": {**describe(v), "ci95": t_interval(v, bounds=(0.0, 1.0))} for m, v in held.items()},
         }
     return {"settings": {**asdict(settings), "config": asdict(settings.config)}, "backbone": backbone,

@@ -61,7 +61,7 @@ def experiment(
     no directory behind."""
     check_installed(config.tensorboard, config.mlflow)
     with contextlib.ExitStack() as held:
-        run_dir = None
+        run_dir: Path | None = None
         if resume is not None and distributed.is_main():
             run_dir = Path(resume)
             held.enter_context(run_dir_lock(run_dir))
@@ -73,15 +73,18 @@ def experiment(
                 held.enter_context(run_dir_lock(run_dir))
             for file, text in files.items():
                 atomic_write_text(run_dir / file, text)
-        run_dir = distributed.broadcast(run_dir)
+        shared = distributed.broadcast(run_dir)
+        if shared is None:
+            raise RuntimeError("rank 0 made no run directory")
+        run_dir = shared
         tracker = held.enter_context(start_tracker(run_dir, config.tensorboard, config.mlflow,
                                                    resume=resume is not None))
         try:
             yield Experiment(run_dir, tracker, prepared)
         except KeyboardInterrupt:
-            files = sorted(run_dir.glob("*.jsonl"))  # runs.jsonl, and tuning.jsonl of a --tune
-            done = sum(len(read_runs(f)) for f in files)
-            where = ", ".join(str(f) for f in files) or str(run_dir / RUNS_FILE)
+            kept = sorted(run_dir.glob("*.jsonl"))  # runs.jsonl, and tuning.jsonl of a --tune
+            done = sum(len(read_runs(f)) for f in kept)
+            where = ", ".join(str(f) for f in kept) or str(run_dir / RUNS_FILE)
             raise Interrupted(f"interrupted; {done} finished run(s) are kept in {where}. "
                               f"Continue with: qtransfer {command} --resume {run_dir}") from None
 
@@ -105,7 +108,8 @@ def run_jobs(
     left and rank 0 gathers them, in the jobs' order; `track(record)` is called on rank 0 for each new record."""
     path = run_dir / file
     done = read_runs(path)
-    done = distributed.broadcast(done if distributed.is_main() else None)  # rank 0's file decides what is left
+    shared = distributed.broadcast(done if distributed.is_main() else None)  # rank 0's file decides what is left
+    done = shared if shared is not None else []
     wanted = {j.key for j in jobs}
     done = [r for r in done if key_of(r) in wanted]  # a record no job asks for any more is dropped
     have = {key_of(r) for r in done}

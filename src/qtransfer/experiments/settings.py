@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qtransfer.config import DEFAULT_SEED, MAX_QUBITS, MAX_SEED, SettingsFile, TrainConfig
 from qtransfer.errors import InputError
@@ -20,6 +20,9 @@ from qtransfer.settings_schema import (
     nested,
     setting,
 )
+
+if TYPE_CHECKING:
+    from qtransfer.quantum.fock_gates import CubicPhase
 
 SEED = Interval(int, 0, MAX_SEED)
 NO_SEEDS = "no seeds: pass --seeds N (a count) or --seed-list 1 2 3"
@@ -204,7 +207,7 @@ class ReproduceOptions:
     num_workers: int = inherited(TrainConfig, "num_workers")
     command: str = field(default="", metadata=setting(None, "the command line that ran, for the report", Text()))
     progress: bool = field(default=True, metadata=setting(None, "progress bars (off: --quiet)", Flag()))
-    cubic_phase: str = field(default="exact", metadata=setting(  # quantum.fock_gates conventions
+    cubic_phase: CubicPhase = field(default="exact", metadata=setting(  # quantum.fock_gates conventions
         "--cubic-phase", "qq: the CV cubic phase gate of its earlier rows: exact (the gate's true elements below the "
                          "cutoff) or truncated (exp of the truncated x^3, Strawberry Fields' and the paper's); its "
                          "sections (a)-(c) run both", StrOptions(("exact", "truncated"))))
