@@ -120,8 +120,7 @@ def test_a_setting_is_one_line_naming_its_flag_and_range() -> None:
     assert Interval(int, 1, 50).describe() == "1..50"
     assert Interval(float, 0, 1, closed="left").describe() == "[0, 1)"
     assert Interval(int, 0, None, special={-1: "automatic"}).describe() == ">= 0 (or -1: automatic)"
-    ReproduceOptions(epochs=None).epochs  # None: the experiment's own  # noqa: B018
-    check_ranges(ReproduceOptions(epochs=None, seeds=None))
+    check_ranges(ReproduceOptions(epochs=None, seeds=None))  # None: the experiment's own
 
 
 # ---------------------------------------------------------------- fuzzed from the rules
