@@ -53,16 +53,16 @@ def command_options(command: str) -> list[Option]:
         SweepSettings,
     )
 
-    own: dict[str, tuple[type, int]] = {"compare": (CompareSettings, 5), "sweep": (SweepSettings, 5),
-                                         "cv": (CVSettings, 1)}
+    own: dict[str, type] = {"compare": CompareSettings, "sweep": SweepSettings, "cv": CVSettings}
     if command == "train":
         return declared(TrainConfig)
     if command == "extract":
         return [*declared(TrainConfig, exclude=[f.name for f in fields(TrainConfig) if f.name not in EXTRACT_SETTINGS]),
                 Option("batch_size", EXTRACT_BATCH, 32)]
     if command in own:
-        cls, count = own[command]
-        seeds = [replace(o, default=None) if o.name == "seeds" else o for o in declared(cls)]  # else --seeds counts
+        mine = declared(own[command])
+        count = max(1, *(len(o.default) for o in mine if o.name == "seeds"))  # the default seeds count up from --seed
+        seeds = [replace(o, default=None) if o.name == "seeds" else o for o in mine]  # unless given, --seeds counts
         return [*declared(TrainConfig, exclude=SettingsFile.PER_JOB), *seeds, Option("seeds", SEED_COUNT, count)]
     if command == "noise-scan":
         return [*declared(ScanSettings), Option("data", OTHER_DATA, None), option(TrainConfig, "device")]
