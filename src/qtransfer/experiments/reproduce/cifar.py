@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 
@@ -47,7 +48,18 @@ def pair_features(
 # The notebooks' settings per pair (ResNet18, 4 qubits, batch 8, 3 epochs) and their best test accuracy. The
 # planes/cars notebook steps its scheduler before each epoch with step 3, so its third epoch runs at lr·0.1: with
 # qtransfer's step after each epoch that is step_size 2.
-CIFAR_PAIRS = {
+class PairSettings(TypedDict):
+    """The paper's settings of one CIFAR-10 pair, and its reported accuracy."""
+
+    classes: tuple[str, str]
+    depth: int
+    lr: float
+    step_size: int
+    gamma: float
+    paper: float
+
+
+CIFAR_PAIRS: dict[str, PairSettings] = {
     "dogs-cats": {"classes": ("cat", "dog"), "depth": 5, "lr": 1e-3, "step_size": 10, "gamma": 1.0, "paper": 0.8270},
     "planes-cars": {"classes": ("airplane", "automobile"), "depth": 4, "lr": 7e-4, "step_size": 2, "gamma": 0.1,
                     "paper": 0.9605},
