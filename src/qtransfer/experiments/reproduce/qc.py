@@ -29,6 +29,7 @@ from qtransfer.experiments.stats import describe
 from qtransfer.models.quantum_backbones import (
     QubitCircuitFile,
     QubitNetwork,
+    TetrominoNetwork,
     create_quantum_backbone,
     pretrain_qubit_tetromino,
     tetromino_inputs,
@@ -238,10 +239,16 @@ def _pooled_note(pooled: list[float], sets: int) -> str:
             f"above our best.")
 
 
+def _path(row: dict[str, Any], init: str) -> tuple[list[list[float]], list[list[float]]]:
+    """The running training loss and accuracy over seeds of one network B init (a row's "paths")."""
+    loss, acc = row["paths"][init]
+    return loss, acc
+
+
 def _qc_verdict(row: dict[str, Any], sets: int) -> str:
     """What the data say about the gap to the paper's figure, in words."""
-    points, agree = agreeing_points(*row["paths"]["notebook"], NOTEBOOK_QC)
-    loss_points, loss_agree = agreeing_points(*row["paths"]["torch"], NOTEBOOK_QC, check=("loss",))
+    points, agree = agreeing_points(*_path(row, "notebook"), NOTEBOOK_QC)
+    loss_points, loss_agree = agreeing_points(*_path(row, "torch"), NOTEBOOK_QC, check=("loss",))
     if not points or agree != points or loss_agree != loss_points:
         return ""
     reach = sum(a >= PAPER_QC for a in row["fresh_acc"])
@@ -308,6 +315,8 @@ def _qc(options: ReproduceOptions, run_dir: Path) -> Reproduction:
     steps = options.steps or 1000
     run_dir.mkdir(parents=True, exist_ok=True)
     cv = create_quantum_backbone("cv-tetromino", depth=max(CV_DEPTHS), weights=options.data)
+    if not isinstance(cv, TetrominoNetwork):
+        raise TypeError(f"cv-tetromino built a {type(cv).__name__}, not the CV network")
     _, qubit_file = pretrained_qubit_network(run_dir)
     qubit_depths = list(range(qubit_file.weights.shape[0] + 1))
     test_x, test_y = noisy_coherent_states(1000, seed=10**6)
@@ -405,11 +414,11 @@ far (one batch of 7 states per step, scored with the weights before that step's 
 paper's row's seeds (the first number in the notebook's columns is the run of the paper's 0.8067, the range in
 brackets is over its three printed runs).
 
-{notebook_path_table(*row["paths"]["torch"], NOTEBOOK_QC)}
+{notebook_path_table(*_path(row, "torch"), NOTEBOOK_QC)}
 
-{path_verdict(*row["paths"]["torch"], NOTEBOOK_QC)} {late_window(*row["paths"]["torch"], NOTEBOOK_QC)}
+{path_verdict(*_path(row, "torch"), NOTEBOOK_QC)} {late_window(*_path(row, "torch"), NOTEBOOK_QC)}
 With network B initialised as the notebook's (TensorFlow 1's Glorot uniform weights and zero biases, where PyTorch
-draws both from U(±1/4)), {_lower_first(path_verdict(*row["paths"]["notebook"], NOTEBOOK_QC))} Its test accuracy
+draws both from U(±1/4)), {_lower_first(path_verdict(*_path(row, "notebook"), NOTEBOOK_QC))} Its test accuracy
 minus the default initialisation's, paired by seed: {paired([r.test_acc for r in paper["notebook"]], row["test_acc"])}.
 
 {_qc_verdict(row, len(fresh))}
@@ -443,7 +452,7 @@ the number of network A's layers kept.
                              "pooled_fresh_test_acc": row["pooled_acc"],
                              "notebook_init_test_acc": [r.test_acc for r in paper["notebook"]],
                              "running_at_notebook_batches": {
-                                 init: _running_at(*row["paths"][init], NOTEBOOK_QC[0]) for init in paper}},
+                                 init: _running_at(*_path(row, init), NOTEBOOK_QC[0]) for init in paper}},
                "qubit_pretraining_loss": qubit_file.loss}
     return Reproduction("qc", "QC: a pretrained quantum network A, a classical network B", body, figures, run_dir,
                         0.0, results)
