@@ -11,7 +11,7 @@ import pytest
 
 from qtransfer import cli
 from qtransfer.config import TrainConfig
-from qtransfer.config_file import read_config_file, settable
+from qtransfer.config_file import read_config_file
 from qtransfer.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +50,7 @@ def test_a_runs_config_json_reruns_it_bit_for_bit(hymenoptera: Path, shared_cach
 
 
 def test_every_training_setting_is_a_key_of_train_files() -> None:
-    keys = set(settable(cli._commands(cli.build_parser())["train"]))
+    keys = {o.key for o in cli.command_options("train")}
     assert {f.name for f in fields(TrainConfig)} <= keys
     assert "config_file" not in keys and "help" not in keys
 
@@ -104,8 +104,9 @@ BAD = [  # command, file name, contents, what the one line must say
     ("noise-scan", "s.toml", 'run_dir = "runs/x"', ["key 'run_dir'", "argument of the command line"]),
     ("train", "s.toml", "epochs = 0", ["s.toml: epochs must be >= 1, got 0"]),
     ("train", "s.toml", "gamma = 1.5", ["s.toml: gamma must be in (0, 1], got 1.5"]),
-    ("cv", "s.toml", "folds = 1", ["s.toml: --folds must be >= 2, got 1"]),
-    ("noise-scan", "s.toml", "strengths = [0.1, 2]", ["s.toml: noise strengths must lie in [0, 1]"]),
+    ("cv", "s.toml", "folds = 1", ["s.toml: folds must be >= 2, got 1 (--folds)"]),
+    ("noise-scan", "s.toml", "strengths = [0.1, 2]",
+     ["s.toml: strengths must be in [0, 1] each, got [0.1, 2.0] (--strengths)"]),
     ("train", "s.toml", "epochs = \n", ["s.toml is not valid TOML", "line 2, column 10"]),
     ("train", "s.json", '{"epochs": 3,\n "lr": }', ["s.json is not valid JSON", "line 2, column 8"]),
     ("train", "s.json", "[1, 2]", ["s.json must hold a table of settings", "[1, 2]"]),
@@ -153,8 +154,7 @@ def test_every_example_file_is_a_valid_config(example: Path, hymenoptera: Path) 
     from qtransfer.experiments.noise_scan import ScanSettings
 
     command = example.stem.replace("_", "-")
-    parser = cli._commands(cli.build_parser())[command]
-    values = read_config_file(example, parser)
+    values = read_config_file(example, cli.command_options(command), f"qtransfer {command}")
     assert len(values) >= 3, "an example sets a few settings"
     run = ["runs/x"] if command == "noise-scan" else []
     args = cli.parse_args([command, *run, "--config", str(example), "--data", str(hymenoptera)])
@@ -162,29 +162,36 @@ def test_every_example_file_is_a_valid_config(example: Path, hymenoptera: Path) 
     if command == "noise-scan":
         ScanSettings(args.channel, args.strengths, args.shots_list, args.repeats, args.readout).check()
         return
-    config = cli._config(args, **({"seed_parity": args.seed_parity} if command == "train" else {})).validate()
+    config = cli._config(args).validate()
     if command == "cv":
         CVSettings(config, args.heads, args.folds, args.keep_val, args.inner_fraction, args.metrics).check()
     for head in getattr(args, "heads", None) or []:
         parse_head(head).config(config).validate()
 
 
-def test_flags_added_later_are_keys_with_their_own_types_and_choices(tmp_path: Path) -> None:
-    import argparse
+def test_settings_declared_later_are_keys_with_their_own_types_and_choices(tmp_path: Path) -> None:
+    from dataclasses import dataclass, field
 
-    parser = argparse.ArgumentParser(prog="qtransfer demo")
-    parser.add_argument("--tracker", choices=["none", "tensorboard", "mlflow"], default="none")
-    parser.add_argument("--log", type=Path)
-    parser.add_argument("--size", type=int, nargs=2, default=[1, 1])
-    parser.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--verbose", action="count", default=0)  # not a setting a file can hold
+    from qtransfer.settings_schema import FilePath, Flag, Interval, ListOf, Optional, StrOptions, options, setting
+
+    @dataclass
+    class Demo:
+        tracker: str = field(default="none", metadata=setting(
+            "--tracker", "where to log", StrOptions(("none", "tensorboard", "mlflow"))))
+        log: Path | None = field(default=None, metadata=setting("--log", "log folder", Optional(FilePath())))
+        size: list[int] = field(default_factory=lambda: [1, 1], metadata=setting(
+            "--size", "sizes", ListOf(Interval(int, 1, None))))
+        plots: bool = field(default=True, metadata=setting("--no-plots", "no plots", Flag()))
+        verbose: int = field(default=0, metadata=setting(None, "not a flag, so not a key", Interval(int, 0, None)))
+
     good = tmp_path / "good.toml"
     good.write_text('tracker = "mlflow"\nlog = "runs/log"\nsize = [3, 4]\nplots = false\n')
-    assert read_config_file(good, parser) == {"tracker": "mlflow", "log": Path("runs/log"), "size": [3, 4],
-                                              "plots": False}
+    assert read_config_file(good, options(Demo), "qtransfer demo") == {
+        "tracker": "mlflow", "log": Path("runs/log"), "size": [3, 4], "plots": False}
     for text, says in [('tracker = "wandb"', "must be one of none, tensorboard, mlflow"),
-                       ("size = [3]", "must be a list of 2 integers"), ("plots = 0", "must be true or false"),
-                       ("log = 3", "must be a path"), ("verbose = 2", "unknown key 'verbose'")]:
+                       ("size = []", "must be a non-empty list of integers"), ("plots = 0", "must be true or false"),
+                       ("log = 3", "must be a path"), ("size = [1.5]", "must be a non-empty list of integers"),
+                       ("verbose = 2", "unknown key 'verbose'")]:
         good.write_text(text)
         with pytest.raises(InputError, match=re.escape(says)):
-            read_config_file(good, parser)
+            read_config_file(good, options(Demo), "qtransfer demo")

@@ -10,15 +10,26 @@ from pathlib import Path
 
 import pytest
 import torch
-from fuzzing import FLOATS, HOSTILE_TEXT, INTS, as_text, bounded, disable_network
+from fuzzing import (
+    FLOATS,
+    HOSTILE_TEXT,
+    INTS,
+    TOML_SAFE,
+    as_text,
+    bounded,
+    disable_network,
+    out_of_range,
+    valid_values,
+    wrong_types,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
 from qtransfer import cli
 from qtransfer.config import TrainConfig
-from qtransfer.config_file import settable
 from qtransfer.formats import RUN_MARKER
+from qtransfer.settings_schema import FilePath, Interval, ListOf, Optional
 
 PARSER = cli.build_parser()
 COMMANDS = cli._commands(PARSER)
@@ -26,6 +37,8 @@ COMMANDS = cli._commands(PARSER)
 REAL_WORK = {"reproduce": {"spirals", "ants-bees", "circuit-sweep", "cifar", "qc", "qq", "baselines"},
              "data": {"digits"}}
 COUNTER = itertools.count()
+# Each command's declared settings by key: their rules say which values to try, in range and out of it.
+OPTIONS = {command: {o.key: o for o in cli.command_options(command)} for command in COMMANDS}
 
 
 class Places:
@@ -93,28 +106,47 @@ NAMES = {
 }
 
 
-def _value(action: argparse.Action, places: Places) -> st.SearchStrategy[str]:
-    """One value of a flag or argument: by its type, from the known names, or hostile text."""
-    kind = action.type
-    if kind is int:
+def _refused(rule: object) -> st.SearchStrategy[object]:
+    bad = out_of_range(rule)
+    return bad if bad is not None else st.nothing()
+
+
+PATHS = ("data", "cache_dir", "holdout_list", "url", "report")
+
+
+def _rule(command: str, dest: str) -> object:
+    """The declared rule of a command's setting, of one item for a list, without Optional; None if undeclared."""
+    declared = OPTIONS[command].get(dest)
+    rule = declared.setting.rule if declared else None
+    rule = rule.rule if isinstance(rule, Optional) else rule
+    return rule.item if isinstance(rule, ListOf) else rule
+
+
+def _value(action: argparse.Action, places: Places, command: str) -> st.SearchStrategy[str]:
+    """One value of a flag or argument: from its declared rule (in range or out of it), by its type, from the
+    known names, or hostile text."""
+    kind, rule = action.type, _rule(command, action.dest)
+    if isinstance(rule, Interval):
+        typed = st.one_of(valid_values(rule), _refused(rule)).map(as_text)
+    elif kind is int:
         typed = INTS.map(as_text)
     elif kind is float:
         typed = FLOATS.map(as_text)
     elif action.dest in ("dest", "out"):  # folders a command may make: new ones, so that "missing" stays missing
         return st.builds(lambda: str(places.fresh(action.dest)))
-    elif kind is Path or action.dest in ("data", "cache_dir", "holdout_list", "url", "report"):
+    elif kind is Path or isinstance(rule, FilePath) or action.dest in PATHS:
         typed = places.paths()
     else:
         typed = st.sampled_from(NAMES.get(action.dest, ["x"]))
     return st.one_of(typed, typed, HOSTILE_TEXT)
 
 
-def _values(action: argparse.Action, places: Places) -> st.SearchStrategy[list[str]]:
+def _values(action: argparse.Action, places: Places, command: str) -> st.SearchStrategy[list[str]]:
     if action.nargs == 0:
         return st.just([])
     if action.nargs in ("+", "*"):
-        return st.lists(_value(action, places), min_size=1, max_size=3)
-    return _value(action, places).map(lambda v: [v])
+        return st.lists(_value(action, places, command), min_size=1, max_size=3)
+    return _value(action, places, command).map(lambda v: [v])
 
 
 def _options(command: str) -> list[argparse.Action]:
@@ -165,10 +197,10 @@ def command_lines(draw: st.DrawFn, places: Places) -> list[str]:
             name = draw(st.one_of(st.sampled_from(NAMES["name"]), HOSTILE_TEXT))
             argv.append(name if name not in REAL_WORK.get(command, ()) else "not-" + name)
         else:
-            argv += draw(_values(action, places))
+            argv += draw(_values(action, places, command))
     options = _options(command)
     for action in draw(st.lists(st.sampled_from(options), max_size=6, unique_by=lambda a: a.dest)) if options else ():
-        argv += [draw(st.sampled_from(action.option_strings)), *draw(_values(action, places))]
+        argv += [draw(st.sampled_from(action.option_strings)), *draw(_values(action, places, command))]
     if "--data" not in argv and any(a.dest == "data" for a in options) and command in ("train", "extract", "compare",
                                                                                          "sweep", "cv"):
         argv += ["--data", draw(st.sampled_from([str(places.missing), str(places.no_images), str(places.empty)]))]
@@ -208,9 +240,6 @@ def test_random_command_lines_exit_0_1_or_2_without_a_traceback(
 # ---------------------------------------------------------------- --config files
 
 FILE_COMMANDS = sorted(c for c, p in COMMANDS.items() if any(a.dest == "config_file" for a in p._actions))
-TOML_SAFE = st.one_of(st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=True, allow_infinity=True),
-                      st.booleans(), st.text(max_size=8), st.lists(st.integers(-3, 9), max_size=3),
-                      st.lists(st.text(max_size=4), max_size=3))
 
 
 def _toml(values: dict) -> str:
@@ -233,9 +262,16 @@ def _toml(values: dict) -> str:
 def config_files(draw: st.DrawFn, places: Places) -> tuple[str, list[str]]:
     """A command with --config FILE: random keys (its settings, other commands', unknown) and values."""
     command = draw(st.sampled_from(FILE_COMMANDS))
-    keys = sorted(settable(COMMANDS[command])) + ["heads", "folds", "nope", "config", "run_dir", ""]
-    values = draw(st.dictionaries(st.sampled_from(keys), st.one_of(TOML_SAFE, st.sampled_from(
-        [str(places.missing), str(places.no_images), str(places.empty)])), max_size=6))
+    keys = [*sorted(OPTIONS[command]), "heads", "folds", "nope", "config", "run_dir", ""]
+    values = {}
+    for key in draw(st.lists(st.sampled_from(keys), max_size=6, unique=True)):
+        anything = st.one_of(TOML_SAFE, st.sampled_from([str(places.missing), str(places.no_images),
+                                                          str(places.empty)]))
+        declared = OPTIONS[command].get(key)
+        if declared is not None:  # by its rule: allowed, of the wrong type, or out of range
+            rule = declared.setting.rule
+            anything = st.one_of(anything, valid_values(rule), wrong_types(rule), _refused(rule))
+        values[key] = draw(anything)
     values.setdefault("data", str(places.no_images))
     if values["data"] in (str(places.one_class),):
         values["data"] = str(places.missing)
@@ -253,7 +289,7 @@ def config_files(draw: st.DrawFn, places: Places) -> tuple[str, list[str]]:
     argv += ["--config", str(path)]
     flags = [a for a in _options(command) if a.dest in ("epochs", "seed", "qubits", "n_qubits", "lr", "heads")]
     for action in draw(st.lists(st.sampled_from(flags), max_size=2, unique_by=lambda a: a.dest)) if flags else ():
-        argv += [action.option_strings[0], *draw(_values(action, places))]
+        argv += [action.option_strings[0], *draw(_values(action, places, command))]
     return command, argv
 
 
@@ -282,7 +318,8 @@ def _found(places: Places) -> list[tuple[list[str], str]]:
     huge_circuit.mkdir()
     settings = {**json.loads(TrainConfig(data=str(places.missing)).to_json()), "n_qubits": 10**30}
     (huge_circuit / "config.json").write_text(json.dumps(settings))
-    torch.save({"head": {"w": torch.zeros(2)}, "classes": ["ants", "bees"], "config": settings}, huge_circuit / "best.pt")
+    torch.save({"head": {"w": torch.zeros(2)}, "classes": ["ants", "bees"], "config": settings},
+               huge_circuit / "best.pt")
     huge = places.fresh("found-config").with_suffix(".json")
     huge.write_text('{"epochs": ' + "9" * 5000 + "}")
     huge_toml = places.fresh("found-config").with_suffix(".toml")
@@ -291,8 +328,9 @@ def _found(places: Places) -> list[tuple[list[str], str]]:
         (["data", "hymenoptera", "--dest", str(places.fresh("dest")), "--url", str(places.missing)], "it is not a URL"),
         (["cv", "--data", str(places.no_images), "--qubits", str(2**63)], "n_qubits must be <= 50"),
         (["train", "--data", str(places.no_images), "--depth", str(10**30)], "depth must be <= 10000"),
-        (["train", "--data", str(places.no_images), "--seed", str(2**63)], "seed must be in 0..4294967295"),
-        (["compare", "--data", str(places.no_images), "--seed-list", "1", str(2**64)], "seeds must be in 0.."),
+        (["train", "--data", str(places.no_images), "--seed", str(2**63)], "seed must be <= 4294967295"),
+        (["compare", "--data", str(places.no_images), "--seed-list", "1", str(2**64)],
+         "seeds must be <= 4294967295 each"),
         (["train", "--data", str(places.no_images), "--lr", "inf"], "learning rate must be finite"),
         (["train", "--data", str(places.missing), "--resume", str(run)], "config.json does not exist"),
         (["evaluate", str(bad_types)], "setting 'n_qubits' in"),

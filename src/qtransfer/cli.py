@@ -11,89 +11,114 @@ import sys
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from qtransfer.config import ResumeChanges, TrainConfig
+from qtransfer.config import ResumeChanges, SettingsFile, TrainConfig
 from qtransfer.config_file import read_config_file
 from qtransfer.errors import InputError, QTransferError
+from qtransfer.settings_schema import (
+    FilePath,
+    Flag,
+    Interval,
+    ListOf,
+    Option,
+    Optional,
+    Setting,
+    StrOptions,
+    keys,
+    option,
+)
+from qtransfer.settings_schema import options as declared
 
-# Flags of `train`: config field -> (flag, help). Types and defaults come from TrainConfig.
-TRAIN_FLAGS = {
-    "data": ("--data", "folder with train/ and val/ (one sub-folder of images per class), or a dataset name: "
-                       "hymenoptera (downloaded and checked once) or digits (written), into <cache>/datasets/"),
-    "backbone": ("--backbone", "pretrained network A (see `qtransfer info`); resnet18 is the paper's (its weights are downloaded)"),
-    "weights": ("--weights", "'default' (torchvision cache, then download), a weights file, or 'none' (random)"),
-    "head": ("--head", "network B: quantum, classical, linear; fitted by inner CV: logreg, svm, mlp, qkernel, "
-                       "projected_qkernel, fourier (a classical control: the circuit's spectrum as Fourier "
-                       "features); the quantum head without entanglement: --no-entangle"),
-    "n_qubits": ("--qubits", "qubits of the circuit (also the width of the classical head)"),
-    "depth": ("--depth", "variational layers of the circuit"),
-    "template": ("--template", "the quantum head's circuit: tutorial, strongly_entangling, basic_entangler, ring_cz"),
-    "embedding": ("--embedding", "the kernel heads' (qkernel, projected_qkernel) feature map: tutorial, iqp"),
-    "backend": ("--backend", "'torch' (built-in engine) or 'pennylane:<device>'"),
-    "q_delta": ("--q-delta", "spread of the initial circuit weights"),
-    "epochs": ("--epochs", "training epochs"),
-    "batch_size": ("--batch-size", "batch size"),
-    "lr": ("--lr", "Adam learning rate"),
-    "weight_decay": ("--weight-decay", "Adam's L2 penalty on the trained parameters"),
-    "step_size": ("--step-size", "StepLR: epochs between learning-rate cuts"),
-    "gamma": ("--gamma", "StepLR: factor of each cut"),
-    "seed": ("--seed", "random seed"),
-    "device": ("--device", "'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ..."),
-    "out": ("--out", "where run directories are made"),
-    "name": ("--name", "run name (the directory is <time>-<name>)"),
-    "cache_dir": ("--cache-dir", "feature cache folder (default $QTRANSFER_CACHE or ~/.cache/qtransfer)"),
-    "num_workers": ("--workers", "image-decoding worker processes (-1: from the CPU count)"),
-    "threads": ("--threads", "CPU threads of each training step (0: one for small heads, every core for large "
-                             "circuits)"),
-    "pca": ("--pca", "fitted heads: first reduce the features to this many principal components (0: none)"),
-    "shots": ("--shots", "measurements per expectation value (0: exact); training then uses parameter shifts"),
-    "noise": ("--noise", "built-in engine noise, e.g. 'depolarizing=0.01,amplitude_damping=0.02@CNOT,readout=0.03'"),
-    "holdout": ("--holdout", "hold out this stratified fraction of train as a test split, when there is no test/"),
-    "holdout_list": ("--holdout-list", "hold out the files listed in a run's holdout.json (to compare runs)"),
-    "device_options": ("--device-options", "PennyLane device options as JSON, e.g. '{\"noise_model\": \"FakeManilaV2\"}'"),
-}
+T = TypeVar("T")
+
+# Settings of the command line only (not fields of a settings dataclass).
+SEED_COUNT = Setting("--seeds", "number of seeds, counting up from --seed", Interval(int, 1, None))
+EXTRACT_BATCH = Setting("--batch-size", "images per backbone batch", Interval(int, 1, None))
+OTHER_DATA = Setting("--data", "another folder with the same classes", Optional(FilePath()))
+# Commands whose settings a --config file may give.
+FILE_COMMANDS = ("train", "compare", "sweep", "cv", "noise-scan")
+EXTRACT_SETTINGS = ("data", "backbone", "weights", "device", "cache_dir", "num_workers")
 
 
-def _add_tune_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tune", action="store_true", help="search every head's declared space (8 configurations each) "
-                   "by the same 5-fold inner CV of its training part, then train the chosen one")
-    p.add_argument("--tune-seeds", type=int, default=1, help="--tune: the first this many seeds score each "
-                   "configuration (default: 1)")
+def command_options(command: str) -> list[Option]:
+    """The declared settings of a command: its flags, its --config keys, and how each is checked."""
+    from qtransfer.experiments.settings import (
+        CompareSettings,
+        CVSettings,
+        ReproduceOptions,
+        ScanSettings,
+        SweepSettings,
+    )
+
+    own: dict[str, type] = {"compare": CompareSettings, "sweep": SweepSettings, "cv": CVSettings}
+    if command == "train":
+        return declared(TrainConfig)
+    if command == "extract":
+        return [*declared(TrainConfig, exclude=[f.name for f in fields(TrainConfig) if f.name not in EXTRACT_SETTINGS]),
+                Option("batch_size", EXTRACT_BATCH, 32)]
+    if command in own:
+        mine = declared(own[command])
+        count = max(1, *(len(o.default) for o in mine if o.name == "seeds"))  # the default seeds count up from --seed
+        seeds = [replace(o, default=None) if o.name == "seeds" else o for o in mine]  # unless given, --seeds counts
+        return [*declared(TrainConfig, exclude=SettingsFile.PER_JOB), *seeds, Option("seeds", SEED_COUNT, count)]
+    if command == "noise-scan":
+        return [*declared(ScanSettings), Option("data", OTHER_DATA, None), option(TrainConfig, "device")]
+    if command == "reproduce":
+        return [o for o in declared(ReproduceOptions) if o.setting.flag is not None]
+    return []
 
 
-def _add_config_flags(p: argparse.ArgumentParser, exclude: Sequence[str] = ()) -> None:
-    defaults = TrainConfig()
-    types = {f.name: f.type for f in fields(TrainConfig)}
-    for field_name, (flag, help_text) in TRAIN_FLAGS.items():
-        if field_name in exclude:
+def _add_options(p: argparse.ArgumentParser, command: str) -> None:
+    """The command's declared settings as flags: their types, defaults, choices and on/off actions."""
+    for o in command_options(command):
+        s = o.setting
+        assert s.flag is not None
+        if isinstance(s.rule, Flag):
+            p.add_argument(s.flag, dest=o.key, action="store_false" if o.default else "store_true", help=s.help)
             continue
-        default = getattr(defaults, field_name)
-        kind = {"int": int, "float": float}.get(str(types[field_name]), str)
-        p.add_argument(flag, dest=field_name, type=kind, default=default, help=f"{help_text} (default: {default!r})")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
-    p.add_argument("--no-entangle", dest="entangle", action="store_false",
-                   help="a control: the circuit with its entangling (multi-qubit) gates removed")
-    _add_tracking_flags(p)
+        rule = s.rule.rule if isinstance(s.rule, Optional) else s.rule
+        extra: dict[str, Any] = {}
+        if s.const is not None:
+            extra.update(nargs="?", const=s.const)
+        if isinstance(rule, ListOf):
+            extra.update(nargs="+")
+        if isinstance(rule, StrOptions):
+            extra.update(choices=rule.options)
+        p.add_argument(s.flag, dest=o.key, type=s.rule.parse, default=o.default, metavar=s.metavar,
+                       help=_help(o), **extra)
 
 
-# Settings of experiment tracking: config fields, so that a config file may set them too.
-TRACKING_FIELDS = ("tensorboard", "mlflow")
+def _help(o: Option) -> str:
+    """A flag's help: the declared text, what its special values mean, and its default."""
+    notes = []
+    if isinstance(o.setting.rule, Interval) and o.setting.rule.special:
+        notes.append(", ".join(f"{v}: {m}" for v, m in o.setting.rule.special.items()))
+    if o.default is not None and o.setting.const is None:
+        notes.append(f"default: {o.default!r}")
+    return f"{o.setting.help} ({'; '.join(notes)})" if notes else o.setting.help
 
 
-def _add_tracking_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tensorboard", action="store_true",
-                   help="also write TensorBoard event files into the run directory (then: tensorboard --logdir OUT)")
-    p.add_argument("--mlflow", nargs="?", const="local", default="", metavar="URI",
-                   help="also log to MLflow: to the tracking URI, or without one ('local') to the SQLite database "
-                        "OUT/mlflow.db (then: mlflow ui --backend-store-uri sqlite:///OUT/mlflow.db)")
+# Flags of `train`: config field -> (flag, help), as declared on TrainConfig.
+TRAIN_FLAGS = {o.name: (o.setting.flag, o.setting.help) for o in declared(TrainConfig)}
 
 
-def _config(args: argparse.Namespace, **extra: object) -> TrainConfig:
-    values = {name: getattr(args, name) for name in (*TRAIN_FLAGS, *TRACKING_FIELDS) if hasattr(args, name)}
-    return TrainConfig(**values, no_cache=args.no_cache, **extra)  # type: ignore[arg-type]
+def _config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(**{o.name: getattr(args, o.key) for o in declared(TrainConfig) if hasattr(args, o.key)})
+
+
+def _settings(cls: type[T], args: argparse.Namespace, **values: Any) -> T:
+    """A settings dataclass from the parsed flags of its declared settings, with `values` given otherwise."""
+    given = {o.name: getattr(args, o.key) for o in declared(cls) if o.setting.flag is not None}
+    return cls(**{**given, **values})
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse any declared setting of the command outside its range, naming its flag and the allowed range."""
+    for o in command_options(args.command):
+        o.check(getattr(args, o.key))
 
 
 def _add_config_file_flag(p: argparse.ArgumentParser) -> None:
@@ -102,19 +127,11 @@ def _add_config_file_flag(p: argparse.ArgumentParser) -> None:
                         "config.json writes them (n_qubits, batch_size, ...); flags given here override it")
 
 
-def _add_train_flags(p: argparse.ArgumentParser) -> None:
-    _add_config_file_flag(p)
-    _add_config_flags(p)
-    p.add_argument("--seed-parity", action="store_true",
-                   help="the tutorial's way: no cache, backbone in train() mode every step, circuit per sample")
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run from its last.pt")
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from qtransfer.report.tables import epoch_table
     from qtransfer.training.run import train
 
-    config = _config(args, seed_parity=args.seed_parity)
+    config = _config(args)
     changes = _resume_changes(args) if args.resume else None
     run_dir, summary = train(config, resume=args.resume, progress=not args.quiet, changes=changes)
     if not _main_rank():
@@ -139,8 +156,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_extract(args: argparse.Namespace) -> int:
     from qtransfer.features.pipeline import extract_dataset
 
-    config = TrainConfig(data=args.data, backbone=args.backbone, weights=args.weights, device=args.device,
-                         cache_dir=args.cache_dir, num_workers=args.num_workers)
+    config = _config(args)
     result = extract_dataset(config, batch_size=args.batch_size, progress=not args.quiet)
     if not _main_rank():
         return 0
@@ -163,7 +179,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from qtransfer.training.trained import TrainedModel
 
     model = TrainedModel.load(args.run_dir, device=args.device, progress=not args.quiet)
-    settings = {"backend": args.backend, "shots": args.shots, "noise": args.noise, "device_options": args.device_options}
+    settings = {"backend": args.backend, "shots": args.shots, "noise": args.noise,
+                "device_options": args.device_options}
     if any(v is not None for v in settings.values()):
         model = model.simulated(**settings)
     result = model.evaluate(args.data, split=args.split, repeats=args.repeats, seed=args.seed)
@@ -171,7 +188,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     acc = result.get("accuracy_repeats")
-    accuracy = f"{acc['mean']:.4f} ± {acc['std']:.4f} over {acc['n']} repetitions" if acc else f"{result['accuracy']:.4f}"
+    accuracy = (f"{acc['mean']:.4f} ± {acc['std']:.4f} over {acc['n']} repetitions" if acc
+                else f"{result['accuracy']:.4f}")
     print(f"{result['split']} of {result['data']}: {result['images']} images, accuracy {accuracy}, "
           f"loss {result['loss']:.4f}" + (f" ({result['backend']})" if result["backend"] else ""))
     print(f"confusion (rows true, columns predicted, classes {result['classes']}): {result['confusion']}")
@@ -181,9 +199,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_noise_scan(args: argparse.Namespace) -> int:
     from qtransfer.experiments.noise_scan import ScanSettings, noise_scan
 
-    defaults = ScanSettings()
-    settings = ScanSettings(args.channel, args.strengths or defaults.strengths, args.shots_list or defaults.shots,
-                            args.repeats, args.readout)
+    settings = _settings(ScanSettings, args)
     result = noise_scan(args.run_dir, settings, data=args.data, device=args.device, progress=not args.quiet)
     print(f"exact accuracy {result['exact_accuracy']:.4f}")
     for r in result["noise"]:
@@ -220,24 +236,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _seeds(args: argparse.Namespace) -> list[int]:
     if args.seed_list:
         return list(args.seed_list)
-    if args.seeds < 1:
-        raise InputError(f"--seeds must be >= 1, got {args.seeds}")
     return list(range(args.seed, args.seed + args.seeds))
-
-
-def _add_seed_flags(p: argparse.ArgumentParser, count: int) -> None:
-    p.add_argument("--seeds", type=int, default=count,
-                   help=f"number of seeds, counting up from --seed (default: {count})")
-    p.add_argument("--seed-list", type=int, nargs="+", metavar="SEED", help="these seeds instead of --seeds")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from qtransfer.experiments.compare import CompareSettings, compare
 
-    settings = CompareSettings(_config(args), list(args.heads), _seeds(args), args.augment_views, list(args.metrics),
-                               args.tune, args.tune_seeds)
-    changes = _resume_changes(args, {"seeds": ("seeds", settings.seeds), "seed_list": ("seeds", settings.seeds)})
-    run_dir, _ = compare(settings, resume=args.resume, progress=not args.quiet, changes=changes)
+    settings = _settings(CompareSettings, args, config=_config(args), seeds=_seeds(args))
+    run_dir, _ = compare(settings, resume=args.resume, progress=not args.quiet, changes=_resume_changes(args, settings))
     if not _main_rank():
         return 0
     print((run_dir / "compare.md").read_text())
@@ -248,12 +254,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from qtransfer.experiments.sweep import SweepSettings, sweep
 
-    settings = SweepSettings(_config(args), list(args.depths), list(args.qubit_counts), _seeds(args),
-                             no_classical=args.no_classical)
-    changes = _resume_changes(args, {"seeds": ("seeds", settings.seeds), "seed_list": ("seeds", settings.seeds),
-                                     "qubit_counts": ("qubits", settings.qubits),
-                                     "no_classical": ("no_classical", settings.no_classical)})
-    run_dir, _ = sweep(settings, resume=args.resume, progress=not args.quiet, changes=changes)
+    settings = _settings(SweepSettings, args, config=_config(args), seeds=_seeds(args))
+    run_dir, _ = sweep(settings, resume=args.resume, progress=not args.quiet, changes=_resume_changes(args, settings))
     if not _main_rank():
         return 0
     print((run_dir / "sweep.md").read_text())
@@ -261,10 +263,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resume_changes(args: argparse.Namespace, renamed: dict[str, tuple[str, Any]] | None = None) -> ResumeChanges:
-    """The settings this command line gave (its flags and --config file, not the defaults), for a resumed run;
-    `renamed`: a flag's destination -> the setting it gives and its value, where they are not the same."""
-    renamed = renamed or {}
+def _resume_changes(args: argparse.Namespace, settings: SettingsFile | None = None) -> ResumeChanges:
+    """The settings this command line gave (its flags and --config file, not the defaults), for a resumed run,
+    each under its setting's name (the seeds, whether given by --seeds or --seed-list, as the list)."""
+    renamed: dict[str, tuple[str, Any]] = {}
+    if settings is not None:
+        renamed = {key: (name, getattr(settings, name)) for name, key in keys(type(settings)).items()}
+        renamed["seeds"] = ("seeds", getattr(settings, "seeds", None))
     flags = {renamed.get(dest, (dest,))[0]: flag for dest, flag in args.flag_names.items()}
     values = {}
     for dest in args.given:
@@ -281,12 +286,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         reproduce,
     )
 
-    options = ReproduceOptions(
-        data=str(args.data) if args.data else None, out=args.out, seeds=args.seed_list, epochs=args.epochs,
-        steps=args.steps, augment_views=args.augment_views, backbones=args.backbones, heads=args.heads, cache_dir=args.cache_dir,
-        cifar=str(args.cifar) if args.cifar else None,
-        device=args.device, num_workers=args.num_workers, progress=not args.quiet, cubic_phase=args.cubic_phase,
-    )
+    options = _settings(ReproduceOptions, args, progress=not args.quiet)
     options.command = command_line(args.name, options, args.report)
     result = reproduce(args.name, options, report=args.report)
     print((result.run_dir / "reproduction.md").read_text())
@@ -297,9 +297,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_cv(args: argparse.Namespace) -> int:
     from qtransfer.experiments.cv import CVSettings, cross_validate
 
-    settings = CVSettings(_config(args), list(args.heads), args.folds, args.keep_val, args.inner_fraction,
-                          list(args.metrics), _seeds(args), args.tune, args.tune_seeds, args.margin)
-    changes = _resume_changes(args, {"seeds": ("seeds", settings.seeds), "seed_list": ("seeds", settings.seeds)})
+    settings = _settings(CVSettings, args, config=_config(args), seeds=_seeds(args))
+    changes = _resume_changes(args, settings)
     run_dir, _ = cross_validate(settings, progress=not args.quiet, resume=args.resume, changes=changes)
     if not _main_rank():
         return 0
@@ -352,89 +351,39 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a head on a pretrained backbone's features")
-    _add_train_flags(p)
+    _add_config_file_flag(p)
+    _add_options(p, "train")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run from its last.pt")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("extract", help="fill the feature cache for every split of a dataset (under torchrun: shared)")
-    for field_name in ("data", "backbone", "weights", "device", "cache_dir", "num_workers"):
-        flag, help_text = TRAIN_FLAGS[field_name]
-        default = getattr(TrainConfig(), field_name)
-        p.add_argument(flag, dest=field_name, type=type(default), default=default, help=f"{help_text} (default: {default!r})")
-    p.add_argument("--batch-size", type=int, default=32, help="images per backbone batch (default: 32)")
+    _add_options(p, "extract")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("compare", help="heads over several seeds on the same cached features, with statistics")
-    p.add_argument("--heads", nargs="+", default=["quantum", "classical", "linear"], metavar="HEAD",
-                   help="heads by name, with settings: quantum classical linear quantum:depth=2,qubits=6 "
-                        "quantum:entangle=false fourier "
-                        "(default: quantum classical linear)")
     _add_config_file_flag(p)
-    _add_config_flags(p, exclude=("head",))
-    _add_seed_flags(p, 5)
-    _add_tune_flags(p)
-    p.add_argument("--augment-views", type=int, default=0, metavar="K",
-                   help="also train every head on K cached augmented views of each training image (default: 0)")
-    p.add_argument("--metrics", nargs="+", default=["accuracy", "balanced_accuracy"], metavar="NAME",
-                   help="held-out columns when there is a test split: accuracy balanced_accuracy roc_auc")
+    _add_options(p, "compare")
     p.add_argument("--resume", type=Path, metavar="DIR", help="finish an interrupted comparison")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("sweep", help="accuracy against circuit depth and qubit count, over seeds, with a plot")
     _add_config_file_flag(p)
-    _add_config_flags(p, exclude=("head",))
-    p.add_argument("--depths", type=int, nargs="+", default=list(range(11)), metavar="D",
-                   help="depths at --qubits (default: 0 to 10; 0 keeps only the embedding)")
-    p.add_argument("--qubit-counts", type=int, nargs="+", default=list(range(2, 13)), metavar="Q",
-                   help="qubit counts at --depth (default: 2 to 12)")
-    p.add_argument("--no-classical", action="store_true", help="leave out the classical heads of the same widths")
-    _add_seed_flags(p, 5)
+    _add_options(p, "sweep")
     p.add_argument("--resume", type=Path, metavar="DIR", help="finish an interrupted sweep")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("reproduce", help="rerun one of the paper's experiments (spirals, ants-bees, circuit-sweep, "
                        "cifar, qc, qq), the baselines study, the benchmarking protocol or the width study")
     p.add_argument("name", help="spirals, ants-bees, circuit-sweep, cifar, qc, qq, baselines, benchmark or width")
-    p.add_argument("--cifar", type=Path, metavar="DIR", help="benchmark: a CIFAR-10 root (with "
-                   "cifar-10-batches-py/), adding the paper's dogs/cats and planes/cars")
-    p.add_argument("--data", type=Path, help="dataset folder (ants-bees: hymenoptera_data; cifar: CIFAR-10 root; "
-                   "qc, qq: the folder with the paper's pretrained .npy files, else they are fetched and cached)")
-    p.add_argument("--seed-list", type=int, nargs="+", metavar="SEED", help="seeds (default: the experiment's five)")
-    p.add_argument("--epochs", type=int, help="epochs (default: the paper's)")
-    p.add_argument("--steps", type=int, help="spirals, qc, qq: training steps (default: the paper's)")
-    p.add_argument("--augment-views", type=int, default=10, metavar="K",
-                   help="ants-bees: also train on K augmented views per training image (default: 10; 0: off)")
-    p.add_argument("--backbones", nargs="+", metavar="NAME",
-                   help="ants-bees: backbones (default: resnet18 where its weights are present, efficientnet_lite0); "
-                   "baselines: its one backbone (default: efficientnet_lite0)")
-    p.add_argument("--heads", nargs="+", metavar="HEAD", help="baselines: the heads (default: every quantum, "
-                   "classical and fitted head, and svm:pca=4)")
-    p.add_argument("--cubic-phase", choices=("exact", "truncated"), default="exact",
-                   help="qq: the CV cubic phase gate of its earlier rows: exact (the gate's true elements below the "
-                   "cutoff, default) or truncated (exp of the truncated x^3, Strawberry Fields' and the paper's); "
-                   "its sections (a)-(c) run both")
+    _add_options(p, "reproduce")
     p.add_argument("--report", type=Path, metavar="FILE", help="also write this experiment's section into FILE "
                    "(docs/REPRODUCTION.md), with its figures beside it")
-    p.add_argument("--out", default="runs", help="where run directories are made (default: runs)")
-    p.add_argument("--cache-dir", default="", help="feature cache folder")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--workers", dest="num_workers", type=int, default=-1, help="image-decoding processes")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("cv", help="k-fold cross-validation: epoch selected on an inner split, scored on held-out folds")
     _add_config_file_flag(p)
-    _add_config_flags(p, exclude=("head",))
-    p.add_argument("--heads", nargs="+", default=["quantum"], metavar="HEAD", help="heads (default: quantum)")
-    p.add_argument("--folds", type=int, default=5, help="number of folds (default: 5)")
-    p.add_argument("--keep-val", action="store_true", help="pool train/ only and leave val/ aside (default: pool both)")
-    p.add_argument("--inner-fraction", type=float, default=0.2,
-                   help="share of each fold's training part that selects the epoch (default: 0.2)")
-    p.add_argument("--metrics", nargs="+", default=["accuracy", "balanced_accuracy", "roc_auc"], metavar="NAME",
-                   help="columns of the table: accuracy balanced_accuracy precision recall f1 roc_auc confusion")
-    _add_seed_flags(p, 1)
-    _add_tune_flags(p)
-    p.add_argument("--margin", type=float, default=0.01, help="equivalence margin of the scorecard's TOST, in "
-                   "accuracy (default: 0.01, one point)")
+    _add_options(p, "cv")
     p.add_argument("--resume", type=Path, metavar="DIR", help="finish an interrupted cross-validation")
     p.set_defaults(func=cmd_cv)
 
@@ -446,7 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", help="run the trained circuit on 'torch' or 'pennylane:<device>' instead")
     p.add_argument("--shots", type=int, help="measurements per expectation value (0: exact)")
     p.add_argument("--noise", help="built-in engine noise, e.g. 'depolarizing=0.01,readout=0.02'")
-    p.add_argument("--device-options", help="PennyLane device options as JSON, e.g. '{\"noise_model\": \"FakeManilaV2\"}'")
+    p.add_argument("--device-options",
+                   help="PennyLane device options as JSON, e.g. '{\"noise_model\": \"FakeManilaV2\"}'")
     p.add_argument("--repeats", type=int, default=1, help="with --shots: repetitions with seeds --seed, --seed+1, ...")
     p.add_argument("--seed", type=int, default=0, help="seed of the first repetition's shots (default: 0)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -455,14 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("noise-scan", help="accuracy of a trained quantum head against noise strength and shots")
     p.add_argument("run_dir", type=Path)
     _add_config_file_flag(p)
-    p.add_argument("--channel", default="depolarizing", help="depolarizing, amplitude_damping, phase_damping, "
-                   "bit_flip or phase_flip, after every gate (default: depolarizing)")
-    p.add_argument("--strengths", type=float, nargs="+", metavar="P", help="channel strengths (default: 0 to 0.3)")
-    p.add_argument("--shots-list", type=int, nargs="+", metavar="N", help="shot counts (default: 16 to 4096)")
-    p.add_argument("--repeats", type=int, default=5, help="repetitions of each shot count (default: 5)")
-    p.add_argument("--readout", type=float, default=0.0, help="readout error added to every noise point")
-    p.add_argument("--data", type=Path, help="another folder with the same classes")
-    p.add_argument("--device", default="auto")
+    _add_options(p, "noise-scan")
     p.set_defaults(func=cmd_noise_scan)
 
     p = sub.add_parser("predict", help="class and probability of image files")
@@ -506,8 +449,10 @@ def _with_config_file(parser: argparse.ArgumentParser, args: argparse.Namespace,
     from_file: dict[str, Any] = {}
     command = _commands(parser)[args.command]
     if getattr(args, "config_file", None) is not None:
-        others = [p for p in _commands(parser).values() if p is not command]
-        from_file = read_config_file(args.config_file, command, others)
+        others = {f"qtransfer {c}": [o.key for o in command_options(c)] for c in FILE_COMMANDS if c != args.command}
+        positionals = [a.dest for a in command._actions if not a.option_strings]
+        from_file = read_config_file(args.config_file, command_options(args.command), command.prog, positionals,
+                                     others)
         command.set_defaults(**from_file)
         args = parser.parse_args(argv)
     typed = _typed(args.command, argv)
@@ -570,6 +515,7 @@ def _handle(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: lis
     try:
         args = _with_config_file(parser, args, argv)
         source = _settings_source(args, argv)
+        _check_options(args)
         return _run(handler, args)
     except KeyboardInterrupt as err:
         if args.debug:
@@ -584,7 +530,7 @@ def _handle(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: lis
             raise
         print(f"qtransfer {args.command}{_rank_label()}: error: {source}{err}", file=sys.stderr)
         return 1
-    except Exception:
+    except Exception:  # noqa: BLE001  (any other error is a bug: its traceback, then exit 1)
         traceback.print_exc()
         print(f"qtransfer {args.command}{_rank_label()}: an internal error (the traceback above); this is a bug in "
               "qtransfer: please report it with the command you ran and that traceback.", file=sys.stderr)

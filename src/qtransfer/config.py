@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from qtransfer.errors import InputError, MissingFileError
+from qtransfer.settings_schema import Flag, Interval, Text, WrongType, check_ranges, keys, options, setting
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 MAX_QUBITS = 50  # a state of 2^50 amplitudes is 8 PiB: more than any machine simulates
 MAX_DEPTH = 10_000
 MAX_SEED = 2**32 - 1  # what every generator takes (numpy's and scikit-learn's included)
-KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+DEFAULT_SEED = 42  # the tutorial's
 KERNEL_HEADS = ("qkernel", "projected_qkernel")  # their embedding was their `template` before it had its own name
 
 
@@ -25,40 +25,85 @@ KERNEL_HEADS = ("qkernel", "projected_qkernel")  # their embedding was their `te
 class TrainConfig:
     """Settings of one training run; the CLI flags map onto these fields, and config.json holds them."""
 
-    data: str = ""
-    backbone: str = "efficientnet_lite0"  # its ImageNet weights install with the package: works offline
-    weights: str = "default"  # "default" (cache, then download), a file path, or "none"
-    head: str = "quantum"
-    n_qubits: int = 4
-    depth: int = 6
-    template: str = "tutorial"  # the quantum head's circuit (quantum.circuits.TEMPLATES)
-    entangle: bool = True  # False: the circuit with its multi-qubit gates removed (a control)
-    embedding: str = "tutorial"  # the kernel heads' feature map (quantum.embeddings.EMBEDDINGS)
-    backend: str = "torch"
-    q_delta: float = 0.01
-    epochs: int = 30
-    batch_size: int = 4
-    lr: float = 4e-4
-    weight_decay: float = 0.0  # Adam's L2 penalty on every trained parameter
-    step_size: int = 10
-    gamma: float = 0.1
-    seed: int = 42
-    device: str = "auto"
-    out: str = "runs"
-    name: str = ""
-    cache_dir: str = ""  # empty: $QTRANSFER_CACHE or the user's cache directory
-    no_cache: bool = False
-    num_workers: int = -1  # -1: chosen from the CPU count
-    seed_parity: bool = False
-    pca: int = 0  # fitted heads (logreg, svm, mlp): first reduce features to this many principal components; 0: none
-    shots: int = 0  # 0: exact expectation values; N: estimated from N measurements, gradients by parameter shift
-    noise: str = ""  # built-in engine: "depolarizing=0.01,readout=0.02", see NoiseModel.parse
-    device_options: str = ""  # PennyLane devices: JSON keyword arguments, e.g. {"noise_model": "FakeManilaV2"}
-    holdout: float = 0.0  # carve this stratified fraction of train into a held-out test split (when no test/)
-    holdout_list: str = ""  # or hold out the files a previous run's holdout.json lists
-    tensorboard: bool = False  # also write TensorBoard event files into the run directory
-    mlflow: str = ""  # also log to MLflow: "" off, "local" (OUT/mlflow.db, SQLite) or a tracking URI
-    threads: int = 0  # intra-op CPU threads of training steps; 0: by the step's size (runtime.threads_for)
+    data: str = field(default="", metadata=setting(
+        "--data", "folder with train/ and val/ (one sub-folder of images per class), or a dataset name: "
+                  "hymenoptera (downloaded and checked once) or digits (written), into <cache>/datasets/", Text()))
+    backbone: str = field(default="efficientnet_lite0", metadata=setting(  # its ImageNet weights install with it
+        "--backbone", "pretrained network A (see `qtransfer info`); resnet18 is the paper's (its weights are "
+                      "downloaded)", Text()))
+    weights: str = field(default="default", metadata=setting(
+        "--weights", "'default' (torchvision cache, then download), a weights file, or 'none' (random)", Text()))
+    head: str = field(default="quantum", metadata=setting(
+        "--head", "network B: quantum, classical, linear; fitted by inner CV: logreg, svm, mlp, qkernel, "
+                  "projected_qkernel, fourier (a classical control: the circuit's spectrum as Fourier features); the "
+                  "quantum head without entanglement: --no-entangle", Text()))
+    n_qubits: int = field(default=4, metadata=setting(
+        "--qubits", "qubits of the circuit (also the width of the classical head)", Interval(int, 1, MAX_QUBITS)))
+    depth: int = field(default=6, metadata=setting(
+        "--depth", "variational layers of the circuit", Interval(int, 0, MAX_DEPTH)))
+    template: str = field(default="tutorial", metadata=setting(  # quantum.circuits.TEMPLATES
+        "--template", "the quantum head's circuit: tutorial, strongly_entangling, basic_entangler, ring_cz", Text()))
+    entangle: bool = field(default=True, metadata=setting(  # off: the circuit without its multi-qubit gates
+        "--no-entangle", "a control: the circuit with its entangling (multi-qubit) gates removed", Flag()))
+    embedding: str = field(default="tutorial", metadata=setting(  # quantum.embeddings.EMBEDDINGS
+        "--embedding", "the kernel heads' (qkernel, projected_qkernel) feature map: tutorial, iqp", Text()))
+    backend: str = field(default="torch", metadata=setting(
+        "--backend", "'torch' (built-in engine) or 'pennylane:<device>'", Text()))
+    q_delta: float = field(default=0.01, metadata=setting(
+        "--q-delta", "spread of the initial circuit weights", Interval(float, 0, None)))
+    epochs: int = field(default=30, metadata=setting("--epochs", "training epochs", Interval(int, 1, None)))
+    batch_size: int = field(default=4, metadata=setting(
+        "--batch-size", "batch size", Interval(int, 1, None), label="batch size"))
+    lr: float = field(default=4e-4, metadata=setting(
+        "--lr", "Adam learning rate", Interval(float, 0, None, closed="right"), label="learning rate"))
+    weight_decay: float = field(default=0.0, metadata=setting(
+        "--weight-decay", "Adam's L2 penalty on the trained parameters", Interval(float, 0, None),
+        label="weight decay"))
+    step_size: int = field(default=10, metadata=setting(
+        "--step-size", "StepLR: epochs between learning-rate cuts", Interval(int, 1, None), label="step size"))
+    gamma: float = field(default=0.1, metadata=setting(
+        "--gamma", "StepLR: factor of each cut", Interval(float, 0, 1, closed="right")))
+    seed: int = field(default=DEFAULT_SEED, metadata=setting("--seed", "random seed", Interval(int, 0, MAX_SEED)))
+    device: str = field(default="auto", metadata=setting(
+        "--device", "'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ...", Text()))
+    out: str = field(default="runs", metadata=setting("--out", "where run directories are made", Text()))
+    name: str = field(default="", metadata=setting("--name", "run name (the directory is <time>-<name>)", Text()))
+    cache_dir: str = field(default="", metadata=setting(
+        "--cache-dir", "feature cache folder (default $QTRANSFER_CACHE or ~/.cache/qtransfer)", Text()))
+    no_cache: bool = field(default=False, metadata=setting(
+        "--no-cache", "do not read or write the feature cache", Flag()))
+    num_workers: int = field(default=-1, metadata=setting(
+        "--workers", "image-decoding worker processes", Interval(int, 0, None, special={-1: "from the CPU count"}),
+        label="workers"))
+    seed_parity: bool = field(default=False, metadata=setting(
+        "--seed-parity", "the tutorial's way: no cache, backbone in train() mode every step, circuit per sample",
+        Flag()))
+    pca: int = field(default=0, metadata=setting(  # fitted heads (logreg, svm, mlp) only
+        "--pca", "fitted heads: first reduce the features to this many principal components",
+        Interval(int, 0, None, special={0: "no reduction"})))
+    shots: int = field(default=0, metadata=setting(  # N: estimated from N measurements, gradients by parameter shift
+        "--shots", "measurements per expectation value; training then uses parameter shifts",
+        Interval(int, 0, None, special={0: "exact expectation values"})))
+    noise: str = field(default="", metadata=setting(  # see NoiseModel.parse
+        "--noise", "built-in engine noise, e.g. 'depolarizing=0.01,amplitude_damping=0.02@CNOT,readout=0.03'",
+        Text()))
+    device_options: str = field(default="", metadata=setting(
+        "--device-options", "PennyLane device options as JSON, e.g. '{\"noise_model\": \"FakeManilaV2\"}'", Text()))
+    holdout: float = field(default=0.0, metadata=setting(  # used when there is no test/
+        "--holdout", "hold out this stratified fraction of train as a test split, when there is no test/",
+        Interval(float, 0, 1, closed="left")))
+    holdout_list: str = field(default="", metadata=setting(
+        "--holdout-list", "hold out the files listed in a run's holdout.json (to compare runs)", Text()))
+    tensorboard: bool = field(default=False, metadata=setting(
+        "--tensorboard", "also write TensorBoard event files into the run directory (then: tensorboard --logdir OUT)",
+        Flag()))
+    mlflow: str = field(default="", metadata=setting(  # "" off, "local" (OUT/mlflow.db, SQLite) or a tracking URI
+        "--mlflow", "also log to MLflow: to the tracking URI, or without one ('local') to the SQLite database "
+                    "OUT/mlflow.db (then: mlflow ui --backend-store-uri sqlite:///OUT/mlflow.db)", Text(),
+        const="local", metavar="URI"))
+    threads: int = field(default=0, metadata=setting(
+        "--threads", "CPU threads of each training step (one for small heads, every core for large circuits)",
+        Interval(int, 0, None, special={0: "automatic"})))
 
     def validate(self) -> TrainConfig:
         """Refuse settings outside their range, naming the allowed range, and names that do not exist."""
@@ -75,37 +120,14 @@ class TrainConfig:
 
     def check_ranges(self) -> None:
         """Refuse numbers outside their range, naming the allowed range (also for a run's saved settings)."""
-        checks = [
-            (self.n_qubits >= 1, f"n_qubits must be >= 1, got {self.n_qubits}"),
-            (self.n_qubits <= MAX_QUBITS, f"n_qubits must be <= {MAX_QUBITS} (2^n amplitudes), got {self.n_qubits}"),
-            (self.depth >= 0, f"depth must be >= 0, got {self.depth}"),
-            (self.depth <= MAX_DEPTH, f"depth must be <= {MAX_DEPTH}, got {self.depth}"),
-            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
-            (self.lr > 0, f"learning rate must be > 0, got {self.lr}"),
-            (self.lr < math.inf, f"learning rate must be finite, got {self.lr}"),
-            (0 <= self.weight_decay < math.inf, f"weight decay must be finite and >= 0, got {self.weight_decay}"),
-            (self.step_size >= 1, f"step size must be >= 1, got {self.step_size}"),
-            (0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}"),
-            (self.q_delta >= 0, f"q_delta must be >= 0, got {self.q_delta}"),
-            (self.q_delta < math.inf, f"q_delta must be finite, got {self.q_delta}"),
-            (0 <= self.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED}, got {self.seed}"),
-            (self.num_workers >= -1, f"workers must be >= 0 (or -1 for automatic), got {self.num_workers}"),
-            (self.pca >= 0, f"pca must be >= 0 (0: no reduction), got {self.pca}"),
-            (self.shots >= 0, f"shots must be >= 0 (0: exact expectation values), got {self.shots}"),
-            (0 <= self.holdout < 1, f"holdout must be a fraction in [0, 1), got {self.holdout}"),
-            (self.threads >= 0, f"threads must be >= 0 (0: automatic), got {self.threads}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise InputError(message)
+        check_ranges(self)
 
     def _check_names(self) -> None:
         """Backbone, head, template and backend must exist, and the circuit must fit in memory. Nothing is built
         beyond the backend's settings: no device is made and no service contacted."""
         from qtransfer.models.backbones import get_spec
         from qtransfer.models.heads import HEADS
-        from qtransfer.quantum.backends import PennyLaneBackend, get_backend
+        from qtransfer.quantum.backends import PennyLaneBackend, TorchBackend, get_backend
         from qtransfer.quantum.circuits import make_circuit
         from qtransfer.quantum.memory import check_fits
 
@@ -122,12 +144,12 @@ class TrainConfig:
         backend = get_backend(self.head_options()["backend"])
         if isinstance(backend, PennyLaneBackend):
             backend.check_available()  # a missing device or plugin fails here, naming its package
-        else:
-            density = backend.noise is not None and backend.noise.channels
+        elif isinstance(backend, TorchBackend):
+            density = backend.noise is not None and bool(backend.noise.channels)
             check_fits(circuit, self.batch_size, self._device_kind(), density=density)
 
     def fitted_head(self) -> bool:
-        """Whether the head is fitted in one call (a scikit-learn baseline or a quantum kernel), not trained by epochs."""
+        """Whether the head is fitted in one call (a scikit-learn baseline or a quantum kernel), not by epochs."""
         from qtransfer.models.fitted import FittedHead
         from qtransfer.models.heads import HEADS
 
@@ -189,15 +211,14 @@ class TrainConfig:
         unknown = set(values) - known
         if unknown:
             raise InputError(f"unknown settings {sorted(unknown)} in {source}; known: {sorted(known)}")
+        rules = {o.name: o.setting.rule for o in options(cls)}
         converted = {}
         for key, value in values.items():
-            kind = type(getattr(defaults, key))
-            if kind is float and type(value) is int:
-                value = float(value) if abs(value) <= 2**1000 else value  # a bigger one stays an int: refused
-            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-                raise InputError(f"setting {key!r} in {source} must be {KINDS[kind]}, got "
-                                 f"{json.dumps(value, default=str)}")
-            converted[key] = value
+            try:
+                converted[key] = rules[key].convert(value)
+            except WrongType as wanted:
+                raise InputError(f"setting {key!r} in {source} must be {wanted}, got "
+                                 f"{json.dumps(value, default=str)}") from None
         return cls(**converted)
 
     @classmethod
@@ -220,16 +241,16 @@ def read_json(path: Path, missing: str, damaged: str) -> Any:
 
 class SettingsFile:
     """For settings dataclasses whose field `config` is a TrainConfig: written as one flat table keyed by the
-    command's own flag names (so the file is a valid `--config` file of that command) and read back."""
+    command's own setting keys (so the file is a valid `--config` file of that command) and read back."""
 
     config: TrainConfig
     PER_JOB: ClassVar[tuple[str, ...]] = ("head", "seed_parity")  # set per job by the command, not flags of it
-    KEYS: ClassVar[dict[str, str]] = {}  # own fields written under their flag's name: field -> key
 
     def to_json(self) -> str:
-        """The settings as indented JSON: the config's fields, then the command's own under their flags' names."""
+        """The settings as indented JSON: the config's fields, then the command's own under their keys."""
         config = {k: v for k, v in asdict(self.config).items() if k not in self.PER_JOB}
-        own = {self.KEYS.get(k, k): v for k, v in asdict(self).items() if k != "config"}  # type: ignore[call-overload]
+        renamed = keys(type(self))
+        own = {renamed.get(k, k): v for k, v in asdict(self).items() if k != "config"}  # type: ignore[call-overload]
         return json.dumps({**config, **own}, indent=2)
 
     @classmethod
@@ -237,14 +258,14 @@ class SettingsFile:
         """Settings from a JSON file written by to_json (or, from before flat files, with the config nested)."""
         path = Path(path)
         values = cls.upgraded(read_json(path, "start anew", "start anew"))
-        own = {cls.KEYS.get(f.name, f.name): f.name for f in fields(cls) if f.name != "config"}  # type: ignore[arg-type]
+        own = {o.key: o.name for o in options(cls)}
         allowed = {*own, *own.values(), *(f.name for f in fields(TrainConfig)), "config"}
         if not isinstance(values, dict) or set(values) - allowed:
             raise InputError(f"{path} does not hold the settings qtransfer writes there ({sorted(own)} and the "
                              f"training settings); it was damaged or replaced: start anew")
         nested = values.pop("config", None)
         config = nested if nested is not None else {k: values.pop(k) for k in list(values) if k not in own}
-        settings = {own.get(k, k): v for k, v in values.items()}
+        settings: dict[str, Any] = {own.get(str(k), str(k)): v for k, v in values.items()}
         return cls(TrainConfig.from_dict(config, str(path)), **settings)  # type: ignore[call-arg]
 
     @classmethod

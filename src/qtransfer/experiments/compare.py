@@ -5,82 +5,31 @@ import functools
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from qtransfer import distributed
-from qtransfer.config import MAX_SEED, ResumeChanges, SettingsFile, TrainConfig
+from qtransfer.config import ResumeChanges, TrainConfig
 from qtransfer.errors import InputError
+from qtransfer.experiments.head_specs import HeadSpec, parse_head
 from qtransfer.experiments.runner import Job, experiment, resumable, run_jobs
+from qtransfer.experiments.settings import CompareSettings, check_tune_seeds
 from qtransfer.experiments.stats import describe, paired_difference
-from qtransfer.experiments.tuning import Candidate, Search, check_tune_seeds, tune
+from qtransfer.experiments.tuning import Candidate, Search, tune
 from qtransfer.features.pipeline import Features, load_features
-from qtransfer.models.heads import HEADS
-from qtransfer.registry import unknown_name
 from qtransfer.report import figures, tables
 from qtransfer.runtime import package_versions, resolve_device
+from qtransfer.settings_schema import check_ranges
 from qtransfer.storage import atomic_write_text
 from qtransfer.tracking.tracker import Tracker
 from qtransfer.training.fit import FitJob, FitResult
 
-# Settings a head spec may change ("quantum:depth=2,qubits=8"): spec key -> TrainConfig field.
-SPEC_KEYS = {
-    "qubits": "n_qubits", "n_qubits": "n_qubits", "depth": "depth", "template": "template", "embedding": "embedding",
-    "backend": "backend", "q_delta": "q_delta", "lr": "lr", "epochs": "epochs", "batch_size": "batch_size",
-    "step_size": "step_size", "gamma": "gamma", "pca": "pca", "weight_decay": "weight_decay",
-    "entangle": "entangle",
-}
-BOOLEANS = {"true": True, "false": False}
 METRICS = ("best_val_acc", "final_val_acc", "best_val_loss", "final_val_loss", "parameters", "train_s")
 HELD_OUT = ("held_out_acc", "held_out_balanced_acc", "held_out_roc_auc")
-HELD_OUT_KEYS = {"accuracy": "held_out_acc", "balanced_accuracy": "held_out_balanced_acc", "roc_auc": "held_out_roc_auc"}
-
-
-@dataclass(frozen=True)
-class HeadSpec:
-    """A head by name with settings that differ from the run's: 'quantum', 'quantum:depth=2'."""
-
-    label: str
-    head: str
-    settings: tuple[tuple[str, Any], ...] = ()
-
-    @property
-    def quantum(self) -> bool:
-        """Whether network B is a quantum circuit."""
-        return self.head == "quantum"
-
-    def config(self, base: TrainConfig) -> TrainConfig:
-        """The run's settings with this spec's head and settings."""
-        return replace(base, head=self.head, **dict(self.settings))
-
-
-def parse_head(text: str) -> HeadSpec:
-    """'name' or 'name:key=value,key=value' (keys: qubits, depth, template, embedding, lr, ...)."""
-    name, _, rest = text.strip().partition(":")
-    if name not in HEADS:
-        raise unknown_name("head", name, HEADS, where=repr(text))
-    types = {f.name: f.type for f in fields(TrainConfig)}
-    settings = {}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq or key.strip() not in SPEC_KEYS:
-            raise InputError(
-                f"bad head setting {item!r} in {text!r}: use key=value with key one of {', '.join(sorted(SPEC_KEYS))}"
-            )
-        target = SPEC_KEYS[key.strip()]
-        if str(types[target]) == "bool":
-            if value.strip().lower() not in BOOLEANS:
-                raise InputError(f"head setting {item!r} in {text!r} needs true or false: write "
-                                 f"{key.strip()}=true or {key.strip()}=false")
-            settings[target] = BOOLEANS[value.strip().lower()]
-            continue
-        kind = {"int": int, "float": float}.get(str(types[target]), str)
-        try:
-            settings[target] = kind(value.strip())
-        except ValueError:
-            raise InputError(f"head setting {item!r} in {text!r} needs a value of type {kind.__name__}") from None
-    return HeadSpec(text.strip(), name, tuple(sorted(settings.items())))
+NO_TRACKER = Tracker()  # what a fit reports to when nothing watches it
+HELD_OUT_KEYS = {"accuracy": "held_out_acc", "balanced_accuracy": "held_out_balanced_acc",
+                 "roc_auc": "held_out_roc_auc"}
 
 
 def record(spec: HeadSpec, seed: int, augmented: bool, tuned: dict[str, Any], fit: FitResult) -> dict[str, Any]:
@@ -122,7 +71,7 @@ def run_grid(
     run_dir: Path,
     augmented: Iterable[bool] = (False,),
     progress: bool = True,
-    tracker: Tracker = Tracker(),
+    tracker: Tracker | None = None,
     tuned: Mapping[str, Candidate] | None = None,
 ) -> list[dict[str, Any]]:
     """Every (spec, augmented, seed) fitted once, same-shape ones together; runs.jsonl in run_dir keeps finished
@@ -141,11 +90,14 @@ def run_grid(
                 cfg = replace(best.config if best else spec.config(config), seed=seed)
                 cfg.validate()
                 epochs = 1 if cfg.fitted_head() else cfg.epochs
+                split = aug if augment else train
+                if split is None:
+                    raise ValueError("augmented jobs need features with augmented views")
                 jobs.append(Job((spec.label, augment, seed, epochs),
-                                FitJob(cfg, aug if augment else train, val, test, best.fixed if best else {}),
+                                FitJob(cfg, split, val, test, best.fixed if best else {}),
                                 functools.partial(record, spec, seed, augment, best.point if best else {})))
     return run_jobs(jobs, run_key, run_dir, len(features.classes), device, features.classes, progress,
-                    track=lambda r: track_run(tracker, config, r))
+                    track=lambda r: track_run(tracker or NO_TRACKER, config, r))
 
 
 def run_key(r: dict[str, Any]) -> tuple[Any, ...]:
@@ -194,21 +146,6 @@ def _paired(a: str, ra: list[dict[str, Any]], b: str, rb: list[dict[str, Any]]) 
 
 
 # ------------------------------------------------------------------------------------- the command
-
-
-@dataclass
-class CompareSettings(SettingsFile):
-    """What a comparison runs: the base training settings, the heads, the seeds, augmented views."""
-
-    KEYS: ClassVar[dict[str, str]] = {"seeds": "seed_list"}
-
-    config: TrainConfig
-    heads: list[str]
-    seeds: list[int]
-    augment_views: int = 0
-    metrics: list[str] = field(default_factory=lambda: ["accuracy", "balanced_accuracy"])  # held-out columns
-    tune: bool = False  # search every head's space by inner CV of train first (tuning.py)
-    tune_seeds: int = 1  # the first this many seeds score each configuration
 
 
 def compare(settings: CompareSettings, resume: Path | None = None, progress: bool = True,
@@ -261,7 +198,7 @@ def settings_params(settings: Any) -> dict[str, Any]:
 
 def compare_on(
     settings: CompareSettings, features: Features, run_dir: Path, started: float, progress: bool = True,
-    tracker: Tracker = Tracker(),
+    tracker: Tracker | None = None,
 ) -> dict[str, Any]:
     """Every (head, seed) fitted on given features, each a child run of `tracker`; the comparison's result (timed
     from `started`)."""
@@ -298,13 +235,8 @@ def _check_settings(settings: CompareSettings, specs: Sequence[HeadSpec]) -> Non
     unknown = set(settings.metrics) - set(HELD_OUT_KEYS)
     if unknown:
         raise InputError(f"unknown held-out metrics {sorted(unknown)}; compare shows {', '.join(HELD_OUT_KEYS)}")
-    if not settings.seeds:
-        raise InputError("no seeds: pass --seeds N (a count) or --seed-list 1 2 3")
-    if any(not 0 <= seed <= MAX_SEED for seed in settings.seeds):
-        raise InputError(f"seeds must be in 0..{MAX_SEED}, got {settings.seeds}")
+    check_ranges(settings)
     check_tune_seeds(settings.tune_seeds, settings.seeds)
-    if settings.augment_views < 0:
-        raise InputError(f"--augment-views must be >= 0, got {settings.augment_views}")
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise InputError(f"a head is given twice: {labels}")

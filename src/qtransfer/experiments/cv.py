@@ -4,20 +4,20 @@ from __future__ import annotations
 import functools
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
 from qtransfer import distributed
-from qtransfer.config import MAX_SEED, ResumeChanges, SettingsFile, TrainConfig
+from qtransfer.config import ResumeChanges, TrainConfig
 from qtransfer.data.splits import stratified_folds, stratified_holdout
-from qtransfer.errors import InputError
 from qtransfer.experiments.compare import parse_head, settings_params
 from qtransfer.experiments.runner import Job, experiment, resumable, run_jobs
+from qtransfer.experiments.settings import CVSettings
 from qtransfer.experiments.stats import describe, scorecard, t_interval
-from qtransfer.experiments.tuning import Candidate, Search, check_tune_seeds, tune
+from qtransfer.experiments.tuning import Candidate, Search, tune
 from qtransfer.features.pipeline import FeatureSplit, load_features
 from qtransfer.report import figures
 from qtransfer.report.tables import cv_markdown, scorecard_markdown
@@ -25,46 +25,6 @@ from qtransfer.runtime import package_versions, resolve_device
 from qtransfer.storage import atomic_write_text
 from qtransfer.tracking.tracker import Tracker
 from qtransfer.training.fit import FitJob, FitResult
-from qtransfer.training.metrics import METRIC_NAMES
-
-
-@dataclass
-class CVSettings(SettingsFile):
-    """Heads, folds, seeds, what is pooled, and the inner fraction kept for selecting the epoch."""
-
-    KEYS: ClassVar[dict[str, str]] = {"seeds": "seed_list"}
-
-    config: TrainConfig
-    heads: list[str] = field(default_factory=lambda: ["quantum"])
-    folds: int = 5
-    keep_val: bool = False  # pool train only, leaving val aside; else train + val pooled
-    inner_fraction: float = 0.2
-    metrics: list[str] = field(default_factory=lambda: ["accuracy", "balanced_accuracy", "roc_auc"])
-    seeds: list[int] = field(default_factory=list)  # each head's initialisation and batch order; empty: config.seed
-    tune: bool = False  # search every head's space by inner CV of each outer fold's training part (tuning.py)
-    tune_seeds: int = 1  # the first this many seeds score each configuration
-    margin: float = 0.01  # equivalence margin of the scorecard's TOST (accuracy; 0.01 = 1 point)
-
-    def seed_list(self) -> list[int]:
-        """The seeds every head is trained with on every fold."""
-        return list(self.seeds) or [self.config.seed]
-
-    def check(self) -> None:
-        """Refuse bad settings before any work."""
-        unknown = set(self.metrics) - set(METRIC_NAMES)
-        if unknown:
-            raise InputError(f"unknown metrics {sorted(unknown)}; known: {', '.join(METRIC_NAMES)}")
-        if not 0 < self.inner_fraction < 1:
-            raise InputError(f"the inner selection fraction must lie in (0, 1), got {self.inner_fraction}")
-        if self.folds < 2:
-            raise InputError(f"--folds must be >= 2, got {self.folds}")
-        check_tune_seeds(self.tune_seeds, self.seed_list())
-        if not 0 < self.margin < 1:
-            raise InputError(f"--margin must lie in (0, 1) (accuracy; 0.01 is one point), got {self.margin}")
-        if any(not 0 <= seed <= MAX_SEED for seed in self.seeds):
-            raise InputError(f"seeds must be in 0..{MAX_SEED}, got {self.seeds}")
-        for h in self.heads:
-            parse_head(h).config(self.config).validate()
 
 
 def cross_validate(settings: CVSettings, progress: bool = True, resume: Path | None = None,
@@ -147,6 +107,18 @@ def fold_scorecard(rows: list[dict[str, Any]], per_fold: dict[str, list[float]],
     return scorecard(per_fold, reference, n_train, n_test, margin=margin, seeds=seeds)
 
 
+def _fold_means(by_fold: list[list[dict[str, Any]]], *keys: str) -> list[float]:
+    """Per fold, the mean over its records (its seeds) of the value under `keys` (a record's ["held_out"]["f1"])."""
+    return [sum(_value_at(r, keys) for r in rs) / len(rs) for rs in by_fold]
+
+
+def _value_at(record: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    value: Any = record
+    for key in keys:
+        value = value[key]
+    return value
+
+
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
@@ -180,12 +152,12 @@ def _result(settings: CVSettings, backbone: str, classes: list[str], samples: in
     for head in settings.heads:
         mine = [r for r in rows if r["head"] == head]
         by_fold = [[r for r in mine if r["fold"] == k] for k in range(settings.folds)]
-        per_fold = lambda value: [sum(map(value, rs)) / len(rs) for rs in by_fold]  # noqa: E731
-        held = {m: per_fold(lambda r, m=m: r["held_out"][m]) for m in settings.metrics
+        per_fold = functools.partial(_fold_means, by_fold)
+        held = {m: per_fold("held_out", m) for m in settings.metrics
                 if m in ("accuracy", "balanced_accuracy", "roc_auc")
                 and all(r["held_out"][m] is not None for r in mine)}
         summary[head] = {
-            "selected_on_inner_val_acc": describe(per_fold(lambda r: r["selected_on_inner_val_acc"])),
+            "selected_on_inner_val_acc": describe(per_fold("selected_on_inner_val_acc")),
             **{f"held_out_{m}": {**describe(v), "ci95": t_interval(v, bounds=(0.0, 1.0))} for m, v in held.items()},
         }
     return {"settings": {**asdict(settings), "config": asdict(settings.config)}, "backbone": backbone,

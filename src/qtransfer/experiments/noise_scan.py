@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,32 +10,11 @@ from tqdm.auto import tqdm
 
 from qtransfer.config import TrainConfig
 from qtransfer.errors import InputError
-from qtransfer.quantum.density import CHANNELS
-from qtransfer.registry import unknown_name
+from qtransfer.experiments.settings import ScanSettings
 from qtransfer.report.figures import plot_noise_scan
 from qtransfer.storage import atomic_write_text
 from qtransfer.training.metrics import describe
 from qtransfer.training.trained import TrainedModel
-
-
-@dataclass
-class ScanSettings:
-    """Which noise channel and strengths, which shot counts, how many repetitions of each shot count."""
-
-    channel: str = "depolarizing"
-    strengths: list[float] = field(default_factory=lambda: [0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3])
-    shots: list[int] = field(default_factory=lambda: [16, 64, 256, 1024, 4096])
-    repeats: int = 5
-    readout: float = 0.0  # added to every noise point, 0 for none
-
-    def check(self) -> None:
-        """Refuse unknown channels and out-of-range values."""
-        if self.channel not in CHANNELS:
-            raise unknown_name("noise channel", self.channel, CHANNELS)
-        if any(not 0 <= p <= 1 for p in self.strengths) or not 0 <= self.readout <= 1:
-            raise InputError(f"noise strengths must lie in [0, 1], got {self.strengths} and readout {self.readout}")
-        if any(s < 1 for s in self.shots) or self.repeats < 1:
-            raise InputError(f"shots and --repeats must be >= 1, got {self.shots} and {self.repeats}")
 
 
 def noise_scan(run_dir: Path, settings: ScanSettings, data: Path | None = None, device: str = "auto",
@@ -62,7 +40,8 @@ def noise_scan(run_dir: Path, settings: ScanSettings, data: Path | None = None, 
     for shots in tqdm(settings.shots, desc="shot counts", unit="point", disable=not progress):
         accs = [model.simulated(backend="torch", noise="", shots=shots, seed=seed).score(split)["accuracy"]
                 for seed in range(settings.repeats)]
-        shot_rows.append({"shots": shots, "accuracies": accs, **{f"accuracy_{k}": v for k, v in describe(accs).items()}})
+        shot_rows.append({"shots": shots, "accuracies": accs,
+                          **{f"accuracy_{k}": v for k, v in describe(accs).items()}})
     result = {
         "run": str(run_dir), "split_images": len(split.labels), "exact_accuracy": exact,
         "channel": settings.channel, "readout": settings.readout, "noise": noise_rows, "shots": shot_rows,

@@ -49,7 +49,8 @@ def notebook_coherent_states(seed: int, train: int = 1000, test: int = 1000, noi
 
 
 @torch.no_grad()
-def features_by_depth(network: TetrominoNetwork, x: Tensor, depths: Sequence[int], chunk: int = 2048) -> dict[int, Tensor]:
+def features_by_depth(network: TetrominoNetwork, x: Tensor, depths: Sequence[int], chunk: int = 2048
+                      ) -> dict[int, Tensor]:
     """Features of the CV network cut after each of `depths` layers, from one pass through its layers."""
     out: dict[int, list[Tensor]] = {d: [] for d in depths}
     for part in x.split(chunk):

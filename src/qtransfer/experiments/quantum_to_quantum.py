@@ -193,10 +193,12 @@ class QubitTransferClassifier(nn.Module):
     """Qubit QQ: the pretrained circuit's first k layers (frozen) then m trainable layers of the same template;
     class j's probability is the Born probability of basis state |j>, renormalised over the classes."""
 
+    fixed: Tensor  # network A's weights (a buffer)
+
     def __init__(self, network_a: QubitNetwork | None, template: str, n_qubits: int, input_scale: float,
                  layers: int, classes: int, init_sd: float = 0.1):
         super().__init__()
-        fixed = network_a.weights if network_a is not None else torch.zeros(0, dtype=torch.float64)
+        fixed = network_a.get_buffer("weights") if network_a is not None else torch.zeros(0, dtype=torch.float64)
         self.register_buffer("fixed", fixed.clone())
         depth = (network_a.depth if network_a is not None else 0) + layers
         circuit = make_circuit(template, n_qubits, depth)

@@ -70,9 +70,9 @@ def experiment(
         try:
             yield Experiment(run_dir, tracker, prepared)
         except KeyboardInterrupt:
-            files = sorted(run_dir.glob("*.jsonl"))  # runs.jsonl, and tuning.jsonl of a --tune
-            done = sum(len(read_runs(f)) for f in files)
-            where = ", ".join(str(f) for f in files) or str(run_dir / RUNS_FILE)
+            kept = sorted(run_dir.glob("*.jsonl"))  # runs.jsonl, and tuning.jsonl of a --tune
+            done = sum(len(read_runs(f)) for f in kept)
+            where = ", ".join(str(f) for f in kept) or str(run_dir / RUNS_FILE)
             raise Interrupted(f"interrupted; {done} finished run(s) are kept in {where}. "
                               f"Continue with: qtransfer {command} --resume {run_dir}") from None
 
@@ -92,11 +92,12 @@ def run_jobs(
 ) -> list[dict[str, Any]]:
     """Every job's record, finished ones read from runs.jsonl (or `file`; `key_of(record)` is its job's key;
     records of no job are dropped) and the others fitted, same-shape ones stacked. After each stacked group the file
-    is rewritten whole, so an interruption keeps every finished job. Under torchrun each rank fits every world-th group left
-    and rank 0 gathers them, in the jobs' order; `track(record)` is called on rank 0 for each new record."""
+    is rewritten whole, so an interruption keeps every finished job. Under torchrun each rank fits every world-th group
+    left and rank 0 gathers them, in the jobs' order; `track(record)` is called on rank 0 for each new record."""
     path = run_dir / file
     done = read_runs(path)
-    done = distributed.broadcast(done if distributed.is_main() else None)  # rank 0's file decides what is left
+    shared = distributed.broadcast(done if distributed.is_main() else None)  # rank 0's file decides what is left
+    done = shared if shared is not None else []
     wanted = {j.key for j in jobs}
     done = [r for r in done if key_of(r) in wanted]  # a record no job asks for any more is dropped
     have = {key_of(r) for r in done}

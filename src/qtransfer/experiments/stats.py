@@ -241,7 +241,7 @@ def scorecard(
     rows = []
     for head, values in per_fold.items():
         v = np.asarray(values, dtype=float)
-        low, high = t_interval(v, bounds=bounds)
+        low, high = t_interval(values, bounds=bounds)
         row: dict[str, Any] = {"head": head, "reference": head == reference, "n": int(v.size), "seeds": seeds,
                                "mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else math.nan,
                                "ci95": [low, high], "delta": None}

@@ -2,46 +2,17 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from qtransfer import distributed
-from qtransfer.config import ResumeChanges, SettingsFile, TrainConfig
-from qtransfer.errors import InputError
-from qtransfer.experiments.compare import CompareSettings, run_comparison
+from qtransfer.config import ResumeChanges
+from qtransfer.experiments.compare import run_comparison
 from qtransfer.experiments.runner import resumable
+from qtransfer.experiments.settings import CompareSettings, SweepSettings
 from qtransfer.report import figures, tables
+from qtransfer.settings_schema import check_ranges
 from qtransfer.storage import atomic_write_text
-
-
-@dataclass
-class SweepSettings(SettingsFile):
-    """The base settings, the depths and qubit counts to visit, the seeds, and whether to add classical heads."""
-
-    KEYS: ClassVar[dict[str, str]] = {"qubits": "qubit_counts", "seeds": "seed_list"}
-
-    config: TrainConfig
-    depths: list[int] = field(default_factory=lambda: list(range(11)))
-    qubits: list[int] = field(default_factory=lambda: list(range(2, 13)))
-    seeds: list[int] = field(default_factory=lambda: [42, 43, 44, 45, 46])
-    no_classical: bool = False
-
-    @classmethod
-    def upgraded(cls, values: Any) -> Any:
-        """Before flat settings files, a sweep saved `classical`, the opposite of `no_classical`."""
-        if isinstance(values, dict) and isinstance(values.get("classical"), bool):
-            values["no_classical"] = not values.pop("classical")
-        return values
-
-    def heads(self) -> list[str]:
-        """Head specs of every point; a point on both axes is listed once."""
-        c = self.config
-        points = [(c.n_qubits, d) for d in self.depths] + [(q, c.depth) for q in self.qubits]
-        quantum = [f"quantum:qubits={q},depth={d}" for q, d in dict.fromkeys(points)]
-        if self.no_classical:
-            return quantum
-        return quantum + [f"classical:qubits={q}" for q in dict.fromkeys([*self.qubits, c.n_qubits])]
 
 
 def sweep(settings: SweepSettings, resume: Path | None = None, progress: bool = True,
@@ -50,9 +21,7 @@ def sweep(settings: SweepSettings, resume: Path | None = None, progress: bool = 
     settings, with `changes` applied to those that may change (config.RESUMABLE)."""
     if resume is not None:
         settings = SweepSettings.load(resumable(Path(resume), "sweep_config.json")).resumed(changes or ResumeChanges())
-    for name, values, low in (("depths", settings.depths, 0), ("qubits", settings.qubits, 1)):
-        if not values or min(values) < low:
-            raise InputError(f"sweep {name} must be a non-empty list of integers >= {low}, got {values}")
+    check_ranges(settings)
     compare_settings = CompareSettings(settings.config, settings.heads(), settings.seeds)
 
     def write(run_dir: Path, result: dict[str, Any]) -> None:

@@ -13,7 +13,6 @@ import torch
 
 from qtransfer.config import TrainConfig
 from qtransfer.data.splits import stratified_folds
-from qtransfer.errors import InputError
 from qtransfer.experiments.runner import Job, run_jobs
 from qtransfer.features.pipeline import FeatureSplit
 from qtransfer.models.search import label, points, search_space
@@ -35,12 +34,6 @@ class Candidate:
     def label(self) -> str:
         """'key=value,...'."""
         return label(self.point)
-
-
-def check_tune_seeds(tune_seeds: int, seeds: Sequence[int]) -> None:
-    """Refuse a --tune-seeds that is not between 1 and the number of seeds."""
-    if not 1 <= tune_seeds <= len(seeds):
-        raise InputError(f"--tune-seeds must be between 1 and the number of seeds ({len(seeds)}), got {tune_seeds}")
 
 
 def candidates(config: TrainConfig, given: Sequence[str] = ()) -> list[Candidate]:

@@ -26,6 +26,8 @@ from qtransfer.experiments.reproduce.registry import (
     Reproduction,
 )
 from qtransfer.report.document import section, update_report
+from qtransfer.settings_schema import check_ranges
+from qtransfer.settings_schema import options as settings_options
 from qtransfer.storage import atomic_write_text
 
 __all__ = ["EXPERIMENTS", "ReproduceOptions", "Reproduction", "command_line", "reproduce"]
@@ -33,6 +35,7 @@ __all__ = ["EXPERIMENTS", "ReproduceOptions", "Reproduction", "command_line", "r
 
 def reproduce(name: str, options: ReproduceOptions, report: Path | None = None) -> Reproduction:
     """Run one experiment into a new directory; write reproduction.md there and, if asked, into `report`."""
+    check_ranges(options)
     experiment = EXPERIMENTS.lookup(name)
     started = time.perf_counter()
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -48,23 +51,19 @@ def reproduce(name: str, options: ReproduceOptions, report: Path | None = None) 
     return result
 
 
+# The settings a report's command line repeats, in its order: what the experiment computes, not where it ran.
+COMMAND_SETTINGS = ("data", "epochs", "steps", "augment_views", "cubic_phase", "cifar", "seeds", "backbones", "heads")
+
+
 def command_line(name: str, options: ReproduceOptions, report: Path | None) -> str:
-    """The shell command equivalent to these options."""
+    """The shell command equivalent to these options (the settings left at their declared defaults left out)."""
     parts = ["qtransfer", "reproduce", name]
-    for flag, value, default in [
-        ("--data", options.data, None), ("--epochs", options.epochs, None), ("--steps", options.steps, None),
-        ("--augment-views", options.augment_views, 10), ("--cubic-phase", options.cubic_phase, "exact"),
-    ]:
-        if value is not None and value != default:
-            parts += [flag, str(value)]
-    if options.cifar:
-        parts += ["--cifar", options.cifar]
-    if options.seeds is not None:
-        parts += ["--seed-list", *map(str, options.seeds)]
-    if options.backbones:
-        parts += ["--backbones", *options.backbones]
-    if options.heads:
-        parts += ["--heads", *options.heads]
+    declared = {o.name: o for o in settings_options(ReproduceOptions)}
+    for setting_name in COMMAND_SETTINGS:
+        value, flag = getattr(options, setting_name), declared[setting_name].setting.flag
+        if value in (None, []) or value == declared[setting_name].default or flag is None:
+            continue
+        parts += [flag, *map(str, value)] if isinstance(value, list) else [flag, str(value)]
     if report is not None:
         parts += ["--report", str(report)]
     return shlex.join(parts)

@@ -58,7 +58,8 @@ def _ants_bees(options: ReproduceOptions, run_dir: Path) -> Reproduction:
         results[backbone] = {"dir": str(compare_dir), "heads": result["heads"], "paired": result["paired"],
                              "total_s": result["total_s"]}
 
-    rows = ["| backbone | head | seeds | best val acc, selected on val (mean ± std) | min | max | final val acc | paper |",
+    rows = [("| backbone | head | seeds | best val acc, selected on val (mean ± std) | min | max | final val acc "
+             "| paper |"),
             "|---|---|---|---|---|---|---|---|"]
     for backbone, res in results.items():
         for label, h in res["heads"].items():
@@ -69,10 +70,9 @@ def _ants_bees(options: ReproduceOptions, run_dir: Path) -> Reproduction:
     boot = has_bootstrap([p for res in results.values() for p in res["paired"]])
     titles = ["backbone", "a − b", "metric", *paired_header(boot), "a better / tie / worse"]
     pairs = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
-    for backbone, res in results.items():
-        for p in res["paired"]:
-            pairs.append(f"| {backbone} | `{p['a']}` − `{p['b']}` | {p['metric']} "
-                         f"| {' | '.join(paired_cells(p, boot))} | {p['wins']} / {p['ties']} / {p['losses']} |")
+    pairs += [f"| {backbone} | `{p['a']}` − `{p['b']}` | {p['metric']} "
+              f"| {' | '.join(paired_cells(p, boot))} | {p['wins']} / {p['ties']} / {p['losses']} |"
+              for backbone, res in results.items() for p in res["paired"]]
     verdicts = []
     for backbone, res in results.items():
         q = res["heads"].get("quantum")
@@ -132,9 +132,8 @@ def _honest(base: TrainConfig, backbone: str, seeds: list[int], results: dict, p
     titles = ["head", "selected-on (inner val) accuracy", "held-out accuracy",
               *(f"gap: {t}" for t in paired_header(boot))]
     table = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
-    for h in heads:
-        table.append(f"| `{h}` | {pm(describe(rows[h]['selected']))} | {pm(describe(rows[h]['held']))} "
-                     f"| {' | '.join(paired_cells(gaps[h], boot))} |")
+    table += [f"| `{h}` | {pm(describe(rows[h]['selected']))} | {pm(describe(rows[h]['held']))} "
+              f"| {' | '.join(paired_cells(gaps[h], boot))} |" for h in heads]
     return f"""### Selected-on versus held-out accuracy
 
 The table above reports the accuracy of the epoch selected on the same images (selected-on). For an unbiased

@@ -69,7 +69,8 @@ def summarize(rows: list[dict[str, Any]], heads: tuple[str, ...]) -> dict[str, A
         va, vb = [key[k]["held_out"]["accuracy"] for k in common], [other[k]["held_out"]["accuracy"] for k in common]
         first = key[common[0]]
         tests.append({"a": a, "b": b, "metric": "accuracy", **paired_difference(va, vb),
-                      "corrected": corrected_resampled_t([x - y for x, y in zip(va, vb)], first["train"] + first["select"],
+                      "corrected": corrected_resampled_t([x - y for x, y in zip(va, vb)],
+                                                         first["train"] + first["select"],
                                                          first["test"])})
     return {"heads": per_head, "best_classical": best_classical, "paired": tests}
 
@@ -118,11 +119,12 @@ def _table(result: dict[str, Any]) -> str:
 
 
 def _tests(result: dict[str, Any]) -> str:
-    lines = ["| a − b (held-out accuracy) | paired n | mean | 95% t-interval | corrected 95% interval (Nadeau–Bengio) "
-             "| sign-flip p | d_z | a better / tie / worse |", "|---|---|---|---|---|---|---|---|"]
+    lines = [("| a − b (held-out accuracy) | paired n | mean | 95% t-interval | corrected 95% interval (Nadeau–Bengio) "
+             "| sign-flip p | d_z | a better / tie / worse |"), "|---|---|---|---|---|---|---|---|"]
     for p in result["paired"]:
         c = p["corrected"]
-        lines.append(f"| `{p['a']}` − `{p['b']}` | {p['n']} | {p['mean']:+.4f} | [{p['ci95_low']:+.4f}, {p['ci95_high']:+.4f}] "
+        lines.append(f"| `{p['a']}` − `{p['b']}` | {p['n']} | {p['mean']:+.4f} "
+                     f"| [{p['ci95_low']:+.4f}, {p['ci95_high']:+.4f}] "
                      f"| [{c['low']:+.4f}, {c['high']:+.4f}] | {p['p_sign_flip']:.3g} | {p['d_z']:+.2f} "
                      f"| {p['wins']} / {p['ties']} / {p['losses']} |")
     return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 
@@ -37,7 +38,8 @@ def pair_features(
     for train in (True, False):
         ds = CifarPair(load_cifar(root, train), classes, backbone.transform)
         feats, computed = cached_features(backbone, ds, ds.keys(), cache, device, batch_size=64,
-                                          num_workers=num_workers, desc=f"{'/'.join(classes)} {'train' if train else 'test'}",
+                                          num_workers=num_workers,
+                                          desc=f"{'/'.join(classes)} {'train' if train else 'test'}",
                                           progress=progress)
         out.append(FeatureSplit(feats, torch.tensor(ds.labels), [], computed))
     return out[0], out[1]
@@ -46,7 +48,18 @@ def pair_features(
 # The notebooks' settings per pair (ResNet18, 4 qubits, batch 8, 3 epochs) and their best test accuracy. The
 # planes/cars notebook steps its scheduler before each epoch with step 3, so its third epoch runs at lr·0.1: with
 # qtransfer's step after each epoch that is step_size 2.
-CIFAR_PAIRS = {
+class PairSettings(TypedDict):
+    """The paper's settings of one CIFAR-10 pair, and its reported accuracy."""
+
+    classes: tuple[str, str]
+    depth: int
+    lr: float
+    step_size: int
+    gamma: float
+    paper: float
+
+
+CIFAR_PAIRS: dict[str, PairSettings] = {
     "dogs-cats": {"classes": ("cat", "dog"), "depth": 5, "lr": 1e-3, "step_size": 10, "gamma": 1.0, "paper": 0.8270},
     "planes-cars": {"classes": ("airplane", "automobile"), "depth": 4, "lr": 7e-4, "step_size": 2, "gamma": 0.1,
                     "paper": 0.9605},
@@ -84,8 +97,8 @@ def _cifar(options: ReproduceOptions, run_dir: Path) -> Reproduction:
             figures.append(figure)
             results[f"{pair}/{backbone_name}"] = {"heads": result["heads"], "paired": result["paired"],
                                                   "counts": result["counts"], "total_s": result["total_s"]}
-    rows = ["| pair | backbone | head | seeds | best test acc, selected on test (mean ± std)"
-            + " | final test acc, nothing selected | paper |",
+    rows = [("| pair | backbone | head | seeds | best test acc, selected on test (mean ± std)"
+             " | final test acc, nothing selected | paper |"),
             "|---|---|---|---|---|---|---|"]
     for key, res in results.items():
         pair, backbone_name = key.split("/")

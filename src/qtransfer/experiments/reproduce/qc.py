@@ -29,6 +29,7 @@ from qtransfer.experiments.stats import describe
 from qtransfer.models.quantum_backbones import (
     QubitCircuitFile,
     QubitNetwork,
+    TetrominoNetwork,
     create_quantum_backbone,
     pretrain_qubit_tetromino,
     tetromino_inputs,
@@ -86,8 +87,8 @@ def _cell(values: list[float], notebook: float, better: str) -> str:
 def notebook_path_table(loss: list[list[float]], acc: list[list[float]], notebook: list[NotebookRun]) -> str:
     """Our running training loss and accuracy over seeds beside the notebook's printed ones, at its batch counts
     (first run's figure, the range over its printed runs in brackets); ours count how many seeds are as good."""
-    lines = ["| batches averaged | notebook loss | ours: loss | min–max | seeds ≤ notebook | notebook acc | "
-             "ours: acc | min–max | seeds ≥ notebook |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [("| batches averaged | notebook loss | ours: loss | min–max | seeds ≤ notebook | notebook acc | "
+             "ours: acc | min–max | seeds ≥ notebook |"), "|---|---|---|---|---|---|---|---|---|"]
     for n in notebook[0].running:
         if n > min(map(len, loss)):
             continue
@@ -95,7 +96,8 @@ def notebook_path_table(loss: list[list[float]], acc: list[list[float]], noteboo
         (nb_loss, nb_acc), losses, accs = nb[0], [x[0] for x in nb], [x[1] for x in nb]
         lines.append(f"| {n} | {nb_loss:.4f} [{min(losses):.4f}–{max(losses):.4f}] | "
                      f"{_cell([r[n - 1] for r in loss], nb_loss, 'lower')} | "
-                     f"{nb_acc:.4f} [{min(accs):.4f}–{max(accs):.4f}] | {_cell([r[n - 1] for r in acc], nb_acc, 'higher')} |")
+                     f"{nb_acc:.4f} [{min(accs):.4f}–{max(accs):.4f}] | "
+                     f"{_cell([r[n - 1] for r in acc], nb_acc, 'higher')} |")
     if len(lines) == 2:
         return f"(Fewer training steps than the notebook's first printed point, {min(notebook[0].running)} batches.)"
     return "\n".join(lines)
@@ -143,7 +145,8 @@ def rank_chance(values: list[float], paper: float) -> str:
     """How unusual the paper's figure would be as one more draw from our seeds' distribution (a rank argument)."""
     reach = sum(v >= paper for v in values)
     return (f"Were the paper's run one more draw from the distribution of our seeds, the chance of it scoring at "
-            f"least {paper:.4f} would be about ({reach} + 1) / ({len(values)} + 1) = {(reach + 1) / (len(values) + 1):.2f}.")
+            f"least {paper:.4f} would be about ({reach} + 1) / ({len(values)} + 1) = "
+            f"{(reach + 1) / (len(values) + 1):.2f}.")
 
 
 def window_means(loss: list[list[float]], acc: list[list[float]], notebook: list[NotebookRun]
@@ -195,7 +198,8 @@ def _notebook_tests(runs: list[NotebookRun]) -> str:
     return ", ".join(f"{r.test_acc:.4f}" for r in runs)
 
 
-def _running_at(loss: list[list[float]], acc: list[list[float]], notebook: NotebookRun) -> dict[int, dict[str, list[float]]]:
+def _running_at(loss: list[list[float]], acc: list[list[float]], notebook: NotebookRun
+                ) -> dict[int, dict[str, list[float]]]:
     """Per seed, our running loss and accuracy after each batch count the notebook printed (JSON)."""
     return {n: {"loss": [r[n - 1] for r in loss], "acc": [r[n - 1] for r in acc]}
             for n in notebook.running if n <= min(map(len, loss))}
@@ -235,10 +239,16 @@ def _pooled_note(pooled: list[float], sets: int) -> str:
             f"above our best.")
 
 
+def _path(row: dict[str, Any], init: str) -> tuple[list[list[float]], list[list[float]]]:
+    """The running training loss and accuracy over seeds of one network B init (a row's "paths")."""
+    loss, acc = row["paths"][init]
+    return loss, acc
+
+
 def _qc_verdict(row: dict[str, Any], sets: int) -> str:
     """What the data say about the gap to the paper's figure, in words."""
-    points, agree = agreeing_points(*row["paths"]["notebook"], NOTEBOOK_QC)
-    loss_points, loss_agree = agreeing_points(*row["paths"]["torch"], NOTEBOOK_QC, check=("loss",))
+    points, agree = agreeing_points(*_path(row, "notebook"), NOTEBOOK_QC)
+    loss_points, loss_agree = agreeing_points(*_path(row, "torch"), NOTEBOOK_QC, check=("loss",))
     if not points or agree != points or loss_agree != loss_points:
         return ""
     reach = sum(a >= PAPER_QC for a in row["fresh_acc"])
@@ -279,12 +289,18 @@ def _notebook_stream_text(runs: dict[str, list[float]], streams: list[int], init
     tests = [r.test_acc for r in NOTEBOOK_QC]
     reach = sum(a >= PAPER_QC for a in runs["streams"])
     above = sum(a >= own["mean"] for a in runs["streams"])
+    notebook_row = (f"| the notebook's stream RandomState({NOTEBOOK_STREAM}), "
+                    f"network B from seeds {inits[0]}–{inits[-1]} "
+                    f"| {pm(own)} | {own['min']:.4f}–{own['max']:.4f} "
+                    f"| {sum(a >= PAPER_QC for a in runs['notebook'])} / {len(inits)} |")
+    streams_row = (f"| streams RandomState(s), s = {streams[0]}–{streams[-1]}, network B from seed s | {pm(other)} "
+                   f"| {other['min']:.4f}–{other['max']:.4f} | {reach} / {len(streams)} |")
     verdict = (f" The paper's {PAPER_QC} comes from a favourable draw of the data: the gap between it and the rows "
                "above is the notebook's stream, not the network." if above <= len(streams) / 10 else "")
     return f"""| data | test accuracy (mean ± std) | min–max | runs ≥ {PAPER_QC} |
 |---|---|---|---|
-| the notebook's stream RandomState({NOTEBOOK_STREAM}), network B from seeds {inits[0]}–{inits[-1]} | {pm(own)} | {own['min']:.4f}–{own['max']:.4f} | {sum(a >= PAPER_QC for a in runs['notebook'])} / {len(inits)} |
-| streams RandomState(s), s = {streams[0]}–{streams[-1]}, network B from seed s | {pm(other)} | {other['min']:.4f}–{other['max']:.4f} | {reach} / {len(streams)} |
+{notebook_row}
+{streams_row}
 | the notebook's printed runs (its stream, its one start) | – | {min(tests):.4f}–{max(tests):.4f} | – |
 
 The notebook's own stream reproduces its figure ({pm(own)} against its printed {min(tests):.4f}–{max(tests):.4f}); the
@@ -299,6 +315,8 @@ def _qc(options: ReproduceOptions, run_dir: Path) -> Reproduction:
     steps = options.steps or 1000
     run_dir.mkdir(parents=True, exist_ok=True)
     cv = create_quantum_backbone("cv-tetromino", depth=max(CV_DEPTHS), weights=options.data)
+    if not isinstance(cv, TetrominoNetwork):
+        raise TypeError(f"cv-tetromino built a {type(cv).__name__}, not the CV network")
     _, qubit_file = pretrained_qubit_network(run_dir)
     qubit_depths = list(range(qubit_file.weights.shape[0] + 1))
     test_x, test_y = noisy_coherent_states(1000, seed=10**6)
@@ -368,6 +386,7 @@ def _qc(options: ReproduceOptions, run_dir: Path) -> Reproduction:
         ("qubits, all 8 layers", acc[("qubit", 8, "amplitude")], "–"),
         ("qubits, no network A: Born amplitudes of the embedded input", acc[("qubit", 0, "amplitude")], "–"),
     ]
+    seeds_used = seeds_text(seeds, paper_seeds)
     body = f"""
 Scheme QC: a pretrained quantum network A, frozen and cut, extracts features for a classical network B. Task B
 (the paper's): which of the 7 two-mode coherent states |±α>|±α>, |±iα>|±iα> (α = 1.4) an input was, after a
@@ -375,7 +394,7 @@ random displacement (real and imaginary parts N(0, 0.6²) on both modes). Networ
 al. pretrained to write the 7 tetrominoes into Fock probabilities (the paper's weights), cutoff 11; features: the
 renormalised 4×4 block of photon numbers below 4 (magnitudes of the amplitudes, as the paper's notebook, or
 probabilities). Network B: one linear layer, Adam lr 0.01, {steps} steps of one noisy copy of each state;
-test: 1000 more batches (7000 states, the same for every seed); seeds {seeds_text(seeds, paper_seeds)}. The qubit rows run the same task
+test: 1000 more batches (7000 states, the same for every seed); seeds {seeds_used}. The qubit rows run the same task
 on 4 qubits with the statevector engine: network A is an 8-layer strongly entangling circuit pretrained here to
 write the same tetrominoes into its 16 Born probabilities (displacements enter as RY angles ±π/2 for ±α;
 pretraining loss {qubit_file.loss:.3f}, 1 − Bhattacharyya overlap; saved as `qubit_tetromino.pt` and loaded
@@ -395,11 +414,11 @@ far (one batch of 7 states per step, scored with the weights before that step's 
 paper's row's seeds (the first number in the notebook's columns is the run of the paper's 0.8067, the range in
 brackets is over its three printed runs).
 
-{notebook_path_table(*row["paths"]["torch"], NOTEBOOK_QC)}
+{notebook_path_table(*_path(row, "torch"), NOTEBOOK_QC)}
 
-{path_verdict(*row["paths"]["torch"], NOTEBOOK_QC)} {late_window(*row["paths"]["torch"], NOTEBOOK_QC)}
+{path_verdict(*_path(row, "torch"), NOTEBOOK_QC)} {late_window(*_path(row, "torch"), NOTEBOOK_QC)}
 With network B initialised as the notebook's (TensorFlow 1's Glorot uniform weights and zero biases, where PyTorch
-draws both from U(±1/4)), {_lower_first(path_verdict(*row["paths"]["notebook"], NOTEBOOK_QC))} Its test accuracy
+draws both from U(±1/4)), {_lower_first(path_verdict(*_path(row, "notebook"), NOTEBOOK_QC))} Its test accuracy
 minus the default initialisation's, paired by seed: {paired([r.test_acc for r in paper["notebook"]], row["test_acc"])}.
 
 {_qc_verdict(row, len(fresh))}
@@ -433,7 +452,7 @@ the number of network A's layers kept.
                              "pooled_fresh_test_acc": row["pooled_acc"],
                              "notebook_init_test_acc": [r.test_acc for r in paper["notebook"]],
                              "running_at_notebook_batches": {
-                                 init: _running_at(*row["paths"][init], NOTEBOOK_QC[0]) for init in paper}},
+                                 init: _running_at(*_path(row, init), NOTEBOOK_QC[0]) for init in paper}},
                "qubit_pretraining_loss": qubit_file.loss}
     return Reproduction("qc", "QC: a pretrained quantum network A, a classical network B", body, figures, run_dir,
                         0.0, results)

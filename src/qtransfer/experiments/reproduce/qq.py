@@ -1,4 +1,5 @@
-"""QQ: a pretrained quantum network A and a quantum network B, on Gaussian vs non-Gaussian states: `qtransfer reproduce qq`."""
+"""QQ: a pretrained quantum network A and a quantum network B, on Gaussian vs non-Gaussian states
+(`qtransfer reproduce qq`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -147,8 +148,8 @@ def _notebook_section(runs: list[QuantumRun], inits: list[int], steps: int) -> s
         lines.append(f"| {n} | {min(x[0] for x in nb):.4f}–{max(x[0] for x in nb):.4f} | {first.train_loss[n - 1]:.4f} "
                      f"| {min(x[1] for x in nb):.4f}–{max(x[1] for x in nb):.4f} | {first.train_acc[n - 1]:.4f} |")
     tests = [r.test_acc for r in NOTEBOOK_QQ]
-    table = "\n".join(lines) if points else f"(Fewer training steps than the notebook's first printed point, " \
-                                              f"{min(NOTEBOOK_QQ[0].running)} batches.)"
+    table = "\n".join(lines) if points else (f"(Fewer training steps than the notebook's first printed point, "
+                                               f"{min(NOTEBOOK_QQ[0].running)} batches.)")
     return (f"Network B started from seed {inits[0]} (the notebook's TensorFlow seed cannot be replayed in torch):\n\n"
             + table + f"\n\nTest accuracy on the next {TEST_BATCHES} batches of the stream, as the notebook "
             f"tests: **{first.test_acc:.4f}** (the notebook printed {min(tests):.4f}–{max(tests):.4f}; Strawberry "
@@ -167,7 +168,7 @@ def _qq(options: ReproduceOptions, run_dir: Path) -> Reproduction:
     convention: CubicPhase = options.cubic_phase
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    def network_a(cubic_phase: CubicPhase, squeeze: bool = False):  # noqa: ANN202
+    def network_a(cubic_phase: CubicPhase, squeeze: bool = False):
         return create_quantum_backbone("cv-gaussianity", weights=options.data, squeeze_in_layer=squeeze,
                                        cubic_phase=cubic_phase)
 
@@ -243,8 +244,8 @@ def _qq(options: ReproduceOptions, run_dir: Path) -> Reproduction:
             f"{cubic_phase} " + ", ".join(f"{study[(cubic_phase, c)][nb_index].test_acc:.3f}"
                                           if nb_index < len(study[(cubic_phase, c)]) else "–" for c in CUTOFFS)
             for cubic_phase in ("truncated", "exact")) + f" (cutoffs {', '.join(map(str, CUTOFFS))}).")
-    survive = ("" if not success else f"The {len(success)} streams that reach {SUCCESS} at cutoff 15 with the truncated "
-               f"gate (s = {', '.join(map(str, success))}) "
+    survive = ("" if not success else f"The {len(success)} streams that reach {SUCCESS} at cutoff 15 with the "
+               f"truncated gate (s = {', '.join(map(str, success))}) "
                "score, at larger cutoffs: " + "; ".join(
                    f"cutoff {c}: {', '.join(f'{a:.3f}' for a in later[c])}" for c in CUTOFFS[1:]) + ".")
     body = f"""

@@ -7,28 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qtransfer.experiments.settings import ReproduceOptions
 from qtransfer.registry import Registry
-
-
-@dataclass
-class ReproduceOptions:
-    """Settings shared by the reproductions; None means the experiment's own default (the paper's)."""
-
-    data: str | None = None
-    out: str = "runs"
-    seeds: list[int] | None = None
-    epochs: int | None = None
-    steps: int | None = None
-    augment_views: int = 10
-    backbones: list[str] | None = None
-    heads: list[str] | None = None
-    cache_dir: str = ""
-    device: str = "auto"
-    num_workers: int = -1
-    command: str = ""  # the command line that ran, for the report
-    progress: bool = True  # progress bars
-    cubic_phase: str = "exact"  # qq: the cubic phase gate of its earlier rows (quantum.fock_gates conventions)
-    cifar: str | None = None  # benchmark: a CIFAR-10 root, adding the paper's two CIFAR-10 pairs
 
 
 @dataclass

@@ -42,15 +42,16 @@ def _spirals(options: ReproduceOptions, run_dir: Path) -> Reproduction:
     plot_decision_boundaries(first, datasets, figures[0])
     plot_spirals_curves(first, figures[1])
 
-    rows = ["| turns | network | held-out test accuracy after the last step (ours, mean ± std) | min | max | paper"
-            + " | seconds per run |",
+    rows = [("| turns | network | held-out test accuracy after the last step (ours, mean ± std) | min | max | paper"
+             " | seconds per run |"),
             "|---|---|---|---|---|---|---|"]
     titles = ["turns", "quantum − classical test accuracy: n", *paired_header()[1:],
               "quantum better / tie / worse"]
     pairs = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     paired = {}
     for turns in datasets:
-        acc = {h: [r["test_acc"] for r in runs if r["turns"] == turns and r["head"] == h] for h in ("classical", "quantum")}
+        acc = {h: [r["test_acc"] for r in runs if r["turns"] == turns and r["head"] == h]
+               for h in ("classical", "quantum")}
         for head in ("classical", "quantum"):
             d = describe(acc[head])
             secs = describe([r["seconds"] for r in runs if r["turns"] == turns and r["head"] == head])["mean"]

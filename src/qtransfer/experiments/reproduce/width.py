@@ -51,7 +51,8 @@ def _width(options: ReproduceOptions, run_dir: Path) -> Reproduction:
     seeds = options.seeds if options.seeds is not None else list(range(42, 42 + SEEDS))
     epochs = options.epochs or EPOCHS
     base = TrainConfig(data=str(write_digits(run_dir / "data")),
-                       backbone=(options.backbones or ["efficientnet_lite0"])[0], epochs=epochs, step_size=min(STEP_SIZE, epochs), cache_dir=options.cache_dir,
+                       backbone=(options.backbones or ["efficientnet_lite0"])[0], epochs=epochs,
+                       step_size=min(STEP_SIZE, epochs), cache_dir=options.cache_dir,
                        device=options.device, num_workers=options.num_workers, out=str(run_dir))
     heads = [spec.format(w=w) for w in WIDTHS for spec in KINDS.values()]
     started = time.perf_counter()
@@ -72,8 +73,8 @@ def _width(options: ReproduceOptions, run_dir: Path) -> Reproduction:
     figure = run_dir / "width.png"
     plot(table, figure)
     wall = time.perf_counter() - started
-    lines = ["| width | quantum | no entanglement | classical twin | quantum − no entanglement (corrected 95%) "
-             "| quantum − twin (corrected 95%) | quantum head s |", "|---|---|---|---|---|---|---|"]
+    lines = [("| width | quantum | no entanglement | classical twin | quantum − no entanglement (corrected 95%) "
+             "| quantum − twin (corrected 95%) | quantum head s |"), "|---|---|---|---|---|---|---|"]
     for w in WIDTHS:
         cells = [f"{table[k][w]['mean']:.4f} ± {table[k][w]['std']:.4f}" for k in KINDS]
         diffs = [next(t for t in tests if t["width"] == w and t["against"] == o) for o in ("no entanglement",
