@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from real_images import real_subset
+from support.real_images import real_subset
 from torch import nn
 from torch.utils.data import Dataset
 

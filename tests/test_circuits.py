@@ -7,7 +7,7 @@ import math
 import pennylane as qml
 import pytest
 import torch
-from pennylane_reference import reference_expvals
+from support.pennylane_reference import reference_expvals
 
 from qtransfer import (
     Circuit,

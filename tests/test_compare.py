@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from real_images import real_subset
+from support.real_images import real_subset
 from scipy import stats
 
 from qtransfer.config import TrainConfig

@@ -70,7 +70,7 @@ def _one_wire(circuit: Circuit, wire: int) -> Circuit:
 
 @pytest.mark.parametrize("template", sorted(TEMPLATES), ids=str)
 def test_the_control_equals_one_wire_pennylane_runs_and_so_do_its_gradients(template: str) -> None:
-    from pennylane_reference import reference_expvals
+    from support.pennylane_reference import reference_expvals
 
     control = make_circuit(template, 3, 2, entangle=False)
     g = torch.Generator().manual_seed(7)

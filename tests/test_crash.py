@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from crash_harness import (
+from support.crash_harness import (
     Workload,
     metric_rows,
     run_and_kill,

@@ -5,7 +5,7 @@ import random
 
 import pytest
 import torch
-from pennylane_reference import reference_expvals
+from support.pennylane_reference import reference_expvals
 from support.circuits import random_circuit
 
 from qtransfer import (

@@ -25,7 +25,7 @@ from qtransfer.quantum.frozen import FrozenCircuit
 from qtransfer.quantum.statevector import CompiledCircuit
 from qtransfer.training.trained import TrainedModel
 
-CLIENT = Path(__file__).parent / "deployed_client.py"
+CLIENT = Path(__file__).parent / "support" / "deployed_client.py"
 
 # Every gate of circuits.py, inputs on one- and two-wire gates, Rot mixing all three sources, non-Z observables.
 EVERY_GATE = Circuit(3, 3, (3,), (

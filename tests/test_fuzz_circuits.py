@@ -9,10 +9,10 @@ from dataclasses import replace
 
 import pytest
 import torch
-from fuzzing import HOSTILE_TEXT, bounded
+from support.fuzzing import HOSTILE_TEXT, bounded
 from hypothesis import given
 from hypothesis import strategies as st
-from pennylane_reference import reference_expvals
+from support.pennylane_reference import reference_expvals
 
 from qtransfer import (
     Circuit,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fuzzing import (
+from support.fuzzing import (
     FLOATS,
     HOSTILE_TEXT,
     INTS,

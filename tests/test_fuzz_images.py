@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fuzzing import bounded
+from support.fuzzing import bounded
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image

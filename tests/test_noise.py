@@ -12,7 +12,7 @@ from qtransfer.quantum.backends import TorchBackend
 from qtransfer.quantum.density import CHANNELS, NoiseModel
 
 pytest.importorskip("pennylane")
-from pennylane_reference import reference_noisy_expvals
+from support.pennylane_reference import reference_noisy_expvals
 
 TOL = dict(rtol=1e-10, atol=1e-10)
 # default.mixed (PennyLane 0.45) itself differs from default.qubit by up to ~1e-8 in float64 with no noise at all

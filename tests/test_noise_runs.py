@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from real_images import real_subset
+from support.real_images import real_subset
 
 from qtransfer.cli import main
 from qtransfer.config import TrainConfig

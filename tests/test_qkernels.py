@@ -7,7 +7,7 @@ import numpy as np
 import pennylane as qml
 import pytest
 import torch
-from pennylane_reference import QML_CHANNELS
+from support.pennylane_reference import QML_CHANNELS
 
 from qtransfer.errors import InputError
 from qtransfer.quantum.circuits import (

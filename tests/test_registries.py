@@ -13,7 +13,7 @@ import numpy as np
 import pennylane as qml
 import pytest
 import torch
-from pennylane_reference import QML_OPS
+from support.pennylane_reference import QML_OPS
 from PIL import Image
 
 import qtransfer.experiments.reproduce  # noqa: F401 - its modules register the experiments

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from real_images import real_subset
+from support.real_images import real_subset
 from support.cli import in_process
 from support.runs import metric_rows
 from torch import nn

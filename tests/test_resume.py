@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from real_images import real_subset
+from support.real_images import real_subset
 from support.cli import in_process
 from support.runs import metric_rows
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fuzzing import as_text, bounded, out_of_range, valid_values, wrong_types
+from support.fuzzing import as_text, bounded, out_of_range, valid_values, wrong_types
 from hypothesis import given
 from hypothesis import strategies as st
 

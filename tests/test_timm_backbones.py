@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from real_images import real_subset
+from support.real_images import real_subset
 
 from qtransfer.cli import main
 from qtransfer.config import TrainConfig

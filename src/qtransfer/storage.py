@@ -1,6 +1,6 @@
 """Files written whole or not at all, and content hashes.
 
-Fault injection, for crash tests (tests/crash_harness.py, benchmarks/kill_campaign.py); read once, when this
+Fault injection, for crash tests (tests/support/crash_harness.py, benchmarks/kill_campaign.py); read once, when this
 module is imported, and removed from the environment then, so processes this one starts do not inherit them:
 
 - ``QTRANSFER_FAULT_WRITE=N`` kills this process with SIGKILL at its N-th atomic write (counted from 1, in this

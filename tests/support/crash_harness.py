@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from real_images import real_subset
+from support.real_images import real_subset
 
 from qtransfer.storage import FAULT_LOG, FAULT_WRITE
 
