@@ -13,10 +13,10 @@ from qtransfer.devices.qubit import QTransferQubit
 from qtransfer.devices.simulate import structured
 from qtransfer.devices.translate import COMPILED_CACHE_SIZE, as_tensor, repeatable, translate
 from qtransfer.errors import InputError
-from qtransfer.quantum.fused import FusedCircuit
+from qtransfer.quantum.fused import DensityFusedCircuit
 from qtransfer.quantum.gate_matrices import complex_dtype
 
-_compiled: OrderedDict[tuple, FusedCircuit] = OrderedDict()
+_compiled: OrderedDict[tuple, DensityFusedCircuit] = OrderedDict()
 
 
 def is_channel(op: object) -> bool:
@@ -57,7 +57,7 @@ def _split(tape: qml.tape.QuantumScript) -> tuple[qml.tape.QuantumScript, list[l
     return tape.copy(operations=ops), channels
 
 
-def _fused(circuit, channels, dtype: torch.dtype) -> FusedCircuit:
+def _fused(circuit, channels, dtype: torch.dtype) -> DensityFusedCircuit:
     key = (circuit, dtype, tuple((q, m.tobytes()) for c in channels for q, m in c), tuple(len(c) for c in channels))
     hit = _compiled.get(key)
     if hit is not None:
@@ -65,7 +65,7 @@ def _fused(circuit, channels, dtype: torch.dtype) -> FusedCircuit:
         return hit
     real = circuit.real and all(not np.abs(m.imag).any() for c in channels for _, m in c)
     run_dtype = dtype if real else complex_dtype(dtype)
-    made = _compiled[key] = FusedCircuit(circuit, run_dtype, torch.device("cpu"), channels=channels)
+    made = _compiled[key] = DensityFusedCircuit(circuit, run_dtype, torch.device("cpu"), channels)
     if len(_compiled) > COMPILED_CACHE_SIZE:
         _compiled.popitem(last=False)
     return made

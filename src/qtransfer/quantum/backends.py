@@ -65,7 +65,7 @@ class TorchBackend:
         self.noise = NoiseModel.parse(noise) if isinstance(noise, str) else noise
         self.diff_method = "parameter-shift" if shots else diff_method
         self.name = "torch" + "".join(
-            f", {k}={v}" for k, v in (("shots", shots), ("noise", self.noise and self.noise.text or None)) if v
+            f", {k}={v}" for k, v in (("shots", shots), ("noise", (self.noise and self.noise.text) or None)) if v
         )
         self._compiled: dict[tuple, CompiledCircuit] = {}
         self._estimators: dict[tuple, tuple[Unrolled, Estimator]] = {}

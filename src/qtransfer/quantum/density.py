@@ -11,7 +11,7 @@ from torch import Tensor
 
 from qtransfer.errors import InputError
 from qtransfer.quantum.circuits import Circuit, Gate
-from qtransfer.quantum.fused import FusedCircuit
+from qtransfer.quantum.fused import DensityFusedCircuit
 from qtransfer.quantum.gate_matrices import complex_dtype, real_dtype
 from qtransfer.registry import unknown_name
 
@@ -114,7 +114,7 @@ class DensityMatrixSimulator:
             channels[gi].append((wire, _channel_superoperator(CHANNELS[name](p), 0, 1)))
         real = circuit.real and all(np.isrealobj(m) or not np.abs(m.imag).any() for c in channels for _, m in c)
         self.dtype = real_dtype(dtype) if real else complex_dtype(dtype)
-        self.sim = FusedCircuit(circuit, self.dtype, torch.device(device), channels=channels)
+        self.sim = DensityFusedCircuit(circuit, self.dtype, torch.device(device), channels)
 
     def probabilities(self, inputs: Tensor | None, weights: Tensor, batch: int) -> Tensor:
         """Basis-state probabilities (batch, 2^n) of the noisy final state, differentiable."""

@@ -43,7 +43,7 @@ class FockState:
         """|n_1, …, n_M> for every batch element (vacuum when all n are 0)."""
         if not 1 <= len(photons) <= MAX_MODES:
             raise InputError(f"{len(photons)} modes requested; the Fock simulator holds 1 to {MAX_MODES} modes")
-        if not 2 <= cutoff or any(not 0 <= n < cutoff for n in photons):
+        if not cutoff >= 2 or any(not 0 <= n < cutoff for n in photons):
             raise InputError(f"photon numbers {list(photons)} must lie below the cutoff {cutoff} (cutoff ≥ 2)")
         ket = torch.zeros(batch, *[cutoff] * len(photons), dtype=dtype, device=device)
         ket[(slice(None), *photons)] = 1

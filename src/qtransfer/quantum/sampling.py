@@ -16,8 +16,8 @@ from qtransfer.quantum.circuits import Circuit, Gate, Observable, Param, const, 
 _TWO_TERM = ((math.pi / 2, 0.5), (-math.pi / 2, -0.5))
 _C_PLUS, _C_MINUS = (math.sqrt(2) + 1) / (4 * math.sqrt(2)), (math.sqrt(2) - 1) / (4 * math.sqrt(2))
 _FOUR_TERM = ((math.pi / 2, _C_PLUS), (-math.pi / 2, -_C_PLUS), (3 * math.pi / 2, -_C_MINUS), (-3 * math.pi / 2, _C_MINUS))
-SHIFT_RULES = {name: _TWO_TERM for name in ("RX", "RY", "RZ", "PhaseShift", "Rot", "IsingXX", "IsingYY", "IsingZZ")}
-SHIFT_RULES.update({name: _FOUR_TERM for name in ("CRX", "CRY", "CRZ")})
+SHIFT_RULES = dict.fromkeys(("RX", "RY", "RZ", "PhaseShift", "Rot", "IsingXX", "IsingYY", "IsingZZ"), _TWO_TERM)
+SHIFT_RULES.update(dict.fromkeys(("CRX", "CRY", "CRZ"), _FOUR_TERM))
 
 # Rotations that turn a Pauli measurement into a Z measurement: U with U† Z U = P.
 _TO_Z = {"X": (("H", ()),), "Y": (("PhaseShift", (-math.pi / 2,)), ("H", ())), "Z": ()}
