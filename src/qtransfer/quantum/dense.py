@@ -227,7 +227,7 @@ class DenseEngine:
             p = (state * state.conj()).real if state.is_complex() else state * state
             return p @ self.signs
         assert self.obs_mats is not None
-        ophi = (state @ self.obs_mats.mT).unflatten(-1, (-1, self.D))  # (..., K, D): O_k psi
+        ophi = torch.unflatten(state @ self.obs_mats.mT, -1, (-1, self.D))  # (..., K, D): O_k psi
         if tape is not None:
             tape.ophi = ophi
         out = (ophi * state.conj().unsqueeze(-2)).sum(-1)
@@ -294,7 +294,7 @@ class DenseEngine:
                 if fam.source == "all":
                     gi = g[:, :n_in] if gi is None else gi + g[:, :n_in]
                     g = g[:, n_in:]
-                    g = g.sum(0) if weights.dim() == 1 else g.unflatten(0, (weights.shape[0], -1)).sum(1)
+                    g = g.sum(0) if weights.dim() == 1 else torch.unflatten(g, 0, (weights.shape[0], -1)).sum(1)
                 g = g if fam.source == "weight" else g[..., :n_w]
                 gw = g if gw is None else gw + g
         return gi, gw

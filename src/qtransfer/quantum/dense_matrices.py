@@ -36,7 +36,8 @@ def moments(gates: Sequence[Gate]) -> list[list[int]]:
 def _generator(name: str) -> np.ndarray:
     """K with dM/dt = K M(t) for a one-parameter gate: M(t) = exp(tK) M(0), so K = M'(0) M(0)^-1."""
     f, (c, a, b) = ROTATIONS[name]
-    return f * b @ np.linalg.inv(c + a)
+    out: np.ndarray = f * b @ np.linalg.inv(c + a)
+    return out
 
 
 _PAULI_GENERATORS = {p: -0.5j * FIXED[p] for p in "XYZ"}  # of RX, RY, RZ
@@ -108,8 +109,13 @@ class Family:
         if not self.n_factors:
             return self
         rd = real_dtype(dtype)
-        cast = lambda a: torch.as_tensor(a if dtype.is_complex else a.real, dtype=dtype, device=device)
-        index = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.long, device=device)
+
+        def cast(a: np.ndarray) -> Tensor:
+            return torch.as_tensor(a if dtype.is_complex else a.real, dtype=dtype, device=device)
+
+        def index(a: np.ndarray) -> Tensor:
+            return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.long, device=device)
+
         self.dtype = dtype
         self.index = index(self.np_index)
         self.scale = torch.as_tensor(self.np_scale, dtype=rd, device=device)
@@ -140,7 +146,7 @@ class Family:
         trig = torch.cos(torch.addcmul(phase, src.index_select(0, self.index), scale))
         entries = torch.bmm(trig.view(self.n_factors, 3, -1).mT, self.basis)  # (F, L * batch, D*D)
         if self.dtype.is_complex:
-            entries = torch.view_as_complex(entries.unflatten(-1, (-1, 2)))
+            entries = torch.view_as_complex(torch.unflatten(entries, -1, (-1, 2)))
         full = entries[0] if self.n_factors == 1 else entries.prod(0)
         return full.view(self.n_moments, -1, self.D, self.D) if rows else full.view(-1, self.D, self.D)
 
@@ -165,9 +171,10 @@ class Family:
         d/domega: Z; d/dtheta: RZ(omega) Y RZ(omega)^+ = cos(omega) Y - sin(omega) X;
         d/dphi: RZ(omega) RY(theta) Z (...)^+ = cos(theta) Z + sin(theta) (cos(omega) X + sin(omega) Y).
         """
+        assert self.rots is not None
         uxyz, angles, mixed = self.rots
-        ux, uy, uz = u.index_select(-1, uxyz).unflatten(-1, (3, -1)).unbind(-2)
-        th, om = theta.index_select(-1, angles).unflatten(-1, (2, -1)).unbind(-2)
+        ux, uy, uz = torch.unflatten(u.index_select(-1, uxyz), -1, (3, -1)).unbind(-2)
+        th, om = torch.unflatten(theta.index_select(-1, angles), -1, (2, -1)).unbind(-2)
         ct, st, co, so = torch.cos(th), torch.sin(th), torch.cos(om), torch.sin(om)
         d_phi = ct * uz + st * (co * ux + so * uy)
         d_theta = co * uy - so * ux

@@ -58,7 +58,7 @@ def gate_matrices(s: FusedSchedule, sources: Sources) -> list[Tensor]:
     """Each gate group's matrices, (..., gates, d, d)."""
     mats = []
     for group in s.groups:
-        params = sources[group.source].index_select(-1, group.index).unflatten(-1, group.shape)
+        params = torch.unflatten(sources[group.source].index_select(-1, group.slots), -1, group.shape)
         mats.append(gate_matrix(group.name, params, dtype=s.dtype, device=s.device))
     return mats
 
@@ -88,9 +88,9 @@ def halves(s: FusedSchedule, mats: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
 
 def _prefix_together(positions: Sequence[PrefixPosition], start: Tensor, mats: Sequence[Tensor]) -> list[Tensor]:
     v = start  # (n, 2)
-    for groups, index in positions:
+    for groups, rows in positions:
         table = torch.cat([mats[g] for g in groups], -3) if len(groups) > 1 else mats[groups[0]]
-        v = (table.index_select(-3, index) @ v.unsqueeze(-1)).squeeze(-1)  # (rows|-, n, 2)
+        v = (table.index_select(-3, rows) @ v.unsqueeze(-1)).squeeze(-1)  # (rows|-, n, 2)
     v = v.permute(1, 2, 0) if v.dim() == 3 else v.unsqueeze(-1)  # (n, 2, rows|1)
     return list(v.unbind(0))
 

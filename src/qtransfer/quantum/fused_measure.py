@@ -104,19 +104,20 @@ class Expectations:
             flat = torch.view_as_real(scratch).flatten() if scratch.is_complex() else scratch.view(-1)
             half = flat.numel() // 2
             level, at = n, 0
-            field: Tensor | None = None
+            marginal: Tensor | None = None
             for t in sorted(self.diagonal, reverse=True):
                 size = 2 ** (n - t) * rows
-                if field is None:
-                    field = flat[:size].view(-1, rows).zero_()
+                if marginal is None:
+                    marginal = flat[:size].view(-1, rows).zero_()
                 else:  # repeat the field over the wires between t and the last level (alternating halves)
                     at = half if at == 0 else 0
-                    field = flat[at : at + size].view(2 ** (level - t), -1).copy_(field.reshape(1, -1)).view(-1, rows)
+                    marginal = flat[at : at + size].view(2 ** (level - t), -1).copy_(marginal.reshape(1, -1))
+                    marginal = marginal.view(-1, rows)
                 level = t
                 for k, span, signs in self.diagonal[t]:
-                    field.view(2**span, -1, rows).add_((signs[:, None] * grad[:, k][None, :]).unsqueeze(1))
-            assert field is not None
-            lam.view(2**level, -1, rows).copy_(field.view(1, -1, rows))
+                    marginal.view(2**span, -1, rows).add_((signs[:, None] * grad[:, k][None, :]).unsqueeze(1))
+            assert marginal is not None
+            lam.view(2**level, -1, rows).copy_(marginal.view(1, -1, rows))
             lam.mul_(_conj(psi)).mul_(2)
         else:  # only X/Y products below
             lam.zero_()
@@ -135,7 +136,7 @@ class Probabilities:
     def _diagonal(self, rho: Tensor) -> Tensor:
         """The view of a vectorised density matrix (4^q, rows) at its diagonal, (2,) * q + (rows,)."""
         q, rows = self.q, rho.shape[-1]
-        strides = tuple(3 * 4 ** (q - 1 - i) * rows for i in range(q)) + (1,)
+        strides = (*(3 * 4 ** (q - 1 - i) * rows for i in range(q)), 1)
         return rho.as_strided((2,) * q + (rows,), strides, rho.storage_offset())
 
     def measure(self, psi: Tensor, scratch: Tensor) -> Tensor:

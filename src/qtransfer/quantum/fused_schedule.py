@@ -79,11 +79,11 @@ def density_ops(circuit: Circuit, channels: Channels) -> list[Op]:
 
 class GateGroup(NamedTuple):
     """Parameterised gates of one name and source, whose matrices are built in one call: their parameters are
-    source[index] reshaped to `shape` (gates, params per gate)."""
+    source[slots] reshaped to `shape` (gates, params per gate)."""
 
     name: str
     source: str
-    index: Tensor
+    slots: Tensor
     shape: tuple[int, ...]
     gates: tuple[int, ...]
 
@@ -173,10 +173,10 @@ class BatchedBlocks:
 
 
 class PrefixPosition(NamedTuple):
-    """One position of the wires' shared prefix: the groups whose matrices make its table, and each wire's row."""
+    """One position of the wires' shared prefix: the groups whose matrices make its table, and each wire's row in it."""
 
     groups: tuple[int, ...]
-    index: Tensor
+    rows: Tensor
 
 
 @dataclass(frozen=True)

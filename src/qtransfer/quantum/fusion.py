@@ -19,7 +19,8 @@ import numpy as np
 class Operator(Protocol):
     """What fusion needs of an operator: its wires, and whether it is a constant monomial matrix."""
 
-    wires: tuple[int, ...]
+    @property
+    def wires(self) -> tuple[int, ...]: ...
 
     @property
     def monomial(self) -> bool: ...
@@ -99,6 +100,11 @@ def _take(ops: Sequence[Operator], remaining: Sequence[int], fits: Callable[[Ope
     return taken
 
 
+def _within(lo: int, k: int) -> Callable[[Operator], bool]:
+    """Whether an operator acts only on wires lo .. lo + k - 1."""
+    return lambda g: all(lo <= w < lo + k for w in g.wires)
+
+
 # Relative costs of one operation, in middle-window blocks (measured on a 2-core CPU, benchmarks/head_speed.py):
 TAIL_COST = 2.0  # a window ending within TAIL_WIRES of the last wire: few columns per matrix product
 TAIL_WIRES = 3
@@ -117,7 +123,7 @@ def fuse(ops: Sequence[Operator], indices: Sequence[int], n_wires: int, block_wi
         best = _take(ops, remaining, lambda g: g.monomial, every)
         best_lo, best_score = -1, len(best) / PERMUTATION_COST if len(best) > 1 else 0.0
         for lo in range(n - k + 1):
-            taken = _take(ops, remaining, lambda g, lo=lo: all(lo <= w < lo + k for w in g.wires), range(lo, lo + k))
+            taken = _take(ops, remaining, _within(lo, k), range(lo, lo + k))
             score = len(taken) / (TAIL_COST if n - lo - k < TAIL_WIRES and lo > 0 else 1.0)
             if score > best_score:
                 best, best_lo, best_score = taken, lo, score

@@ -62,7 +62,7 @@ def _rotation(name: str, theta: Tensor, dtype: torch.dtype) -> Tensor:
     t = theta * f
     trig = torch.stack([torch.ones_like(t), torch.cos(t), torch.sin(t)], -1).to(dtype)
     d = math.isqrt(b.shape[1])
-    return (trig @ b).unflatten(-1, (d, d))
+    return torch.unflatten(trig @ b, -1, (d, d))
 
 
 def complex_dtype(dtype: torch.dtype) -> torch.dtype:
