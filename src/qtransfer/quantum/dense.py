@@ -148,7 +148,8 @@ class DenseEngine:
         else:
             mats = np.stack([embed(n, o.wires, functools.reduce(np.kron, [FIXED[p] for p in o.paulis])) for o in obs])
             mats = mats.reshape(len(obs) * D, D)  # row k * D + i is row i of observable k
-            self.obs_mats = torch.as_tensor(mats if self.dtype.is_complex else mats.real, dtype=self.dtype, device=self.device)
+            self.obs_mats = torch.as_tensor(mats if self.dtype.is_complex else mats.real, dtype=self.dtype,
+                                            device=self.device)
 
     # -- the engine interface ----------------------------------------------------------------
     def outputs(self, inputs: Tensor | None, weights: Tensor, batch: int) -> Tensor:
@@ -272,7 +273,8 @@ class DenseEngine:
             if k > first:
                 lam = lam @ record.u
         ready = [y for y in yi if y is not None]
-        ys = {"weight": yw, "input": (ready[0].unsqueeze(0) if len(ready) == 1 else torch.stack(ready)) if ready else None}
+        yin = (ready[0].unsqueeze(0) if len(ready) == 1 else torch.stack(ready)) if ready else None
+        ys = {"weight": yw, "input": yin}
         gi, gw = self._parameter_grads(ys, self._sources(inputs, weights), weights)
         return (None if gi is None or inputs is None else gi.view(inputs.shape)), gw
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Union
 
 import numpy as np
 import torch
@@ -102,7 +101,8 @@ class Family:
         self.np_index = np.broadcast_to(local.T[:, None, :], shape).flatten()
         self.np_scale = np.broadcast_to(np.outer(scales, [0.0, 1.0, 1.0])[:, :, None], shape).flatten()
         self.np_phase = np.broadcast_to(np.array([0.0, 0.0, -math.pi / 2])[:, None], shape).flatten()
-        self.np_slots, self.np_basis, self.np_gens, self.np_rots = local.ravel(), np.stack(bases), np.stack(gens, 1), rots
+        self.np_slots, self.np_basis, self.np_gens = local.ravel(), np.stack(bases), np.stack(gens, 1)
+        self.np_rots = rots
 
     def prepare(self, dtype: torch.dtype, device: torch.device) -> Family:
         """Cast the compile-time arrays to the run dtype and device."""
@@ -126,7 +126,8 @@ class Family:
         self.gens_t = cast(self.np_gens.reshape(self.D, self.D, -1).transpose(1, 0, 2).reshape(self.D**2, -1))
         self.slots = index(self.np_slots)
         rots = np.array(self.np_rots, dtype=np.int64).reshape(-1, 3)
-        self.rots = (index(rots.T.ravel()), index(rots[:, 1:].T.ravel()), index(rots[:, :2].T.ravel())) if len(rots) else None
+        self.rots = ((index(rots.T.ravel()), index(rots[:, 1:].T.ravel()), index(rots[:, :2].T.ravel()))
+                     if len(rots) else None)
         return self
 
     def constant(self, consts: np.ndarray) -> np.ndarray:
@@ -181,7 +182,7 @@ class Family:
         return u.index_copy(-1, mixed, torch.cat([d_phi, d_theta], -1))
 
 
-StretchRef = Union[np.ndarray, int]  # a constant moment's matrix, or a weight moment's slot
+StretchRef = np.ndarray | int  # a constant moment's matrix, or a weight moment's slot
 Saved = tuple[tuple[Tensor, ...], Tensor]  # a stretch's factors A_l and their running products Q_l
 
 

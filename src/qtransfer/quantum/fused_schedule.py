@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -55,7 +55,8 @@ def constant_gates(circuit: Circuit) -> dict[int, np.ndarray]:
 def statevector_ops(circuit: Circuit) -> list[Op]:
     """The circuit's gates as operators on its n wires."""
     consts = constant_gates(circuit)
-    return [Op(g.wires, const=consts[gi]) if gi in consts else Op(g.wires, gate=gi) for gi, g in enumerate(circuit.gates)]
+    return [Op(g.wires, const=consts[gi]) if gi in consts else Op(g.wires, gate=gi)
+            for gi, g in enumerate(circuit.gates)]
 
 
 def density_ops(circuit: Circuit, channels: Channels) -> list[Op]:
@@ -118,7 +119,7 @@ class LayerSegment:
     gates: dict[int, GateRef]
 
 
-Segment = Union[ConstSegment, GateSegment, LayerSegment]
+Segment = ConstSegment | GateSegment | LayerSegment
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ class GatherStep:
     transpose: Gather
 
 
-Step = Union[BlockStep, WideStep, GatherStep]
+Step = BlockStep | WideStep | GatherStep
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,8 @@ def compile_schedule(circuit: Circuit, ops: Sequence[Op], group: int, dtype: tor
     groups, gate_ref = _gate_groups(circuit, ops, device)
     prefix = _prefix(ops, fusion, group, cast)
     steps = tuple(_step(ops, item, n, gate_ref, cast, device) for item in fusion.ops)
-    table_groups = tuple(g for g, gg in enumerate(groups) if gg.source == "wc" and len(circuit.gates[gg.gates[0]].wires) == 1)
+    table_groups = tuple(g for g, gg in enumerate(groups)
+                         if gg.source == "wc" and len(circuit.gates[gg.gates[0]].wires) == 1)
     batched = _batched_blocks(steps, groups, table_groups, cast, device)
     positions = _prefix_positions(ops, prefix, groups, gate_ref, device) if group == 1 else None
     start = torch.stack([p.start for p in prefix]) if prefix else torch.ones(0, 2**group, dtype=dtype, device=device)
@@ -238,7 +240,8 @@ def compile_schedule(circuit: Circuit, ops: Sequence[Op], group: int, dtype: tor
                          any(op.conj for op in ops), gate_ref, dtype, device)
 
 
-def _gate_groups(circuit: Circuit, ops: Sequence[Op], device: torch.device) -> tuple[tuple[GateGroup, ...], dict[int, GateRef]]:
+def _gate_groups(circuit: Circuit, ops: Sequence[Op],
+                 device: torch.device) -> tuple[tuple[GateGroup, ...], dict[int, GateRef]]:
     """Parameterised gates grouped by name and source (built per call), and where each gate's matrix sits."""
     pi = ParamIndex(circuit)
     by_key: dict[tuple[str, bool], list[int]] = {}

@@ -68,7 +68,8 @@ class Schedule:
         return sum(isinstance(op, kind) for op in self.ops)
 
 
-def product_prefix(ops: Sequence[Operator], n_wires: int, group: int = 1) -> tuple[tuple[tuple[int, ...], ...], list[int]]:
+def product_prefix(ops: Sequence[Operator], n_wires: int,
+                   group: int = 1) -> tuple[tuple[tuple[int, ...], ...], list[int]]:
     """Operators inside one group of `group` wires that come before anything joins the group to another,
     per group; and the rest (indices, in order)."""
     prefix: list[list[int]] = [[] for _ in range(n_wires // group)]
@@ -84,7 +85,8 @@ def product_prefix(ops: Sequence[Operator], n_wires: int, group: int = 1) -> tup
     return tuple(tuple(p) for p in prefix), rest
 
 
-def _take(ops: Sequence[Operator], remaining: Sequence[int], fits: Callable[[Operator], bool], wires: range) -> list[int]:
+def _take(ops: Sequence[Operator], remaining: Sequence[int], fits: Callable[[Operator], bool],
+          wires: range) -> list[int]:
     """The operators that `fits` accepts and whose earlier operators on their wires are taken too (up to the
     point where every wire in `wires` is blocked by one left behind)."""
     taken: list[int] = []
@@ -111,7 +113,8 @@ TAIL_WIRES = 3
 PERMUTATION_COST = 1.5  # one gather of whole sample rows
 
 
-def fuse(ops: Sequence[Operator], indices: Sequence[int], n_wires: int, block_wires: int) -> tuple[Block | Wide | Permutation, ...]:
+def fuse(ops: Sequence[Operator], indices: Sequence[int], n_wires: int,
+         block_wires: int) -> tuple[Block | Wide | Permutation, ...]:
     """Group operators (indices, in order) into blocks of at most `block_wires` adjacent wires and permutations,
     greedily: each step takes the operation that absorbs the most remaining operators per unit of cost."""
     n = n_wires

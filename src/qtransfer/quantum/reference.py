@@ -33,10 +33,7 @@ def apply_matrix(state: Tensor, matrix: Tensor, wires: Sequence[int]) -> Tensor:
     moved = state.movedim(axes, list(range(n + 1 - k, n + 1)))
     shape = moved.shape
     flat = moved.reshape(shape[0], -1, 2**k)
-    if matrix.dim() == 3:
-        out = torch.bmm(flat, matrix.transpose(1, 2))
-    else:
-        out = flat @ matrix.T
+    out = torch.bmm(flat, matrix.transpose(1, 2)) if matrix.dim() == 3 else flat @ matrix.T
     return out.view(shape).movedim(list(range(n + 1 - k, n + 1)), axes)
 
 
@@ -84,7 +81,8 @@ class GateEngine:
         self.circuit, self.dtype, self.device = circuit, dtype, device
         self.pindex = ParamIndex(circuit)
         self.consts = torch.as_tensor(self.pindex.consts, dtype=real_dtype(dtype), device=device)
-        self.gathers = [self._gate_gather(gi, len(g.params)) if g.params else None for gi, g in enumerate(circuit.gates)]
+        self.gathers = [self._gate_gather(gi, len(g.params)) if g.params else None
+                        for gi, g in enumerate(circuit.gates)]
 
     def _gate_gather(self, gi: int, n_params: int) -> tuple[str, Tensor]:
         source, local = self.pindex.locate(np.array([self.pindex.slots[gi, p] for p in range(n_params)]))
