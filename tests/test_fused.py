@@ -20,7 +20,7 @@ from qtransfer import (
     make_circuit,
     weight,
 )
-from qtransfer.quantum.fused import statevector_ops
+from qtransfer.quantum.fused_schedule import statevector_ops
 from qtransfer.quantum.fusion import Block, Permutation, Wide, schedule
 from qtransfer.quantum.memory import circuit_bytes
 
@@ -141,7 +141,7 @@ _PEAK = textwrap.dedent("""
         xi, wi = x.clone().requires_grad_(), w.clone().requires_grad_()
         compiled(xi, wi).sum().backward()
     step()  # the first step also loads libraries' one-time buffers; training's steady state is the second
-    compiled.fused.pool.free.clear()
+    compiled.engine.pool.free.clear()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
     base = vmhwm()

@@ -13,10 +13,10 @@ from qtransfer.devices.qubit import QTransferQubit
 from qtransfer.devices.simulate import structured
 from qtransfer.devices.translate import COMPILED_CACHE_SIZE, as_tensor, repeatable, translate
 from qtransfer.errors import InputError
-from qtransfer.quantum.fused import FusedCircuit
+from qtransfer.quantum.fused import DensityFusedCircuit
 from qtransfer.quantum.gate_matrices import complex_dtype
 
-_compiled: OrderedDict[tuple, FusedCircuit] = OrderedDict()
+_compiled: OrderedDict[tuple, DensityFusedCircuit] = OrderedDict()
 
 
 def is_channel(op: object) -> bool:
@@ -37,7 +37,10 @@ def superoperator(op: qml.operation.Channel) -> np.ndarray:
     if any(qml.math.ndim(p) for p in op.data if op.name != "QubitChannel"):
         raise InputError(f"{op.name} is broadcast; qtransfer.mixed broadcasts gate parameters only")
     kraus = [np.asarray(qml.math.unwrap(qml.math.detach(k)), dtype=complex) for k in op.kraus_matrices()]
-    return sum(np.kron(k, k.conj()) for k in kraus)
+    out = np.zeros((4, 4), dtype=complex)
+    for k in kraus:
+        out = out + np.kron(k, k.conj())
+    return out
 
 
 def _split(tape: qml.tape.QuantumScript) -> tuple[qml.tape.QuantumScript, list[list[tuple[int, np.ndarray]]]]:
@@ -57,7 +60,7 @@ def _split(tape: qml.tape.QuantumScript) -> tuple[qml.tape.QuantumScript, list[l
     return tape.copy(operations=ops), channels
 
 
-def _fused(circuit, channels, dtype: torch.dtype) -> FusedCircuit:
+def _fused(circuit, channels, dtype: torch.dtype) -> DensityFusedCircuit:
     key = (circuit, dtype, tuple((q, m.tobytes()) for c in channels for q, m in c), tuple(len(c) for c in channels))
     hit = _compiled.get(key)
     if hit is not None:
@@ -65,7 +68,7 @@ def _fused(circuit, channels, dtype: torch.dtype) -> FusedCircuit:
         return hit
     real = circuit.real and all(not np.abs(m.imag).any() for c in channels for _, m in c)
     run_dtype = dtype if real else complex_dtype(dtype)
-    made = _compiled[key] = FusedCircuit(circuit, run_dtype, torch.device("cpu"), channels=channels)
+    made = _compiled[key] = DensityFusedCircuit(circuit, run_dtype, torch.device("cpu"), channels)
     if len(_compiled) > COMPILED_CACHE_SIZE:
         _compiled.popitem(last=False)
     return made
@@ -92,11 +95,10 @@ def diagonal_expvals(tape: qml.tape.QuantumScript, n_qubits: int, dtype: torch.d
     bits = (np.arange(2**n_qubits)[:, None] >> np.arange(n_qubits - 1, -1, -1)[None, :]) & 1
     out = []
     for mp in tape.measurements:
-        total = 0
+        total = torch.zeros(probs.shape[0], dtype=dtype)
         for word, coeff in mp.obs.pauli_rep.items():
             signs = np.prod(1 - 2 * bits[:, [int(w) for w in word]], axis=1) if word else np.ones(2**n_qubits)
             total = total + as_tensor(qml.math.real(coeff), dtype) * (probs @ torch.as_tensor(signs, dtype=probs.dtype))
-        total = total if isinstance(total, torch.Tensor) else torch.zeros(probs.shape[0], dtype=dtype)
         if t.batch_size is not None and total.shape[0] != t.batch_size:
             total = total.expand(t.batch_size)
         out.append(total if t.batch_size is not None else total[0])
@@ -132,9 +134,8 @@ class QTransferMixed(QTransferQubit):
         fast = diagonal_expvals(tape, n, self._dtype)
         if fast is not None:
             return structured(tape, fast if torch_out else [f.detach().numpy() for f in fast])
-        state = density_matrix(tape, n, self._dtype)
-        if not torch_out:
-            state = state.detach().numpy()
+        rho = density_matrix(tape, n, self._dtype)
+        state = rho if torch_out else rho.detach().numpy()
         batched = state.ndim == 2 * n + 1
         if not tape.shots:
             results = [measure(mp, state, is_state_batched=batched) for mp in tape.measurements]

@@ -46,9 +46,8 @@ def _measurements(tape, n_qubits: int, dtype: torch.dtype, method: str, rng, tor
         out = [_pauli_sum(mp.obs.pauli_rep, words, values, t, dtype) for mp in tape.measurements]
         return out if torch_out else [o.detach().numpy() for o in out]
     t = translate(tape, n_qubits, dtype, params=params)
-    state = final_state(t, dtype, method)
-    if not torch_out:
-        state = state.detach().numpy()
+    torch_state = final_state(t, dtype, method)
+    state = torch_state if torch_out else torch_state.detach().numpy()
     batched = t.batch_size is not None
     if not tape.shots:
         return [measure(mp, state, is_state_batched=batched) for mp in tape.measurements]
@@ -62,7 +61,11 @@ def _pauli_sum(rep, words: list, values: Tensor | None, t: Translation, dtype: t
     total = torch.zeros(rows, dtype=dtype)
     for word, coeff in rep.items():
         c = as_tensor(qml.math.real(coeff), dtype)
-        total = total + (c * values[:, words.index(word_observable(word))] if word else c)
+        if word:
+            assert values is not None
+            total = total + c * values[:, words.index(word_observable(word))]
+        else:
+            total = total + c
     return total[0] if t.batch_size is None else total
 
 

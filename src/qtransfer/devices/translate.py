@@ -72,8 +72,9 @@ def translate(tape: qml.tape.QuantumScript, n_qubits: int, dtype: torch.dtype,
     for op in tape.operations:
         name = op.name
         if name in SKIPPED:
-            for _ in op.data if values is not None else ():
-                next(values)
+            if values is not None:
+                for _ in op.data:
+                    next(values)
             continue
         if name == GLOBAL_PHASE:
             phases.append(as_tensor(op.data[0] if values is None else next(values), dtype))
@@ -143,7 +144,7 @@ class _Repeatable(torch.autograd.Function):
     (torch.autograd.functional.jacobian, retain_graph) runs the engine again instead."""
 
     @staticmethod
-    def forward(ctx, run, inputs: Tensor | None, weights: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, run, inputs: Tensor | None, weights: Tensor) -> Tensor:
         ctx.run, ctx.leaves = run, _leaves(inputs, weights)
         with torch.enable_grad():
             ctx.out = run(*ctx.leaves)
@@ -151,7 +152,7 @@ class _Repeatable(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
+    def backward(ctx, grad: Tensor):
         leaves, out = ctx.leaves, ctx.out
         if out is None:
             leaves = _leaves(*leaves)

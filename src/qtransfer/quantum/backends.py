@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
 from qtransfer.errors import InputError, MissingPackageError
-from qtransfer.quantum.circuits import Circuit
+from qtransfer.quantum.circuits import Circuit, Observable
 from qtransfer.quantum.density import DensityMatrixSimulator, NoiseModel
 from qtransfer.quantum.sampling import (
     Estimator,
@@ -24,6 +25,8 @@ from qtransfer.quantum.sampling import (
 )
 from qtransfer.quantum.statevector import CompiledCircuit, model_axis, probabilities
 from qtransfer.registry import unknown_name
+
+CacheKey = tuple[Circuit, torch.dtype, torch.device]
 
 
 class Backend(Protocol):
@@ -65,10 +68,12 @@ class TorchBackend:
         self.noise = NoiseModel.parse(noise) if isinstance(noise, str) else noise
         self.diff_method = "parameter-shift" if shots else diff_method
         self.name = "torch" + "".join(
-            f", {k}={v}" for k, v in (("shots", shots), ("noise", self.noise and self.noise.text or None)) if v
+            f", {k}={v}" for k, v in (("shots", shots), ("noise", (self.noise and self.noise.text) or None)) if v
         )
-        self._compiled: dict[tuple, CompiledCircuit] = {}
-        self._estimators: dict[tuple, tuple[Unrolled, Estimator]] = {}
+        self._compiled: dict[CacheKey, CompiledCircuit] = {}
+        self._estimators: dict[CacheKey, tuple[Unrolled, Estimator]] = {}
+        # per observable group measurable together: its members, its density simulator, its signs
+        self._density: dict[CacheKey, list[tuple[list[int], DensityMatrixSimulator, Tensor]]] = {}
 
     @property
     def exact_pure(self) -> bool:
@@ -104,22 +109,24 @@ class TorchBackend:
     def _exact_noisy(self, circuit: Circuit, inputs: Tensor, weights: Tensor) -> Tensor:
         """Exact expectation values under noise: density matrices with the circuit's own inputs and shared
         weights (one simulation per group of observables measurable together), then readout error."""
-        key = (circuit, weights.dtype, weights.device, "density")
-        if key not in self._estimators:
+        noise = self.noise
+        assert noise is not None
+        key = (circuit, weights.dtype, weights.device)
+        if key not in self._density:
             groups = []
             for members in measurement_groups(circuit.observables):
                 observables = [circuit.observables[i] for i in members]
-                sim = DensityMatrixSimulator(rotated(circuit, observables), self.noise, weights.dtype,  # type: ignore[arg-type]
+                sim = DensityMatrixSimulator(rotated(circuit, observables), noise, weights.dtype,
                                              weights.device, noisy_gates=len(circuit.gates))
                 signs = torch.as_tensor(parity_signs(circuit.n_qubits, observables), dtype=weights.dtype,
                                         device=weights.device)
                 groups.append((members, sim, signs))
-            self._estimators[key] = groups  # type: ignore[assignment]
+            self._density[key] = groups
         batch = inputs.shape[0] if inputs is not None and inputs.dim() == 2 else 1
         out = weights.new_zeros(batch, circuit.n_outputs)
-        for members, sim, signs in self._estimators[key]:  # type: ignore[misc]
+        for members, sim, signs in self._density[key]:
             probs = sim.probabilities(inputs.to(weights.dtype) if circuit.n_inputs else None, weights, batch)
-            probs = readout_probabilities(probs, circuit.n_qubits, *self.noise.readout)  # type: ignore[union-attr]
+            probs = readout_probabilities(probs, circuit.n_qubits, *noise.readout)
             out[:, members] = probs @ signs
         return out
 
@@ -133,10 +140,12 @@ class TorchBackend:
         unrolled, estimator = self._estimators[key]
         a = angles(unrolled, inputs.to(weights.dtype), weights)
         if self.diff_method == "parameter-shift":
-            return ParameterShift.apply(a, estimator, shift_rules(unrolled))
+            out: Tensor = ParameterShift.apply(a, estimator, shift_rules(unrolled))
+            return out
         return estimator(a)
 
-    def _probabilities_fn(self, dtype: torch.dtype, device: torch.device, noisy_gates: int):
+    def _probabilities_fn(self, dtype: torch.dtype, device: torch.device,
+                          noisy_gates: int) -> Callable[[Circuit, Tensor], Tensor]:
         empty = torch.zeros(0, dtype=dtype, device=device)
         simulators: dict[Circuit, DensityMatrixSimulator] = {}
 
@@ -145,8 +154,8 @@ class TorchBackend:
 
         def mixed(circuit: Circuit, a: Tensor) -> Tensor:
             if circuit not in simulators:
-                simulators[circuit] = DensityMatrixSimulator(circuit, self.noise, dtype, device,  # type: ignore[arg-type]
-                                                             noisy_gates)
+                assert self.noise is not None
+                simulators[circuit] = DensityMatrixSimulator(circuit, self.noise, dtype, device, noisy_gates)
             return simulators[circuit].probabilities(a, empty, a.shape[0])
 
         return mixed if self.noise is not None and self.noise.channels else pure
@@ -180,7 +189,8 @@ def require_pennylane() -> Any:
 def _device_error(qml: Any) -> type[Exception]:
     """PennyLane's DeviceError (moved to pennylane.exceptions in newer releases)."""
     exceptions = getattr(qml, "exceptions", None)
-    return getattr(exceptions, "DeviceError", None) or qml.DeviceError
+    error: type[Exception] = getattr(exceptions, "DeviceError", None) or qml.DeviceError
+    return error
 
 
 class PennyLaneBackend:
@@ -194,7 +204,7 @@ class PennyLaneBackend:
         self,
         device: str = "default.qubit",
         diff_method: str = "best",
-        device_options: dict | None = None,
+        device_options: dict[str, Any] | None = None,
         per_sample: bool = False,
     ):
         self.device_name = device
@@ -239,11 +249,11 @@ class PennyLaneBackend:
             raise InputError(f"PennyLane device {self.device_name!r} is not available.{self._package_hint()} "
                              f"({err})") from err
 
-        def observable(o):
+        def observable(o: Observable) -> Any:
             ops = [getattr(qml, _QML_NAMES[p])(w) for p, w in zip(o.paulis, o.wires)]
             return ops[0] if len(ops) == 1 else qml.prod(*ops)
 
-        def apply(inputs, weights):
+        def apply(inputs: Tensor, weights: Tensor) -> list[Any]:
             for g in circuit.gates:
                 params = []
                 for p in g.params:
@@ -273,7 +283,8 @@ class PennyLaneBackend:
 
 
 def make_backend(
-    name: str, shots: int | None = None, noise: str | None = None, device_options: dict | None = None, seed: int = 0
+    name: str, shots: int | None = None, noise: str | None = None, device_options: dict[str, Any] | None = None,
+    seed: int = 0,
 ) -> Backend:
     """A backend from the run's settings: the engine with shots and noise, or a PennyLane device with options."""
     if name.startswith("pennylane:"):

@@ -88,7 +88,7 @@ class Gate:
         sources = {p.source for p in self.params}
         for kind in ("input", "weight"):
             if kind in sources:
-                return kind  # type: ignore[return-value]
+                return kind
         return "const"
 
 

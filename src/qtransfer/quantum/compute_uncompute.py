@@ -41,7 +41,8 @@ def inverse_gate(g: Gate, offset: int) -> Gate:
 
 
 def compute_uncompute(circuit: Circuit) -> Circuit:
-    """U(x')^dagger U(x): `circuit` on inputs [0, m), then its inverse (gates reversed) on the negated inputs [m, 2m)."""
+    """U(x')^dagger U(x): `circuit` on inputs [0, m), then its inverse (gates reversed) on the negated inputs
+    [m, 2m)."""
     m = circuit.n_inputs
     gates = circuit.gates + tuple(inverse_gate(g, m) for g in reversed(circuit.gates))
     return Circuit(circuit.n_qubits, 2 * m, (0,), gates, circuit.observables, name=f"{circuit.name}-compute-uncompute")

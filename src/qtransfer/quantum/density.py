@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -11,7 +12,7 @@ from torch import Tensor
 
 from qtransfer.errors import InputError
 from qtransfer.quantum.circuits import Circuit, Gate
-from qtransfer.quantum.fused import FusedCircuit
+from qtransfer.quantum.fused import DensityFusedCircuit
 from qtransfer.quantum.gate_matrices import complex_dtype, real_dtype
 from qtransfer.registry import unknown_name
 
@@ -23,13 +24,21 @@ def _kraus_depolarizing(p: float) -> list[np.ndarray]:
 
 
 # Kraus operators of each channel, as PennyLane defines them (DepolarizingChannel, AmplitudeDamping, ...).
-CHANNELS = {
+CHANNELS: dict[str, Callable[[float], list[np.ndarray]]] = {
     "depolarizing": _kraus_depolarizing,
     "amplitude_damping": lambda g: [np.array([[1, 0], [0, math.sqrt(1 - g)]]), np.array([[0, math.sqrt(g)], [0, 0]])],
     "phase_damping": lambda g: [np.array([[1, 0], [0, math.sqrt(1 - g)]]), np.array([[0, 0], [0, math.sqrt(g)]])],
     "bit_flip": lambda p: [math.sqrt(1 - p) * np.eye(2), math.sqrt(p) * np.array([[0, 1], [1, 0]])],
     "phase_flip": lambda p: [math.sqrt(1 - p) * np.eye(2), math.sqrt(p) * np.diag([1, -1])],
 }
+
+
+class Kraus(NamedTuple):
+    """A one-qubit channel of strength p on `wire`."""
+
+    channel: str
+    p: float
+    wire: int
 
 
 @dataclass(frozen=True)
@@ -82,17 +91,17 @@ class NoiseModel:
         """Whether any channel acts on the state (else only readout error, and a pure state suffices)."""
         return any(r.p > 0 for r in self.rules)
 
-    def operations(self, circuit: Circuit, noisy_gates: int | None = None) -> list[tuple[str, object]]:
-        """The circuit's gates with this model's channels inserted after the first `noisy_gates` (default all):
-        ('gate', index) and ('kraus', (channel, p, wire)). Measurement-basis rotations come after those, ideal."""
-        ops: list[tuple[str, object]] = []
+    def operations(self, circuit: Circuit, noisy_gates: int | None = None) -> list[list[Kraus]]:
+        """Per gate of the circuit, the channels this model inserts after it (after the first `noisy_gates`
+        gates, default all, none). Measurement-basis rotations come after those, ideal."""
+        ops: list[list[Kraus]] = []
         for i, g in enumerate(circuit.gates):
-            ops.append(("gate", i))
+            ops.append([])
             if noisy_gates is not None and i >= noisy_gates:
                 continue
             for rule in self.rules:
                 if rule.p > 0 and rule.applies_to(g):
-                    ops += [("kraus", (rule.channel, rule.p, w)) for w in g.wires]
+                    ops[-1] += [Kraus(rule.channel, rule.p, w) for w in g.wires]
         return ops
 
 
@@ -105,16 +114,11 @@ class DensityMatrixSimulator:
                  noisy_gates: int | None = None):
         """`dtype` is the precision (float32 or float64); arithmetic is real when the gates and channels are."""
         self.circuit, self.noise, self.device = circuit, noise, device
-        channels: list[list[tuple[int, np.ndarray]]] = [[] for _ in circuit.gates]
-        for kind, what in noise.operations(circuit, noisy_gates):
-            if kind == "gate":
-                gi = what
-                continue
-            name, p, wire = what  # type: ignore[misc]
-            channels[gi].append((wire, _channel_superoperator(CHANNELS[name](p), 0, 1)))
+        channels = [[(k.wire, _channel_superoperator(CHANNELS[k.channel](k.p), 0, 1)) for k in after]
+                    for after in noise.operations(circuit, noisy_gates)]
         real = circuit.real and all(np.isrealobj(m) or not np.abs(m.imag).any() for c in channels for _, m in c)
         self.dtype = real_dtype(dtype) if real else complex_dtype(dtype)
-        self.sim = FusedCircuit(circuit, self.dtype, torch.device(device), channels=channels)
+        self.sim = DensityFusedCircuit(circuit, self.dtype, torch.device(device), channels)
 
     def probabilities(self, inputs: Tensor | None, weights: Tensor, batch: int) -> Tensor:
         """Basis-state probabilities (batch, 2^n) of the noisy final state, differentiable."""
@@ -125,7 +129,7 @@ class DensityMatrixSimulator:
 
 def _channel_superoperator(kraus: Sequence[np.ndarray], position: int, k: int) -> np.ndarray:
     """Σ K ⊗ K* of a one-qubit channel at `position` among a gate's k wires, on (rows, columns) of those wires."""
-    out = 0
+    out = np.zeros((4**k, 4**k), dtype=complex)
     for op in kraus:
         full = np.array([[1.0]])
         for j in range(k):

@@ -43,10 +43,11 @@ class FockState:
         """|n_1, …, n_M> for every batch element (vacuum when all n are 0)."""
         if not 1 <= len(photons) <= MAX_MODES:
             raise InputError(f"{len(photons)} modes requested; the Fock simulator holds 1 to {MAX_MODES} modes")
-        if not 2 <= cutoff or any(not 0 <= n < cutoff for n in photons):
+        if cutoff < 2 or any(not 0 <= n < cutoff for n in photons):
             raise InputError(f"photon numbers {list(photons)} must lie below the cutoff {cutoff} (cutoff ≥ 2)")
         ket = torch.zeros(batch, *[cutoff] * len(photons), dtype=dtype, device=device)
-        ket[(slice(None), *photons)] = 1
+        index: tuple[slice | int, ...] = (slice(None), *photons)
+        ket[index] = 1
         return cls(ket)
 
     @classmethod

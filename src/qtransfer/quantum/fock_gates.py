@@ -42,9 +42,16 @@ def _annihilation(v: Tensor) -> Tensor:
     return v[..., 1:] * torch.arange(1, n, dtype=v.real.dtype, device=v.device).sqrt()
 
 
-def displacement(r: Tensor | float, phi: Tensor | float, cutoff: int) -> Tensor:
+def _broadcast(a: Tensor | float, b: Tensor | float) -> tuple[Tensor, Tensor]:
+    """Two parameters as tensors of one broadcast shape."""
+    ta, tb = torch.as_tensor(a), torch.as_tensor(b)
+    shape = torch.broadcast_shapes(ta.shape, tb.shape)  # type: ignore[no-untyped-call]  # untyped in torch
+    return ta.expand(shape), tb.expand(shape)
+
+
+def displacement(r_: Tensor | float, phi_: Tensor | float, cutoff: int) -> Tensor:
     """D(α) = exp(α a† − α* a), α = r·e^{iφ}."""
-    r, phi = torch.broadcast_tensors(torch.as_tensor(r), torch.as_tensor(phi))
+    r, phi = _broadcast(r_, phi_)
     alpha = r * torch.exp(1j * phi)
     m = torch.arange(1, cutoff, dtype=r.dtype, device=r.device)
     steps = alpha.unsqueeze(-1) / m.sqrt()
@@ -57,9 +64,9 @@ def displacement(r: Tensor | float, phi: Tensor | float, cutoff: int) -> Tensor:
     return torch.stack(columns, dim=-1)
 
 
-def squeezing(r: Tensor | float, phi: Tensor | float, cutoff: int) -> Tensor:
+def squeezing(r_: Tensor | float, phi_: Tensor | float, cutoff: int) -> Tensor:
     """S(z) = exp((z* a² − z a†²)/2), z = r·e^{iφ}."""
-    r, phi = torch.broadcast_tensors(torch.as_tensor(r), torch.as_tensor(phi))
+    r, phi = _broadcast(r_, phi_)
     length = 2 * cutoff - 1  # each column step below consumes one row through `a`
     t = -torch.exp(1j * phi) * torch.tanh(r)
     k = torch.arange(1, cutoff, dtype=r.dtype, device=r.device)
@@ -76,23 +83,23 @@ def squeezing(r: Tensor | float, phi: Tensor | float, cutoff: int) -> Tensor:
     return torch.stack(columns, dim=-1)
 
 
-def rotation(phi: Tensor | float, cutoff: int) -> Tensor:
+def rotation(phi_: Tensor | float, cutoff: int) -> Tensor:
     """R(φ) = exp(iφ n̂), as its diagonal (..., c)."""
-    phi = torch.as_tensor(phi)
+    phi = torch.as_tensor(phi_)
     n = torch.arange(cutoff, dtype=phi.dtype if phi.is_floating_point() else torch.float32, device=phi.device)
     return torch.exp(1j * phi.unsqueeze(-1) * n)
 
 
-def kerr(kappa: Tensor | float, cutoff: int) -> Tensor:
+def kerr(kappa_: Tensor | float, cutoff: int) -> Tensor:
     """K(κ) = exp(iκ n̂²), as its diagonal (..., c)."""
-    kappa = torch.as_tensor(kappa)
+    kappa = torch.as_tensor(kappa_)
     n = torch.arange(cutoff, dtype=kappa.dtype if kappa.is_floating_point() else torch.float32, device=kappa.device)
     return torch.exp(1j * kappa.unsqueeze(-1) * n**2)
 
 
-def beamsplitter(theta: Tensor | float, phi: Tensor | float, cutoff: int) -> Tensor:
+def beamsplitter(theta_: Tensor | float, phi_: Tensor | float, cutoff: int) -> Tensor:
     """B(θ, φ) = exp(θ(e^{iφ} a b† − e^{−iφ} a† b)) on two modes, (..., c, c, c, c)."""
-    theta, phi = torch.broadcast_tensors(torch.as_tensor(theta), torch.as_tensor(phi))
+    theta, phi = _broadcast(theta_, phi_)
     cos = torch.cos(theta).to(torch.complex128 if theta.dtype == torch.float64 else torch.complex64)
     cos = cos[..., None, None]
     sin_a = (torch.sin(theta) * torch.exp(1j * phi))[..., None, None]  # B a† B† = cos a† + e^{iφ} sin b†

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -22,6 +23,30 @@ from qtransfer.quantum.gate_matrices import FIXED, ROTATIONS, bit_index, embed, 
 FOLD_MAX_QUBITS = 8  # constant stretches become one 2^n x 2^n matrix up to here (256 x 256: 0.5 MB in float32)
 
 Pair = tuple[Tensor, "Tensor | None"]  # (real part, imaginary part or None when it is zero)
+Names = tuple[str, "str | None"]  # the buffers of a constant's real and imaginary parts
+
+
+class InputGate(NamedTuple):
+    """A gate whose angle is input `column` (times f): M = C + cos(f t) A + sin(f t) B, on `wires`."""
+
+    column: int
+    f: float
+    c: Names
+    a: Names
+    b: Names
+    wires: tuple[int, ...]
+
+
+class Constant(NamedTuple):
+    """A constant: a wire's starting "vector", a wire's 2 x 2 "matrix", a "full" 2^n x 2^n matrix (transposed), or
+    a "fixed" gate's transposed matrix on `wires`."""
+
+    kind: str
+    names: Names
+    wires: tuple[int, ...] = ()
+
+
+Step = InputGate | Constant
 
 
 @dataclass(frozen=True)
@@ -110,14 +135,15 @@ class FrozenCircuit(nn.Module):
         self.register_buffer(imag, torch.as_tensor(m.imag.copy(), dtype=self.dtype))
         return real, imag
 
-    def _rotation(self, op: Op) -> tuple:
+    def _rotation(self, op: Op) -> InputGate:
         """An input gate: its angle's input, frequency, and the buffers of M = C + cos(f t) A + sin(f t) B."""
         if op.name not in ROTATIONS:
             raise InputError(f"gate {op.name} cannot take an input angle")
         f, basis = ROTATIONS[op.name]
-        return ("input", op.index, f, *(self._constant(b) for b in basis), op.wires)
+        c, a, b = (self._constant(m) for m in basis)
+        return InputGate(op.index, f, c, a, b, op.wires)
 
-    def _wire_program(self, ops: list[Op]) -> list[tuple]:
+    def _wire_program(self, ops: list[Op]) -> list[Step]:
         """A wire's program: its constant vector before the first input gate, then each input gate followed by the
         constant gates after it as one 2 x 2 matrix."""
         groups: list[list[np.ndarray]] = [[]]  # constant matrices before the first input gate, after each one
@@ -130,38 +156,39 @@ class FrozenCircuit(nn.Module):
                 groups[-1].append(op.matrix)
         vector = _product(groups[0]) @ np.array([1.0, 0.0], dtype=complex)
         if not inputs:
-            return [("vector", self._constant(vector[None, :]))]
-        program: list[tuple] = [("vector", self._constant(vector[None, :, None]))]
+            return [Constant("vector", self._constant(vector[None, :]))]
+        program: list[Step] = [Constant("vector", self._constant(vector[None, :, None]))]
         for op, after in zip(inputs, groups[1:]):
             program.append(self._rotation(op))
             if after:
-                program.append(("matrix", self._constant(_product(after))))
+                program.append(Constant("matrix", self._constant(_product(after))))
         return program
 
-    def _rest_program(self, rest: list[Op], fold: bool) -> list[tuple]:
-        steps: list[tuple] = []
+    def _rest_program(self, rest: list[Op], fold: bool) -> list[Step]:
+        steps: list[Step] = []
         D = 2**self.n_qubits
         stretch: np.ndarray | None = None
         for op in rest:
             if op.matrix is None:
                 if stretch is not None:
-                    steps.append(("full", self._constant(stretch.T)))
+                    steps.append(Constant("full", self._constant(stretch.T)))
                     stretch = None
                 steps.append(self._rotation(op))
             elif fold:
                 full = embed(self.n_qubits, op.wires, op.matrix).reshape(D, D)
                 stretch = full if stretch is None else full @ stretch
             else:
-                steps.append(("fixed", self._constant(op.matrix.T), op.wires))
+                steps.append(Constant("fixed", self._constant(op.matrix.T), op.wires))
         if stretch is not None:
-            steps.append(("full", self._constant(stretch.T)))
+            steps.append(Constant("full", self._constant(stretch.T)))
         return steps
 
     def _measurements(self, observables: tuple[Observable, ...]) -> None:
         n, D = self.n_qubits, 2**self.n_qubits
         self.diagonal = [i for i, o in enumerate(observables) if o.diagonal]
         self.other = [i for i, o in enumerate(observables) if not o.diagonal]
-        signs = np.stack([z_signs(len(observables[i].wires))[bit_index(n, observables[i].wires)] for i in self.diagonal],
+        signs = np.stack([z_signs(len(observables[i].wires))[bit_index(n, observables[i].wires)]
+                          for i in self.diagonal],
                          1) if self.diagonal else np.zeros((D, 0))
         self.signs_name = self._constant(signs.astype(complex))[0]
         self.paulis = []
@@ -179,8 +206,8 @@ class FrozenCircuit(nn.Module):
         real, imag = names
         return getattr(self, real), (getattr(self, imag) if imag else None)
 
-    def _input_matrix(self, x: Tensor, step: tuple) -> Pair:
-        _, index, f, c, a, b, _wires = step
+    def _input_matrix(self, x: Tensor, step: InputGate) -> Pair:
+        index, f, c, a, b, _wires = step
         t = x[:, index] * f
         cos, sin = torch.cos(t)[:, None, None], torch.sin(t)[:, None, None]
         (cr, ci), (ar, ai), (br, bi) = self._buf(c), self._buf(a), self._buf(b)
@@ -188,10 +215,12 @@ class FrozenCircuit(nn.Module):
         imag = _add(_add(ci, None if ai is None else cos * ai), None if bi is None else sin * bi)
         return real, imag
 
-    def _wire_vector(self, x: Tensor, program: list[tuple]) -> Pair:
-        v: Pair = self._buf(program[0][1])
+    def _wire_vector(self, x: Tensor, program: list[Step]) -> Pair:
+        start = program[0]
+        assert isinstance(start, Constant)
+        v: Pair = self._buf(start.names)
         for step in program[1:]:
-            m = self._input_matrix(x, step) if step[0] == "input" else self._buf(step[1])
+            m = self._input_matrix(x, step) if isinstance(step, InputGate) else self._buf(step.names)
             v = _matmul(m, v)
         if v[0].dim() == 3:
             v = (v[0].squeeze(-1), None if v[1] is None else v[1].squeeze(-1))
@@ -205,18 +234,18 @@ class FrozenCircuit(nn.Module):
             v = self._wire_vector(x, program)
             psi = v if psi is None else _kron(psi, v)
         assert psi is not None
-        if not any(step[0] == "input" for program in self.wires for step in program):
+        if not any(isinstance(step, InputGate) for program in self.wires for step in program):
             ones = x[:, :1] * 0 + 1  # the batch size, as an op the trace keeps dynamic
             psi = (psi[0] * ones, None if psi[1] is None else psi[1] * ones)
         for step in self.steps:
-            if step[0] == "full":
-                psi = _rowmatmul(psi, self._buf(step[1]))
-            elif step[0] == "fixed":
-                psi = self._on_wires(psi, self._buf(step[1]), step[2])
-            else:
+            if isinstance(step, InputGate):
                 m = self._input_matrix(x, step)
                 psi = self._on_wires(psi, (m[0].transpose(1, 2), None if m[1] is None else m[1].transpose(1, 2)),
-                                     step[-1])
+                                     step.wires)
+            elif step.kind == "full":
+                psi = _rowmatmul(psi, self._buf(step.names))
+            else:
+                psi = self._on_wires(psi, self._buf(step.names), step.wires)
         return psi
 
     def _on_wires(self, psi: Pair, m_t: Pair, wires: tuple[int, ...]) -> Pair:

@@ -19,7 +19,8 @@ import numpy as np
 class Operator(Protocol):
     """What fusion needs of an operator: its wires, and whether it is a constant monomial matrix."""
 
-    wires: tuple[int, ...]
+    @property
+    def wires(self) -> tuple[int, ...]: ...
 
     @property
     def monomial(self) -> bool: ...
@@ -67,7 +68,8 @@ class Schedule:
         return sum(isinstance(op, kind) for op in self.ops)
 
 
-def product_prefix(ops: Sequence[Operator], n_wires: int, group: int = 1) -> tuple[tuple[tuple[int, ...], ...], list[int]]:
+def product_prefix(ops: Sequence[Operator], n_wires: int,
+                   group: int = 1) -> tuple[tuple[tuple[int, ...], ...], list[int]]:
     """Operators inside one group of `group` wires that come before anything joins the group to another,
     per group; and the rest (indices, in order)."""
     prefix: list[list[int]] = [[] for _ in range(n_wires // group)]
@@ -83,7 +85,8 @@ def product_prefix(ops: Sequence[Operator], n_wires: int, group: int = 1) -> tup
     return tuple(tuple(p) for p in prefix), rest
 
 
-def _take(ops: Sequence[Operator], remaining: Sequence[int], fits: Callable[[Operator], bool], wires: range) -> list[int]:
+def _take(ops: Sequence[Operator], remaining: Sequence[int], fits: Callable[[Operator], bool],
+          wires: range) -> list[int]:
     """The operators that `fits` accepts and whose earlier operators on their wires are taken too (up to the
     point where every wire in `wires` is blocked by one left behind)."""
     taken: list[int] = []
@@ -99,13 +102,19 @@ def _take(ops: Sequence[Operator], remaining: Sequence[int], fits: Callable[[Ope
     return taken
 
 
+def _within(lo: int, k: int) -> Callable[[Operator], bool]:
+    """Whether an operator acts only on wires lo .. lo + k - 1."""
+    return lambda g: all(lo <= w < lo + k for w in g.wires)
+
+
 # Relative costs of one operation, in middle-window blocks (measured on a 2-core CPU, benchmarks/head_speed.py):
 TAIL_COST = 2.0  # a window ending within TAIL_WIRES of the last wire: few columns per matrix product
 TAIL_WIRES = 3
 PERMUTATION_COST = 1.5  # one gather of whole sample rows
 
 
-def fuse(ops: Sequence[Operator], indices: Sequence[int], n_wires: int, block_wires: int) -> tuple[Block | Wide | Permutation, ...]:
+def fuse(ops: Sequence[Operator], indices: Sequence[int], n_wires: int,
+         block_wires: int) -> tuple[Block | Wide | Permutation, ...]:
     """Group operators (indices, in order) into blocks of at most `block_wires` adjacent wires and permutations,
     greedily: each step takes the operation that absorbs the most remaining operators per unit of cost."""
     n = n_wires
@@ -117,7 +126,7 @@ def fuse(ops: Sequence[Operator], indices: Sequence[int], n_wires: int, block_wi
         best = _take(ops, remaining, lambda g: g.monomial, every)
         best_lo, best_score = -1, len(best) / PERMUTATION_COST if len(best) > 1 else 0.0
         for lo in range(n - k + 1):
-            taken = _take(ops, remaining, lambda g, lo=lo: all(lo <= w < lo + k for w in g.wires), range(lo, lo + k))
+            taken = _take(ops, remaining, _within(lo, k), range(lo, lo + k))
             score = len(taken) / (TAIL_COST if n - lo - k < TAIL_WIRES and lo > 0 else 1.0)
             if score > best_score:
                 best, best_lo, best_score = taken, lo, score

@@ -45,7 +45,7 @@ def _rotation_basis() -> dict[str, tuple[float, np.ndarray]]:
 
 
 ROTATIONS = _rotation_basis()
-_basis_cache: dict[tuple, Tensor] = {}
+_basis_cache: dict[tuple[str, torch.dtype, torch.device], Tensor] = {}
 
 
 def _basis(name: str, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -62,7 +62,7 @@ def _rotation(name: str, theta: Tensor, dtype: torch.dtype) -> Tensor:
     t = theta * f
     trig = torch.stack([torch.ones_like(t), torch.cos(t), torch.sin(t)], -1).to(dtype)
     d = math.isqrt(b.shape[1])
-    return (trig @ b).unflatten(-1, (d, d))
+    return torch.unflatten(trig @ b, -1, (d, d))
 
 
 def complex_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -108,7 +108,8 @@ def gate_matrix(
 def z_signs(n_wires: int) -> np.ndarray:
     idx = np.arange(2**n_wires)
     bits = (idx[:, None] >> np.arange(n_wires - 1, -1, -1)[None, :]) & 1
-    return np.prod(1 - 2 * bits, axis=1).astype(float)
+    signs: np.ndarray = np.prod(1 - 2 * bits, axis=1).astype(float)
+    return signs
 
 def run_dtype(circuit: Circuit, dtype: torch.dtype) -> torch.dtype:
     """The arithmetic dtype for `circuit` at precision `dtype`: real when the circuit is real."""
@@ -127,15 +128,18 @@ def bit_index(n: int, wires: Sequence[int]) -> np.ndarray:
 def pick(n: int, wires: Sequence[int], d: int) -> np.ndarray:
     """For every entry (r, c) of a full matrix, flat, the entry of a gate on `wires` it picks."""
     bits = bit_index(n, wires)
-    return (bits[:, None] * d + bits[None, :]).reshape(-1)
+    flat: np.ndarray = (bits[:, None] * d + bits[None, :]).reshape(-1)
+    return flat
 
 
 def idle(n: int, wires: Sequence[int]) -> np.ndarray:
     """Flat full-matrix mask: 1 where row and column agree on every wire not in `wires`."""
     idle = bit_index(n, [w for w in range(n) if w not in wires])
-    return (idle[:, None] == idle[None, :]).reshape(-1).astype(float)
+    mask: np.ndarray = (idle[:, None] == idle[None, :]).reshape(-1).astype(float)
+    return mask
 
 
 def embed(n: int, wires: Sequence[int], m: np.ndarray) -> np.ndarray:
     """The flat full matrix of `m` acting on `wires` (identity elsewhere)."""
-    return m.reshape(-1)[pick(n, wires, m.shape[0])] * idle(n, wires)
+    full: np.ndarray = m.reshape(-1)[pick(n, wires, m.shape[0])] * idle(n, wires)
+    return full

@@ -77,7 +77,8 @@ def block_grad(lam: Tensor, psi: Tensor, n: int, lo: int, k: int, rows: int, per
         for i in range(step, a.shape[0], step):
             out += torch.bmm(a[i : i + step], b[i : i + step].mT).sum(0)
         return out
-    return torch.tensordot(a, b, dims=([0, 2], [0, 2]))
+    summed: Tensor = torch.tensordot(a, b, dims=([0, 2], [0, 2]))
+    return summed
 
 
 def _split(x: Tensor, n: int, wires: Sequence[int], rows: int) -> tuple[Tensor, list[int]]:

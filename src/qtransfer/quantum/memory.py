@@ -8,7 +8,8 @@ from qtransfer.errors import InputError
 from qtransfer.quantum.circuits import Circuit
 
 DENSE_MAX_QUBITS = 6  # the engine's dense path (full 2^n x 2^n matrices) up to here, the fused path above
-TRAIN_STATES = 6  # fused path with gradients: two pooled pairs of states, plus the measurement's and a block's temporaries
+# fused path with gradients: two pooled pairs of states, plus the measurement's and a block's temporaries
+TRAIN_STATES = 6
 EVAL_STATES = 4  # fused path without gradients: two pooled pairs
 EVAL_AMPLITUDES = 2**24  # gradient-free runs go in chunks of at most this many amplitudes per state (fused.py)
 EVAL_BATCH = 256  # validation hands the head this many samples at a time
@@ -23,8 +24,8 @@ def amplitude_bytes(circuit: Circuit) -> int:
 def circuit_bytes(circuit: Circuit, batch_size: int, density: bool = False) -> int:
     """Upper bound of the state memory of one training step and of a validation chunk, in bytes.
 
-    Beside a fixed WORKSPACE, statevectors (the fused path) hold TRAIN_STATES states of the batch whatever the depth, since the
-    gradient comes from an adjoint sweep. Density matrices (noise) have 4^n entries and keep about
+    Beside a fixed WORKSPACE, statevectors (the fused path) hold TRAIN_STATES states of the batch whatever the depth,
+    since the gradient comes from an adjoint sweep. Density matrices (noise) have 4^n entries and keep about
     2 sqrt(operations) of them for their checkpointed backward. The dense path below DENSE_MAX_QUBITS
     keeps a few full matrices per moment.
     """
@@ -35,13 +36,13 @@ def circuit_bytes(circuit: Circuit, batch_size: int, density: bool = False) -> i
         kept = 2 * math.isqrt(len(circuit.gates)) + 2 + TRAIN_STATES
         training = batch_size * per_state * kept
         evaluation = min(EVAL_BATCH, batch_size * 4) * per_state * EVAL_STATES
-        return WORKSPACE + max(training, evaluation)
+        return int(WORKSPACE + max(training, evaluation))
     if n <= DENSE_MAX_QUBITS:
         matrices = 4 * len(circuit.gates) * size * per_state
-        return WORKSPACE + matrices + (batch_size + EVAL_BATCH) * per_state * (len(circuit.gates) + 2)
+        return int(WORKSPACE + matrices + (batch_size + EVAL_BATCH) * per_state * (len(circuit.gates) + 2))
     training = batch_size * per_state * TRAIN_STATES
     evaluation = max(1, min(EVAL_BATCH, EVAL_AMPLITUDES // size)) * per_state * EVAL_STATES
-    return WORKSPACE + max(training, evaluation)
+    return int(WORKSPACE + max(training, evaluation))
 
 
 def available_bytes(device: str = "cpu") -> int | None:

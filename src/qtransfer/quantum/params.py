@@ -47,17 +47,21 @@ class Sources:
     inputs (models, batch, size) and weights (models, 1, size), so that weights broadcast over each model's rows."""
 
     def __init__(self, inputs: Tensor | None, weights: Tensor, consts: Tensor):
-        self.made: dict[str, Tensor | None] = {"input": inputs, "weight": weights}
-        self.consts = consts
+        self.inputs, self.weights, self.consts = inputs, weights, consts
+        self.made: dict[str, Tensor] = {"weight": weights} if inputs is None else {"input": inputs, "weight": weights}
 
     def __getitem__(self, name: str) -> Tensor:
         made = self.made
-        if name not in made:
-            weights, inputs = made["weight"], made["input"]
+        if name not in made and "wc" not in made:
+            weights, inputs = self.weights, self.inputs
             if weights.dim() == 1:
                 wc = made["wc"] = torch.cat([weights, self.consts])
-                made["all"] = None if inputs is None else torch.cat([inputs, wc.expand(inputs.shape[0], -1)], 1)
+                if inputs is not None:
+                    made["all"] = torch.cat([inputs, wc.expand(inputs.shape[0], -1)], 1)
             else:
                 wc = made["wc"] = torch.cat([weights, self.consts.expand(*weights.shape[:-1], -1)], -1)
-                made["all"] = None if inputs is None else torch.cat([inputs, wc.expand(*inputs.shape[:-1], -1)], -1)
+                if inputs is not None:
+                    made["all"] = torch.cat([inputs, wc.expand(*inputs.shape[:-1], -1)], -1)
+        if name not in made:
+            raise KeyError(f"this call has no {name!r} parameters (no inputs)")
         return made[name]

@@ -54,4 +54,5 @@ def to_openqasm3(circuit: Circuit, weights: np.ndarray) -> str:
     """OpenQASM 3 text of the circuit with `weights` bound and `input float[64] x<i>` for its input angles."""
     from qiskit import qasm3
 
-    return qasm3.dumps(qiskit_circuit(circuit, weights))
+    text: str = qasm3.dumps(qiskit_circuit(circuit, weights))
+    return text

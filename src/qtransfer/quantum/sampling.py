@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,9 +16,12 @@ from qtransfer.quantum.circuits import Circuit, Gate, Observable, Param, const, 
 # Parameter-shift rules: gate -> [(shift, coefficient)] with d f/dt = sum coefficient * f(t + shift).
 _TWO_TERM = ((math.pi / 2, 0.5), (-math.pi / 2, -0.5))
 _C_PLUS, _C_MINUS = (math.sqrt(2) + 1) / (4 * math.sqrt(2)), (math.sqrt(2) - 1) / (4 * math.sqrt(2))
-_FOUR_TERM = ((math.pi / 2, _C_PLUS), (-math.pi / 2, -_C_PLUS), (3 * math.pi / 2, -_C_MINUS), (-3 * math.pi / 2, _C_MINUS))
-SHIFT_RULES = {name: _TWO_TERM for name in ("RX", "RY", "RZ", "PhaseShift", "Rot", "IsingXX", "IsingYY", "IsingZZ")}
-SHIFT_RULES.update({name: _FOUR_TERM for name in ("CRX", "CRY", "CRZ")})
+_FOUR_TERM = ((math.pi / 2, _C_PLUS), (-math.pi / 2, -_C_PLUS), (3 * math.pi / 2, -_C_MINUS),
+              (-3 * math.pi / 2, _C_MINUS))
+ShiftRule = tuple[tuple[float, float], ...]  # (shift, coefficient) pairs
+SHIFT_RULES: dict[str, ShiftRule] = dict.fromkeys(
+    ("RX", "RY", "RZ", "PhaseShift", "Rot", "IsingXX", "IsingYY", "IsingZZ"), _TWO_TERM)
+SHIFT_RULES.update(dict.fromkeys(("CRX", "CRY", "CRZ"), _FOUR_TERM))
 
 # Rotations that turn a Pauli measurement into a Z measurement: U with U† Z U = P.
 _TO_Z = {"X": (("H", ()),), "Y": (("PhaseShift", (-math.pi / 2,)), ("H", ())), "Z": ()}
@@ -29,12 +33,14 @@ class Unrolled:
 
     circuit: Circuit
     sources: tuple[Param, ...]  # column m came from this parameter of the original circuit
-    rules: tuple[tuple[tuple[float, float], ...], ...]  # column m's shift rule
+    rules: tuple[ShiftRule, ...]  # column m's shift rule
 
 
 def unroll(circuit: Circuit) -> Unrolled:
     """One input column per gate parameter, so each can be shifted alone."""
-    gates, sources, rules = [], [], []
+    gates: list[Gate] = []
+    sources: list[Param] = []
+    rules: list[ShiftRule] = []
     for g in circuit.gates:
         params = []
         for p in g.params:
@@ -42,7 +48,8 @@ def unroll(circuit: Circuit) -> Unrolled:
             sources.append(p)
             rules.append(SHIFT_RULES.get(g.name, ()))
         gates.append(Gate(g.name, g.wires, tuple(params)))
-    flat = Circuit(circuit.n_qubits, len(sources), (0,), tuple(gates), circuit.observables, name=f"{circuit.name}-unrolled")
+    flat = Circuit(circuit.n_qubits, len(sources), (0,), tuple(gates), circuit.observables,
+                   name=f"{circuit.name}-unrolled")
     return Unrolled(flat, tuple(sources), tuple(rules))
 
 
@@ -143,14 +150,14 @@ class ParameterShift(torch.autograd.Function):
     """Estimates forward; backward by the parameter-shift rule, every shifted circuit estimated the same way."""
 
     @staticmethod
-    def forward(ctx, angles: Tensor, estimator: Estimator, rules: tuple) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, angles: Tensor, estimator: Estimator, rules: tuple[ShiftRule, ...]) -> Tensor:
         ctx.save_for_backward(angles)
         ctx.estimator, ctx.rules = estimator, rules
         with torch.no_grad():
             return estimator(angles)
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, None, None]:
         (angles,) = ctx.saved_tensors
         terms = [(m, shift, coeff) for m, rule in enumerate(ctx.rules) for shift, coeff in rule]
         grad = torch.zeros_like(angles)
@@ -169,6 +176,6 @@ class ParameterShift(torch.autograd.Function):
         return grad, None, None
 
 
-def shift_rules(unrolled: Unrolled) -> tuple:
+def shift_rules(unrolled: Unrolled) -> tuple[ShiftRule, ...]:
     """The shift rule of every column; constant parameters get none (they need no gradient)."""
     return tuple(rule if p.source != "const" else () for p, rule in zip(unrolled.sources, unrolled.rules))
