@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from support.real_images import real_subset
 from scipy import stats
+from support.real_images import real_subset
 
 from qtransfer.config import TrainConfig
 from qtransfer.experiments.compare import (

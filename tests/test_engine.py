@@ -5,8 +5,8 @@ import random
 
 import pytest
 import torch
-from support.pennylane_reference import reference_expvals
 from support.circuits import random_circuit
+from support.pennylane_reference import reference_expvals
 
 from qtransfer import (
     Circuit,

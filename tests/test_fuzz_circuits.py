@@ -9,9 +9,9 @@ from dataclasses import replace
 
 import pytest
 import torch
-from support.fuzzing import HOSTILE_TEXT, bounded
 from hypothesis import given
 from hypothesis import strategies as st
+from support.fuzzing import HOSTILE_TEXT, bounded
 from support.pennylane_reference import reference_expvals
 
 from qtransfer import (

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
 from support.fuzzing import (
     FLOATS,
     HOSTILE_TEXT,
@@ -22,9 +25,6 @@ from support.fuzzing import (
     valid_values,
     wrong_types,
 )
-from hypothesis import given
-from hypothesis import strategies as st
-from PIL import Image
 
 from qtransfer import cli
 from qtransfer.config import TrainConfig

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from support.fuzzing import bounded
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
+from support.fuzzing import bounded
 
 from qtransfer.data.images import ImageFolderDataset, _image_problem, load_image
 from qtransfer.data.transforms import image_transform

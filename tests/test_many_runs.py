@@ -293,8 +293,9 @@ def test_a_run_records_its_threads_and_restores_torchs(finished_run) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_fitted_heads_search_their_grid_in_parallel_only_where_cores_are_free(monkeypatch) -> None:
-    import qtransfer.models.fitted as fitted
     from sklearn import model_selection
+
+    import qtransfer.models.fitted as fitted
 
     train, original, fits = _synthetic(80, 5), model_selection.GridSearchCV, {}
     for free in (1, 2):

@@ -76,7 +76,7 @@ def test_equivalence_is_exactly_the_90_interval_inside_the_margin() -> None:
     for _ in range(200):
         d = rng.normal(rng.uniform(-0.03, 0.03), rng.uniform(0.001, 0.02), 5)
         t = tost_corrected(d, 200, 50, margin=0.02)
-        inside = -0.02 < t["low90"] and t["high90"] < 0.02
+        inside = t["low90"] > -0.02 and t["high90"] < 0.02
         assert (t["p"] < 0.05) == inside
 
 

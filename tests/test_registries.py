@@ -13,8 +13,8 @@ import numpy as np
 import pennylane as qml
 import pytest
 import torch
-from support.pennylane_reference import QML_OPS
 from PIL import Image
+from support.pennylane_reference import QML_OPS
 
 import qtransfer.experiments.reproduce  # noqa: F401 - its modules register the experiments
 from qtransfer.config import TrainConfig

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from support.real_images import real_subset
 from support.cli import in_process
+from support.real_images import real_subset
 from support.runs import metric_rows
 
 import qtransfer.training.run as run_module

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.fuzzing import as_text, bounded, out_of_range, valid_values, wrong_types
 from hypothesis import given
 from hypothesis import strategies as st
+from support.fuzzing import as_text, bounded, out_of_range, valid_values, wrong_types
 
 from qtransfer import cli
 from qtransfer.config import SettingsFile, TrainConfig

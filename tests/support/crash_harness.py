@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from support.real_images import real_subset
 
 from qtransfer.storage import FAULT_LOG, FAULT_WRITE
+from support.real_images import real_subset
 
 BACKBONE = ["--backbone", "efficientnet_lite0", "--workers", "0"]
 RESULT_FILE = {"compare": "compare.json", "sweep": "sweep.json"}
