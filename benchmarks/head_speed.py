@@ -324,15 +324,17 @@ def estimate_mb(method: str, template: str, n_qubits: int, batch: int) -> float:
     return amps * 16 * 8 / 2**20  # lightning adjoint: a few complex128 states of one sample at a time
 
 
-def run_worker(method: str, n_qubits: int, batch: int, args: argparse.Namespace, template: str = "tutorial") -> dict[str, Any]:
+def run_worker(method: str, n_qubits: int, batch: int, args: argparse.Namespace,
+               template: str = "tutorial") -> dict[str, Any]:
     """Run one (method, template, n_qubits, batch) in a subprocess with a timeout; skip it when it would not fit."""
     est, avail = estimate_mb(method, template, n_qubits, batch), meminfo_mb("MemAvailable")
     info = {"estimated_mb": round(est, 1)}
     if est > MEMORY_HEADROOM * avail:
         return {"status": "skipped", "reason": f"estimated {est:.0f} MB > {MEMORY_HEADROOM:.0%} of "
                 f"{avail:.0f} MB available", **info}
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", method, "--template", template, "--n-qubits", str(n_qubits),
-           "--batch", str(batch), "--repeats", str(args.worker_repeats), "--budget", str(args.worker_budget)]
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", method, "--template", template,
+           "--n-qubits", str(n_qubits), "--batch", str(batch), "--repeats", str(args.worker_repeats),
+           "--budget", str(args.worker_budget)]
     if args.threads is not None:
         cmd += ["--threads", str(args.threads)]
     t0 = time.perf_counter()
@@ -451,21 +453,30 @@ def targets(epoch: dict[str, Any] | None, scaling: list | None, noisy: list | No
     """The speed targets evaluated on this run's numbers."""
     r4 = epoch["batch_4"]["ratios"] if epoch else {}
     r32 = epoch["batch_32"]["ratios"] if epoch else {}
-    eng = lambda t, n, key="seconds": _case(scaling, t, n).get("engine", {}).get(key)
-    ratio = lambda t, n, peer: _case(scaling, t, n).get("ratios", {}).get(f"{peer}/engine")
+
+    def eng(t, n, key="seconds"):
+        return _case(scaling, t, n).get("engine", {}).get(key)
+
+    def ratio(t, n, peer):
+        return _case(scaling, t, n).get("ratios", {}).get(f"{peer}/engine")
+
     noisy10 = next((p["ratio"] for p in noisy or [] if p["qubits"] == 10), None)
     return {
         "tutorial 16 qubits <= 0.25 s": target(eng("tutorial", 16), lambda v: v <= 0.25),
-        "tutorial 16 qubits >= 40x lightning adjoint": target(ratio("tutorial", 16, "lightning_adjoint"), lambda v: v >= 40),
+        "tutorial 16 qubits >= 40x lightning adjoint":
+            target(ratio("tutorial", 16, "lightning_adjoint"), lambda v: v >= 40),
         "tutorial 16 qubits <= 800 state passes": target(eng("tutorial", 16, "state_passes"), lambda v: v <= 800),
         "tutorial 12 qubits <= 20 ms": target(eng("tutorial", 12), lambda v: v <= 0.02),
-        "strongly_entangling 14 qubits >= 10x lightning adjoint": target(ratio("strongly_entangling", 14, "lightning_adjoint"), lambda v: v >= 10),
-        "strongly_entangling 16 qubits >= 10x lightning adjoint": target(ratio("strongly_entangling", 16, "lightning_adjoint"), lambda v: v >= 10),
+        "strongly_entangling 14 qubits >= 10x lightning adjoint":
+            target(ratio("strongly_entangling", 14, "lightning_adjoint"), lambda v: v >= 10),
+        "strongly_entangling 16 qubits >= 10x lightning adjoint":
+            target(ratio("strongly_entangling", 16, "lightning_adjoint"), lambda v: v >= 10),
         "tutorial 20 qubits peak <= 1500 MB": target(eng("tutorial", 20, "peak_mb"), lambda v: v <= 1500),
         "tutorial 20 qubits <= 250 state passes": target(eng("tutorial", 20, "state_passes"), lambda v: v <= 250),
         "tutorial 22 qubits runs": target(eng("tutorial", 22), lambda v: v > 0),
         "noisy 10 qubits >= 20x default.mixed": target(noisy10, lambda v: v >= 20),
-        "30 epochs at 12 qubits <= 10 s": target(train and train["seconds"] * TRAIN_EPOCHS / train["epochs"], lambda v: v <= 10),
+        "30 epochs at 12 qubits <= 10 s":
+            target(train and train["seconds"] * TRAIN_EPOCHS / train["epochs"], lambda v: v <= 10),
         "engine_within_1.5x_classical (batch 4)": target(r4.get("qtransfer/classical"), lambda v: v <= 1.5),
         "engine_within_1.5x_classical (batch 32)": target(r32.get("qtransfer/classical"), lambda v: v <= 1.5),
     }
@@ -533,7 +544,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="sections to leave out")
     p.add_argument("--worker", choices=CIRCUIT_METHODS, help=argparse.SUPPRESS)
     p.add_argument("--template", default="tutorial", help=argparse.SUPPRESS)
-    p.add_argument("--noisy-budget", type=float, default=60.0, help="seconds of default.mixed per noisy point before scaling")
+    p.add_argument("--noisy-budget", type=float, default=60.0,
+                   help="seconds of default.mixed per noisy point before scaling")
     p.add_argument("--n-qubits", type=int, help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     p.add_argument("--repeats", type=int, default=5, help=argparse.SUPPRESS)
@@ -561,9 +573,10 @@ def main(argv: list[str] | None = None) -> None:
         list(QUICK_CASES if args.quick else FULL_CASES)
     scaling = report["scaling"] = None if "scaling" in args.skip else scaling_benchmark(cases, args)
     report["per_sample_16"] = None if "per_sample" in args.skip else per_sample_benchmark(args)
-    noisy = report["noisy"] = None if "noisy" in args.skip else noisy_benchmark(NOISY_QUBITS[:2] if args.quick else NOISY_QUBITS,
-                                                                             args.noisy_budget)
-    train = report["train_12_qubits"] = None if "train" in args.skip else train_benchmark(TRAIN_QUBITS, 3 if args.quick else TRAIN_EPOCHS)
+    noisy = report["noisy"] = None if "noisy" in args.skip else \
+        noisy_benchmark(NOISY_QUBITS[:2] if args.quick else NOISY_QUBITS, args.noisy_budget)
+    train = report["train_12_qubits"] = None if "train" in args.skip else \
+        train_benchmark(TRAIN_QUBITS, 3 if args.quick else TRAIN_EPOCHS)
     report["targets"] = targets(epoch, scaling, noisy, train)
     report["machine"]["loadavg_at_end"] = os.getloadavg()
     report["total_seconds"] = time.perf_counter() - t0

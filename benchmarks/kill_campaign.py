@@ -9,8 +9,8 @@ writes, timed: they land wherever the process is), half at its n-th atomic write
 temporary file torn to half): a shard, checkpoint or runs.jsonl being written, exactly there. A run that finishes
 before its instant is reported but not counted: trials go on until --kills kills have landed. Every other train
 kill starts from an empty cache, so extraction inside train is killed too (drawn over a cold clean run's writes).
-The checks are those of tests/support/crash_harness.py, shared with tests/test_crash.py. Recovery (rerun or --resume) runs in
-this process, through the CLI's entry point, with one torch thread like the killed processes (run it with
+The checks are those of tests/support/crash_harness.py, shared with tests/test_crash.py. Recovery (rerun or --resume)
+runs in this process, through the CLI's entry point, with one torch thread like the killed processes (run it with
 OMP_NUM_THREADS=1).
 """
 from __future__ import annotations

@@ -31,10 +31,12 @@ def test_the_layers_and_acyclic_contracts_are_kept() -> None:
 
 @pytest.mark.subprocess
 @pytest.mark.parametrize(("module", "line", "contract"), [
-    ("quantum/circuits.py", "from qtransfer.training import loop  # noqa", "each layer imports only the layers below it"),
+    ("quantum/circuits.py", "from qtransfer.training import loop  # noqa",
+     "each layer imports only the layers below it"),
     ("experiments/stats.py", "from qtransfer.experiments import cv  # noqa", "no import cycles"),
 ])
-def test_an_upward_import_or_a_cycle_breaks_the_contracts(tmp_path: Path, module: str, line: str, contract: str) -> None:
+def test_an_upward_import_or_a_cycle_breaks_the_contracts(tmp_path: Path, module: str, line: str,
+                                                          contract: str) -> None:
     copy = tmp_path / "src" / "qtransfer"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
     target = copy / module
@@ -60,7 +62,8 @@ def test_importing_the_package_loads_no_heavy_library() -> None:
 @pytest.mark.subprocess
 def test_help_answers_before_torch_is_imported() -> None:
     for argv in (["--help"], ["train", "--help"], ["compare", "--help"]):
-        loaded = _modules_loaded_by(f"from qtransfer.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass")
+        loaded = _modules_loaded_by(f"from qtransfer.cli import main\ntry:\n    main({argv!r})\n"
+                                    "except SystemExit:\n    pass")
         assert "torch" not in loaded, argv
 
 
@@ -68,8 +71,8 @@ def test_help_answers_before_torch_is_imported() -> None:
 @pytest.mark.timeout(300)
 @pytest.mark.subprocess
 def test_training_imports_neither_matplotlib_nor_pennylane_until_they_are_used() -> None:
-    loaded = _modules_loaded_by("import qtransfer.training.run, qtransfer.experiments.compare, qtransfer.experiments.cv, "
-                                "qtransfer.training.trained")
+    loaded = _modules_loaded_by("import qtransfer.training.run, qtransfer.experiments.compare, "
+                                "qtransfer.experiments.cv, qtransfer.training.trained")
     assert not loaded & {"matplotlib", "pennylane", "scipy", "tensorboard", "mlflow", "timm", "statsmodels",
                          "scikit_posthocs"}
 

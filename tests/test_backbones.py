@@ -227,7 +227,7 @@ def test_unreadable_or_mismatched_files_name_the_file(tmp_path: Path) -> None:
         create_backbone("resnet18", weights=truncated)
     with pytest.raises(WeightsError, match=rf"{re.escape(str(path))} does not fit backbone resnet34"):
         create_backbone("resnet34", weights=path)
-    with pytest.raises(FileNotFoundError, match="missing.pth does not exist"):
+    with pytest.raises(FileNotFoundError, match=re.escape("missing.pth does not exist")):
         create_backbone("resnet18", weights=tmp_path / "missing.pth")
 
 

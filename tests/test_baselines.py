@@ -137,7 +137,7 @@ def test_logreg_softmax_is_predict_proba_of_the_fitted_logistic_regression(n_cla
 
 @pytest.mark.parametrize("n_classes", [2, 4])
 def test_svm_decision_values_and_predictions_are_those_of_scikit_learns_rbf_svc(n_classes: int) -> None:
-    head, (x, y, x_test, _), calls = _fitted("svm", n_classes)
+    head, (x, y, x_test, _), _calls = _fitted("svm", n_classes)
     z, z_test = head.reduction.transform(x), head.reduction.transform(x_test)
     C, gamma = head.choices["C"], head.choices["gamma"]
     assert gamma == pytest.approx(head.choices["gamma_factor"] / (z.shape[1] * z.var()), rel=1e-12)

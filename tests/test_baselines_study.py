@@ -28,7 +28,7 @@ def test_the_baselines_study_pairs_quantum_with_the_best_classical_head_on_both_
     held = [r for r in digits if r["head"] == "logreg:pca=8"]
     assert sum(r["test"] for r in held) == 1077 + 360
     assert all(r["choices"]["C"] > 0 for r in held)
-    for name, res in results.items():
+    for res in results.values():
         assert res["best_classical"] in ("linear", "logreg:pca=8")
         test = next(p for p in res["paired"] if p["a"] == "quantum" and p["b"] == res["best_classical"])
         assert test["n"] == 5 and 0 < test["p_sign_flip"] <= 1

@@ -107,7 +107,8 @@ def test_two_processes_sharing_a_cache_leave_no_corrupt_entry(tmp_path: Path) ->
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a corrupt shard would warn
-        feats, computed, _ = _features([Path(p) for p in paths], FeatureCache(tmp_path / "cache", extractor_key("toy", "w", "t")))
+        feats, computed, _ = _features([Path(p) for p in paths],
+                                       FeatureCache(tmp_path / "cache", extractor_key("toy", "w", "t")))
     assert computed == 0 and feats.tolist() == results[0]
 
 
@@ -186,8 +187,8 @@ try:
     print("materialized")
 except MemoryError:
     print("features exceed the memory")
-fit = fit_features(TrainConfig(head="linear", epochs=1, batch_size=1024), FeatureSplit(features, torch.arange(n) % 2, []),
-                   val, 2, torch.device("cpu"))
+fit = fit_features(TrainConfig(head="linear", epochs=1, batch_size=1024),
+                   FeatureSplit(features, torch.arange(n) % 2, []), val, 2, torch.device("cpu"))
 print("trained", fit.rows[0]["train_acc"])
 """
 

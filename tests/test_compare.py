@@ -22,8 +22,8 @@ from qtransfer.training.run import train
 
 
 def _config(data: Path, cache: Path, out: Path, **changes) -> TrainConfig:
-    values = dict(data=str(data), backbone="efficientnet_lite0", epochs=2, cache_dir=str(cache), out=str(out),
-                  num_workers=0)
+    values = {"data": str(data), "backbone": "efficientnet_lite0", "epochs": 2, "cache_dir": str(cache),
+              "out": str(out), "num_workers": 0}
     return TrainConfig(**{**values, **changes})
 
 
@@ -137,8 +137,8 @@ def test_head_specs_parse(text: str, head: str, settings: dict) -> None:
 
 @pytest.mark.parametrize(
     "text, message",
-    [("quantun", "Did you mean 'quantum'"), ("quantum:dept=2", "key one of"), ("quantum:depth=two", "needs a value of type int"),
-     ("quantum:depth", "key=value")],
+    [("quantun", "Did you mean 'quantum'"), ("quantum:dept=2", "key one of"),
+     ("quantum:depth=two", "needs a value of type int"), ("quantum:depth", "key=value")],
 )
 def test_bad_head_specs_say_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):

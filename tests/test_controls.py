@@ -99,7 +99,7 @@ def test_entangle_setting_from_config_and_head_spec() -> None:
     assert head.circuit.name == "tutorial:entangle=false" and head.q_params.numel() == 8
     assert not any(g.name == "CNOT" for g in head.circuit.gates)
     assert dict(parse_head("quantum:entangle=True").settings) == {"entangle": True}
-    with pytest.raises(InputError, match="'entangle=maybe'.*write entangle=true or entangle=false"):
+    with pytest.raises(InputError, match=r"'entangle=maybe'.*write entangle=true or entangle=false"):
         parse_head("quantum:entangle=maybe")
     assert cli.parse_args(["train", "--data", "d", "--no-entangle"]).entangle is False
     assert cli.parse_args(["train", "--data", "d"]).entangle is True
@@ -159,7 +159,7 @@ def test_the_degree_is_counted_from_the_circuit_and_large_spectra_are_sampled_by
     assert len(rows) == FOURIER_FEATURES and not rows & {tuple(-w) for w in eight}  # distinct, never a pair
     assert np.array_equal(frequencies((1,) * 8, seed=5), eight)
     assert not np.array_equal(frequencies((1,) * 8, seed=6), eight)
-    with pytest.raises(InputError, match="gate 0 \\(CRY\\).*encodes an input otherwise"):
+    with pytest.raises(InputError, match=r"gate 0 \(CRY\).*encodes an input otherwise"):
         encoding_degrees(Circuit(2, 1, (), (Gate("CRY", (0, 1), (inp(0),)),), (Observable("Z", (0,)),)))
 
 
@@ -240,5 +240,5 @@ def test_a_fixed_c_is_fitted_once_without_inner_folds(toy, monkeypatch) -> None:
     (result,) = fit_group([FitJob(config, FeatureSplit(x, y, []), val, fixed={"C": c})], 2, torch.device("cpu"))
     assert result.choices == {"C": c, "frequencies": 4, "sampled": False}
     assert result.best["val_acc"] > 0.95
-    with pytest.raises(InputError, match="no hyper-parameter.*'gamma'.*search space: C"):
+    with pytest.raises(InputError, match=r"no hyper-parameter.*'gamma'.*search space: C"):
         FourierHead(6, 2, n_qubits=2).fix({"gamma": 1.0})

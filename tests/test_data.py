@@ -354,7 +354,8 @@ def test_cli_data_command_downloads_through_the_local_server(archive, http_serve
 
     url = http_server(archive.parent) + "/hymenoptera_data.zip"
     # both processes at once: each spends most of its time starting up, on one core
-    fetch, fail = (subprocess.Popen([sys.executable, "-m", "qtransfer", "data", "hymenoptera", "--dest", dest, "--url", u],
+    fetch, fail = (subprocess.Popen([sys.executable, "-m", "qtransfer", "data", "hymenoptera",
+                                     "--dest", dest, "--url", u],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                    for dest, u in ((str(tmp_path), url), (str(tmp_path / "x"), dead_url("hymenoptera_data.zip"))))
     stdout, stderr = fetch.communicate(timeout=300)

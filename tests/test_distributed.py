@@ -95,7 +95,8 @@ def warm_cache(single_process_cache: tuple[Path, str], where: Path) -> Path:
 
 @pytest.mark.timeout(300)
 @pytest.mark.distributed
-def test_distributed_extraction_equals_single_process_bit_for_bit(data: Path, single_process_cache, tmp_path: Path) -> None:
+def test_distributed_extraction_equals_single_process_bit_for_bit(data: Path, single_process_cache,
+                                                                  tmp_path: Path) -> None:
     one_root, printed = single_process_cache
     assert "56 images, 56 computed" in printed
     done = torchrun("extract", "--data", str(data), *BACKBONE, "--cache-dir", str(tmp_path / "two"),
@@ -160,7 +161,8 @@ def test_distributed_compare_equals_single_process_table(data: Path, single_proc
     assert all(len(list((run / "tensorboard" / c).glob("events.out.tfevents*"))) == 1 for c in children)
 
     def rows(d: Path) -> list[dict]:
-        return [{k: v for k, v in r.items() if k != "train_s"} for r in json.loads((d / "compare.json").read_text())["runs"]]
+        runs = json.loads((d / "compare.json").read_text())["runs"]
+        return [{k: v for k, v in r.items() if k != "train_s"} for r in runs]
 
     assert len(rows(run)) == 4 and rows(run) == rows(single)
 

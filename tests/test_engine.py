@@ -41,7 +41,10 @@ def _assert_matches_pennylane(circuit: Circuit, batch: int, method: str, seed: i
     coef = torch.randn(batch, circuit.n_outputs, generator=g, dtype=torch.float64)
 
     ours = CompiledCircuit(circuit, dtype=torch.float64, method=method)(x if circuit.n_inputs else None, w)
-    anchor = lambda: 0 * (x.sum() + w.sum())
+
+    def anchor():
+        return 0 * (x.sum() + w.sum())
+
     gx, gw = torch.autograd.grad((ours * coef).sum() + anchor(), [x, w])
     ref = reference_expvals(circuit, x if circuit.n_inputs else None, w).expand(batch, -1)
     rx, rw = torch.autograd.grad((ref * coef).sum() + anchor(), [x, w])
@@ -60,7 +63,7 @@ def _single_gate(name: str, source: str) -> Circuit:
     params = tuple(make(k) for k in range(spec.n_params))
     wires = (2, 0)[: spec.n_wires]  # reversed wire order checks the wire convention
     n = spec.n_params if source == "input" else 0
-    return Circuit(3, max(n, 1), (spec.n_params,), tuple(prep) + (Gate(name, wires, params),), _observables(3))
+    return Circuit(3, max(n, 1), (spec.n_params,), (*prep, Gate(name, wires, params)), _observables(3))
 
 
 @pytest.mark.parametrize("method", METHODS)

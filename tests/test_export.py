@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -107,7 +108,7 @@ def test_every_head_traces_and_exports_to_onnx_with_its_own_outputs(name: str) -
 
 
 def test_noise_is_refused_and_shots_are_exported_as_their_exact_expectation_values() -> None:
-    with pytest.raises(InputError, match="noise.*Export a run trained without noise"):
+    with pytest.raises(InputError, match=r"noise.*Export a run trained without noise"):
         exactness(TrainConfig(noise="depolarizing=0.01"))
     with pytest.raises(InputError, match="noise model 'FakeManilaV2'"):
         exactness(TrainConfig(backend="pennylane:qiskit.aer", device_options='{"noise_model": "FakeManilaV2"}'))
@@ -120,9 +121,9 @@ def test_refusals_and_a_shots_run_exported_as_the_exact_model_its_shots_estimate
     model = TrainedModel.load(finished_run[0], device="cpu", progress=False)
     linear = TrainedModel(TrainConfig(head="linear"), model.backbone, create_head("linear", 1280, 2), model.classes,
                           model.device)
-    with pytest.raises(InputError, match="head 'linear' has none.*use --format torchscript or onnx"):
+    with pytest.raises(InputError, match=r"head 'linear' has none.*use --format torchscript or onnx"):
         export_model(linear, "qasm", tmp_path / "m.qasm")
-    with pytest.raises(InputError, match="ends in .json"):
+    with pytest.raises(InputError, match=re.escape("ends in .json")):
         export_model(model, "onnx", tmp_path / "m.json")
     with pytest.raises(InputError, match="unknown export format 'tflite'"):
         export_model(model, "tflite", tmp_path / "m.tflite")

@@ -117,7 +117,8 @@ def test_a_truncated_exponential_at_the_working_cutoff_is_what_we_avoid() -> Non
     assert (truncated[:4, :4] - gates.cubic_phase(t(0.4), k)[:4, :4]).abs().max() > 1e-3
 
 
-REFERENCE = Path(__file__).parent / "reference" / "qq_strawberryfields.json"  # benchmarks/qq_strawberryfields_reference.py
+# written by benchmarks/qq_strawberryfields_reference.py
+REFERENCE = Path(__file__).parent / "reference" / "qq_strawberryfields.json"
 
 
 def test_the_truncated_convention_is_strawberry_fields_gate_and_far_from_the_exact_one() -> None:
@@ -190,15 +191,14 @@ def test_gates_are_unitary_on_states_that_stay_below_the_cutoff(name: str) -> No
 # ------------------------------------------------------------------ against PennyLane's default.gaussian
 
 
-def _random_gaussian_program(modes: int, rng: np.random.Generator) -> list[tuple[str, tuple[float, ...], tuple[int, ...]]]:
+def _random_gaussian_program(modes: int,
+                             rng: np.random.Generator) -> list[tuple[str, tuple[float, ...], tuple[int, ...]]]:
     program = []
     for m in range(modes):
         program.append(("Displacement", (rng.uniform(0.1, 0.6), rng.uniform(-3, 3)), (m,)))
         program.append(("Squeezing", (rng.uniform(-0.3, 0.3), rng.uniform(-3, 3)), (m,)))
-    for m in range(modes - 1):
-        program.append(("Beamsplitter", (rng.uniform(-1.5, 1.5), rng.uniform(-3, 3)), (m, m + 1)))
-    for m in range(modes):
-        program.append(("Rotation", (rng.uniform(-3, 3),), (m,)))
+    program.extend(("Beamsplitter", (rng.uniform(-1.5, 1.5), rng.uniform(-3, 3)), (m, m + 1)) for m in range(modes - 1))
+    program.extend(("Rotation", (rng.uniform(-3, 3),), (m,)) for m in range(modes))
     if modes > 1:
         program.append(("Beamsplitter", (rng.uniform(-1.5, 1.5), rng.uniform(-3, 3)), (0, modes - 1)))
     return program

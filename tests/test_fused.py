@@ -40,7 +40,8 @@ def _values_and_grads(circuit: Circuit, method: str, batch: int = 3, seed: int =
 @pytest.mark.parametrize("seed", range(16))
 def test_adjoint_gradients_equal_autograd_through_the_gate_path(seed: int) -> None:
     circuit = random_circuit(random.Random(100 + seed), n_qubits=7 + seed % 4)
-    for ours, reference in zip(_values_and_grads(circuit, "fused", seed=seed), _values_and_grads(circuit, "gates", seed=seed)):
+    for ours, reference in zip(_values_and_grads(circuit, "fused", seed=seed),
+                               _values_and_grads(circuit, "gates", seed=seed)):
         torch.testing.assert_close(ours, reference, atol=TOL, rtol=0)
 
 
@@ -63,7 +64,8 @@ def test_inputs_after_entangling_gates_make_per_sample_blocks_and_wide_gates() -
     circuit = Circuit(n, n, (3,), tuple(gates), obs)
     kinds = {type(op) for op in schedule(statevector_ops(circuit), n, 3).ops}
     assert {Block, Permutation, Wide} <= kinds
-    for ours, reference in zip(_values_and_grads(circuit, "fused", block_qubits=3), _values_and_grads(circuit, "gates")):
+    for ours, reference in zip(_values_and_grads(circuit, "fused", block_qubits=3),
+                               _values_and_grads(circuit, "gates")):
         torch.testing.assert_close(ours, reference, atol=TOL, rtol=0)
 
 
@@ -199,7 +201,8 @@ def test_two_forward_passes_before_one_backward_keep_their_own_states() -> None:
     x1, x2 = torch.rand(4, 8, dtype=torch.float64), torch.rand(4, 8, dtype=torch.float64)
     grads = []
     for sim in (compiled, reference):
-        w = torch.randn(circuit.n_weights, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).requires_grad_()
+        w = torch.randn(circuit.n_weights, dtype=torch.float64,
+                        generator=torch.Generator().manual_seed(1)).requires_grad_()
         (sim(x1, w).square().sum() + 3 * sim(x2, w).sum()).backward()  # gradient accumulation over two batches
         grads.append(w.grad)
     torch.testing.assert_close(grads[0], grads[1], atol=TOL, rtol=0)

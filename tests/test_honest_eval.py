@@ -82,9 +82,9 @@ def test_cross_validation_on_the_real_dataset(hymenoptera: Path, shared_cache: P
     real_fit = runner.fit_group
 
     def spy(jobs, n_classes, device, classes=None):
-        for job in jobs:  # what each stacked fold's fit sees
-            seen.append(({str(p) for p in job.train.paths} | {str(p) for p in job.val.paths},
-                         {str(p) for p in job.test.paths}))
+        seen.extend(({str(p) for p in job.train.paths} | {str(p) for p in job.val.paths},
+                     {str(p) for p in job.test.paths})
+                    for job in jobs)  # what each stacked fold's fit sees
         return real_fit(jobs, n_classes, device, classes)
 
     monkeypatch.setattr(runner, "fit_group", spy)
@@ -92,7 +92,8 @@ def test_cross_validation_on_the_real_dataset(hymenoptera: Path, shared_cache: P
                          out=str(tmp_path), num_workers=0)
     run_dir, result = cross_validate(CVSettings(config, heads=["quantum", "linear"], folds=3))
     assert (run_dir / "cv.md").exists() and json.loads((run_dir / "cv.json").read_text())["samples"] == 397
-    assert [(r["head"], r["fold"]) for r in result["folds"]] == [(h, k) for h in ("quantum", "linear") for k in range(3)]
+    assert [(r["head"], r["fold"]) for r in result["folds"]] == [(h, k) for h in ("quantum", "linear")
+                                                                  for k in range(3)]
     for r in result["folds"]:
         assert r["train"] + r["select"] + r["test"] == 397
         for m in ("accuracy", "balanced_accuracy", "roc_auc"):

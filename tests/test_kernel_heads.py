@@ -102,7 +102,7 @@ def test_qkernel_and_the_matched_svm_see_the_same_principal_components() -> None
 
 
 def test_kernel_heads_refuse_a_circuit_template_or_a_pca_they_cannot_use() -> None:
-    with pytest.raises(InputError, match="unknown embedding 'strongly_entangling'.*Known: iqp, tutorial"):
+    with pytest.raises(InputError, match=r"unknown embedding 'strongly_entangling'.*Known: iqp, tutorial"):
         TrainConfig(data="x", head="qkernel", embedding="strongly_entangling").validate()
     with pytest.raises(InputError, match="--pca"):
         TrainConfig(data="x", head="projected_qkernel", pca=8).validate()

@@ -23,15 +23,13 @@ def _data(circuit: Circuit, models: int, batch: int, dtype: torch.dtype, seed: i
     return x, w, coef
 
 
-def _stacked_and_loop(engine: CompiledCircuit, x: torch.Tensor, w: torch.Tensor, coef: torch.Tensor) -> tuple[list, list]:
+def _stacked_and_loop(engine: CompiledCircuit, x: torch.Tensor, w: torch.Tensor,
+                      coef: torch.Tensor) -> tuple[list, list]:
     """[outputs, d/dinputs, d/dweights] of one stacked call and of a loop of solo calls, for loss sum(coef * out)."""
     results = []
     for stacked in (True, False):
         xs, ws = x.clone().requires_grad_(), w.clone().requires_grad_()
-        if stacked:
-            out = engine(xs, ws)
-        else:
-            out = torch.stack([engine(xs[k], ws[k]) for k in range(len(ws))])
+        out = engine(xs, ws) if stacked else torch.stack([engine(xs[k], ws[k]) for k in range(len(ws))])
         anchor = 0 * (xs.sum() + ws.sum())
         results.append([out.detach(), *torch.autograd.grad((out * coef).sum() + anchor, [xs, ws])])
     return results[0], results[1]

@@ -14,10 +14,10 @@ from qtransfer.quantum.density import CHANNELS, NoiseModel
 pytest.importorskip("pennylane")
 from support.pennylane_reference import reference_noisy_expvals
 
-TOL = dict(rtol=1e-10, atol=1e-10)
+TOL = {"rtol": 1e-10, "atol": 1e-10}
 # default.mixed (PennyLane 0.45) itself differs from default.qubit by up to ~1e-8 in float64 with no noise at all
 # (test_default_mixed_itself_is_accurate_to_1e_8), so comparisons with it use this tolerance.
-MIXED_TOL = dict(rtol=1e-7, atol=1e-7)
+MIXED_TOL = {"rtol": 1e-7, "atol": 1e-7}
 
 
 def _values_and_grads(backend, circuit: Circuit, x: torch.Tensor, w: torch.Tensor):
@@ -83,7 +83,8 @@ def test_channels_at_chosen_gates_match_default_mixed() -> None:
 
 
 def _random_circuit(rng: random.Random, n: int) -> Circuit:
-    one, two = ["H", "X", "S", "RX", "RY", "RZ", "PhaseShift", "Rot"], ["CNOT", "CZ", "CRX", "CRY", "IsingYY", "IsingZZ"]
+    one = ["H", "X", "S", "RX", "RY", "RZ", "PhaseShift", "Rot"]
+    two = ["CNOT", "CZ", "CRX", "CRY", "IsingYY", "IsingZZ"]
     gates, n_w = [], 0
     for _ in range(rng.randint(3, 10)):
         name = rng.choice(one + (two if n > 1 else []))

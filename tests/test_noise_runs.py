@@ -46,8 +46,8 @@ def test_a_trained_head_runs_on_qiskit_aer_with_a_fake_ibm_backend_noise_model(t
     pytest.importorskip("qiskit_aer")
     # Aer simulates every image's circuit with the device's noise (~0.14 s each): 40 real images, not all 153
     exact = evaluate(str(trained), "--data", str(few_val_images))
-    noisy = evaluate(str(trained), "--data", str(few_val_images), "--backend", "pennylane:qiskit.aer", "--shots", "1024",
-                     "--device-options", '{"noise_model": "FakeManilaV2"}')
+    noisy = evaluate(str(trained), "--data", str(few_val_images), "--backend", "pennylane:qiskit.aer",
+                     "--shots", "1024", "--device-options", '{"noise_model": "FakeManilaV2"}')
     assert exact["images"] == 40 and noisy["images"] == 40 and noisy["data"] == str(few_val_images)
     assert noisy["backend"] == "pennylane:qiskit.aer" and noisy["shots"] == 1024
     assert 0.5 < noisy["accuracy"] <= 1.0 and abs(noisy["accuracy"] - exact["accuracy"]) < 0.15
@@ -79,15 +79,18 @@ def test_noise_scan_writes_json_and_plot(trained: Path) -> None:
     accuracies = [r["accuracy"] for r in result["noise"]]
     assert accuracies[0] == result["exact_accuracy"] and all(0 <= a <= 1 for a in accuracies)
     assert accuracies[2] < result["exact_accuracy"]  # p = 0.5 depolarizing after every gate destroys the signal
-    assert [r["shots"] for r in result["shots"]] == [32, 512] and all(len(r["accuracies"]) == 2 for r in result["shots"])
+    assert [r["shots"] for r in result["shots"]] == [32, 512]
+    assert all(len(r["accuracies"]) == 2 for r in result["shots"])
     other = trained.parent / "linear"
     other.mkdir()
-    (other / "config.json").write_text(json.dumps({**json.loads((trained / "config.json").read_text()), "head": "linear"}))
+    config = json.loads((trained / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "head": "linear"}))
     with pytest.raises(ValueError, match="a noise scan needs a quantum head"):
         noise_scan(other, ScanSettings())
 
 
-def test_training_with_shots_takes_parameter_shift_gradients(hymenoptera: Path, shared_cache: Path, tmp_path: Path) -> None:
+def test_training_with_shots_takes_parameter_shift_gradients(hymenoptera: Path, shared_cache: Path,
+                                                             tmp_path: Path) -> None:
     config = TrainConfig(data=str(hymenoptera), backbone="efficientnet_lite0", epochs=2, cache_dir=str(shared_cache),
                          out=str(tmp_path), num_workers=0, shots=128, seed=3)
     run_dir, summary = train(config)

@@ -116,7 +116,7 @@ def test_parameter_shift_and_adjoint_under_autograd_match_default_qubit():
     ref = qml.jacobian(lambda w: pnp.hstack(qml.QNode(circuit, qml.device("default.qubit", wires=4))(w)))(w)
     for diff in ("parameter-shift", "finite-diff", "adjoint", "backprop"):
         node = qml.QNode(circuit, qml.device("qtransfer.qubit", wires=4), diff_method=diff)
-        got = qml.jacobian(lambda w: pnp.hstack(node(w)))(w)
+        got = qml.jacobian(lambda w, node=node: pnp.hstack(node(w)))(w)
         np.testing.assert_allclose(got, ref, atol=1e-5 if diff == "finite-diff" else 1e-9, err_msg=diff)
 
 

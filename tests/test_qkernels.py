@@ -121,7 +121,8 @@ def test_states_at_nine_qubits_equal_pennylanes_whatever_the_chunks_and_precisio
     single = embedding_states(emb, x, dtype=torch.complex64)
     assert single.dtype == (torch.float32 if name == "tutorial" else torch.complex64)  # tutorial's gates are real
     torch.testing.assert_close(single.to(states.dtype), states, atol=1e-4, rtol=0)
-    torch.testing.assert_close(fidelity_kernel(states, states, chunk=2), fidelity_kernel(states, states), atol=1e-14, rtol=0)
+    torch.testing.assert_close(fidelity_kernel(states, states, chunk=2), fidelity_kernel(states, states),
+                               atol=1e-14, rtol=0)
 
 
 def test_the_tutorial_embedding_is_the_reference_circuit_without_its_layers() -> None:
@@ -160,7 +161,8 @@ def _random_states(n_samples: int, n_qubits: int, seed: int) -> torch.Tensor:
 def test_bloch_vectors_are_pennylanes_one_qubit_reduced_density_matrices(n_qubits: int) -> None:
     states = torch.cat([_random_states(3, n_qubits, seed=n_qubits),
                         embedding_states(make_embedding("iqp", n_qubits), _angles(2, n_qubits)),
-                        embedding_states(make_embedding("tutorial", n_qubits), _angles(2, n_qubits)).to(torch.complex128)])
+                        embedding_states(make_embedding("tutorial", n_qubits),
+                                         _angles(2, n_qubits)).to(torch.complex128)])
     bloch = bloch_vectors(states.reshape((-1,) + (2,) * n_qubits))
     assert bloch.shape == (7, n_qubits, 3)
     for psi, b in zip(states.numpy(), bloch.numpy()):
@@ -180,7 +182,8 @@ def test_the_projected_kernel_is_huang_et_als_on_pennylanes_reduced_states() -> 
     bloch = bloch_vectors(states)
     ours = projected_kernel(bloch, bloch, gamma)
     np.testing.assert_allclose(ours.numpy(), reference, atol=TOL, rtol=0)
-    np.testing.assert_allclose(projected_kernel(bloch[:2], bloch[2:], gamma).numpy(), reference[:2, 2:], atol=TOL, rtol=0)
+    np.testing.assert_allclose(projected_kernel(bloch[:2], bloch[2:], gamma).numpy(), reference[:2, 2:],
+                               atol=TOL, rtol=0)
     with pytest.raises(InputError, match="gamma must be a positive"):
         projected_kernel(bloch, bloch, 0.0)
 
@@ -279,7 +282,8 @@ def _pennylane_noisy_kernel(name: str, n_qubits: int, noise: NoiseModel):
 
 @pytest.mark.parametrize("name", ["tutorial", "iqp"])
 @pytest.mark.parametrize("n_qubits", [2, 3])
-def test_the_noisy_kernel_equals_pennylanes_compute_uncompute_circuit_on_default_mixed(name: str, n_qubits: int) -> None:
+def test_the_noisy_kernel_equals_pennylanes_compute_uncompute_circuit_on_default_mixed(name: str,
+                                                                                      n_qubits: int) -> None:
     noise = NoiseModel.parse(NOISE)
     a, b = _angles(3, n_qubits, seed=10), _angles(2, n_qubits, seed=11)
     reference = qml.kernels.kernel_matrix(a.numpy(), b.numpy(), _pennylane_noisy_kernel(name, n_qubits, noise))
@@ -305,7 +309,8 @@ def test_the_inverse_of_a_gate_sequence_undoes_it() -> None:
     states = CompiledCircuit(both, dtype=torch.float64, method="gates").state(torch.cat([x, -x], 1), torch.empty(0))
     # U(x)^dagger U(x)|00> = |00>, and U(y)^dagger U(x) is not the identity for y != x
     torch.testing.assert_close(states.reshape(4, 4)[:, 0].abs(), torch.ones(4, dtype=torch.float64), atol=1e-12, rtol=0)
-    other = CompiledCircuit(both, dtype=torch.float64, method="gates").state(torch.cat([x, -x.flip(0)], 1), torch.empty(0))
+    other = CompiledCircuit(both, dtype=torch.float64, method="gates").state(torch.cat([x, -x.flip(0)], 1),
+                                                                             torch.empty(0))
     assert (other.reshape(4, 4)[:, 0].abs() < 0.999).all()
     with pytest.raises(InputError, match="without trainable weights"):
         compute_uncompute(make_circuit("tutorial", 2, 1))

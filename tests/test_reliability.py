@@ -310,7 +310,7 @@ def test_a_hostile_or_foreign_checkpoint_is_refused_and_never_runs(finished_run,
     shutil.copytree(run_dir, copy)
     marker = tmp_path / "pwned"
     torch.save({"head": Payload(marker), "classes": [], "config": {}}, copy / "best.pt")
-    with pytest.raises(ValueError, match="not a readable qtransfer checkpoint.*it was not loaded"):
+    with pytest.raises(ValueError, match=r"not a readable qtransfer checkpoint.*it was not loaded"):
         TrainedModel.load(copy)
     assert not marker.exists()
     torch.save([1, 2, 3], copy / "best.pt")
@@ -329,7 +329,7 @@ def test_a_truncated_last_checkpoint_is_refused_on_resume(finished_run, tmp_path
     shutil.copytree(run_dir, copy)
     data = (copy / "last.pt").read_bytes()
     (copy / "last.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match="last.pt is not a readable qtransfer checkpoint.*Start a new run"):
+    with pytest.raises(ValueError, match=r"last.pt is not a readable qtransfer checkpoint.*Start a new run"):
         train(TrainConfig(), resume=copy)
 
 

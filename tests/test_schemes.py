@@ -210,7 +210,8 @@ def test_the_papers_model_on_the_notebooks_stream_reproduces_its_printed_run(mar
     # q2q notebook: truncated V (Strawberry Fields'), cutoff 15, RandomState(1), 500 steps, then 500 test batches
     a = create_quantum_backbone("cv-gaussianity", weights=mari2019, squeeze_in_layer=False, cubic_phase="truncated")
     run = train_seeds(a, [notebook_stream(1)], [0], cutoff=15, cubic_phase="truncated")[0]
-    assert run.test_acc == pytest.approx(0.8708, abs=0.01)  # Strawberry Fields on this stream (issue 27); printed 0.8698–0.8755
+    # Strawberry Fields on this stream (issue 27); printed 0.8698–0.8755
+    assert run.test_acc == pytest.approx(0.8708, abs=0.01)
     assert 0.6059 - 0.005 <= run.train_loss[499] <= 0.6141 + 0.005  # the printed runs' running loss after 500
     assert 0.4713 - 0.01 <= run.train_acc[499] <= 0.4900 + 0.01
     assert run.train_loss[99] == pytest.approx(0.689, abs=0.003) and run.train_acc[99] == pytest.approx(0.37, abs=0.01)

@@ -169,7 +169,8 @@ def test_a_hugging_face_cache_blob_is_checked_against_its_name(tmp_path: Path, o
 def test_weights_with_a_download_url_are_looked_for_in_torchs_checkpoint_folder(tmp_path: Path) -> None:
     file = "resnet18_a1_0-d63eafa0.pth"
     url = f"https://github.com/huggingface/pytorch-image-models/releases/download/v0.1-rsb-weights/{file}"
-    with pytest.raises(WeightsUnavailable, match=re.escape(f"put {url} at {tmp_path / 'torch/hub/checkpoints' / file}")):
+    checkpoint = tmp_path / "torch/hub/checkpoints" / file
+    with pytest.raises(WeightsUnavailable, match=re.escape(f"put {url} at {checkpoint}")):
         create_backbone("timm:resnet18.a1_in1k")
 
 

@@ -27,7 +27,8 @@ FIGURES = ("curves", "confusion", "predictions")
 
 
 def _config_of(data: Path, cache: Path, out: Path, **changes) -> TrainConfig:
-    values = dict(data=str(data), head="linear", epochs=2, cache_dir=str(cache), out=str(out), num_workers=0)
+    values = {"data": str(data), "head": "linear", "epochs": 2, "cache_dir": str(cache), "out": str(out),
+              "num_workers": 0}
     return TrainConfig(**{**values, **changes})
 
 

@@ -28,8 +28,8 @@ def cache_dir(shared_cache: Path) -> Path:
 
 
 def _config(data: Path, cache_dir: Path, out: Path, **changes) -> TrainConfig:
-    values = dict(data=str(data), backbone="efficientnet_lite0", epochs=2, cache_dir=str(cache_dir),
-                  out=str(out), num_workers=0)
+    values = {"data": str(data), "backbone": "efficientnet_lite0", "epochs": 2, "cache_dir": str(cache_dir),
+              "out": str(out), "num_workers": 0}
     values.update(changes)
     return TrainConfig(**values)
 
@@ -57,7 +57,8 @@ def test_two_epochs_write_every_file_with_sane_values(two_epoch_run) -> None:
         assert Image.open(run_dir / name).size[0] > 400
 
 
-def test_second_run_hits_the_cache_and_gives_identical_features(two_epoch_run, hymenoptera, cache_dir, tmp_path) -> None:
+def test_second_run_hits_the_cache_and_gives_identical_features(two_epoch_run, hymenoptera, cache_dir,
+                                                                tmp_path) -> None:
     run_dir, _ = two_epoch_run
     again_dir, summary = train(_config(hymenoptera, cache_dir, tmp_path, step_size=2))
     assert summary["features_computed"] == {"train": 0, "val": 0}

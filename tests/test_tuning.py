@@ -67,7 +67,7 @@ def test_the_held_out_fold_never_reaches_tuning_scaling_pca_or_selection(tmp_pat
     result = json.loads((run_dir / "cv.json").read_text())
     held = {r["fold"]: set(r["test_files"]) for r in result["folds"]}
     assert set(parts) == {(h, k) for h in ("linear", "svm:pca=4") for k in (0, 1)}
-    for (head, k), (part, jobs) in parts.items():
+    for (_head, k), (part, jobs) in parts.items():
         assert not part & held[k]
         assert len(jobs) == SEARCH_SIZE * 5
         for job in jobs:
@@ -75,7 +75,8 @@ def test_the_held_out_fold_never_reaches_tuning_scaling_pca_or_selection(tmp_pat
             assert train | val <= part and not train & val and job.fit.test is None
     # every head is searched on the same inner folds
     for k in (0, 1):
-        folds = [sorted(sorted(str(p) for p in j.fit.val.paths) for j in parts[h, k][1]) for h in ("linear", "svm:pca=4")]
+        folds = [sorted(sorted(str(p) for p in j.fit.val.paths) for j in parts[h, k][1])
+                 for h in ("linear", "svm:pca=4")]
         assert folds[0] == folds[1]
     # scaling and PCA of every fit of the fitted head (tuning and final) saw rows of one outer training part only
     from qtransfer.features.pipeline import load_features
@@ -86,7 +87,8 @@ def test_the_held_out_fold_never_reaches_tuning_scaling_pca_or_selection(tmp_pat
     def row_key(row: np.ndarray) -> bytes:
         return np.round(np.asarray(row, dtype=np.float64)[:32], 5).tobytes()
 
-    fold_of = {row_key(pool.features[i].numpy()): k for k in held for i, p in enumerate(pool.paths) if str(p) in held[k]}
+    fold_of = {row_key(pool.features[i].numpy()): k
+               for k in held for i, p in enumerate(pool.paths) if str(p) in held[k]}
     assert len(fitted_rows) == 2 * (SEARCH_SIZE * 5 + 1)
     for x in fitted_rows:
         folds_seen = {fold_of[row_key(row)] for row in x}
