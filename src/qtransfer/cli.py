@@ -68,6 +68,8 @@ def command_options(command: str) -> list[Option]:
         return [*declared(ScanSettings), Option("data", OTHER_DATA, None), option(TrainConfig, "device")]
     if command == "reproduce":
         return [o for o in declared(ReproduceOptions) if o.setting.flag is not None]
+    if command in ("evaluate", "predict"):
+        return [option(TrainConfig, "device")]
     return []
 
 
@@ -391,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--data", type=Path, help="another folder with the same classes")
     p.add_argument("--split", default="val", help="which split to score (default: val)")
-    p.add_argument("--device", default="auto")
+    _add_options(p, "evaluate")
     p.add_argument("--backend", help="run the trained circuit on 'torch' or 'pennylane:<device>' instead")
     p.add_argument("--shots", type=int, help="measurements per expectation value (0: exact)")
     p.add_argument("--noise", help="built-in engine noise, e.g. 'depolarizing=0.01,readout=0.02'")
@@ -411,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="class and probability of image files")
     p.add_argument("run_dir", type=Path)
     p.add_argument("images", type=Path, nargs="+")
-    p.add_argument("--device", default="auto")
+    _add_options(p, "predict")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_predict)
 
