@@ -6,11 +6,13 @@ import random
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
 from support.circuits import random_circuit
 
+import qtransfer
 from qtransfer import (
     Circuit,
     CompiledCircuit,
@@ -152,11 +154,15 @@ _PEAK = textwrap.dedent("""
 """)
 
 
+SOURCE = str(Path(qtransfer.__file__).parents[1])  # the children import the qtransfer this test imported
+
+
 def _peak_bytes(n: int, depths: tuple[int, ...], batch: int) -> list[int]:
     """The backward pass's peak memory at each depth, each in a fresh process; the processes (one thread each)
     run side by side, as a process's peak memory is its own."""
+    env = {"OMP_NUM_THREADS": "1", "PATH": "", "PYTHONPATH": SOURCE}
     procs = [subprocess.Popen([sys.executable, "-c", _PEAK, str(n), str(depth), str(batch)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env={"OMP_NUM_THREADS": "1", "PATH": ""})
+                              stderr=subprocess.PIPE, text=True, env=env)
              for depth in depths]
     peaks = []
     for proc in procs:
