@@ -8,6 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+from support.runs import untimed_rows
 
 from qtransfer import cli
 from qtransfer.config import TrainConfig
@@ -20,11 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def _only_run(out: Path) -> Path:
     (run_dir,) = list(out.iterdir())
     return run_dir
-
-
-def _metrics(run_dir: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in row.items() if not k.endswith("_s")} for row in rows]
 
 
 def test_a_runs_config_json_reruns_it_bit_for_bit(hymenoptera: Path, shared_cache: Path, tmp_path: Path) -> None:
@@ -42,8 +38,8 @@ def test_a_runs_config_json_reruns_it_bit_for_bit(hymenoptera: Path, shared_cach
     config = json.loads((rerun / "config.json").read_text())
     assert config == {**json.loads((original / "config.json").read_text()), "out": str(tmp_path / "b")}
     assert config["lr"] == 0.003 and config["n_qubits"] == 3 and config["batch_size"] == 8
-    rows = _metrics(rerun)
-    assert len(rows) == 2 and rows == _metrics(original)
+    rows = untimed_rows(rerun)
+    assert len(rows) == 2 and rows == untimed_rows(original)
     heads = [torch.load(run / "best.pt", weights_only=True)["head"] for run in (original, rerun)]
     assert heads[0].keys() == heads[1].keys()
     assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])

@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 from support.crash_harness import (
     Workload,
-    metric_rows,
     run_and_kill,
     run_cli,
     shard_rows,
     small_dataset,
     temp_files,
 )
+from support.runs import untimed_rows
 
 import qtransfer.runtime
 import qtransfer.storage
@@ -169,7 +169,7 @@ def test_a_kill_between_last_pt_and_metrics_jsonl_of_the_final_epoch_is_repaired
     (run_dir / "summary.json").unlink()
     code, _, stderr = run_cli(["train", "--resume", str(run_dir)], in_process=True)
     assert code == 0, stderr
-    assert metric_rows(run_dir) == clean["metrics"]
+    assert untimed_rows(run_dir) == clean["metrics"]
 
 
 def test_a_torn_last_line_of_runs_jsonl_is_run_again_not_counted(tmp_path: Path) -> None:

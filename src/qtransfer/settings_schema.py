@@ -107,26 +107,30 @@ class Interval(Rule):
         if self.contains(value):
             return None
         if self.type is float and self.low is not None and self.high is not None:
-            left = "[" if self.closed in ("both", "left") else "("
-            right = "]" if self.closed in ("both", "right") else ")"
-            return f"in {left}{self.low}, {self.high}{right}{self._specials()}"
-        if not self.low_ok(value):
-            return f"{'>=' if self.closed in ('both', 'left') else '>'} {self.low}{self._specials()}"
-        return f"{'<=' if self.closed in ('both', 'right') else '<'} {self.high}{self._specials()}"
+            return f"in {self._bracketed()}{self._specials()}"
+        return (self._lower() if not self.low_ok(value) else self._upper()) + self._specials()
 
     def describe(self) -> str:
         """The whole range, as help and the tests show it: '1..50', '(0, 1]', '>= 0 (0: automatic)'."""
         if self.low is not None and self.high is not None:
-            if self.type is int:
-                return f"{self.low}..{self.high}{self._specials()}"
-            left = "[" if self.closed in ("both", "left") else "("
-            right = "]" if self.closed in ("both", "right") else ")"
-            return f"{left}{self.low}, {self.high}{right}{self._specials()}"
+            both = f"{self.low}..{self.high}" if self.type is int else self._bracketed()
+            return both + self._specials()
         if self.low is not None:
-            return f"{'>=' if self.closed in ('both', 'left') else '>'} {self.low}{self._specials()}"
+            return self._lower() + self._specials()
         if self.high is not None:
-            return f"{'<=' if self.closed in ('both', 'right') else '<'} {self.high}{self._specials()}"
+            return self._upper() + self._specials()
         return "any" + self._specials()
+
+    def _lower(self) -> str:
+        return f"{'>=' if self.closed in ('both', 'left') else '>'} {self.low}"
+
+    def _upper(self) -> str:
+        return f"{'<=' if self.closed in ('both', 'right') else '<'} {self.high}"
+
+    def _bracketed(self) -> str:
+        left = "[" if self.closed in ("both", "left") else "("
+        right = "]" if self.closed in ("both", "right") else ")"
+        return f"{left}{self.low}, {self.high}{right}"
 
     def _specials(self) -> str:
         if not self.special:

@@ -29,6 +29,7 @@ import numpy as np
 
 from qtransfer.storage import FAULT_LOG, FAULT_WRITE
 from support.real_images import real_subset
+from support.runs import untimed_rows
 
 BACKBONE = ["--backbone", "efficientnet_lite0", "--workers", "0"]
 RESULT_FILE = {"compare": "compare.json", "sweep": "sweep.json"}
@@ -152,12 +153,6 @@ def orphan_arrays(cache: Path) -> list[str]:
     return sorted(str(p) for p in cache.rglob("*.npy") if not p.with_suffix(".json").exists())
 
 
-def metric_rows(run_dir: Path) -> list[dict[str, Any]]:
-    """metrics.jsonl without its timings (`*_s`)."""
-    return [{k: v for k, v in json.loads(line).items() if not k.endswith("_s")}
-            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
 def comparison_runs(run_dir: Path, command: str) -> list[dict[str, Any]]:
     """A finished comparison's runs without timings, in order."""
     result = json.loads((run_dir / RESULT_FILE[command]).read_text())
@@ -232,7 +227,7 @@ class Workload:
         self.clean = {"seconds": seconds, "atomic_writes": len(writes), "writes": writes, "features": rows,
                       "cache": cache}
         if self.command == "train":
-            self.clean["metrics"] = metric_rows(next(out.iterdir()))
+            self.clean["metrics"] = untimed_rows(next(out.iterdir()))
         elif self.command in RESULT_FILE:
             self.clean["runs"] = comparison_runs(next(out.iterdir()), self.command)
         return self.clean
@@ -288,7 +283,7 @@ class Workload:
             resumed = report["recovery"] == "resume"
             final = run_dir if resumed else next(p for p in sorted(out.iterdir()) if p != run_dir)
             if self.command == "train":
-                checks["metrics_exact"] = metric_rows(final) == self.clean["metrics"]
+                checks["metrics_exact"] = untimed_rows(final) == self.clean["metrics"]
                 computed = json.loads((final / "summary.json").read_text())["features_computed"]
                 checks["computed_only_missing"] = sum(computed.values()) == missing
             else:

@@ -14,3 +14,8 @@ def metric_rows(run_dir: Path, keys: Iterable[str] | None = None) -> list[dict[s
         return rows
     kept = tuple(keys)
     return [{k: row[k] for k in kept} for row in rows]
+
+
+def untimed_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The rows of the run's metrics.jsonl without their timings (`*_s`): what two equal runs share exactly."""
+    return [{k: v for k, v in row.items() if not k.endswith("_s")} for row in metric_rows(run_dir)]

@@ -73,8 +73,6 @@ class DenseEngine:
     wires), constant moments folded at compile time, each stretch that depends only on weights multiplied into
     one matrix per call; its gradient is the adjoint method, in one autograd node."""
 
-    gradient = "adjoint"
-
     def __init__(self, circuit: Circuit, dtype: torch.dtype, device: torch.device):
         self.circuit, self.dtype, self.device = circuit, dtype, device
         self.pindex = ParamIndex(circuit)

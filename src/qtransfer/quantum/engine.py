@@ -15,9 +15,8 @@ class Engine(Protocol):
 
     Inputs and weights arrive checked and cast (by `CompiledCircuit`): inputs (batch, n_inputs) or None, weights
     (n_weights,); with a model axis inputs (models, batch, n_inputs) or None and weights (models, n_weights).
-    Gradients flow by torch autograd, through whatever node the engine uses (`gradient` names its method)."""
-
-    gradient: str  # "adjoint" (one autograd node whose backward sweeps the circuit), or "autograd" (gate by gate)
+    Gradients flow by torch autograd: through one node whose backward sweeps the circuit (dense, fused), or gate by
+    gate (the reference)."""
 
     def outputs(self, inputs: Tensor | None, weights: Tensor, batch: int) -> Tensor:
         """Expectation values (batch, n_outputs)."""

@@ -51,7 +51,6 @@ class FusedCircuit:
     `run` is the batch-last core (also used by the PennyLane device); `outputs`, `state` and `stacked` are the
     `engine.Engine` interface."""
 
-    gradient = "adjoint"
     group = 1  # wires per qubit
 
     def __init__(self, circuit: Circuit, dtype: torch.dtype, device: torch.device, block_qubits: int | None = None):

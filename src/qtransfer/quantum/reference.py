@@ -75,8 +75,6 @@ def expval(state: Tensor, observable: Observable) -> Tensor:
 class GateEngine:
     """The `gates` engine of `CompiledCircuit` (`engine.Engine`): gate by gate, torch autograd through every gate."""
 
-    gradient = "autograd"
-
     def __init__(self, circuit: Circuit, dtype: torch.dtype, device: torch.device):
         self.circuit, self.dtype, self.device = circuit, dtype, device
         self.pindex = ParamIndex(circuit)

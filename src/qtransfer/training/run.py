@@ -70,10 +70,10 @@ class Run:
 
     def _after_epoch(self, rows: list[dict[str, Any]]) -> None:
         (row,) = rows
+        state = self._model_state()
         if row["improved"]:
-            self.checkpoints.save_best(self._model_state())
-        self.checkpoints.save_last({**self._model_state(), **self.loop.state_dict(), "timings": self.timings},
-                                   self.loop.rows)
+            self.checkpoints.save_best(state)
+        self.checkpoints.save_last({**state, **self.loop.state_dict(), "timings": self.timings}, self.loop.rows)
         self.tracker.metrics({k: v for k, v in row.items() if k not in ("epoch", "improved")}, row["epoch"])
 
     def _model_state(self) -> dict[str, Any]:
